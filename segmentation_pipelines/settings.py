@@ -1,0 +1,67 @@
+"""Settings: one object read from the environment (``SEGMENTATION_*`` variables).
+
+Everything the service keeps on disk lives under one home folder (``SEGMENTATION_HOME``), so deleting that folder
+starts over. The catalog database defaults to a SQLite file inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORG = "segmentation@AdobeOrg"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Field ``x`` is read from ``SEGMENTATION_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGMENTATION_", extra="ignore")
+
+    home: Path = Field(default=Path(".segmentation"), description="Folder holding all state (catalog, data)")
+    catalog_url: str | None = Field(default=None, description="SQLAlchemy URL of the catalog; SQLite in home if unset")
+    api_tokens: str | None = Field(default=None, description="Comma-separated bearer tokens accepted by the REST API")
+    dagster_url: str | None = Field(
+        default=None, description="Dagster webserver URL (http://host:port) for code-location reloads and run submission"
+    )
+    engine: Literal["duckdb", "polars"] = Field(default="duckdb", description="Evaluation engine")
+    default_org: str = Field(default=DEFAULT_ORG, description="IMS org used when a request names none")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, description="Largest accepted REST request body")
+    code_location_name: str = Field(default="segmentation_pipelines", description="Dagster code location name")
+
+    def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
+        # Resolve once so that every process agrees on the same absolute folder.
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+
+    @cached_property
+    def tokens(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in (self.api_tokens or "").split(",") if t.strip())
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def data_root(self) -> Path:
+        """Parquet data (datasets, merged profiles, memberships, exports)."""
+        return self.home / "data"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def get_settings(**overrides) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. ``home=...``) taking precedence."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
