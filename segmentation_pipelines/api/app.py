@@ -1,0 +1,75 @@
+"""The FastAPI application: AEP base paths, headers, auth and errors around the routers of ``api/routes``.
+
+Routers are discovered: every module of :mod:`segmentation_pipelines.api.routes` is included, under its ``PREFIX``
+(default ``/data/core/ups``), behind the bearer-token check unless it sets ``PUBLIC = True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+from fastapi import Depends, FastAPI
+
+from segmentation_pipelines import __version__
+from segmentation_pipelines.api import routes
+from segmentation_pipelines.api.deps import require_token
+from segmentation_pipelines.api.errors import install_error_handlers
+from segmentation_pipelines.api.middleware import RequestGuardMiddleware
+from segmentation_pipelines.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "/data/core/ups"
+
+
+def route_modules() -> list[ModuleType]:
+    """Every module of ``api/routes``, sorted by name (a module that fails to import fails the app, loudly)."""
+    names = sorted(
+        info.name for info in pkgutil.iter_modules(routes.__path__) if not info.name.startswith("_")
+    )
+    return [importlib.import_module(f"{routes.__name__}.{name}") for name in names]
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if not settings.tokens:
+        log.warning(
+            "\n%s\nSEGMENTATION_API_TOKENS is not set: the REST API accepts requests WITHOUT authentication.\n"
+            "Set SEGMENTATION_API_TOKENS=<token>[,<token>...] before exposing it beyond this machine.\n%s",
+            "!" * 100,
+            "!" * 100,
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _warn_if_open(settings)
+        yield
+
+    app = FastAPI(
+        title="segmentation_pipelines",
+        version=__version__,
+        description="Adobe Experience Platform Segmentation Service API, open-source, on Dagster.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for module in route_modules():
+        router = getattr(module, "router", None)
+        if router is None:
+            continue
+        public = getattr(module, "PUBLIC", False)
+        app.include_router(
+            router,
+            prefix=getattr(module, "PREFIX", DEFAULT_PREFIX),
+            dependencies=[] if public else [Depends(require_token)],
+        )
+    install_error_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

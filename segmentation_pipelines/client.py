@@ -1,0 +1,545 @@
+"""SegmentationClient: the API resources in Python, in-process (local) or over HTTP, with one behaviour.
+
+    client = SegmentationClient(home=".segmentation", sandbox="prod")                  # in-process
+    client = SegmentationClient(base_url="http://127.0.0.1:8080", token="...", sandbox="prod")   # REST API
+    client.datasets.create({"name": "crm", "schema": {"name": "_xdm.context.profile"}})
+
+Each resource class declares every operation ONCE with :func:`op`: the service method it calls in-process, and
+the HTTP method + path (+ where each argument goes) it calls over REST. Both transports take and return the AEP
+JSON shapes as dicts, and every failure is a :class:`SegmentationError` (HTTP status + AEP error body).
+
+Adding an operation (other engineers): add one line to the resource class, e.g.
+``cancel = op("DELETE /segment/jobs/{id}", "id", service_method="delete")``. The client method takes the listed
+arguments positionally or by name:
+
+* ``{name}`` in the path is a path parameter;
+* the argument ``body`` (or the one named by ``body=``) is the JSON body; ``body_fields=`` arguments are sent
+  together as one JSON object;
+* ``query=True`` passes any extra keyword arguments as query parameters (as strings in both transports, as a URL
+  carries them); every other argument is a query parameter (renamed through ``query_names``).
+
+In-process, the service method (default: the attribute name) gets the required arguments positionally, and the
+optional ones (``optional=``) and the extra query parameters by keyword.
+
+A method with extra local behaviour overrides the generated one and branches on :attr:`Resource.local`, calling
+``self.call(op, ...)`` for the shared part (see :meth:`SegmentJobs.create` for the shape).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from segmentation_pipelines.errors import ApiError, SegmentationError, error_body
+from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.settings import get_settings
+
+UPS = "/data/core/ups"
+AIS = "/data/core/ais"
+CATALOG = "/data/foundation/catalog"
+DEFAULT_TIMEOUT = 60.0
+
+
+def _query_value(value: Any) -> str:
+    """A query parameter as a URL carries it (so local calls see what REST calls see)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class Operation:
+    """One API operation, declared once for both transports (see the module docstring)."""
+
+    http: str
+    args: tuple[str, ...] = ()
+    body: str | None = None
+    body_fields: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    query: bool = False
+    query_names: Mapping[str, str] = field(default_factory=dict)
+    fixed_query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    service_method: str | None = None
+    prefix: str | None = None
+    name: str = ""
+
+    @property
+    def method(self) -> str:
+        return self.http.split(" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.http.split(" ", 1)[1]
+
+    def __post_init__(self) -> None:
+        if self.body is None and "body" in self.args:
+            self.body = "body"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        if self.service_method is None:
+            self.service_method = name.lstrip("_")
+
+    def __get__(self, resource: Resource | None, owner: type) -> Any:
+        if resource is None:
+            return self
+
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            return resource.call(self, *args, **kwargs)
+
+        bound.__name__ = self.name
+        bound.__doc__ = f"{self.http} (service method: {self.service_method})"
+        return bound
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Named argument values, and the extra query parameters, of one call."""
+        names = (*self.args, *self.optional)
+        if len(args) > len(names):
+            raise TypeError(f"{self.name}() takes {len(names)} arguments ({len(args)} given)")
+        values = dict(zip(names, args, strict=False))
+        extra: dict[str, str] = {}
+        for key, value in kwargs.items():
+            if key in names:
+                if key in values:
+                    raise TypeError(f"{self.name}() got multiple values for argument '{key}'")
+                values[key] = value
+            elif self.query:
+                if value is not None:
+                    extra[key] = _query_value(value)
+            else:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument '{key}'")
+        missing = [n for n in self.args if n not in values]
+        if missing:
+            raise TypeError(f"{self.name}() missing required argument(s): {', '.join(missing)}")
+        return values, extra
+
+
+def op(http: str, *args: str, **options: Any) -> Operation:
+    """Declare an operation: ``op("GET /segment/definitions/{id}", "id")`` (see the module docstring)."""
+    return Operation(http, tuple(args), **options)
+
+
+class Transport:
+    local: bool
+
+    def call(
+        self, resource: Resource, operation: Operation, values: dict[str, Any], extra: dict[str, str]
+    ) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalTransport(Transport):
+    """Calls the service layer in this process."""
+
+    local = True
+
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+        self.services = Services(ctx)
+
+    def service(self, name: str) -> Any:
+        try:
+            return getattr(self.services, name)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            raise ApiError(501, f"The '{name}' service is not available in this version.") from exc
+
+    def call(
+        self, resource: Resource, operation: Operation, values: dict[str, Any], extra: dict[str, str]
+    ) -> Any:
+        service = self.service(resource.service)
+        method = getattr(service, operation.service_method, None)
+        if method is None:
+            raise ApiError(
+                501, f"'{resource.service}.{operation.service_method}' is not available in this version."
+            )
+        positional = [values[n] for n in operation.args]
+        keywords = {n: values[n] for n in operation.optional if values.get(n) is not None}
+        if operation.query:
+            query = {**operation.fixed_query, **extra}
+            keywords.update(query)
+        return method(*positional, **keywords)
+
+
+class HttpTransport(Transport):
+    """Calls the REST API with the AEP headers."""
+
+    local = False
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        api_key: str | None,
+        org_id: str | None,
+        sandbox: str,
+        timeout: float,
+        http_client: httpx.Client | None = None,
+    ):
+        headers = {"x-sandbox-name": sandbox, "x-api-key": api_key or "segmentation-pipelines"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if org_id:
+            headers["x-gw-ims-org-id"] = org_id
+        self.http = http_client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self.http.headers.update(headers)
+
+    def call(
+        self, resource: Resource, operation: Operation, values: dict[str, Any], extra: dict[str, str]
+    ) -> Any:
+        prefix = resource.prefix if operation.prefix is None else operation.prefix
+        path_values = {
+            k: quote(str(v), safe="") for k, v in values.items() if "{" + k + "}" in operation.path
+        }
+        url = prefix + operation.path.format(**path_values)
+        query: dict[str, str] = dict(operation.fixed_query)
+        for name, value in values.items():
+            if (
+                name in path_values
+                or name == operation.body
+                or name in operation.body_fields
+                or value is None
+            ):
+                continue
+            query[operation.query_names.get(name, name)] = _query_value(value)
+        query.update(extra)
+        json_body: Any = None
+        if operation.body is not None:
+            json_body = values.get(operation.body)
+        elif operation.body_fields:
+            json_body = {n: values[n] for n in operation.body_fields if values.get(n) is not None}
+        return self.request(
+            operation.method,
+            url,
+            params=query or None,
+            json=json_body,
+            headers=dict(operation.headers) or None,
+        )
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """One HTTP request; the decoded JSON answer, or a SegmentationError (503 when the API is unreachable)."""
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            message = f"Cannot reach the REST API at {self.http.base_url}: {exc}"
+            raise SegmentationError(503, error_body(503, message)) from exc
+        return self.decode(response)
+
+    @staticmethod
+    def decode(response: httpx.Response) -> Any:
+        if response.is_success:
+            if response.status_code == 204 or not response.content:
+                return None
+            return response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "errors" not in body:
+            body = error_body(response.status_code, response.text[:500] or response.reason_phrase)
+        raise SegmentationError(response.status_code, body)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class Resource:
+    """One API resource: its operations are :class:`Operation` class attributes."""
+
+    service: str = ""
+    prefix: str = UPS
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+
+    @property
+    def local(self) -> bool:
+        return self.transport.local
+
+    def call(self, operation: Operation, *args: Any, **kwargs: Any) -> Any:
+        values, extra = operation.bind(args, kwargs)
+        return self.transport.call(self, operation, values, extra)
+
+    @classmethod
+    def operations(cls) -> dict[str, Operation]:
+        found: dict[str, Operation] = {}
+        for klass in reversed(cls.__mro__):
+            found.update({k: v for k, v in vars(klass).items() if isinstance(v, Operation)})
+        return found
+
+
+# --- Resources (contract: /work/shared/spec/aep-api.md; services: segmentation_pipelines/service/) -------------
+
+
+class Datasets(Resource):
+    service = "datasets"
+    prefix = CATALOG
+    create = op("POST /dataSets", "body")
+    list = op("GET /dataSets", query=True)
+    get = op("GET /dataSets/{id}", "id")
+    delete = op("DELETE /dataSets/{id}", "id")
+    ingest = op("POST /dataSets/{dataset_id}/batches", "dataset_id", "paths", body_fields=("paths",))
+    batches = op("GET /dataSets/{dataset_id}/batches", "dataset_id")
+    get_batch = op("GET /batches/{batch_id}", "batch_id")
+    _rejects = op("GET /batches/{batch_id}/rejects", "batch_id", optional=("limit",), service_method="rejects")
+    schema = op("GET /schema")
+
+    def rejects(self, batch_id: str, limit: int | None = None) -> dict:
+        """Rejected rows of a batch: ``{"batchId", "rejects": [...]}`` (the service returns the bare list)."""
+        result = self._rejects(batch_id, limit=limit)
+        return {"batchId": batch_id, "rejects": result} if self.local else result
+
+
+class Profiles(Resource):
+    service = "profiles"
+    get = op(
+        "GET /access/entities",
+        "namespace",
+        "id",
+        optional=("merge_policy_id",),
+        query_names={"namespace": "entityIdNS", "id": "entityId", "merge_policy_id": "mergePolicyId"},
+        fixed_query={"schema.name": "_xdm.context.profile"},
+    )
+
+
+class MergePolicies(Resource):
+    service = "merge_policies"
+    create = op("POST /config/mergePolicies", "body")
+    list = op("GET /config/mergePolicies", query=True)
+    get = op("GET /config/mergePolicies/{id}", "id")
+    update = op("PUT /config/mergePolicies/{id}", "id", "body")
+    delete = op("DELETE /config/mergePolicies/{id}", "id")
+
+
+class SegmentDefinitions(Resource):
+    service = "segment_definitions"
+    create = op("POST /segment/definitions", "body")
+    list = op("GET /segment/definitions", query=True)
+    get = op("GET /segment/definitions/{id}", "id")
+    update = op("PATCH /segment/definitions/{id}", "id", "body")
+    delete = op("DELETE /segment/definitions/{id}", "id")
+    bulk_get = op("POST /segment/definitions/bulk-get", "body")
+    convert = op("POST /segment/conversion", "body")
+
+
+class SegmentJobs(Resource):
+    service = "segment_jobs"
+    _create = op(
+        "POST /segment/jobs",
+        "body",
+        optional=("evaluation_time",),
+        query_names={"evaluation_time": "evaluationTime"},
+        service_method="create",
+    )
+    list = op("GET /segment/jobs", query=True)
+    get = op("GET /segment/jobs/{id}", "id")
+    delete = op("DELETE /segment/jobs/{id}", "id")
+    cancel = op("DELETE /segment/jobs/{id}", "id", service_method="delete")
+    bulk_get = op("POST /segment/jobs/bulk-get", "body")
+
+    def create(
+        self,
+        body: Any,
+        evaluation_time: Any = None,
+        wait: bool = False,
+        timeout: float = 600.0,
+        poll: float = 0.5,
+    ) -> Any:
+        """Create a segment job evaluating at ``evaluation_time`` (datetime or ISO 8601; default: when it starts).
+
+        ``wait=True``: return the finished job. In-process the job runs here, through Dagster; over HTTP the REST
+        API queues it (its sensor launches the run) and this polls ``GET`` until the job ends (``timeout`` s).
+        """
+        from segmentation_pipelines.service.segment_jobs import iso_ms, parse_evaluation_time
+
+        when = None
+        if evaluation_time is not None:
+            when = iso_ms(int(parse_evaluation_time(evaluation_time).timestamp() * 1000))
+        if self.local:
+            return self.transport.service(self.service).create(body, evaluation_time=when, wait=wait)
+        job = self._create(body, evaluation_time=when)
+        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
+
+    def wait(self, id: str, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
+        """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED``; the job (TimeoutError after
+        ``timeout`` seconds)."""
+        import tenacity
+
+        from segmentation_pipelines.service.segment_jobs import TERMINAL
+
+        polling = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+            retry=tenacity.retry_if_result(lambda job: job["status"] not in TERMINAL),
+        )
+        try:
+            return polling(self.get, id)
+        except tenacity.RetryError as exc:
+            raise TimeoutError(f"Segment job {id} did not finish within {timeout} s.") from exc
+
+
+class Schedules(Resource):
+    service = "schedules"
+    create = op("POST /config/schedules", "body")
+    list = op("GET /config/schedules", query=True)
+    get = op("GET /config/schedules/{id}", "id")
+    update = op("PATCH /config/schedules/{id}", "id", "patch_ops", body="patch_ops")
+    delete = op("DELETE /config/schedules/{id}", "id")
+
+
+class Audiences(Resource):
+    service = "audiences"
+    create = op("POST /audiences", "body")
+    list = op("GET /audiences", query=True)
+    get = op("GET /audiences/{id}", "id")
+    update = op("PUT /audiences/{id}", "id", "body")
+    patch = op("PATCH /audiences/{id}", "id", "patch_ops", body="patch_ops")
+    delete = op("DELETE /audiences/{id}", "id")
+    bulk_get = op("POST /audiences/bulk-get", "body")
+    members = op("GET /audiences/{id}/members", "id", query=True)
+
+
+class ExportJobs(Resource):
+    service = "export_jobs"
+    create = op("POST /export/jobs", "body")
+    list = op("GET /export/jobs", query=True)
+    get = op("GET /export/jobs/{id}", "id")
+    delete = op("DELETE /export/jobs/{id}", "id")
+    cancel = op("DELETE /export/jobs/{id}", "id", service_method="delete")
+
+
+class Previews(Resource):
+    service = "previews"
+    create = op("POST /preview", "body")
+    get = op("GET /preview/{id}", "id", query=True)
+    delete = op("DELETE /preview/{id}", "id")
+
+
+class Estimates(Resource):
+    service = "estimates"
+    get = op("GET /estimate/{id}", "id")
+
+
+class ExternalAudiences(Resource):
+    service = "external_audiences"
+    prefix = AIS
+    create = op("POST /external-audience/", "body")
+    operation = op("GET /external-audiences/operations/{operation_id}", "operation_id")
+    get = op("GET /external-audience/{id}", "id")
+    update = op("PATCH /external-audience/{id}", "id", "body")
+    delete = op("DELETE /external-audience/{id}", "id")
+    start_run = op("POST /external-audience/{id}/runs", "id", "body")
+    runs = op("GET /external-audience/{id}/runs", "id")
+    get_run = op("GET /external-audience/{id}/runs/{run_id}", "id", "run_id")
+    extend_ttl = op("POST /external-audience/extend-ttl/{id}", "id")
+
+
+_SEARCH = {
+    "headers": {"x-ups-search-version": "1.0"},
+    "fixed_query": {"schema.name": "_xdm.context.segmentdefinition"},
+}
+
+
+class Search(Resource):
+    service = "search"
+    namespaces = op("GET /search/namespaces", query=True, **_SEARCH)
+    entities = op("GET /search/entities", query=True, **_SEARCH)
+    taxonomy = op("GET /search/taxonomy", query=True, **_SEARCH)
+
+
+class SegmentationClient:
+    """The Segmentation API in Python: in-process on a home folder, or over HTTP when ``base_url`` is given."""
+
+    RESOURCES: dict[str, builtins.type[Resource]] = {
+        "datasets": Datasets,
+        "profiles": Profiles,
+        "merge_policies": MergePolicies,
+        "segment_definitions": SegmentDefinitions,
+        "segment_jobs": SegmentJobs,
+        "schedules": Schedules,
+        "audiences": Audiences,
+        "export_jobs": ExportJobs,
+        "previews": Previews,
+        "estimates": Estimates,
+        "external_audiences": ExternalAudiences,
+        "search": Search,
+    }
+
+    datasets: Datasets
+    profiles: Profiles
+    merge_policies: MergePolicies
+    segment_definitions: SegmentDefinitions
+    segment_jobs: SegmentJobs
+    schedules: Schedules
+    audiences: Audiences
+    export_jobs: ExportJobs
+    previews: Previews
+    estimates: Estimates
+    external_audiences: ExternalAudiences
+    search: Search
+
+    def __init__(
+        self,
+        home: Any = None,
+        sandbox: str = "prod",
+        org_id: str | None = None,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        http_client: httpx.Client | None = None,
+    ):
+        self.sandbox = sandbox
+        if base_url is None and http_client is None:
+            self.ctx: ServiceContext | None = ServiceContext.create(get_settings(home=home), org_id, sandbox)
+            self.transport: Transport = LocalTransport(self.ctx)
+        else:
+            self.ctx = None
+            self.transport = HttpTransport(
+                base_url or "", token, api_key, org_id, sandbox, timeout, http_client=http_client
+            )
+        for name, resource in self.RESOURCES.items():
+            setattr(self, name, resource(self.transport))
+
+    @property
+    def local(self) -> bool:
+        return self.transport.local
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health`` over HTTP; in-process, the same check of the catalog."""
+        if isinstance(self.transport, HttpTransport):
+            return self.transport.request("GET", "/health")
+        from sqlalchemy import text
+
+        from segmentation_pipelines import __version__
+
+        with self.ctx.catalog.session() as session:
+            session.execute(text("SELECT 1"))
+        return {
+            "status": "ok",
+            "version": __version__,
+            "catalog": "ok",
+            "auth": bool(self.ctx.settings.tokens),
+        }
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> SegmentationClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "in-process" if self.local else f"http {self.transport.http.base_url}"
+        return f"SegmentationClient({where}, sandbox={self.sandbox!r})"

@@ -1,0 +1,129 @@
+"""Sensors that drive segment jobs: launch ``NEW`` jobs, write run outcomes back, reconcile what was missed.
+
+* ``segment_job_launcher`` (pull, architecture §5): every ``NEW`` job becomes a ``RunRequest`` of ``segment_job``
+  with run key ``"<job id>:<attempt>"`` (Dagster launches one run per key, ever), and the job turns ``QUEUED``.
+* ``segment_job_started`` / ``_succeeded`` / ``_canceled`` / ``_failed``: run-status sensors writing the run's
+  status onto its job (``sync_with_run`` is idempotent: a repeated or late event changes nothing).
+* ``segment_job_reconciler``: the pass that repairs jobs whose run ended or vanished unnoticed (``reconcile.py``).
+
+Runs are recognised by their tags (``segmentation/kind = segment_job``), whoever launched them (this sensor,
+a schedule, the UI with the tags), so these sensors need no handle on the job definition.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service import dagster_runs
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_jobs import (
+    JOB_NAME,
+    KIND,
+    NEW,
+    TAG_JOB_ID,
+    TAG_KIND,
+    TAG_ORG,
+    TAG_SANDBOX,
+    SegmentJobsService,
+    jobs_in_status,
+)
+from segmentation_pipelines.settings import get_settings
+
+LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
+LAUNCH_INTERVAL_S = 5
+RECONCILE_INTERVAL_S = 30
+
+
+def run_request(request: dict) -> dg.RunRequest:
+    """A ``RunRequest`` from ``SegmentJobsService.run_request_for`` / ``claim_for_launch``."""
+    return dg.RunRequest(
+        run_key=request["run_key"],
+        job_name=request["job_name"],
+        asset_selection=[dg.AssetKey(parts) for parts in request["asset_selection"]],
+        tags=request["tags"],
+    )
+
+
+@dg.sensor(
+    name="segment_job_launcher",
+    job_name=JOB_NAME,
+    minimum_interval_seconds=LAUNCH_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches a run of segment_job for every NEW segment job (run key = job id and attempt).",
+)
+def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    settings = get_settings()
+    catalog = ServiceContext.create(settings).catalog
+    requests = []
+    for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
+        request = SegmentJobsService(ServiceContext.create(settings, org, sandbox)).claim_for_launch(job_id)
+        if request is not None:
+            requests.append(run_request(request))
+    if not requests:
+        return dg.SkipReason("No NEW segment jobs.")
+    context.log.info("Launching %d segment job(s)", len(requests))
+    return dg.SensorResult(run_requests=requests)
+
+
+def _sync(context: dg.RunStatusSensorContext, error=None) -> dg.SkipReason | None:
+    run = context.dagster_run
+    tags = run.tags
+    if tags.get(TAG_KIND) != KIND or TAG_JOB_ID not in tags:
+        return dg.SkipReason(f"Run {run.run_id} is not a segment job run.")
+    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
+    job = SegmentJobsService(ctx).sync_with_run(tags[TAG_JOB_ID], run.status, run.run_id, error=error)
+    context.log.info("Segment job %s is %s (run %s)", job["id"], job["status"], run.run_id)
+    return None
+
+
+def _status_sensor(name: str, status: dg.DagsterRunStatus):
+    @dg.run_status_sensor(
+        name=name,
+        run_status=status,
+        minimum_interval_seconds=LAUNCH_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Marks a segment job when its run reaches {status.value}.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext):
+        return _sync(context)
+
+    return _sensor
+
+
+segment_job_started = _status_sensor("segment_job_started", dg.DagsterRunStatus.STARTED)
+segment_job_succeeded = _status_sensor("segment_job_succeeded", dg.DagsterRunStatus.SUCCESS)
+segment_job_canceled = _status_sensor("segment_job_canceled", dg.DagsterRunStatus.CANCELED)
+
+
+@dg.run_failure_sensor(
+    name="segment_job_failed",
+    minimum_interval_seconds=LAUNCH_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks a segment job FAILED (with the run's errors) when its run fails.",
+)
+def segment_job_failed(context: dg.RunFailureSensorContext):
+    errors = dagster_runs.run_errors(context.instance, context.dagster_run.run_id)
+    return _sync(context, error=errors or context.failure_event.message)
+
+
+@dg.sensor(
+    name="segment_job_reconciler",
+    minimum_interval_seconds=RECONCILE_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
+)
+def segment_job_reconciler(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    done = reconcile_segment_jobs(get_settings(), context.instance)
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active segment jobs"
+    return dg.SkipReason(summary)
+
+
+SENSORS = [
+    segment_job_launcher,
+    segment_job_started,
+    segment_job_succeeded,
+    segment_job_canceled,
+    segment_job_failed,
+    segment_job_reconciler,
+]

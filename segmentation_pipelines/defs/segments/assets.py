@@ -1,0 +1,230 @@
+"""Segment definitions as Dagster assets: one ``multi_asset`` (``evaluate_segments``), one spec per definition.
+
+The specs come from the catalog snapshot pinned when the code location loads (``defs/snapshot.py``;
+dagster-notes §1.2), so a run worker rebuilds exactly the assets its run was launched with. Each spec: key
+``["segment", <id with "-" as "_">]``, group ``segments``, description = the definition's name and PQL, deps on the
+merged profiles asset of its merge policy, the experience events and the segments it references through ``inSegment``. ``can_subset=True``: any subset can
+be materialized, and the op evaluates the selected definitions in dependency order, in one evaluation (one engine
+pass per merge policy), through :func:`segmentation_pipelines.service.segment_evaluation.run_evaluation`.
+
+Run tags (contract with segment jobs and schedules): ``segmentation/job_id``, ``segmentation/evaluation_time``,
+``segmentation/org``, ``segmentation/sandbox``. Without them (a materialization from the UI) the evaluation is at
+the current time, in each definition's own sandbox, with no job.
+"""
+
+
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
+from segmentation_pipelines.defs.snapshot import pinned_snapshot
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, iso
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_definitions import catalog_snapshot
+from segmentation_pipelines.service.segment_evaluation import (
+    EvaluationSummary,
+    run_evaluation,
+    topological_order,
+)
+from segmentation_pipelines.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_KEY = "segment_catalog_snapshot"
+GROUP = "segments"
+ASSET_NAME = "evaluate_segments"
+JOB_NAME = "segment_job"
+HISTORY_LENGTH = 30  # evaluations shown in the member-count series
+
+TAG_JOB_ID = "segmentation/job_id"
+TAG_EVALUATION_TIME = "segmentation/evaluation_time"
+TAG_ORG = "segmentation/org"
+TAG_SANDBOX = "segmentation/sandbox"
+
+
+def asset_key(definition_id: str) -> dg.AssetKey:
+    return dg.AssetKey(["segment", definition_id.replace("-", "_")])
+
+
+def fetch_snapshot() -> list[dict[str, Any]]:
+    """Every definition of the catalog (at code-location load); empty, with a log line, if it cannot be read."""
+    settings = get_settings()
+    try:
+        settings.ensure_home()
+        return catalog_snapshot(Catalog.for_url(settings.resolved_catalog_url))
+    except Exception:
+        log.exception("could not read the segment definitions from the catalog; no segment assets this load")
+        return []
+
+
+def load_snapshot() -> list[dict[str, Any]]:
+    return pinned_snapshot(SNAPSHOT_KEY, fetch_snapshot)
+
+
+def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any]]) -> dg.AssetSpec:
+    expression = entry.get("expression") or {}
+    text = expression.get("value")
+    text = text if isinstance(text, str) else str(text)
+    deps: list[dg.AssetKey] = [merged_profiles_key(entry.get("mergePolicyId") or "default"), EVENTS_KEY]
+    for ref in entry.get("dependencies") or []:
+        if (entry["org_id"], entry["sandbox"], ref) in known:
+            deps.append(asset_key(ref))
+    return dg.AssetSpec(
+        key=asset_key(entry["id"]),
+        description=f"{entry.get('name')}\n\n{expression.get('format', 'pql/text')}: {text}",
+        deps=deps,
+        group_name=GROUP,
+        kinds={"duckdb"},
+        skippable=True,
+        metadata={
+            "definition_id": entry["id"],
+            "name": entry.get("name") or "",
+            "org": entry["org_id"],
+            "sandbox": entry["sandbox"],
+            "merge_policy_id": entry.get("mergePolicyId") or "",
+            "pql": text,
+        },
+        tags={"segmentation/sandbox": entry["sandbox"]},
+    )
+
+
+def _should_cancel(context: dg.AssetExecutionContext, inner) -> Any:
+    """Stop when the job is being cancelled or the Dagster run is (checked at most once a second)."""
+    state = {"at": 0.0, "value": False}
+
+    def check() -> bool:
+        if state["value"] or (inner is not None and inner()):
+            state["value"] = True
+            return True
+        if time.monotonic() - state["at"] >= 1.0:
+            state["at"] = time.monotonic()
+            run = context.instance.get_run_by_id(context.run_id)
+            if run is not None and run.status in (
+                dg.DagsterRunStatus.CANCELING,
+                dg.DagsterRunStatus.CANCELED,
+            ):
+                state["value"] = True
+        return state["value"]
+
+    return check
+
+
+def _materializations(
+    ctx: ServiceContext, summary: EvaluationSummary, by_id: dict[str, dict[str, Any]], job_id: str | None
+) -> Iterator[dg.MaterializeResult]:
+    evaluations = AudienceEvaluations(ctx)
+    for ident in summary.order:
+        counts = summary.audiences.get(ident, {})
+        history = evaluations.history(ident, HISTORY_LENGTH)
+        series = dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "evaluation_time": iso(e.evaluation_time),
+                        "members": int(e.counts.get("members", 0)),
+                        "realized": int(e.counts.get("realized", 0)),
+                        "existing": int(e.counts.get("existing", 0)),
+                        "exited": int(e.counts.get("exited", 0)),
+                    }
+                )
+                for e in history
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("evaluation_time", "string"),
+                    dg.TableColumn("members", "int"),
+                    dg.TableColumn("realized", "int"),
+                    dg.TableColumn("existing", "int"),
+                    dg.TableColumn("exited", "int"),
+                ]
+            ),
+        )
+        metadata: dict[str, Any] = {
+            # Numeric entries are what Dagster plots across materializations (the asset's "Plots" tab).
+            "members": dg.MetadataValue.int(int(counts.get("members", 0))),
+            "realized": dg.MetadataValue.int(int(counts.get("realized", 0))),
+            "existing": dg.MetadataValue.int(int(counts.get("existing", 0))),
+            "exited": dg.MetadataValue.int(int(counts.get("exited", 0))),
+            "by_namespace": dg.MetadataValue.json(dict(counts.get("by_namespace") or {})),
+            "evaluation_time": dg.MetadataValue.text(iso(summary.evaluation_time) or ""),
+            "duration_s": dg.MetadataValue.float(summary.durations_ms.get(ident, 0) / 1000.0),
+            "member_counts": series,
+            "sandbox": dg.MetadataValue.text(ctx.sandbox),
+            "membership_file": dg.MetadataValue.path(summary.files.get(ident, "")),
+        }
+        if job_id:
+            metadata["segment_job_id"] = dg.MetadataValue.text(job_id)
+        yield dg.MaterializeResult(asset_key=asset_key(ident), metadata=metadata)
+
+
+def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefinition | None:
+    """The ``evaluate_segments`` multi_asset over ``snapshot`` (None when there are no definitions)."""
+    if not snapshot:
+        return None
+    known = {(e["org_id"], e["sandbox"], e["id"]): e for e in snapshot}
+    by_key = {asset_key(e["id"]): e for e in snapshot}
+    specs = [_spec(e, known) for e in snapshot]
+
+    @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
+    def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+
+        tags = context.run.tags
+        job_id = tags.get(TAG_JOB_ID)
+        when = tags.get(TAG_EVALUATION_TIME)
+        evaluation_time = (
+            dt.datetime.fromisoformat(when.replace("Z", "+00:00")) if when else dt.datetime.now(dt.UTC)
+        )
+        selected = [by_key[k] for k in context.selected_asset_keys if k in by_key]
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for entry in selected:
+            groups[(entry["org_id"], entry["sandbox"])].append(entry)
+        wanted = (tags.get(TAG_ORG), tags.get(TAG_SANDBOX))
+        if job_id and wanted[0] and wanted[1] and set(groups) - {wanted}:
+            raise dg.Failure(
+                f"Segment job {job_id} is in {wanted[0]}/{wanted[1]} but selects definitions of other sandboxes: "
+                f"{sorted(set(groups) - {wanted})}."
+            )
+        settings = get_settings()
+        for (org, sandbox), entries in sorted(groups.items()):
+            ctx = ServiceContext.create(settings, org_id=org, sandbox=sandbox)
+            ids = [e["id"] for e in entries]
+            order = topological_order(ids, {e["id"]: e.get("dependencies") or [] for e in entries})
+            context.log.info(
+                "Evaluating %d segment definition(s) of %s/%s at %s: %s",
+                len(ids),
+                org,
+                sandbox,
+                evaluation_time.isoformat(),
+                ", ".join(order),
+            )
+            jobs = SegmentJobsService(ctx) if job_id else None
+            cancel = _should_cancel(context, jobs.should_cancel(job_id) if jobs else None)
+            summary = run_evaluation(
+                ctx,
+                order,
+                evaluation_time,
+                job_id=job_id,
+                snapshot=entries,
+                should_cancel=cancel,
+                progress=lambda stage, info: context.log.debug(f"{stage}: {info}"),
+            )
+            if jobs is not None:
+                jobs.record_evaluation(job_id, summary)
+            yield from _materializations(ctx, summary, {e["id"]: e for e in entries}, job_id)
+
+    return evaluate_segments
+
+
+segment_job = dg.define_asset_job(
+    JOB_NAME,
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Evaluates the selected segment definitions (runs select their keys via asset_selection).",
+)

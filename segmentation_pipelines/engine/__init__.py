@@ -1,0 +1,31 @@
+"""Evaluation of segment definitions: every definition of a run in one pass over the profiles and their events,
+on DuckDB (default) or Polars. Takes data paths, returns a Parquet file of (audience_id, profile_id) pairs; no
+catalog, no Dagster.
+
+    from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, EvaluationResult, evaluate
+"""
+
+from __future__ import annotations
+
+from segmentation_pipelines.engine.model import (
+    EngineDefinition,
+    EvaluationCancelled,
+    EvaluationRequest,
+    EvaluationResult,
+)
+
+
+def evaluate(request: EvaluationRequest) -> EvaluationResult:
+    """Evaluate every definition of ``request`` and write the qualified pairs to ``request.output_path``."""
+    if request.engine == "duckdb":
+        from segmentation_pipelines.engine.duckdb_engine import evaluate_duckdb
+
+        return evaluate_duckdb(request)
+    if request.engine == "polars":
+        from segmentation_pipelines.engine.polars_engine import evaluate_polars
+
+        return evaluate_polars(request)
+    raise ValueError(f"unknown engine {request.engine!r} (expected 'duckdb' or 'polars')")
+
+
+__all__ = ["EngineDefinition", "EvaluationCancelled", "EvaluationRequest", "EvaluationResult", "evaluate"]

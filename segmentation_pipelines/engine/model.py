@@ -1,0 +1,55 @@
+"""The engine's interface (called by the segments job): what to evaluate, over which data, and what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from segmentation_pipelines.pql import ast
+from segmentation_pipelines.pql.schema import Schema
+
+
+@dataclass(frozen=True)
+class EngineDefinition:
+    """One definition to evaluate: its audience id and its parsed (and checked) query. ``inSegment`` references
+    carry canonical audience ids."""
+
+    id: str
+    query: Any  # ast.Query | CheckedQuery
+
+    @property
+    def ast(self) -> ast.Query:
+        from segmentation_pipelines.pql.compile_sql import _query_of
+
+        return _query_of(self.query)
+
+
+@dataclass
+class EvaluationRequest:
+    definitions: list[EngineDefinition]
+    profiles_path: str | Path
+    events_path: str | Path  # a folder of Parquet files, one file, or a glob
+    evaluation_time: datetime  # UTC; every relative time derives from it
+    output_path: Path
+    schema: Schema
+    engine: Literal["duckdb", "polars"] = "duckdb"
+    external_members: dict[str, Path] = field(default_factory=dict)  # audience id -> Parquet with profile_id
+    memory_limit: str = "4GB"
+    temp_dir: Path | None = None
+    should_cancel: Callable[[], bool] | None = None
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass
+class EvaluationResult:
+    output_path: Path  # Parquet (audience_id VARCHAR, profile_id VARCHAR): every qualified pair
+    counts: dict[str, int]
+    total_profiles: int
+    timings: dict[str, float]
+
+
+class EvaluationCancelled(RuntimeError):
+    """The evaluation was cancelled (``should_cancel`` returned true or the thread was interrupted)."""

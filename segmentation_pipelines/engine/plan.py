@@ -1,0 +1,64 @@
+"""Planning a run: the dependency stages of ``inSegment`` references, and the batches a stage is split into so
+that one ``GROUP BY`` never carries more aggregate columns than memory allows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from segmentation_pipelines.pql import ast
+from segmentation_pipelines.engine.model import EngineDefinition
+
+MAX_AGGREGATES_PER_PASS = 400  # aggregate columns of one GROUP BY over the events (bounded memory per pass)
+
+
+def referenced_audiences(query: ast.Query) -> set[str]:
+    """Audience ids of every ``inSegment("...")`` in the query."""
+    out: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, ast.Call) and node.name.lower() == "insegment":
+            for a in node.args:
+                if isinstance(a, ast.Literal) and a.kind == "string":
+                    out.add(str(a.value))
+        if isinstance(node, ast.Node):
+            for v in vars(node).values():
+                walk(v)
+        elif isinstance(node, tuple | list):
+            for v in node:
+                walk(v)
+
+    walk(query)
+    return out
+
+
+def stages(definitions: list[EngineDefinition], external: Iterable[str]) -> list[list[EngineDefinition]]:
+    """Definitions in dependency order: each stage reads only the results of earlier stages (or external
+    audiences). A reference to an audience neither in the run nor external raises ValueError, as does a cycle."""
+    by_id = {d.id: d for d in definitions}
+    ext = set(external)
+    deps: dict[str, set[str]] = {}
+    for d in definitions:
+        refs = referenced_audiences(d.ast)
+        missing = refs - by_id.keys() - ext
+        if missing:
+            raise ValueError(f"definition {d.id} references audiences without members: {sorted(missing)}")
+        deps[d.id] = refs & by_id.keys()
+    done: set[str] = set()
+    out: list[list[EngineDefinition]] = []
+    while len(done) < len(by_id):
+        ready = [d for d in definitions if d.id not in done and deps[d.id] <= done]
+        if not ready:
+            cyclic = sorted(set(by_id) - done)
+            raise ValueError(f"inSegment references form a cycle among: {cyclic}")
+        out.append(ready)
+        done.update(d.id for d in ready)
+    return out
+
+
+def events_source(path: str | Path) -> str:
+    """A glob DuckDB/Polars can scan: a folder becomes ``folder/*.parquet``."""
+    p = Path(path)
+    if p.is_dir():
+        return str(p / "*.parquet")
+    return str(path)

@@ -1,0 +1,32 @@
+"""In-memory DuckDB connections for the store's heavy lifting: bounded memory, spill to disk, UTC."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_MEMORY_LIMIT = os.environ.get("SEGMENTATION_DUCKDB_MEMORY", "4GB")
+
+
+def connect(temp_dir: Path | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None):
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET preserve_insertion_order=false")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    if temp_dir is not None:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory='{temp_dir}'")
+    return con
+
+
+def sql_str(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(paths) -> str:
+    return "[" + ", ".join(sql_str(str(p)) for p in paths) + "]"

@@ -1,0 +1,97 @@
+"""Where the profile store keeps its files under a sandbox's data folder, and how it publishes them.
+
+``datasets/<datasetId>/<batchId>/`` holds a batch (``part-*.parquet``, ``rejects.jsonl``); it is written under a
+temporary name and renamed into place when complete. ``store/<name>/current`` is a symbolic link to the newest
+complete version folder; a new version is written beside it and the link is replaced with ``os.replace``, so a
+reader never sees a half-written store (``docs/data-model.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+KEEP_VERSIONS = 2  # the current version and the one before it (a reader may still hold it open)
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    sandbox_root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sandbox_root", Path(self.sandbox_root))
+
+    # datasets and batches
+    def dataset_dir(self, dataset_id: str) -> Path:
+        return self.sandbox_root / "datasets" / dataset_id
+
+    def batch_dir(self, dataset_id: str, batch_id: str) -> Path:
+        return self.dataset_dir(dataset_id) / batch_id
+
+    def batch_files(self, dataset_id: str, batch_id: str) -> list[Path]:
+        return sorted(self.batch_dir(dataset_id, batch_id).glob("part-*.parquet"))
+
+    def rejects_path(self, dataset_id: str, batch_id: str) -> Path:
+        return self.batch_dir(dataset_id, batch_id) / "rejects.jsonl"
+
+    # the built store
+    @property
+    def store_dir(self) -> Path:
+        return self.sandbox_root / "store"
+
+    def tmp_dir(self) -> Path:
+        """Scratch space (DuckDB spill files)."""
+        path = self.sandbox_root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def identity_graph_dir(self) -> Path:
+        return self.store_dir / "identity_graph"
+
+    def identities_path(self) -> Path:
+        return self.identity_graph_dir() / "current" / "identities.parquet"
+
+    def events_dir(self) -> Path:
+        return self.store_dir / "events"
+
+    def events_path(self) -> str:
+        """Glob of the keyed experience events (always at least one file once the store is built)."""
+        return str(self.events_dir() / "current" / "*.parquet")
+
+    def merged_dir(self, merge_policy_id: str) -> Path:
+        return self.store_dir / "merged" / merge_policy_id
+
+    def profiles_path(self, merge_policy_id: str) -> Path:
+        return self.merged_dir(merge_policy_id) / "current" / "profiles.parquet"
+
+    def memberships_dir(self) -> Path:
+        return self.sandbox_root / "memberships"
+
+
+def new_version_dir(parent: Path) -> Path:
+    """A fresh, not yet published version folder under ``parent``."""
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f"v-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+def publish_version(parent: Path, version: Path) -> None:
+    """Point ``parent/current`` at ``version`` atomically, then drop versions older than the previous one."""
+    link = parent / "current"
+    tmp_link = parent / f".current-{uuid.uuid4().hex}"
+    os.symlink(version.name, tmp_link)
+    os.replace(tmp_link, link)
+    versions = sorted((p for p in parent.glob("v-*") if p.is_dir()), key=lambda p: p.name)
+    for old in versions[:-KEEP_VERSIONS]:
+        if old.name != version.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Rename a completely written folder into place (batches)."""
+    os.replace(tmp, final)

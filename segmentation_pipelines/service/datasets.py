@@ -1,0 +1,282 @@
+"""Datasets and their batches (Catalog-like ``/data/foundation/catalog/dataSets``), ingestion and the union schema.
+
+A dataset has an XDM class (profile or experience event). ``ingest(dataset_id, paths)`` reads files on this
+machine (Parquet or JSON Lines) into a new batch: accepted rows in ``part-*.parquet``, refused rows with their
+reasons in ``rejects.jsonl``. The batch folder is written under a temporary name and renamed when complete, and
+only then is the batch marked ``success``: the store builds read only successful batches. A batch whose files have
+the same content as an earlier successful batch of the dataset is not ingested again: the earlier batch is
+returned with ``"duplicate": true``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from segmentation_pipelines.catalog import models
+from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFound
+from segmentation_pipelines.profiles.ingest import check_paths, ingest_files
+from segmentation_pipelines.profiles.layout import StoreLayout, publish_dir
+from segmentation_pipelines.profiles.schema import merge_columns, schema_paths
+from segmentation_pipelines.profiles.store import BatchRef
+from segmentation_pipelines.profiles.xdm import CLASS_KEYS, EVENT_CLASS, PROFILE_CLASS, SCHEMA_REFS
+from segmentation_pipelines.service.context import ServiceContext
+
+SUCCESS, LOADING, FAILED = "success", "loading", "failed"
+
+
+def _xdm_class(body: dict) -> str:
+    """The XDM class named by ``xdmClass``, ``schema.name`` or ``schemaRef.id``."""
+    candidates = [body.get("xdmClass"), (body.get("schema") or {}).get("name")]
+    ref = (body.get("schemaRef") or {}).get("id")
+    candidates += [cls for cls, ref_id in SCHEMA_REFS.items() if ref and ref == ref_id]
+    for c in candidates:
+        if c:
+            if c not in CLASS_KEYS:
+                raise BadRequest(f"xdmClass: '{c}' is not supported; use {PROFILE_CLASS} or {EVENT_CLASS}.")
+            return c
+    raise BadRequest(f"xdmClass: a dataset needs an XDM class ({PROFILE_CLASS} or {EVENT_CLASS}).")
+
+
+def content_hash(paths: list[Path]) -> str:
+    """Hash of the files' contents, independent of their names and order."""
+    digests = []
+    for path in paths:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digests.append(h.hexdigest())
+    return hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()
+
+
+class DatasetsService:
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+        self.layout = StoreLayout(ctx.sandbox_root)
+
+    # ------------------------------------------------------------ datasets
+    def create(self, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("name: a dataset needs a non-empty name.")
+        xdm_class = _xdm_class(body)
+        now = now_ms()
+        dataset_id = uuid.uuid4().hex[:24]
+        doc = {
+            "id": dataset_id,
+            "name": name.strip(),
+            "description": body.get("description", ""),
+            "imsOrg": self.ctx.org_id,
+            "sandboxId": self.ctx.sandbox,
+            "xdmClass": xdm_class,
+            "schemaRef": {"id": SCHEMA_REFS[xdm_class], "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+            "tags": body.get("tags") or {},
+            "created": now,
+            "updated": now,
+            "version": "1.0.0",
+        }
+        with self.ctx.catalog.session() as s:
+            self.ctx.repo(s, models.Dataset).add(
+                id=dataset_id, name=doc["name"], xdm_class=xdm_class, body=doc, created_ms=now, updated_ms=now
+            )
+        # A sandbox with data has a default merge policy (and with it a merged_profiles asset).
+        from segmentation_pipelines.service.merge_policies import MergePoliciesService
+
+        MergePoliciesService(self.ctx).ensure_default()
+        from segmentation_pipelines.service.code_location import request_reload
+
+        request_reload(self.ctx.settings)
+        return doc
+
+    def _row(self, s, dataset_id: str):
+        row = self.ctx.repo(s, models.Dataset).get(dataset_id)
+        if row is None:
+            raise NotFound("Dataset", dataset_id)
+        return row
+
+    def _with_stats(self, s, row) -> dict:
+        batches = self.ctx.repo(s, models.Batch).find(models.Batch.dataset_id == row.id, models.Batch.status == SUCCESS)
+        last = max(batches, key=lambda b: b.created_ms, default=None)
+        return {
+            **row.body,
+            "rowCount": sum(b.row_count for b in batches),
+            "batchCount": len(batches),
+            "lastBatchId": last.id if last else None,
+            "lastBatchStatus": last.status if last else None,
+        }
+
+    def get(self, dataset_id: str) -> dict:
+        with self.ctx.catalog.session() as s:
+            return self._with_stats(s, self._row(s, dataset_id))
+
+    def list(self, **query) -> dict:
+        """Catalog shape: an object keyed by dataset id. Filters: ``name``, ``xdmClass``; ``start``, ``limit``."""
+        where = []
+        if query.get("name"):
+            where.append(models.Dataset.name == query["name"])
+        if query.get("xdmClass"):
+            where.append(models.Dataset.xdm_class == query["xdmClass"])
+        try:
+            start, limit = int(query.get("start") or 0), int(query.get("limit") or 100)
+        except ValueError as e:
+            raise BadRequest("start and limit must be integers.") from e
+        with self.ctx.catalog.session() as s:
+            rows = self.ctx.repo(s, models.Dataset).find(
+                *where, order_by=[models.Dataset.created_ms, models.Dataset.id], offset=start, limit=limit
+            )
+            return {r.id: self._with_stats(s, r) for r in rows}
+
+    def delete(self, dataset_id: str) -> None:
+        with self.ctx.catalog.session() as s:
+            row = self._row(s, dataset_id)
+            for batch in self.ctx.repo(s, models.Batch).find(models.Batch.dataset_id == dataset_id):
+                s.delete(batch)
+            self.ctx.repo(s, models.Dataset).delete(row)
+        shutil.rmtree(self.layout.dataset_dir(dataset_id), ignore_errors=True)
+        from segmentation_pipelines.service.code_location import request_reload
+
+        request_reload(self.ctx.settings)
+        return None
+
+    # ------------------------------------------------------------ batches
+    def ingest(self, dataset_id: str, paths: list[str]) -> dict:
+        """Ingest files on this machine into a new batch of ``dataset_id``; returns the batch."""
+        if isinstance(paths, str | Path):
+            paths = [str(paths)]
+        if not isinstance(paths, list):
+            raise BadRequest("paths: expected a list of file paths.")
+        files = check_paths([str(p) for p in paths])
+        digest = content_hash(files)
+        with self.ctx.catalog.session() as s:
+            dataset = self._row(s, dataset_id)
+            xdm_class = dataset.xdm_class
+            batches = self.ctx.repo(s, models.Batch)
+            dup = batches.find(
+                models.Batch.dataset_id == dataset_id, models.Batch.content_hash == digest, models.Batch.status == SUCCESS
+            )
+            if dup:
+                return {**dup[0].body, "duplicate": True}
+            existing = merge_columns(
+                *(b.body.get("columns") or {} for b in batches.find(models.Batch.dataset_id == dataset_id, models.Batch.status == SUCCESS))
+            )
+            now = now_ms()
+            batch_id = uuid.uuid4().hex
+            doc = {
+                "id": batch_id,
+                "status": LOADING,
+                "relatedObjects": [{"type": "dataSet", "id": dataset_id}],
+                "imsOrg": self.ctx.org_id,
+                "created": now,
+                "updated": now,
+                "inputFormat": {"format": "mixed" if len({p.suffix for p in files}) > 1 else files[0].suffix.lstrip(".")},
+                "files": [str(p) for p in files],
+                "contentHash": digest,
+            }
+            batches.add(id=batch_id, dataset_id=dataset_id, status=LOADING, content_hash=digest, body=doc,
+                        created_ms=now, updated_ms=now)
+        tmp = self.layout.dataset_dir(dataset_id) / f".tmp-{batch_id}"
+        try:
+            result = ingest_files(files, xdm_class, tmp, existing, temp_dir=self.layout.tmp_dir())
+            publish_dir(tmp, self.layout.batch_dir(dataset_id, batch_id))
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            message = e.message if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+            self._finish(batch_id, FAILED, {"errors": [{"code": "INGEST-500", "description": message}]})
+            if isinstance(e, ApiError):
+                raise
+            raise ApiError(500, f"Ingesting batch '{batch_id}' into dataset '{dataset_id}' failed: {message}") from e
+        completed = now_ms()
+        metrics = {
+            "inputFileCount": len(files),
+            "inputRecordCount": result.rows + result.rejected,
+            "outputRecordCount": result.rows,
+            "failedRecordCount": result.rejected,
+        }
+        return self._finish(
+            batch_id,
+            SUCCESS,
+            {
+                "completed": completed,
+                "metrics": metrics,
+                "rowCount": result.rows,
+                "rejectedRowCount": result.rejected,
+                "rejectsPath": str(self.layout.rejects_path(dataset_id, batch_id)),
+                "fileMetrics": result.files,
+                "columns": result.columns,
+            },
+            row_count=result.rows,
+            rejected_count=result.rejected,
+        )
+
+    def _finish(self, batch_id: str, status: str, extra: dict, **columns) -> dict:
+        with self.ctx.catalog.session() as s:
+            repo = self.ctx.repo(s, models.Batch)
+            row = repo.get(batch_id)
+            doc = {**row.body, **extra, "status": status, "updated": now_ms()}
+            repo.update(row, status=status, body=doc, **columns)
+            return doc
+
+    def batches(self, dataset_id: str, **query) -> dict:
+        """Batches of a dataset, keyed by batch id (Catalog shape), oldest first."""
+        with self.ctx.catalog.session() as s:
+            self._row(s, dataset_id)
+            rows = self.ctx.repo(s, models.Batch).find(
+                models.Batch.dataset_id == dataset_id, order_by=[models.Batch.created_ms, models.Batch.id]
+            )
+            return {r.id: r.body for r in rows}
+
+    def get_batch(self, batch_id: str) -> dict:
+        with self.ctx.catalog.session() as s:
+            row = self.ctx.repo(s, models.Batch).get(batch_id)
+            if row is None:
+                raise NotFound("Batch", batch_id)
+            return row.body
+
+    def rejects(self, batch_id: str, limit: int = 100) -> list[dict]:
+        """The first ``limit`` rejected rows of a batch with their reasons."""
+        import json
+
+        batch = self.get_batch(batch_id)
+        path = Path(batch.get("rejectsPath") or "")
+        if not path.is_file():
+            if batch["status"] != SUCCESS:
+                raise Conflict(f"Batch '{batch_id}' is {batch['status']}; it has no rejects file.")
+            return []
+        out = []
+        with open(path) as f:
+            for line in f:
+                if len(out) >= int(limit):
+                    break
+                out.append(json.loads(line))
+        return out
+
+    # ------------------------------------------------------------ for the store builds
+    def successful_batches(self) -> dict[str, list[BatchRef]]:
+        """``{"profile": [...], "experienceevent": [...]}``: every complete batch of this sandbox."""
+        out: dict[str, list[BatchRef]] = {"profile": [], "experienceevent": []}
+        with self.ctx.catalog.session() as s:
+            classes = {d.id: d.xdm_class for d in self.ctx.repo(s, models.Dataset).find()}
+            for b in self.ctx.repo(s, models.Batch).find(models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]):
+                if b.dataset_id in classes:
+                    out[CLASS_KEYS[classes[b.dataset_id]]].append(
+                        BatchRef(
+                            b.dataset_id,
+                            b.id,
+                            int(b.body.get("completed") or b.updated_ms),
+                            b.body.get("columns") or {},
+                            int(b.row_count or 0),
+                        )
+                    )
+        return out
+
+    def schema(self) -> dict:
+        """The union schema of every profile dataset and every event dataset (``docs/data-model.md``)."""
+        batches = self.successful_batches()
+        return {key: schema_paths(merge_columns(*(b.columns for b in refs))) for key, refs in batches.items()}

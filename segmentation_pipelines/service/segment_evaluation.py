@@ -1,0 +1,297 @@
+"""Evaluate segment definitions and publish their memberships (the body of the segment assets and jobs).
+
+:func:`run_evaluation` takes definition ids of one sandbox and one evaluation time, and:
+
+1. loads the definitions (from the pinned catalog snapshot when given, so a run evaluates what it was launched
+   with), checks each against the sandbox's current profile schema, and orders them by their ``inSegment``
+   references;
+2. evaluates them with the engine in one pass per merge policy (one call for the usual single policy), giving
+   each ``inSegment`` reference to an audience outside the pass the current members of that audience;
+3. diffs the qualified profiles against each audience's previous evaluation (``engine/memberships.py``) and
+   publishes every membership file in one catalog transaction.
+
+A cancelled or failed evaluation publishes nothing: files are staged under a temporary folder and the catalog rows,
+which are what makes them visible, are written last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segmentation_pipelines import engine
+from segmentation_pipelines.engine import memberships
+from segmentation_pipelines.errors import ApiError, NotFound
+from segmentation_pipelines.profiles.layout import StoreLayout
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
+from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+class EvaluationCancelled(Exception):
+    """The evaluation was cancelled; nothing was published."""
+
+
+@dataclass
+class EvaluationSummary:
+    """What one evaluation did (the segment job's metrics and the assets' metadata come from it)."""
+
+    evaluation_time: dt.datetime
+    evaluation_ms: int
+    audiences: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> members/realized/existing/exited/...
+    total_profiles: int = 0
+    total_profiles_by_merge_policy: dict[str, int] = field(default_factory=dict)
+    segmentation_start_ms: int = 0
+    segmentation_end_ms: int = 0
+    durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
+    order: list[str] = field(default_factory=list)  # evaluation (topological) order
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
+    """``ids`` so that every definition comes after the ones it references (among ``ids``); stable by id."""
+    wanted = sorted(set(ids))
+    selected = set(wanted)
+    done: set[str] = set()
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(node: str) -> None:
+        if node in done:
+            return
+        if node in visiting:
+            raise ApiError(400, f"inSegment references form a cycle through definition '{node}'.")
+        visiting.add(node)
+        for dep in sorted(set(dependencies.get(node, ())) & selected):
+            visit(dep)
+        visiting.discard(node)
+        done.add(node)
+        order.append(node)
+
+    for node in wanted:
+        visit(node)
+    return order
+
+
+def _passes(
+    order: list[str], policy: Mapping[str, str], deps: Mapping[str, Iterable[str]]
+) -> list[list[str]]:
+    """Split the ordered definitions into engine passes: one per merge policy, more only when a definition reads
+    one of another policy that is evaluated in this run and not yet done."""
+    remaining = list(order)
+    done: set[str] = set()
+    passes: list[list[str]] = []
+    in_run = set(order)
+    while remaining:
+        first_policy = policy[remaining[0]]
+        batch: list[str] = []
+        for ident in remaining:
+            if policy[ident] != first_policy:
+                continue
+            needs = set(deps.get(ident, ())) & in_run
+            if all(n in done or n in batch for n in needs):
+                batch.append(ident)
+        passes.append(batch)
+        done.update(batch)
+        remaining = [i for i in remaining if i not in done]
+    return passes
+
+
+def _load_definitions(
+    ctx: ServiceContext, ids: list[str], snapshot: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    if snapshot is not None:
+        entries = snapshot.values() if isinstance(snapshot, Mapping) else snapshot
+        by_id = {
+            e["id"]: dict(e)
+            for e in entries
+            if e.get("org_id", ctx.org_id) == ctx.org_id and e.get("sandbox", ctx.sandbox) == ctx.sandbox
+        }
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise NotFound("Segment definition (in the pinned catalog snapshot)", ", ".join(missing))
+        return {i: by_id[i] for i in ids}
+    service = SegmentDefinitionsService(ctx)
+    return {i: service.get(i) for i in ids}
+
+
+def run_evaluation(
+    ctx: ServiceContext,
+    definition_ids: Iterable[str],
+    evaluation_time: dt.datetime | None = None,
+    job_id: str | None = None,
+    snapshot: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+) -> EvaluationSummary:
+    """Evaluate ``definition_ids`` (of ``ctx``'s sandbox) at ``evaluation_time`` and publish their memberships."""
+    cancelled = should_cancel or (lambda: False)
+    report = progress or (lambda _stage, _info: None)
+    t = evaluation_time or dt.datetime.now(dt.UTC)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    t = t.astimezone(dt.UTC)
+    evaluation_ms = datetime_to_ms(t)
+    ids = list(dict.fromkeys(definition_ids))
+    summary = EvaluationSummary(evaluation_time=t, evaluation_ms=evaluation_ms)
+    if not ids:
+        return summary
+
+    def check_cancel() -> None:
+        if cancelled():
+            raise EvaluationCancelled(f"evaluation at {t.isoformat()} was cancelled")
+
+    summary.segmentation_start_ms = int(time.time() * 1000)
+    definitions = _load_definitions(ctx, ids, snapshot)
+    schema = profile_schema(ctx)
+    checker = SegmentPql(ctx)
+    checked = {}
+    for ident, d in definitions.items():
+        try:
+            checked[ident] = checker.check(d["expression"], self_id=ident, schema=schema)
+        except ApiError as exc:
+            raise ApiError(
+                exc.status, f"segment definition '{d.get('name')}' ({ident}): {exc.message}"
+            ) from None
+    deps = {i: c.references for i, c in checked.items()}
+    order = topological_order(ids, deps)
+    summary.order = order
+    policy = {i: definitions[i].get("mergePolicyId") or "" for i in ids}
+    layout = StoreLayout(ctx.sandbox_root)
+    evaluations = AudienceEvaluations(ctx)
+    work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
+    work.mkdir(parents=True)
+    report("start", {"definitions": len(ids), "evaluation_time": t.isoformat()})
+    try:
+        qualified: list[Path] = []
+        produced: dict[str, Path] = {}  # audience id -> the engine output holding its qualified profiles
+        profiles_of: dict[str, Path] = {}
+        for n, batch in enumerate(_passes(order, policy, deps)):
+            check_cancel()
+            merge_policy_id = policy[batch[0]]
+            profiles_path = layout.profiles_path(merge_policy_id)
+            if not profiles_path.exists():
+                raise ApiError(
+                    409,
+                    f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
+                    f"({profiles_path}): ingest profile data and materialize the merged profiles first.",
+                )
+            external = _external_members(
+                batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
+            )
+            output = work / f"pass-{n}" / "qualified.parquet"
+            started = time.monotonic()
+            result = engine.evaluate(
+                engine.EvaluationRequest(
+                    definitions=[engine.EngineDefinition(i, checked[i].checked) for i in batch],
+                    profiles_path=profiles_path,
+                    events_path=layout.events_path(),
+                    evaluation_time=t,
+                    output_path=output,
+                    schema=schema,
+                    engine=ctx.settings.engine,
+                    external_members=external,
+                    temp_dir=work / f"pass-{n}" / "spill",
+                    should_cancel=cancelled,
+                    progress=(lambda info, _n=n: report("engine", {"pass": _n, "info": info})),
+                )
+            )
+            check_cancel()
+            took = int((time.monotonic() - started) * 1000)
+            out = Path(getattr(result, "output_path", output))
+            if (
+                not out.exists()
+            ):  # never read a missing output as "nobody qualifies": that would exit everyone
+                raise RuntimeError(f"the engine wrote no output at {out}")
+            qualified.append(out)
+            for i in batch:
+                produced[i] = out
+                profiles_of[i] = profiles_path
+                summary.durations_ms[i] = took
+            total = int(getattr(result, "total_profiles", 0) or 0)
+            summary.total_profiles_by_merge_policy[merge_policy_id] = total
+        summary.total_profiles = max(summary.total_profiles_by_merge_policy.values(), default=0)
+
+        report("diff", {"audiences": len(order)})
+        previous = {a: e.path for a, e in evaluations.latest_for(order, before_ms=evaluation_ms).items()}
+        diff = memberships.diff_memberships(
+            qualified_path=qualified,
+            audience_ids=order,
+            previous=previous,
+            evaluation_time=t,
+            profiles_paths=profiles_of,
+            staging_root=layout.memberships_dir(),
+            should_cancel=cancelled,
+        )
+        check_cancel()
+        files = memberships.publish_files(diff, layout.memberships_dir(), evaluation_ms)
+        counts = {a: c.as_dict() for a, c in diff.counts.items()}
+        try:
+            evaluations.publish(evaluation_ms, files, counts, job_id)
+        except BaseException:
+            memberships.discard(files.values())
+            raise
+        summary.audiences = counts
+        summary.files = {a: str(p) for a, p in files.items()}
+    except (memberships.MembershipCancelled, engine.EvaluationCancelled):
+        raise EvaluationCancelled(f"evaluation at {t.isoformat()} was cancelled") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.segmentation_end_ms = int(time.time() * 1000)
+    report("done", {"audiences": len(summary.audiences)})
+    return summary
+
+
+def _external_members(
+    batch: list[str],
+    deps: Mapping[str, Iterable[str]],
+    produced: Mapping[str, Path],
+    evaluations: AudienceEvaluations,
+    evaluation_ms: int,
+    folder: Path,
+) -> dict[str, Path]:
+    """For every audience a pass reads but does not evaluate: a Parquet of its current members' ``profile_id``.
+
+    An audience evaluated by an earlier pass of this run contributes its new qualified set; any other audience
+    its membership as of the evaluation time (an audience never evaluated has nobody).
+    """
+    in_batch = set(batch)
+    needed = sorted({r for i in batch for r in deps.get(i, ()) if r not in in_batch})
+    if not needed:
+        return {}
+    import duckdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    stored = evaluations.latest_for([r for r in needed if r not in produced], before_ms=evaluation_ms + 1)
+    for k, ref in enumerate(needed):
+        target = folder / f"{k}.parquet"
+        if ref in produced:
+            con = duckdb.connect()
+            try:
+                con.execute(
+                    "COPY (SELECT DISTINCT profile_id FROM read_parquet($src) WHERE audience_id = $aid) TO "
+                    f"'{str(target).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)",
+                    {"src": str(produced[ref]), "aid": ref},
+                )
+            finally:
+                con.close()
+        else:
+            evaluation = stored.get(ref)
+            memberships.write_current_members(evaluation.path if evaluation else None, target)
+        out[ref] = target
+    return out

@@ -1,0 +1,664 @@
+"""Segment jobs (``/segment/jobs``): requests to evaluate a set of segment definitions at one evaluation time.
+
+A job row is the AEP ``SegmentJob`` document plus the columns that drive it (``status``, ``attempt``, ``run_id``,
+``evaluation_ms``). Its life:
+
+* ``create`` writes it ``NEW``; the ``segment_job_launcher`` sensor turns it into a Dagster run (run key
+  ``"<job id>:<attempt>"``) and marks it ``QUEUED``. ``launch=False`` (a schedule tick launching the run itself)
+  records it ``QUEUED`` at once; ``wait=True`` runs it in this process through Dagster and returns it finished.
+* The run's status is written back by ``sync_with_run`` (run-status sensors, the reconciliation pass, the
+  in-process launcher): ``STARTED`` -> ``PROCESSING``, ``SUCCESS`` -> ``SUCCEEDED``, ``FAILURE`` -> ``FAILED``
+  (with ``errors``), ``CANCELED`` -> ``CANCELLED``. Terminal statuses never change again, so a late or repeated
+  event is harmless.
+* ``delete`` cancels: ``NEW`` -> ``CANCELLED``; a job with a run -> ``CANCELLING``, the run is terminated, and the
+  evaluation polls :meth:`SegmentJobsService.cancel_requested` so it stops within seconds.
+* The evaluation op calls ``record_evaluation`` with its summary: that fills ``metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from segmentation_pipelines.catalog import models
+from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
+from segmentation_pipelines.service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+# Dagster side of the contract (team brief, "Contracts between segments, segment jobs and schedules").
+JOB_NAME = "segment_job"
+TAG_JOB_ID = "segmentation/job_id"
+TAG_EVALUATION_TIME = "segmentation/evaluation_time"
+TAG_ORG = "segmentation/org"
+TAG_SANDBOX = "segmentation/sandbox"
+TAG_KIND = "segmentation/kind"
+TAG_ATTEMPT = "segmentation/attempt"
+KIND = "segment_job"
+
+NEW, QUEUED, PROCESSING, CANCELLING = "NEW", "QUEUED", "PROCESSING", "CANCELLING"
+SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
+STATUSES = (NEW, QUEUED, PROCESSING, CANCELLING, CANCELLED, FAILED, SUCCEEDED)
+ACTIVE = frozenset({NEW, QUEUED, PROCESSING, CANCELLING})
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# Dagster run status name -> job status. Anything not listed (NOT_STARTED, MANAGED...) leaves the job as it is.
+RUN_STATUS_TO_JOB = {
+    "QUEUED": QUEUED,
+    "STARTING": QUEUED,
+    "STARTED": PROCESSING,
+    "CANCELING": CANCELLING,
+    "SUCCESS": SUCCEEDED,
+    "FAILURE": FAILED,
+    "CANCELED": CANCELLED,
+}
+# Order of the non-terminal statuses: a job never moves back (a late QUEUED event after STARTED is ignored).
+_RANK = {NEW: 0, QUEUED: 1, PROCESSING: 2, CANCELLING: 3}
+
+ERROR_RUN_FAILED = "SEGP-200500"
+ERROR_WORKER_LOST = "SEGP-200501"
+ERROR_RUN_VANISHED = "SEGP-200404"
+
+SCHEMA_NAME = "_xdm.context.profile"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_BULK_IDS = 100
+SORTABLE = {"creationTime", "updateTime", "status", "id", "evaluationTime"}
+_INTERNAL = "_internal"  # stored in the row's body, never returned
+
+
+def asset_key_parts(definition_id: str) -> list[str]:
+    """The segment asset key of a definition (contract: ``["segment", <id with "-" replaced by "_">]``)."""
+    return ["segment", definition_id.replace("-", "_")]
+
+
+def parse_evaluation_time(value: Any, where: str = "evaluation_time") -> datetime:
+    """A UTC datetime from a datetime, an ISO 8601 string or epoch milliseconds; naive means UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value / 1000, tz=UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise BadRequest(
+                f"{where}: '{value[:60]}' is not an ISO 8601 date-time (e.g. 2026-01-31T12:00:00Z)."
+            ) from None
+    else:
+        raise BadRequest(f"{where}: expected an ISO 8601 date-time string, got {type(value).__name__}.")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC with millisecond precision and a ``Z``."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _to_ms(moment: datetime) -> int:
+    return int(round(moment.timestamp() * 1000))
+
+
+def _status_name(run_status: Any) -> str:
+    return str(getattr(run_status, "value", run_status)).upper()
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` or ``obj[name]``: the evaluation summary may be a dataclass or a dict."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def jobs_in_status(catalog, statuses: Iterable[str], limit: int | None = None) -> list[tuple[str, str, str]]:
+    """``(org, sandbox, job id)`` of every job in ``statuses``, oldest first, across sandboxes (for the sensors)."""
+    m = models.SegmentJob
+    query = select(m.org_id, m.sandbox, m.id).where(m.status.in_(list(statuses))).order_by(m.created_ms, m.id)
+    if limit is not None:
+        query = query.limit(limit)
+    with catalog.session() as session:
+        return [tuple(row) for row in session.execute(query)]
+
+
+class SegmentJobsService:
+    """``/segment/jobs`` in one (org, sandbox); see the module docstring for the life of a job."""
+
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    # --- REST operations ---------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        body: Any,
+        *,
+        evaluation_time: Any = None,
+        wait: bool = False,
+        source: str = "api",
+        properties: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        launch: bool = True,
+    ) -> dict:
+        """Create a job for ``[{"segmentId": ...}]`` (``"*"`` = every batch definition of the sandbox).
+
+        ``launch=False``: the caller launches the run itself with :meth:`run_request_for` (the launcher sensor skips
+        the job). ``wait=True``: run it now in this process through Dagster and return the finished job.
+        """
+        if source not in ("api", "scheduler"):
+            raise BadRequest(f"source: '{source}' is not one of 'api', 'scheduler'.")
+        if wait and not launch:
+            raise BadRequest(
+                "wait=True runs the job in this process; it cannot be combined with launch=False."
+            )
+        segments = self._resolve_segments(body)
+        evaluation_ms = None if evaluation_time is None else _to_ms(parse_evaluation_time(evaluation_time))
+        now = now_ms()
+        mode = "in_process" if wait else ("sensor" if launch else "caller")
+        status = NEW if mode == "sensor" else QUEUED
+        attempt = 0 if mode == "sensor" else 1
+        doc: dict[str, Any] = {
+            "imsOrgId": self.ctx.org_id,
+            "sandbox": self.ctx.sandbox_doc(),
+            "profileInstanceId": "ups",
+            "source": source,
+            "status": status,
+            "segments": segments,
+            "metrics": {"totalTime": {"startTimeInMs": now}, "profileSegmentationTime": {}},
+            "requestId": self.ctx.request_id,
+            "schema": {"name": SCHEMA_NAME},
+            "properties": dict(properties or {}),
+            _INTERNAL: {"launch": mode},
+        }
+        if self.ctx.request_id is None:
+            doc.pop("requestId")
+        with self.ctx.catalog.session() as session:
+            repo = self.ctx.repo(session, models.SegmentJob)
+            if job_id is not None and session.get(models.SegmentJob, job_id) is not None:
+                raise Conflict(f"A segment job with id '{job_id}' already exists.")
+            columns = {"id": job_id} if job_id else {}
+            row = repo.add(
+                status=status,
+                attempt=attempt,
+                evaluation_ms=evaluation_ms,
+                body=doc,
+                created_ms=now,
+                **columns,
+            )
+            job_id = row.id
+        if wait:
+            return self.run_in_process(job_id)
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> dict:
+        with self.ctx.catalog.session() as session:
+            return self._doc(self._row(session, job_id))
+
+    def list(self, **query: Any) -> dict:
+        start = _int_param(query.get("start"), "start", 0)
+        limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT)
+        if limit < 1 or limit > MAX_LIMIT:
+            raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT} (got {limit}).")
+        if start < 0:
+            raise BadRequest(f"start: must be 0 or more (got {start}).")
+        status = query.get("status")
+        filters = [_parse_property(p) for p in _as_list(query.get("property"))]
+        sort_field, descending = _parse_sort(query.get("sort") or "creationTime:desc")
+        m = models.SegmentJob
+        where = []
+        if status:
+            wanted = [s.strip().upper() for s in str(status).split(",") if s.strip()]
+            unknown = [s for s in wanted if s not in STATUSES]
+            if unknown:
+                raise BadRequest(f"status: '{unknown[0]}' is not one of {', '.join(STATUSES)}.")
+            where.append(m.status.in_(wanted))
+        with self.ctx.catalog.session() as session:
+            docs = [
+                self._doc(row)
+                for row in self.ctx.repo(session, m).find(*where, order_by=[m.created_ms, m.id])
+            ]
+        docs = [d for d in docs if all(f(d) for f in filters)]
+        docs.sort(key=lambda d: (_sort_value(d.get(sort_field)), d["id"]), reverse=descending)
+        page = docs[start : start + limit]
+        result: dict[str, Any] = {"_page": {"totalCount": len(docs), "pageSize": len(page)}, "children": page}
+        links: dict[str, Any] = {}
+        if start + limit < len(docs):
+            params = {k: v for k, v in query.items() if k not in ("start", "limit") and v is not None}
+            extra = "".join(f"&{k}={v}" for k, values in params.items() for v in _as_list(values))
+            links["next"] = {"href": f"/segment/jobs?start={start + limit}&limit={limit}{extra}"}
+        result["_links"] = links
+        return result
+
+    def delete(self, job_id: str) -> dict:
+        """Cancel: ``NEW`` -> ``CANCELLED``; ``QUEUED``/``PROCESSING`` -> ``CANCELLING`` and the run is terminated."""
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            if row.status in (SUCCEEDED, FAILED):
+                raise Conflict(f"Segment job '{job_id}' has already ended with status {row.status}.")
+            status, run_id = row.status, row.run_id
+            if status == NEW:
+                self._set_status(session, row, CANCELLED)
+        if status in (QUEUED, PROCESSING):
+            # Dagster first: the evaluation stops as soon as it sees the job CANCELLING, and its run must already
+            # be CANCELING then, or Dagster would record the stop as a failure rather than a cancellation.
+            run_status = self._terminate(job_id, run_id) if run_id else None
+            with self.ctx.catalog.session() as session:
+                row = self._row(session, job_id)
+                if row.status in (QUEUED, PROCESSING):
+                    self._set_status(session, row, CANCELLING)
+            if run_status in ("CANCELED", "FAILURE", "SUCCESS"):  # e.g. a run still in Dagster's queue
+                self.sync_with_run(job_id, run_status, run_id)
+        return {"status": True, "message": f"Segment job with id '{job_id}' has been marked for cancelling"}
+
+    def bulk_get(self, body: Any) -> dict:
+        ids = _bulk_ids(body)
+        results: dict[str, Any] = {}
+        with self.ctx.catalog.session() as session:
+            for ident in ids:
+                row = self.ctx.repo(session, models.SegmentJob).get(ident)
+                if row is None:
+                    results[ident] = {
+                        "id": ident,
+                        "errors": [
+                            {"code": "UPAPI-113000-404", "msg": f"Segment job '{ident}' was not found."}
+                        ],
+                    }
+                else:
+                    results[ident] = self._doc(row)
+        return {"results": results}
+
+    # --- Dagster side ------------------------------------------------------------------------------------------
+
+    def run_request_for(self, job_id: str) -> dict:
+        """What a run of this job is: ``run_key``, ``job_name``, ``asset_selection`` (key parts) and ``tags``.
+
+        Fixes the evaluation time (now) if the job has none yet, so every run of the job evaluates at one time.
+        """
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            if row.evaluation_ms is None:
+                row.evaluation_ms = now_ms()
+                self._touch(session, row)
+            return self._run_request(row)
+
+    def claim_for_launch(self, job_id: str) -> dict | None:
+        """``NEW`` -> ``QUEUED`` with the next attempt; the run request to launch (``None`` if no longer ``NEW``)."""
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            if row.status != NEW:
+                return None
+            row.attempt = (row.attempt or 0) + 1
+            if row.evaluation_ms is None:
+                row.evaluation_ms = now_ms()
+            internal = dict(row.body.get(_INTERNAL) or {})
+            internal["queued_ms"] = now_ms()
+            row.body = {**row.body, _INTERNAL: internal}
+            self._set_status(session, row, QUEUED)
+            return self._run_request(row)
+
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """A ``QUEUED`` job whose run never appeared goes back to ``NEW`` (the launcher retries with a new key)."""
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            if row.status != QUEUED or row.run_id:
+                return False
+            log.warning("Segment job %s: %s; launching it again", job_id, reason)
+            internal = dict(row.body.get(_INTERNAL) or {})
+            internal["launch"] = "sensor"
+            row.body = {**row.body, _INTERNAL: internal}
+            self._set_status(session, row, NEW)
+            return True
+
+    def sync_with_run(self, job_id: str, run_status: Any, run_id: str | None, error: Any = None) -> dict:
+        """Write a Dagster run's status onto its job (idempotent; terminal jobs never change).
+
+        ``error``: a message, an ``{code, msg, callStack}`` dict or a list of them (kept on ``FAILED`` jobs).
+        """
+        name = _status_name(run_status)
+        target = RUN_STATUS_TO_JOB.get(name)
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            if row.run_id and run_id and row.run_id != run_id:
+                log.info("Segment job %s: ignoring run %s (the job's run is %s)", job_id, run_id, row.run_id)
+                return self._doc(row)
+            if row.run_id is None and run_id:
+                row.run_id = run_id
+                self._touch(session, row)
+            if target is None or row.status in TERMINAL:
+                return self._doc(row)
+            if row.status == CANCELLING and target in (FAILED, CANCELLED):
+                # A cancelled evaluation stops by raising: the run may end FAILURE, the job was still cancelled.
+                target = CANCELLED
+            if target in TERMINAL:
+                self._set_status(session, row, target, errors=_errors(error) if target == FAILED else None)
+            elif _RANK[target] > _RANK.get(row.status, 0):
+                self._set_status(session, row, target)
+            return self._doc(row)
+
+    def record_evaluation(self, job_id: str, summary: Any) -> dict:
+        """Fill ``metrics`` from ``run_evaluation``'s summary (per-audience counts, profiles, phase times)."""
+        audiences = _field(summary, "audiences") or {}
+        counter, by_namespace, by_status = {}, {}, {}
+        for audience_id, counts in dict(audiences).items():
+            realized = int(_field(counts, "realized", 0) or 0)
+            existing = int(_field(counts, "existing", 0) or 0)
+            exited = int(_field(counts, "exited", 0) or 0)
+            members = _field(counts, "members")
+            counter[audience_id] = int(realized + existing if members is None else members)
+            by_namespace[audience_id] = {
+                str(k): int(v) for k, v in dict(_field(counts, "by_namespace") or {}).items()
+            }
+            by_status[audience_id] = {"realized": realized, "existing": existing, "exited": exited}
+        start = _field(summary, "segmentation_start_ms")
+        end = _field(summary, "segmentation_end_ms")
+        phase = {}
+        if start is not None and end is not None:
+            phase = {
+                "startTimeInMs": int(start),
+                "endTimeInMs": int(end),
+                "totalTimeInMs": int(end) - int(start),
+            }
+        by_policy = {
+            str(k): int(v) for k, v in dict(_field(summary, "total_profiles_by_merge_policy") or {}).items()
+        }
+        total = _field(summary, "total_profiles")
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id)
+            metrics = dict(row.body.get("metrics") or {})
+            metrics.update(
+                profileSegmentationTime=phase,
+                totalProfiles=int(total if total is not None else sum(by_policy.values())),
+                totalProfilesByMergePolicy=by_policy,
+                segmentedProfileCounter=counter,
+                segmentedProfileByNamespaceCounter=by_namespace,
+                segmentedProfileByStatusCounter=by_status,
+            )
+            row.body = {**row.body, "metrics": metrics}
+            self._touch(session, row)
+            return self._doc(row)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """True once the job is being cancelled: the evaluation polls this to stop within seconds."""
+        with self.ctx.catalog.session() as session:
+            row = session.get(models.SegmentJob, job_id)
+            return row is None or row.status in (CANCELLING, CANCELLED)
+
+    def should_cancel(
+        self, job_id: str | None, run_id: str | None = None, min_interval_s: float = 0.5
+    ) -> Callable[[], bool]:
+        """A cheap ``should_cancel()`` for ``run_evaluation``: reads the catalog at most every ``min_interval_s``.
+
+        With ``run_id`` (the evaluating run), a cancel it notices also marks that run ``CANCELING`` in Dagster, so
+        the run ends ``CANCELED`` (not ``FAILURE``) even when the cancel arrived before the run existed.
+        """
+        if job_id is None:
+            return lambda: False
+        state = {"at": 0.0, "value": False}
+
+        def check() -> bool:
+            if not state["value"] and time.monotonic() - state["at"] >= min_interval_s:
+                state["at"] = time.monotonic()
+                state["value"] = self.cancel_requested(job_id)
+                if state["value"] and run_id:
+                    from segmentation_pipelines.service import dagster_runs
+
+                    dagster_runs.mark_canceling(self.ctx.settings, run_id)
+            return state["value"]
+
+        return check
+
+    def definition_ids(self, job_id: str) -> list[str]:
+        with self.ctx.catalog.session() as session:
+            return [s["segmentId"] for s in self._row(session, job_id).body.get("segments") or []]
+
+    def run_in_process(self, job_id: str) -> dict:
+        """Run the job's evaluation in this process through Dagster; the finished job."""
+        from segmentation_pipelines.service import dagster_runs
+
+        request = self.run_request_for(job_id)
+        run_id = dagster_runs.new_run_id()
+        self.sync_with_run(job_id, "STARTED", run_id)
+        try:
+            status, error = dagster_runs.execute_in_process(self.ctx, request, run_id)
+        except Exception as exc:  # the run could not even start (definitions failed to load...)
+            log.exception("Segment job %s: in-process run failed to start", job_id)
+            status, error = "FAILURE", {"code": ERROR_RUN_FAILED, "msg": f"{type(exc).__name__}: {exc}"}
+        return self.sync_with_run(job_id, status, run_id, error=error)
+
+    # --- internals ---------------------------------------------------------------------------------------------
+
+    def _row(self, session, job_id: str) -> models.SegmentJob:
+        row = self.ctx.repo(session, models.SegmentJob).get(job_id)
+        if row is None:
+            raise NotFound("Segment job", job_id)
+        return row
+
+    def _run_request(self, row: models.SegmentJob) -> dict:
+        ids = [s["segmentId"] for s in row.body.get("segments") or []]
+        attempt = max(int(row.attempt or 0), 1)
+        return {
+            "run_key": f"{row.id}:{attempt}",
+            "job_name": JOB_NAME,
+            "asset_selection": [asset_key_parts(i) for i in ids],
+            "tags": {
+                TAG_JOB_ID: row.id,
+                TAG_EVALUATION_TIME: iso_ms(row.evaluation_ms),
+                TAG_ORG: row.org_id,
+                TAG_SANDBOX: row.sandbox,
+                TAG_KIND: KIND,
+                TAG_ATTEMPT: str(attempt),
+            },
+        }
+
+    def _touch(self, session, row: models.SegmentJob) -> None:
+        row.updated_ms = now_ms()
+        session.flush()
+
+    def _set_status(self, session, row: models.SegmentJob, status: str, errors: list | None = None) -> None:
+        body = dict(row.body)
+        body["status"] = status
+        if status in TERMINAL:
+            metrics = dict(body.get("metrics") or {})
+            total = dict(metrics.get("totalTime") or {})
+            start = int(total.get("startTimeInMs") or row.created_ms)
+            end = now_ms()
+            metrics["totalTime"] = {"startTimeInMs": start, "endTimeInMs": end, "totalTimeInMs": end - start}
+            metrics.setdefault("profileSegmentationTime", {})
+            body["metrics"] = metrics
+        if errors:
+            body["errors"] = errors
+        row.body = body
+        row.status = status
+        self._touch(session, row)
+
+    def _terminate(self, job_id: str, run_id: str) -> str | None:
+        """Ask Dagster to terminate the run; the run's status afterwards (``None`` if unknown)."""
+        from segmentation_pipelines.service import dagster_runs
+
+        try:
+            dagster_runs.terminate(self.ctx.settings, run_id)
+            return dagster_runs.run_status(self.ctx.settings, run_id)
+        except Exception:  # Dagster unreachable: the reconciliation pass retries the termination
+            log.exception("Segment job %s: could not terminate run %s", job_id, run_id)
+            return None
+
+    def _doc(self, row: models.SegmentJob) -> dict:
+        doc = {k: v for k, v in row.body.items() if k != _INTERNAL}
+        doc["id"] = row.id
+        doc["status"] = row.status
+        if row.evaluation_ms is not None:
+            doc["evaluationTime"] = iso_ms(row.evaluation_ms)
+        doc["creationTime"] = row.created_ms
+        doc["updateTime"] = row.updated_ms
+        doc["updateEpoch"] = row.updated_ms // 1000
+        href = f"/segment/jobs/{row.id}"
+        doc["_links"] = {
+            "cancel": {"href": href, "method": "DELETE"},
+            "checkStatus": {"href": href, "method": "GET"},
+        }
+        return doc
+
+    def _resolve_segments(self, body: Any) -> list[dict]:
+        """The job's ``segments``: each requested definition with its expression and merge policy."""
+        items = body.get("segments") if isinstance(body, Mapping) else body
+        where = "segments" if isinstance(body, Mapping) else "body"
+        if not isinstance(items, list) or not items:
+            raise BadRequest(
+                f'{where}: expected a non-empty JSON array of {{"segmentId": "<definition id>"}}.'
+            )
+        wanted: list[str] = []
+        for i, item in enumerate(items):
+            ident = item.get("segmentId") if isinstance(item, Mapping) else None
+            if not isinstance(ident, str) or not ident.strip():
+                raise BadRequest(f'{where}[{i}].segmentId: expected a segment definition id (or "*").')
+            if ident not in wanted:
+                wanted.append(ident.strip())
+        m = models.SegmentDefinition
+        with self.ctx.catalog.session() as session:
+            repo = self.ctx.repo(session, m)
+            if "*" in wanted:
+                rows = [
+                    r
+                    for r in repo.find(m.batch_enabled.is_(True), order_by=[m.created_ms, m.id])
+                    if _batch(r)
+                ]
+                if not rows:
+                    raise BadRequest(
+                        f'{where}: "*" selects every batch segment definition, and this sandbox has none.'
+                    )
+            else:
+                rows = []
+                for i, ident in enumerate(wanted):
+                    row = repo.get(ident)
+                    if row is None:
+                        raise BadRequest(
+                            f"{where}[{i}].segmentId: segment definition '{ident}' was not found in this sandbox."
+                        )
+                    rows.append(row)
+            return [_segment_info(r) for r in rows]
+
+
+def _batch(row: models.SegmentDefinition) -> bool:
+    """Definitions a ``"*"`` job evaluates: batch ones whose audience is not inactive or deleted."""
+    body = row.body or {}
+    method = (body.get("evaluationInfo") or {}).get("batch") or {}
+    if method.get("enabled") is False:
+        return False
+    return str(body.get("lifecycleState") or "").lower() not in ("inactive", "archived", "deleted")
+
+
+def _segment_info(row: models.SegmentDefinition) -> dict:
+    body = row.body or {}
+    policy_id = body.get("mergePolicyId")
+    segment: dict[str, Any] = {
+        "id": row.id,
+        "version": int(body.get("version") or 1),
+        "expression": body.get("expression"),
+        "mergePolicyId": policy_id,
+        "mergePolicy": {"id": policy_id, "version": 1},
+    }
+    return {"segmentId": row.id, "segment": segment}
+
+
+def _errors(error: Any) -> list[dict]:
+    if error is None:
+        return [{"code": ERROR_RUN_FAILED, "msg": "The Dagster run of this job failed."}]
+    if isinstance(error, str):
+        return [{"code": ERROR_RUN_FAILED, "msg": error}]
+    if isinstance(error, Mapping):
+        return [
+            {
+                "code": str(error.get("code") or ERROR_RUN_FAILED),
+                **{k: v for k, v in error.items() if k != "code"},
+            }
+        ]
+    return [e for item in error for e in _errors(item)]
+
+
+def _int_param(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name}: '{value}' is not an integer.") from None
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _parse_sort(text: str) -> tuple[str, bool]:
+    field, _, direction = str(text).partition(":")
+    direction = (direction or "asc").lower()
+    if field not in SORTABLE or direction not in ("asc", "desc"):
+        raise BadRequest(
+            f"sort: '{text}' must be <attribute>:asc|desc with attribute one of {', '.join(sorted(SORTABLE))}."
+        )
+    return field, direction == "desc"
+
+
+def _sort_value(value: Any) -> tuple:
+    # None sorts first; numbers and strings never compare with each other.
+    if value is None:
+        return (0, "")
+    return (1, value) if isinstance(value, int | float) else (2, str(value))
+
+
+def _parse_property(text: str) -> Callable[[dict], bool]:
+    """``a.b==v`` (JSON path) or ``arr~key==v`` (some element of array ``arr`` has ``key == v``)."""
+    path, sep, expected = str(text).partition("==")
+    if not sep or not path:
+        raise BadRequest(
+            f"property: '{text}' must be <jsonPath>==<value> or <arrayAttribute>~<key>==<value>."
+        )
+    array, tilde, key = path.partition("~")
+
+    def matches(value: Any) -> bool:
+        if isinstance(value, bool):
+            return str(value).lower() == expected.lower()
+        if isinstance(value, dict | list):
+            return json.dumps(value) == expected
+        return value is not None and str(value) == expected
+
+    if tilde:
+        return lambda doc: any(
+            isinstance(item, Mapping) and matches(_path(item, key)) for item in _path(doc, array) or []
+        )
+    return lambda doc: matches(_path(doc, path))
+
+
+def _path(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def _bulk_ids(body: Any) -> list[str]:
+    items = body.get("ids") if isinstance(body, Mapping) else None
+    if not isinstance(items, list) or not items:
+        raise BadRequest('ids: expected {"ids": [{"id": "<segment job id>"}, ...]} with at least one id.')
+    if len(items) > MAX_BULK_IDS:
+        raise BadRequest(
+            f"ids: at most {MAX_BULK_IDS} ids per request (got {len(items)}).", code="UPAPI-113015-400"
+        )
+    ids = []
+    for i, item in enumerate(items):
+        ident = item.get("id") if isinstance(item, Mapping) else item
+        if not isinstance(ident, str) or not ident:
+            raise BadRequest(f'ids[{i}]: expected {{"id": "<segment job id>"}}.')
+        ids.append(ident)
+    return ids

@@ -1,0 +1,139 @@
+"""PQL for the segment services: parse and check a definition's expression against the sandbox's profile schema.
+
+The expression envelope is ``{"type": "PQL", "format": "pql/text" | "pql/json", "value": ...}``. Checking resolves
+``inSegment("<id, audienceId or name>")`` to audience ids of this sandbox and reports every problem as a 400 naming
+line, column and reason (in the message, and as ``line``/``column`` on the error item).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func
+
+from segmentation_pipelines import pql
+from segmentation_pipelines.catalog import models
+from segmentation_pipelines.errors import ApiError
+from segmentation_pipelines.service.context import ServiceContext, Services
+
+INVALID_PQL_CODE = "UPAPI-113434-400"
+
+
+@dataclass
+class CheckedExpression:
+    """A checked definition expression: canonical text, the checker's result and the audiences it reads."""
+
+    text: str
+    checked: Any  # pql.CheckedQuery
+    references: list[str] = field(default_factory=list)
+
+
+def pql_error(exc: pql.PQLError, where: str = "expression.value") -> ApiError:
+    """A 400 naming the field, line, column and reason of a PQL error."""
+    err = ApiError(400, f"field '{where}': invalid PQL: {exc}", code=INVALID_PQL_CODE, title="Invalid PQL")
+    item = err.body["errors"]["400"][0]
+    item.update({"field": where, "line": exc.line, "column": exc.column, "reason": exc.message})
+    if exc.text:
+        item["text"] = exc.text
+    return err
+
+
+def expression_text(expression: Mapping[str, Any]) -> str:
+    """The pql/text of an expression envelope (pql/json is converted)."""
+    value = expression.get("value")
+    if expression.get("format") == "pql/json":
+        try:
+            return pql.to_text(pql.from_json(json.loads(value) if isinstance(value, str) else value))
+        except pql.PQLError as exc:
+            raise pql_error(exc) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ApiError(
+                400, f"field 'expression.value': not a pql/json tree: {exc}", code=INVALID_PQL_CODE
+            ) from None
+    return str(value)
+
+
+def canonical_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
+    """The syntax tree with every ``inSegment("<name or audienceId>")`` rewritten to the audience's id.
+
+    The engine reads references as audience ids; names are a convenience of the text. Unknown references stay as
+    written (the checker reports them with their position).
+    """
+    if isinstance(node, tuple):
+        return tuple(canonical_references(item, resolve) for item in node)
+    if not isinstance(node, pql.ast.Node):
+        return node
+    if (
+        isinstance(node, pql.ast.Call)
+        and node.name == "inSegment"
+        and len(node.args) == 1
+        and isinstance(node.args[0], pql.ast.Literal)
+        and node.args[0].kind == "string"
+    ):
+        resolved = resolve(str(node.args[0].value))
+        if resolved is not None and resolved != node.args[0].value:
+            return dataclasses.replace(node, args=(dataclasses.replace(node.args[0], value=resolved),))
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        if f.name == "pos":
+            continue
+        value = getattr(node, f.name)
+        new = canonical_references(value, resolve)
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def profile_schema(ctx: ServiceContext) -> pql.Schema:
+    """The union schema of the sandbox's profile and event datasets (``docs/data-model.md``)."""
+    schema = Services(ctx).datasets.schema() or {}
+    return pql.Schema.from_dicts(
+        profile=schema.get("profile") or {}, event=schema.get("experienceevent") or {}
+    )
+
+
+class SegmentPql:
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    def resolve_audience(self, ref: str) -> str | None:
+        """Audience id of ``ref``: an audience id, an external ``audienceId``, or a definition's name."""
+        with self.ctx.catalog.session(readonly=True) as session:
+            repo = self.ctx.repo(session, models.Audience)
+            row = repo.get(ref)
+            if row is not None:
+                return row.id
+            rows = repo.find(models.Audience.audience_id == ref)
+            if not rows:
+                rows = repo.find(
+                    func.lower(models.Audience.name) == ref.lower(),
+                    models.Audience.type == "SegmentDefinition",
+                )
+            return rows[0].id if rows else None
+
+    def check(
+        self, expression: Mapping[str, Any], self_id: str | None = None, schema: pql.Schema | None = None
+    ) -> CheckedExpression:
+        text = expression_text(expression)
+        schema = schema if schema is not None else profile_schema(self.ctx)
+        try:
+            query = canonical_references(pql.parse(text), self.resolve_audience)
+            checked = pql.check(query, schema, resolve_audience=self.resolve_audience, self_id=self_id)
+        except pql.PQLError as exc:
+            raise pql_error(exc) from None
+        references = sorted(set(getattr(checked, "referenced_audiences", ()) or ()))
+        return CheckedExpression(text=text, checked=checked, references=references)
+
+    def convert(self, expression: Mapping[str, Any], target: str) -> Any:
+        """The expression's value in ``target`` format (pql/json as its JSON text, as the contract shows it)."""
+        try:
+            if target == "pql/json":
+                return json.dumps(pql.to_json(str(expression.get("value"))), separators=(",", ":"))
+            return expression_text(expression)
+        except pql.PQLError as exc:
+            raise pql_error(exc) from None

@@ -1,0 +1,1 @@
+"""Tests of the PQL front end (parser, checker, conversion, CLI)."""
