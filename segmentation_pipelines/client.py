@@ -289,7 +289,9 @@ class Datasets(Resource):
     ingest = op("POST /dataSets/{dataset_id}/batches", "dataset_id", "paths", body_fields=("paths",))
     batches = op("GET /dataSets/{dataset_id}/batches", "dataset_id")
     get_batch = op("GET /batches/{batch_id}", "batch_id")
-    _rejects = op("GET /batches/{batch_id}/rejects", "batch_id", optional=("limit",), service_method="rejects")
+    _rejects = op(
+        "GET /batches/{batch_id}/rejects", "batch_id", optional=("limit",), service_method="rejects"
+    )
     schema = op("GET /schema")
 
     def rejects(self, batch_id: str, limit: int | None = None) -> dict:
@@ -316,6 +318,7 @@ class MergePolicies(Resource):
     list = op("GET /config/mergePolicies", query=True)
     get = op("GET /config/mergePolicies/{id}", "id")
     update = op("PUT /config/mergePolicies/{id}", "id", "body")
+    patch = op("PATCH /config/mergePolicies/{id}", "id", "body", service_method="update")
     delete = op("DELETE /config/mergePolicies/{id}", "id")
 
 

@@ -91,7 +91,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("Unhandled error on %s %s (request id %s)", request.method, request.url.path, rid)
     # This handler runs outside the middleware stack, so it sets the request-id header itself.
     headers = {"x-request-id": rid} if rid else None
-    return error_response(500, f"Internal server error (request id {rid}); see the server log.", rid, headers=headers)
+    return error_response(
+        500, f"Internal server error (request id {rid}); see the server log.", rid, headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -57,8 +57,99 @@ def prepare_dagster(run: DemoRun) -> None:
     run.say(f"DAGSTER_HOME     {dagster_home} (dagster.yaml from {selected_config()})")
 
 
-# The demo, in order. Later issues append: generate demo data, ingest it, create definitions, run the main job.
-STEPS: list[Callable[[DemoRun], None]] = [prepare_home, prepare_catalog, prepare_dagster]
+def load_demo_data(run: DemoRun) -> None:
+    """Generate the seeded demo data, ingest it and build the profile store (``cli/demo_data.py``)."""
+    from segmentation_pipelines.cli.demo_data import (
+        DEFAULT_EVENTS,
+        DEFAULT_PROFILES,
+        build_demo,
+        format_summary,
+    )
+
+    summary = build_demo(
+        run.settings,
+        sandbox=run.sandbox,
+        org_id=run.org_id,
+        profiles=int(run.options.get("profiles") or DEFAULT_PROFILES),
+        events=int(run.options.get("events") or DEFAULT_EVENTS),
+    )
+    run.results["demo_data"] = summary
+    for line in format_summary(summary):
+        run.say(line)
+
+
+def create_definitions(run: DemoRun) -> None:
+    """The demo segment definitions (``service/demo_definitions.py``): profile-only, windows, counts, sums, a
+    chain, an absence, segments of segments."""
+    from segmentation_pipelines.service.context import Services
+    from segmentation_pipelines.service.demo_definitions import DEMO_DEFINITIONS, create_demo_definitions
+
+    created = create_demo_definitions(Services(run.results["context"]).segment_definitions)
+    run.results["definitions"] = created
+    run.say(f"definitions      {len(created)} segment definitions:")
+    for demo in DEMO_DEFINITIONS:
+        doc = created[demo.key]
+        run.say(f"  {doc['id']}  {demo.name}: {doc['expression']['value']}")
+
+
+def run_segment_jobs(run: DemoRun) -> None:
+    """The main job: two segment jobs through Dagster, a day apart (so members realize, stay and exit), each
+    evaluating every definition at one evaluation time; prints every audience's counts."""
+    import datetime as dt
+
+    from segmentation_pipelines.service.context import Services
+
+    jobs = Services(run.results["context"]).segment_jobs
+    definitions = run.results["definitions"]
+    as_of = dt.datetime.fromisoformat(run.results["demo_data"]["generated"]["as_of"]).replace(tzinfo=dt.UTC)
+    body = [{"segmentId": d["id"]} for d in definitions.values()]
+    run.results["jobs"] = []
+    for when in (as_of - dt.timedelta(days=1), as_of):
+        job = jobs.create(body, evaluation_time=when, wait=True)
+        run.results["jobs"].append(job)
+        seconds = job["metrics"]["totalTime"].get("totalTimeInMs", 0) / 1000
+        run.say(
+            f"segment job      {job['id']} at {job.get('evaluationTime')}: {job['status']} in {seconds:.1f} s "
+            f"(Dagster run {job.get('computeGatewayJobId')})"
+        )
+        if job["status"] != "SUCCEEDED":
+            for error in job.get("errors") or []:
+                run.say(f"  error {error.get('code')}: {error.get('msg')}")
+            continue
+        metrics = job["metrics"]
+        run.say(
+            f"  {metrics.get('totalProfiles', 0):,} profiles scanned; "
+            f"evaluation {metrics['profileSegmentationTime'].get('totalTimeInMs', 0) / 1000:.1f} s"
+        )
+        run.say(f"  {'audience':<40} {'members':>9} {'realized':>9} {'existing':>9} {'exited':>9}")
+        for doc in definitions.values():
+            counts = metrics.get("segmentedProfileByStatusCounter", {}).get(doc["id"], {})
+            members = metrics.get("segmentedProfileCounter", {}).get(doc["id"], 0)
+            run.say(
+                f"  {doc['name'][:40]:<40} {members:>9,} {counts.get('realized', 0):>9,} "
+                f"{counts.get('existing', 0):>9,} {counts.get('exited', 0):>9,}"
+            )
+    last = run.results["jobs"][-1]
+    run.say(
+        "Dagster UI       segmentation-pipelines dev, then: asset group 'segments' (one asset per definition, "
+        "member counts plotted per evaluation), Runs -> "
+        f"{last.get('computeGatewayJobId')}, Sensors -> segment_job_launcher"
+    )
+    run.say(
+        f"members          client.audiences.members('<definition id>') or GET /data/core/ups/audiences/<id>/members; "
+        f"job: client.segment_jobs.get('{last['id']}')"
+    )
+
+
+# The demo, in order.
+STEPS: list[Callable[[DemoRun], None]] = [
+    prepare_home,
+    prepare_catalog,
+    prepare_dagster,
+    load_demo_data,
+    create_definitions,
+    run_segment_jobs,
+]
 
 
 def run_demo(settings: Settings, org_id: str | None = None, sandbox: str = "prod", **options: Any) -> DemoRun:
@@ -80,11 +171,13 @@ def _hide_password(url: str) -> str:
     "--home", type=click.Path(path_type=Path), default=None, help="Home folder (default: SEGMENTATION_HOME)"
 )
 @click.option("--sandbox", default="prod", show_default=True, help="Sandbox to run the demo in")
-def demo(home: Path | None, sandbox: str) -> None:
+@click.option("--profiles", type=int, default=None, help="People in the demo data (default 20,000)")
+@click.option("--events", type=int, default=None, help="Experience events in the demo data (default 400,000)")
+def demo(home: Path | None, sandbox: str, profiles: int | None, events: int | None) -> None:
     """Prepare the home folder and run the demo end to end, printing what it did."""
     from segmentation_pipelines.settings import get_settings
 
-    run = run_demo(get_settings(home=home), sandbox=sandbox)
+    run = run_demo(get_settings(home=home), sandbox=sandbox, profiles=profiles, events=events)
     click.echo("segmentation-pipelines demo")
     for line in run.report:
         click.echo(f"  {line}")

@@ -51,7 +51,11 @@ def materialize_profile_store(settings: Settings, instance=None) -> dict[str, An
     import dagster as dg
 
     from segmentation_pipelines.dagster_home import prepare_dagster_home
-    from segmentation_pipelines.defs.profiles.assets import ProfileStoreResource, build_assets, catalog_snapshot
+    from segmentation_pipelines.defs.profiles.assets import (
+        ProfileStoreResource,
+        build_assets,
+        catalog_snapshot,
+    )
 
     assets = build_assets(catalog_snapshot(settings))
     selection = [a for a in assets if isinstance(a, dg.AssetsDefinition) and not a.is_observable]
@@ -60,7 +64,11 @@ def materialize_profile_store(settings: Settings, instance=None) -> dict[str, An
     result = dg.materialize(
         selection,
         instance=instance,
-        resources={"profile_store": ProfileStoreResource(home=str(settings.home), catalog_url=settings.catalog_url or "")},
+        resources={
+            "profile_store": ProfileStoreResource(
+                home=str(settings.home), catalog_url=settings.catalog_url or ""
+            )
+        },
         tags={"segmentation/source": "demo"},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
@@ -88,7 +96,9 @@ def build_demo(
     started = time.perf_counter()
     ctx = ServiceContext.create(settings, org_id=org_id, sandbox=sandbox)
     services = Services(ctx)
-    files = generate_demo(settings.home / "demo-data" / sandbox, profiles=profiles, events=events, seed=seed, as_of=as_of)
+    files = generate_demo(
+        settings.home / "demo-data" / sandbox, profiles=profiles, events=events, seed=seed, as_of=as_of
+    )
     generated_s = time.perf_counter() - started
 
     datasets, batches = {}, {}
@@ -96,7 +106,13 @@ def build_demo(
         ds = _dataset(services, name, xdm_class)
         datasets[kind] = ds["id"]
         batch = services.datasets.ingest(ds["id"], [str(p) for p in getattr(files, kind)])
-        batches[kind] = {k: batch.get(k) for k in ("id", "status", "rowCount", "rejectedRowCount", "duplicate")}
+        # A demo built again with other data (another day, size or seed) replaces the earlier demo batches.
+        for other in services.datasets.batches(ds["id"]):
+            if other != batch["id"]:
+                services.datasets.delete_batch(other)
+        batches[kind] = {
+            k: batch.get(k) for k in ("id", "status", "rowCount", "rejectedRowCount", "duplicate")
+        }
     ingested_s = time.perf_counter() - started - generated_s
 
     default_policy = services.merge_policies.ensure_default()
@@ -150,20 +166,35 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
             )
     s = summary["seconds"]
     lines.append(f"time             generate {s['generate']} s, ingest {s['ingest']} s, build {s['build']} s")
-    lines.append(f"Dagster run      {summary['dagster']['run_id']} (asset group 'profiles' in the Dagster UI)")
+    lines.append(
+        f"Dagster run      {summary['dagster']['run_id']} (asset group 'profiles' in the Dagster UI)"
+    )
     return lines
 
 
 @main.command("demo-data")
-@click.option("--home", type=click.Path(path_type=Path), default=None, help="Home folder (default: SEGMENTATION_HOME)")
+@click.option(
+    "--home", type=click.Path(path_type=Path), default=None, help="Home folder (default: SEGMENTATION_HOME)"
+)
 @click.option("--sandbox", default="prod", show_default=True)
 @click.option("--profiles", type=int, default=DEFAULT_PROFILES, show_default=True, help="People")
-@click.option("--events", type=int, default=DEFAULT_EVENTS, show_default=True, help="Experience events (about)")
+@click.option(
+    "--events", type=int, default=DEFAULT_EVENTS, show_default=True, help="Experience events (about)"
+)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="End of the 13-month event window (default: today 00:00 UTC)")
-@click.option("--files-only", type=click.Path(path_type=Path), default=None,
-              help="Only write the Parquet files into this folder (no catalog, no Dagster)")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="End of the 13-month event window (default: today 00:00 UTC)",
+)
+@click.option(
+    "--files-only",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Only write the Parquet files into this folder (no catalog, no Dagster)",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON")
 def demo_data(home, sandbox, profiles, events, seed, as_of, files_only, as_json) -> None:
     """Generate the seeded demo data, ingest it and build the profile store through Dagster."""
@@ -175,7 +206,9 @@ def demo_data(home, sandbox, profiles, events, seed, as_of, files_only, as_json)
         files = generate_demo(files_only, profiles=profiles, events=events, seed=seed, as_of=as_of)
         click.echo(json.dumps(files.as_dict(), indent=2))
         return
-    summary = build_demo(get_settings(home=home), sandbox=sandbox, profiles=profiles, events=events, seed=seed, as_of=as_of)
+    summary = build_demo(
+        get_settings(home=home), sandbox=sandbox, profiles=profiles, events=events, seed=seed, as_of=as_of
+    )
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return

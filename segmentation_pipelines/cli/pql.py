@@ -49,7 +49,9 @@ def pql_group() -> None:
 
 @pql_group.command("check")
 @click.argument("expr")
-@click.option("--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), help="union schema JSON")
+@click.option(
+    "--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), help="union schema JSON"
+)
 @click.option("--values", is_flag=True, help="accept non-boolean results (computed attributes)")
 def check_command(expr: str, schema_path: str | None, values: bool) -> None:
     """Check EXPR ('-' reads it from stdin); exit status 1 when it is not valid."""
@@ -71,7 +73,9 @@ def check_command(expr: str, schema_path: str | None, values: bool) -> None:
 
 @pql_group.command("explain")
 @click.argument("expr")
-@click.option("--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), help="union schema JSON")
+@click.option(
+    "--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), help="union schema JSON"
+)
 def explain_command(expr: str, schema_path: str | None) -> None:
     """Print the canonical form of EXPR, the fields it reads and the SQL it compiles to."""
     text = _expression(expr)

@@ -44,10 +44,14 @@ class _Runner:
         self.con.execute(f"SET threads = {os.cpu_count() or 1}")
         self.con.execute("SET preserve_insertion_order = false")
 
-    def run(self, sql: str) -> None:
+        self.timings: dict[str, float] = {}
+
+    def run(self, sql: str, label: str = "other") -> None:
         if self.req.should_cancel is not None and self.req.should_cancel():
             raise EvaluationCancelled("evaluation cancelled")
+        t = time.perf_counter()
         run_interruptible(lambda: self.con.execute(sql), self.con.interrupt, self.req.should_cancel)
+        self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - t
 
     def say(self, msg: str) -> None:
         if self.req.progress is not None:
@@ -83,7 +87,8 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         r.run(
             f"COPY (SELECT audience_id, profile_id FROM members WHERE is_output ORDER BY audience_id, profile_id) "
-            f"TO {_lit(tmp)} (FORMAT parquet)"
+            f"TO {_lit(tmp)} (FORMAT parquet)",
+            "write",
         )
         os.replace(tmp, out)
         counts = dict.fromkeys((d.id for d in req.definitions), 0)
@@ -93,6 +98,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
             counts[aid] = n
         total = con.execute(f"SELECT count(*) FROM {profiles}").fetchone()[0]
         timings["write"] = time.perf_counter() - t
+        timings.update({f"sql_{k}": v for k, v in r.timings.items()})
         timings["total"] = time.perf_counter() - t0
         return EvaluationResult(out, counts, int(total), timings)
     finally:
@@ -127,13 +133,17 @@ def _evaluate_batch(r: _Runner, batch: list[tuple[str, compile_sql.CompiledSQL]]
     joins = []
     if aggs:
         cols = ", ".join(f"{a.sql(D)} AS {_q(n)}" for n, a in aggs.items())
-        r.run(f"CREATE OR REPLACE TEMP TABLE ev AS SELECT e.profile_id, {cols} FROM {events} AS e GROUP BY e.profile_id")
+        r.run(
+            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT e.profile_id, {cols} FROM {events} AS e GROUP BY e.profile_id",
+            "event_aggregates",
+        )
         joins.append("LEFT JOIN ev ON ev.profile_id = p.profile_id")
     if paggs:
         cols = ", ".join(f"{a.sql(D)} AS {_q(n)}" for n, a in paggs.items())
         r.run(
             f"CREATE OR REPLACE TEMP TABLE evp AS SELECT e.profile_id, {cols} FROM {events} AS e "
-            f"JOIN {profiles} AS p ON p.profile_id = e.profile_id GROUP BY e.profile_id"
+            f"JOIN {profiles} AS p ON p.profile_id = e.profile_id GROUP BY e.profile_id",
+            "event_profile_aggregates",
         )
         joins.append("LEFT JOIN evp ON evp.profile_id = p.profile_id")
     for audience, col in segs.items():
@@ -147,7 +157,8 @@ def _evaluate_batch(r: _Runner, batch: list[tuple[str, compile_sql.CompiledSQL]]
     on = ", ".join(f"d{i}" for i in range(len(batch)))
     r.run(
         f"INSERT INTO members SELECT m.audience_id, CAST(u.profile_id AS VARCHAR), TRUE "
-        f"FROM (UNPIVOT ({wide}) ON {on} INTO NAME k VALUE flag) AS u JOIN audience_map AS m ON m.k = u.k WHERE u.flag"
+        f"FROM (UNPIVOT ({wide}) ON {on} INTO NAME k VALUE flag) AS u JOIN audience_map AS m ON m.k = u.k WHERE u.flag",
+        "profile_predicates",
     )
     r.con.unregister("audience_map")
     r.run("DROP TABLE IF EXISTS ev")

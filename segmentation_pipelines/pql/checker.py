@@ -60,7 +60,9 @@ class Resolution:
     schema_path: tuple[str, ...] | None = None
 
     def child(self, name: str, schema_path: tuple[str, ...] | None) -> Resolution:
-        return Resolution(self.kind, self.path + (name,), self.var, self.binder, self.schema_class, schema_path)
+        return Resolution(
+            self.kind, self.path + (name,), self.var, self.binder, self.schema_class, schema_path
+        )
 
 
 @dataclass
@@ -118,7 +120,19 @@ def _typed(kind: str, cls: str, path: tuple[str, ...], klass: ClassSchema) -> PQ
 
 
 _STRING_TESTS = {"contains", "doesNotContain", "startsWith", "doesNotStartWith", "endsWith", "doesNotEndWith"}
-_ELEMENT_METHODS = {"filter", "exists", "map", "groupBy", "topN", "bottomN", "sum", "average", "min", "max", "count"}
+_ELEMENT_METHODS = {
+    "filter",
+    "exists",
+    "map",
+    "groupBy",
+    "topN",
+    "bottomN",
+    "sum",
+    "average",
+    "min",
+    "max",
+    "count",
+}
 _ARRAY_METHODS = {
     "count", "sum", "average", "min", "max", "distinct", "head", "includes", "intersects", "intersection",
     "subsetOf", "supersetOf", "filter", "exists", "map", "groupBy", "topN", "bottomN",
@@ -147,14 +161,18 @@ class _Checker:
         self.root_params: tuple[str, ...] = ()
 
     # --- errors ------------------------------------------------------------------------------------------------
-    def fail(self, node: ast.Node, message: str, text: str = "", expected: Iterable[str] = ()) -> PQLValidationError:
+    def fail(
+        self, node: ast.Node, message: str, text: str = "", expected: Iterable[str] = ()
+    ) -> PQLValidationError:
         return PQLValidationError(message, node.pos[0], node.pos[1], text, list(expected))
 
     # --- entry --------------------------------------------------------------------------------------------------
     def run(self, query: ast.Query) -> PQLType:
         self.root_params = query.params
         if len(query.params) > 1:
-            raise self.fail(query, "a segment expression takes one parameter (the profile): write '(Profile) => ...'")
+            raise self.fail(
+                query, "a segment expression takes one parameter (the profile): write '(Profile) => ...'"
+            )
         return self.visit(query.body, [_Scope("root")])
 
     def visit(self, node: ast.Node, scopes: list[_Scope]) -> PQLType:
@@ -202,7 +220,9 @@ class _Checker:
         t = PQLType("array", element=PQLType("object", origin=("event", ())), origin=("event", ()))
         return self._record(node, Resolution("xevent", schema_class=None), t)
 
-    def _field_of(self, holder: PQLType, name: str) -> tuple[PQLType, tuple[str, ...] | None, str | None] | None:
+    def _field_of(
+        self, holder: PQLType, name: str
+    ) -> tuple[PQLType, tuple[str, ...] | None, str | None] | None:
         """Type of field ``name`` of a value of type ``holder`` (flattening through arrays), its schema path and
         class; None when ``holder`` has no such field."""
         flatten = 0
@@ -270,14 +290,18 @@ class _Checker:
                 found = self._field_of(scope.element, name)
                 if found is not None:
                     t, path, cls = found
-                    return self._record(node, Resolution("element", (name,), None, scope.binder, cls, path), t)
+                    return self._record(
+                        node, Resolution("element", (name,), None, scope.binder, cls, path), t
+                    )
             if scope.kind == "root":
                 if name in self.root_params:
                     t = PQLType("object", origin=("profile", ()))
                     return self._record(node, Resolution("profile", (), None, None, "profile", None), t)
                 t = _schema_type(self.schema, "profile", (name,))
                 if t is not None:
-                    return self._record(node, Resolution("profile", (name,), None, None, "profile", (name,)), t)
+                    return self._record(
+                        node, Resolution("profile", (name,), None, None, "profile", (name,)), t
+                    )
         raise self._unknown(node, name, scopes, start)
 
     def _unknown(self, node, name, scopes, start) -> PQLValidationError:
@@ -358,12 +382,17 @@ class _Checker:
         t, schema_path, cls = found
         if holder.kind == "array" and base is not None and base.kind != "xevent":
             self.warnings.append(
-                (f"'{_dotted(node)}' reads a field through an array: it is the list of values of all elements", node.pos)
+                (
+                    f"'{_dotted(node)}' reads a field through an array: it is the list of values of all elements",
+                    node.pos,
+                )
             )
         if base is not None and base.kind != "value":
             resolution = base.child(node.name, schema_path)
             if cls and resolution.schema_class is None:
-                resolution = Resolution(resolution.kind, resolution.path, resolution.var, resolution.binder, cls, schema_path)
+                resolution = Resolution(
+                    resolution.kind, resolution.path, resolution.var, resolution.binder, cls, schema_path
+                )
         else:
             resolution = Resolution("value", (node.name,), None, None, cls, schema_path)
         return self._record(node, resolution, t)
@@ -380,7 +409,11 @@ class _Checker:
         name, args = node.name, node.args
         if name not in FUNCTIONS:
             near = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else f"; known functions: {', '.join(sorted(FUNCTIONS))}"
+            hint = (
+                f"; did you mean '{near[0]}'?"
+                if near
+                else f"; known functions: {', '.join(sorted(FUNCTIONS))}"
+            )
             raise self.fail(node, f"unknown function '{name}'{hint}", name, near)
         if name == "date":
             self._arity(node, 3, 3)
@@ -403,7 +436,9 @@ class _Checker:
         self._arity(node, 1, 1)
         arg = args[0]
         if not (isinstance(arg, ast.Literal) and arg.kind == "string"):
-            raise self.fail(arg, 'inSegment needs the audience id or name in quotes: inSegment("<audience id>")')
+            raise self.fail(
+                arg, 'inSegment needs the audience id or name in quotes: inSegment("<audience id>")'
+            )
         self.types[id(arg)] = T.STRING
         self._audience(node, arg.value)
         return T.BOOLEAN
@@ -413,14 +448,18 @@ class _Checker:
         if self.resolve_audience is not None:
             canonical = self.resolve_audience(ref)
             if canonical is None:
-                raise self.fail(node, f"unknown audience '{ref}': no segment definition or audience has this id or name", ref)
+                raise self.fail(
+                    node,
+                    f"unknown audience '{ref}': no segment definition or audience has this id or name",
+                    ref,
+                )
         if self.self_id is not None and canonical == self.self_id:
-            raise self.fail(node, f"the definition refers to itself through inSegment(\"{ref}\")", ref)
+            raise self.fail(node, f'the definition refers to itself through inSegment("{ref}")', ref)
         if self.dependencies is not None and self.self_id is not None:
             cycle = self._find_cycle(canonical)
             if cycle:
                 chain = " -> ".join([self.self_id, *cycle])
-                raise self.fail(node, f"inSegment(\"{ref}\") makes a cycle of audiences: {chain}", ref)
+                raise self.fail(node, f'inSegment("{ref}") makes a cycle of audiences: {chain}', ref)
         if canonical not in self.audiences:
             self.audiences.append(canonical)
 
@@ -441,14 +480,20 @@ class _Checker:
     def _arity(self, node, low: int, high: int | None) -> None:
         n = len(node.args)
         if n < low or (high is not None and n > high):
-            want = str(low) if low == high else (f"{low} to {high}" if high is not None else f"at least {low}")
-            raise self.fail(node, f"'{node.name}' takes {want} argument{'s' if want != '1' else ''}, not {n}", node.name)
+            want = (
+                str(low) if low == high else (f"{low} to {high}" if high is not None else f"at least {low}")
+            )
+            raise self.fail(
+                node, f"'{node.name}' takes {want} argument{'s' if want != '1' else ''}, not {n}", node.name
+            )
 
     def _expect(self, node, t: PQLType, kinds, words: str) -> None:
         base = T.scalar_of(t)
         if base.is_any or base.kind == "null" or base.kind in kinds:
             return
-        raise self.fail(node, f"expected {words} here, but '{_short(node)}' is {_a(t)}", _short(node), [words])
+        raise self.fail(
+            node, f"expected {words} here, but '{_short(node)}' is {_a(t)}", _short(node), [words]
+        )
 
     def v_MethodCall(self, node, scopes):
         name, args = node.name, node.args
@@ -465,11 +510,21 @@ class _Checker:
             self._arity(node, 0, 0)
             self._expect(node.obj, receiver, T.TEMPORAL, "a date or timestamp")
             return T.array_of(T.INTEGER) if kind == "array" else T.INTEGER
-        if name in _STRING_METHODS and kind not in ("array", "map", "groups"):
+        if name in _STRING_METHODS and kind not in ("map", "groups"):
+            if kind == "array":  # a list of strings (path through an array): true when any element matches
+                if T.scalar_of(receiver).kind not in ("string", "any"):
+                    raise self.fail(
+                        node, f"'.{name}()' applies to strings, but '{_short(node.obj)}' is {_a(receiver)}"
+                    )
+                self._existential(node)
+                result = self._string_method(node, T.scalar_of(receiver), scopes)
+                return T.array_of(result) if name == "regexGroup" else result
             return self._string_method(node, receiver, scopes)
         if kind == "map" or (name in ("get", "keys", "values") and kind == "any"):
             if name not in _MAP_METHODS:
-                raise self.fail(node, f"'.{name}()' does not apply to a map; maps have get, keys, values, count")
+                raise self.fail(
+                    node, f"'.{name}()' does not apply to a map; maps have get, keys, values, count"
+                )
             if name == "get":
                 self._arity(node, 1, 1)
                 self._expect(args[0], self.visit(args[0], scopes), {"string"}, "a key in quotes")
@@ -485,7 +540,9 @@ class _Checker:
         if kind not in ("array", "any"):
             if name in _STRING_METHODS:
                 return self._string_method(node, receiver, scopes)
-            raise self.fail(node, f"'.{name}()' applies to an array, but '{_short(node.obj)}' is {_a(receiver)}")
+            raise self.fail(
+                node, f"'.{name}()' applies to an array, but '{_short(node.obj)}' is {_a(receiver)}"
+            )
         return self._array_method(node, receiver, scopes)
 
     def _string_method(self, node, receiver, scopes):
@@ -570,7 +627,9 @@ class _Checker:
         key = groups.fields[0][1] if groups.fields else T.ANY
         if isinstance(arg, ast.Lambda):
             if len(arg.params) != 2:
-                raise self.fail(arg, "map after groupBy takes a lambda of the key and the group: (K, G) => ...")
+                raise self.fail(
+                    arg, "map after groupBy takes a lambda of the key and the group: (K, G) => ..."
+                )
             self._lambda(arg, [key, groups.elem()], scopes)
         else:
             self.visit(arg, scopes + [_Scope("element", node, groups.elem())])
@@ -583,7 +642,9 @@ class _Checker:
         return body
 
     def v_Lambda(self, node, scopes):
-        raise self.fail(node, "a lambda '(A, B) => ...' can only be the argument of map(...) or head the expression")
+        raise self.fail(
+            node, "a lambda '(A, B) => ...' can only be the argument of map(...) or head the expression"
+        )
 
     # --- operators ------------------------------------------------------------------------------------------------
     def v_Unary(self, node, scopes):
@@ -602,14 +663,18 @@ class _Checker:
         if op in ("+", "-", "*", "/", "%"):
             for side, t in ((node.left, left), (node.right, right)):
                 if t.kind == "array":
-                    raise self.fail(side, f"'{op}' needs single numbers, but '{_short(side)}' is a list of values")
+                    raise self.fail(
+                        side, f"'{op}' needs single numbers, but '{_short(side)}' is a list of values"
+                    )
                 self._expect(side, t, T.NUMERIC, f"a number on each side of '{op}'")
             if op != "/" and left.kind == "integer" and right.kind == "integer":
                 return T.INTEGER
             return T.NUMBER
         if op in ("in", "notIn"):
             if right.kind not in ("array", "any"):
-                raise self.fail(node.right, f"'{op}' needs a list on its right, e.g. [\"CA\", \"OR\"], but got {_a(right)}")
+                raise self.fail(
+                    node.right, f'\'{op}\' needs a list on its right, e.g. ["CA", "OR"], but got {_a(right)}'
+                )
             self._compare_types(node, T.scalar_of(left), right.elem(), node.left, "=", node.right)
             return T.BOOLEAN
         if op in ("like", "matches"):
@@ -619,7 +684,9 @@ class _Checker:
                 self._existential(node)
             return T.BOOLEAN
         # comparison
-        if (left.kind == "array" and right.kind != "array") or (right.kind == "array" and left.kind != "array"):
+        if (left.kind == "array" and right.kind != "array") or (
+            right.kind == "array" and left.kind != "array"
+        ):
             if not (left.is_any or right.is_any):
                 self._existential(node)
             self._compare_types(node, T.scalar_of(left), T.scalar_of(right), node.left, op, node.right)
@@ -628,13 +695,17 @@ class _Checker:
         return T.BOOLEAN
 
     def _existential(self, node) -> None:
-        self.warnings.append(("a list of values is compared with a single value: true when any element matches", node.pos))
+        self.warnings.append(
+            ("a list of values is compared with a single value: true when any element matches", node.pos)
+        )
 
     def _compare_types(self, node, a: PQLType, b: PQLType, left, op: str, right=None) -> None:
         if op in ("<", "<=", ">", ">="):
             for side, t in ((left, a), (right, b)):
                 if t.kind in ("boolean", "object", "map", "tuple", "array", "mapentry") and side is not None:
-                    raise self.fail(side, f"'{op}' orders numbers, dates or strings, not {_a(t)}", _short(side))
+                    raise self.fail(
+                        side, f"'{op}' orders numbers, dates or strings, not {_a(t)}", _short(side)
+                    )
         if T.comparable(a, b):
             return
         for lit, target in ((right, a), (left, b)):
@@ -643,20 +714,20 @@ class _Checker:
                 if coerced is not None:
                     self.coercions[id(lit)] = coerced
                     return
-        lt, rt = _short(left), _short(right) if right is not None else "the value"
+        lt = _short(left)
         hint = ""
         if a.is_numeric and isinstance(right, ast.Literal) and right.kind == "string":
-            hint = f"; write the number without quotes"
+            hint = "; write the number without quotes"
         elif b.is_numeric and isinstance(left, ast.Literal) and left.kind == "string":
-            hint = f"; write the number without quotes"
+            hint = "; write the number without quotes"
         elif a.kind == "string" and isinstance(right, ast.Literal) and right.kind != "string":
-            hint = f"; put the value in quotes: \"{right.value}\""
+            hint = f'; put the value in quotes: "{right.value}"'
         raise self.fail(node, f"cannot compare '{lt}' ({a}) with {_show(right)} ({b}){hint}", lt)
 
     # --- time ----------------------------------------------------------------------------------------------------
     def v_Occurs(self, node, scopes):
         target = self.visit(node.target, scopes)
-        self._expect_temporal(node.target, target, f"'occurs' needs a date or timestamp field on its left")
+        self._expect_temporal(node.target, target, "'occurs' needs a date or timestamp field on its left")
         if target.kind == "array":
             self._existential(node)
         for ref in (node.ref, node.ref2):
@@ -670,12 +741,16 @@ class _Checker:
         base = T.scalar_of(t)
         if base.is_any or base.kind == "null" or base.is_temporal:
             return
-        raise self.fail(node, f"{message}, but '{_short(node)}' is {_a(t)}", _short(node), ["a date or timestamp"])
+        raise self.fail(
+            node, f"{message}, but '{_short(node)}' is {_a(t)}", _short(node), ["a date or timestamp"]
+        )
 
     def _time_ref(self, ref, scopes) -> None:
         t = self.visit(ref, scopes)
         if t.kind != "period":
-            self._expect_temporal(ref, t, "expected a time (now, today, last month, date(y, m, d) or a timestamp field)")
+            self._expect_temporal(
+                ref, t, "expected a time (now, today, last month, date(y, m, d) or a timestamp field)"
+            )
 
     # --- comprehension forms ----------------------------------------------------------------------------------
     def _decls(self, decls, scopes) -> list[_Scope]:
@@ -684,7 +759,10 @@ class _Checker:
         for decl in decls:
             source = self.visit(decl.source, scopes)
             if source.kind not in ("array", "any"):
-                raise self.fail(decl.source, f"'{decl.var} from ...' needs an array (such as xEvent), but '{_short(decl.source)}' is {_a(source)}")
+                raise self.fail(
+                    decl.source,
+                    f"'{decl.var} from ...' needs an array (such as xEvent), but '{_short(decl.source)}' is {_a(source)}",
+                )
             if decl.var in seen:
                 raise self.fail(decl, f"the variable '{decl.var}' is declared twice")
             seen.add(decl.var)
@@ -697,6 +775,8 @@ class _Checker:
 
     def v_Select(self, node, scopes):
         self._decls(node.decls, scopes)
+        if len(node.decls) == 1:  # a one-variable tuple is the element itself: (select X ...).head().field
+            return T.array_of(self.types[id(node.decls[0])])
         return T.array_of(PQLType("tuple"))
 
     def v_Quantifier(self, node, scopes):
@@ -733,8 +813,14 @@ class _Checker:
         elem = source.elem()
         ts = self._field_of(elem, node.timestamp_field)
         if ts is None:
-            raise self.fail(node, f"the events have no field '{node.timestamp_field}' to order the chain by", node.timestamp_field)
-        self._expect_temporal(node, ts[0], f"the chain orders events by '{node.timestamp_field}', which must be a timestamp")
+            raise self.fail(
+                node,
+                f"the events have no field '{node.timestamp_field}' to order the chain by",
+                node.timestamp_field,
+            )
+        self._expect_temporal(
+            node, ts[0], f"the chain orders events by '{node.timestamp_field}', which must be a timestamp"
+        )
         if ts[1] is not None:
             self.fields["event" if ts[2] == "event" else "profile"].add(".".join(ts[1]))
         labels: set[str] = set()

@@ -79,7 +79,7 @@ class _PostLexer:
     def process(self, stream):
         depth = 0
         lets: list[int] = []  # bracket depth of every let still waiting for its "in"
-        seen: list[Token] = []
+        seen: list[Token] = []  # the strings, for the "string not closed" diagnosis
         self.local.seen = seen
         for tok in stream:
             kind = tok.type
@@ -101,7 +101,7 @@ class _PostLexer:
             elif kind == "IN" and lets and lets[-1] == depth:
                 lets.pop()
                 tok = Token.new_borrow_pos("LETIN", tok.value, tok)
-            if len(seen) < 4096 or kind == "STRING":
+            if kind == "STRING":
                 seen.append(tok)
             yield tok
 
@@ -130,6 +130,40 @@ def _balanced(op: str, operands: list, positions: list[ast.Pos]) -> ast.Expr:
     left = _balanced(op, operands[:mid], positions[:mid])
     right = _balanced(op, operands[mid:], positions[mid:])
     return ast.Binary(op, left, right, pos=positions[0])
+
+
+class _Chain(list):
+    """Operands of an ``and``/``or`` chain being parsed (appending is O(1); a left-recursive rule rebuilding a
+    tree or lark's ``(AND x)*`` flattening would copy the list at every step: quadratic). Turned into a balanced
+    :class:`ast.Binary` tree by :func:`_finish` as soon as another rule receives it."""
+
+    op: str
+
+    @classmethod
+    def grow(cls, op: str, left, right) -> _Chain:
+        if isinstance(left, _Chain) and left.op == op:
+            chain = left
+        else:
+            chain = cls([_finish(left)])
+            chain.op = op
+        if isinstance(right, _Chain) and right.op == op:
+            chain.extend(right)
+        else:
+            chain.append(_finish(right))
+        return chain
+
+
+def _finish(node):
+    if isinstance(node, _Chain):
+        return _balanced(node.op, node, [x.pos for x in node])
+    return node
+
+
+def _finishing(method):
+    def wrapper(self, children):
+        return method(self, [_finish(c) if isinstance(c, _Chain) else c for c in children])
+
+    return wrapper
 
 
 def _syntax(message: str, node_or_tok, text: str = "") -> PQLSyntaxError:
@@ -213,7 +247,11 @@ class _ToAst(Transformer):
     # operators
     def negate(self, c):
         operand = c[1]
-        if isinstance(operand, ast.Literal) and operand.kind in ("integer", "number") and not _is_negative(operand):
+        if (
+            isinstance(operand, ast.Literal)
+            and operand.kind in ("integer", "number")
+            and not _is_negative(operand)
+        ):
             return ast.Literal(-operand.value, operand.kind, pos=_tpos(c[0]))
         return ast.Unary("-", operand, pos=_tpos(c[0]))
 
@@ -233,11 +271,11 @@ class _ToAst(Transformer):
     def string_match(self, c):
         return ast.Binary(c[1].lower(), c[0], c[2], pos=_pos(c))
 
-    def or_expr(self, c):
-        return _balanced("or", c[0::2], [x.pos for x in c[0::2]])
+    def or_op(self, c):
+        return _Chain.grow("or", c[0], c[2])
 
-    def and_expr(self, c):
-        return _balanced("and", c[0::2], [x.pos for x in c[0::2]])
+    def and_op(self, c):
+        return _Chain.grow("and", c[0], c[2])
 
     # time
     def occurs(self, c):
@@ -296,9 +334,7 @@ class _ToAst(Transformer):
     def when_spec(self, c):
         if len(c) == 5:
             op, amount, unit, direction, ref = c
-            return ast.When(
-                ref, str(op), int(amount), normalize_unit(unit), direction.lower(), pos=_pos(c)
-            )
+            return ast.When(ref, str(op), int(amount), normalize_unit(unit), direction.lower(), pos=_pos(c))
         if len(c) == 2:
             return ast.When(c[1], direction=c[0].lower(), pos=_pos(c))
         return ast.When(c[0], pos=_pos(c))
@@ -333,6 +369,11 @@ class _ToAst(Transformer):
         if isinstance(body, ast.Lambda):
             return ast.Query(body.body, body.params, pos=body.pos)
         return ast.Query(body, pos=_pos(c))
+
+
+for _name, _method in list(vars(_ToAst).items()):
+    if callable(_method) and not _name.startswith("_") and _name not in ("or_op", "and_op"):
+        setattr(_ToAst, _name, _finishing(_method))
 
 
 def _is_negative(lit: ast.Literal) -> bool:
@@ -438,17 +479,44 @@ _WORDS = {
     "$END": "the end of the expression",
 }
 _HINTS = [
-    (re.compile(r"[\u201c\u201d\u2018\u2019]"), "curly quotes are not allowed: type straight quotes (\")"),
+    (re.compile(r"[\u201c\u201d\u2018\u2019]"), 'curly quotes are not allowed: type straight quotes (")'),
     (re.compile(r"@"), "'@{...}' context references are a Journey Optimizer extension, not segment PQL"),
     (re.compile(r"&&"), "write 'and' instead of '&&'"),
     (re.compile(r"\|\|"), "write 'or' instead of '||'"),
     (re.compile(r"=="), "write '=' instead of '=='"),
     (re.compile(r"<>"), "write '!=' instead of '<>'"),
-    (re.compile(r"_?\{[A-Za-z_ ]+\}|<[A-Za-z]+>"), "replace the documentation placeholder with your own name"),
+    (
+        re.compile(r"_?\{[A-Za-z_ ]+\}|<[A-Za-z]+>"),
+        "replace the documentation placeholder with your own name",
+    ),
 ]
-_KEYWORDS = ["and", "or", "not", "in", "notIn", "like", "matches", "occurs", "from", "where", "over", "select",
-             "exists", "forall", "between", "before", "after", "WHAT", "WHEN", "WHERE", "COUNT", "chain"]
+_KEYWORDS = [
+    "and",
+    "or",
+    "not",
+    "in",
+    "notIn",
+    "like",
+    "matches",
+    "occurs",
+    "from",
+    "where",
+    "over",
+    "select",
+    "exists",
+    "forall",
+    "between",
+    "before",
+    "after",
+    "WHAT",
+    "WHEN",
+    "WHERE",
+    "COUNT",
+    "chain",
+]
+_PREFIX_WORDS = {"select", "exists", "forall", "let", "sum", "average", "min", "max"}
 _SWALLOWED = re.compile(r"[(,\[]\s*[\"']$")  # a string token that ends where a new string obviously starts
+_CODE = re.compile(r"\)\s*(?:and|or)\s", re.I)  # ... and that swallowed code
 
 
 def describe_expected(expected: set[str]) -> list[str]:
@@ -489,7 +557,7 @@ def _explain(err: UnexpectedInput, text: str) -> PQLSyntaxError:
     seen = getattr(_POST_LEXER.local, "seen", [])
     # A string that swallowed the code after it: its closing quote is really the next string's opening quote.
     for tok in seen:
-        if tok.type == "STRING" and _SWALLOWED.search(tok.value):
+        if _SWALLOWED.search(tok.value) and _CODE.search(tok.value):
             return PQLSyntaxError(
                 "this string is not closed: add the missing closing quote",
                 tok.line,
@@ -508,7 +576,9 @@ def _explain(err: UnexpectedInput, text: str) -> PQLSyntaxError:
                 [f"a closing {char}"],
             )  # fmt: skip
         for pattern, hint in _HINTS:
-            if pattern.match(text, offset) or (hint.startswith("replace") and pattern.search(text, max(0, offset - 1))):
+            if pattern.match(text, offset) or (
+                hint.startswith("replace") and pattern.search(text, max(0, offset - 1))
+            ):
                 return PQLSyntaxError(f"unexpected '{char}': {hint}", line, col, char, expected)
         return PQLSyntaxError(
             f"unexpected character '{char}'; expected {_join(expected)}", line, col, char, expected
@@ -540,7 +610,9 @@ def _explain(err: UnexpectedInput, text: str) -> PQLSyntaxError:
         ):
             message += f" ({hint})"
             break
-    if tok.type == "NAME":
+    if prev.lower() in _PREFIX_WORDS:
+        message += f"; to combine '{prev} ...' with other conditions, put it in parentheses: ({prev} ...)"
+    elif tok.type == "NAME":
         near = difflib.get_close_matches(found.lower(), _KEYWORDS, n=1, cutoff=0.7)
         if near:
             message += f"; did you mean '{near[0]}'?"

@@ -57,18 +57,30 @@ class _ToJson:
                     v = None
                 return {"nodeType": "literal", "literalType": kind, "value": v}
             case ast.ListLiteral(items=items):
-                return {"nodeType": "literal", "literalType": "Array", "value": [j(x, implicit) for x in items]}
+                return {
+                    "nodeType": "literal",
+                    "literalType": "Array",
+                    "value": [j(x, implicit) for x in items],
+                }
             case ast.ObjectLiteral(entries=entries):
                 value = {k: j(v, implicit) for k, v in entries}
                 return {"nodeType": "literal", "literalType": "Object", "value": value}
             case ast.TimeAnchor(name=name):
                 return {"nodeType": "literal", "literalType": "TimeAnchor", "value": name}
             case ast.RelativePeriod(which=w, unit=u):
-                return {"nodeType": "literal", "literalType": "RelativePeriod", "value": {"which": w, "unit": u}}
+                return {
+                    "nodeType": "literal",
+                    "literalType": "RelativePeriod",
+                    "value": {"which": w, "unit": u},
+                }
             case ast.Name(name=name):
                 if name in self.bound or name == "xEvent":
                     return {"nodeType": "varRef", "varName": name}
-                root = {"nodeType": "implicitReference"} if implicit else {"nodeType": "parameterReference", "position": 1}
+                root = (
+                    {"nodeType": "implicitReference"}
+                    if implicit
+                    else {"nodeType": "parameterReference", "position": 1}
+                )
                 return {"nodeType": "fieldLookup", "fieldName": name, "object": root}
             case ast.Param(index=i):
                 return {"nodeType": "parameterReference", "position": i, "explicit": True}
@@ -89,11 +101,19 @@ class _ToJson:
             case ast.Filter(obj=o, cond=c):
                 return {"nodeType": "fnApply", "fnName": "[]", "params": [j(o, implicit), j(c, True)]}
             case ast.Lambda(params=ps, body=b):
-                return {"nodeType": "fnCreate", "params": [{"varName": p} for p in ps], "body": self._bound(ps, b, implicit)}
+                return {
+                    "nodeType": "fnCreate",
+                    "params": [{"varName": p} for p in ps],
+                    "body": self._bound(ps, b, implicit),
+                }
             case ast.Unary(op=op, operand=o):
                 return {"nodeType": "fnApply", "fnName": op, "params": [j(o, implicit)]}
             case ast.Binary(op=op, left=left, right=right):
-                return {"nodeType": "fnApply", "fnName": op, "params": [j(left, implicit), j(right, implicit)]}
+                return {
+                    "nodeType": "fnApply",
+                    "fnName": op,
+                    "params": [j(left, implicit), j(right, implicit)],
+                }
             case ast.Occurs():
                 params = [j(n.target, implicit), j(n.ref, implicit)]
                 if n.ref2 is not None:
@@ -112,7 +132,12 @@ class _ToJson:
                     params.insert(0, self._bound(names, v, implicit))
                 return {"nodeType": "fnApply", "fnName": fn, "over": True, "params": params}
             case ast.Let(var=var, value=v, body=b):
-                return {"nodeType": "let", "varName": var, "value": j(v, implicit), "body": self._bound((var,), b, implicit)}
+                return {
+                    "nodeType": "let",
+                    "varName": var,
+                    "value": j(v, implicit),
+                    "body": self._bound((var,), b, implicit),
+                }
             case ast.Chain(source=s, timestamp_field=ts, steps=steps):
                 return {
                     "nodeType": "chain",
@@ -147,7 +172,9 @@ class _ToJson:
             out["where"] = self.node(step.where, True)
         if step.when is not None:
             w = step.when
-            when = {k: getattr(w, k) for k in ("op", "amount", "unit", "direction") if getattr(w, k) is not None}
+            when = {
+                k: getattr(w, k) for k in ("op", "amount", "unit", "direction") if getattr(w, k) is not None
+            }
             when["ref"] = self.node(w.ref, implicit)
             out["when"] = when
         if step.count is not None:
@@ -224,7 +251,11 @@ def _node(d: dict):  # noqa: C901 - one case per node type
         name = str(d["fieldName"])
         if obj is None or obj.get("nodeType") == "implicitReference":
             return ast.Name(name)
-        if obj.get("nodeType") == "parameterReference" and not obj.get("explicit") and int(obj.get("position", 1)) == 1:
+        if (
+            obj.get("nodeType") == "parameterReference"
+            and not obj.get("explicit")
+            and int(obj.get("position", 1)) == 1
+        ):
             return ast.Name(name)
         if obj.get("nodeType") == "literal" and obj.get("literalType") == "XDMObject":  # legacy root
             return ast.Name(name)
@@ -262,7 +293,7 @@ def _apply(d: dict):
         if not params:
             raise _Bad(f"method '{name}' needs its receiver as first param")
         return ast.MethodCall(_node(params[0]), name, tuple(_node(p) for p in params[1:]))
-    if d.get("function"):
+    if d.get("function") is True:
         return ast.Call(name, tuple(_node(p) for p in params))
     if name == "occurs":
         extra = {k: d[k] for k in _OCCURS_KEYS if k in d}
@@ -282,7 +313,25 @@ def _apply(d: dict):
     return ast.Call(name, tuple(_node(p) for p in params))
 
 
-_BINARY = {"=", "!=", "<", "<=", ">", ">=", "and", "or", "+", "-", "*", "/", "%", "in", "notIn", "like", "matches"}
+_BINARY = {
+    "=",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "and",
+    "or",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "in",
+    "notIn",
+    "like",
+    "matches",
+}
 
 
 def _step(s: dict) -> ast.ChainStep:

@@ -44,16 +44,44 @@ LAST_NAMES = np.array(
 )
 # country code, country, weight, currency, [(state, weight, [cities])]
 COUNTRIES = [
-    ("US", "United States", 0.45, "USD", [
-        ("CA", 0.25, ["Los Angeles", "San Francisco", "San Diego"]), ("TX", 0.17, ["Houston", "Austin", "Dallas"]),
-        ("NY", 0.14, ["New York", "Buffalo"]), ("FL", 0.13, ["Miami", "Orlando", "Tampa"]),
-        ("IL", 0.09, ["Chicago"]), ("WA", 0.08, ["Seattle", "Spokane"]), ("MA", 0.07, ["Boston"]),
-        ("CO", 0.07, ["Denver", "Boulder"]),
-    ]),
-    ("GB", "United Kingdom", 0.10, "GBP", [("ENG", 0.85, ["London", "Manchester", "Leeds"]), ("SCT", 0.15, ["Edinburgh", "Glasgow"])]),
-    ("DE", "Germany", 0.10, "EUR", [("BE", 0.3, ["Berlin"]), ("BY", 0.4, ["Munich", "Nuremberg"]), ("HH", 0.3, ["Hamburg"])]),
+    (
+        "US",
+        "United States",
+        0.45,
+        "USD",
+        [
+            ("CA", 0.25, ["Los Angeles", "San Francisco", "San Diego"]),
+            ("TX", 0.17, ["Houston", "Austin", "Dallas"]),
+            ("NY", 0.14, ["New York", "Buffalo"]),
+            ("FL", 0.13, ["Miami", "Orlando", "Tampa"]),
+            ("IL", 0.09, ["Chicago"]),
+            ("WA", 0.08, ["Seattle", "Spokane"]),
+            ("MA", 0.07, ["Boston"]),
+            ("CO", 0.07, ["Denver", "Boulder"]),
+        ],
+    ),
+    (
+        "GB",
+        "United Kingdom",
+        0.10,
+        "GBP",
+        [("ENG", 0.85, ["London", "Manchester", "Leeds"]), ("SCT", 0.15, ["Edinburgh", "Glasgow"])],
+    ),
+    (
+        "DE",
+        "Germany",
+        0.10,
+        "EUR",
+        [("BE", 0.3, ["Berlin"]), ("BY", 0.4, ["Munich", "Nuremberg"]), ("HH", 0.3, ["Hamburg"])],
+    ),
     ("FR", "France", 0.08, "EUR", [("IDF", 0.6, ["Paris"]), ("ARA", 0.4, ["Lyon", "Grenoble"])]),
-    ("CA", "Canada", 0.07, "CAD", [("ON", 0.5, ["Toronto", "Ottawa"]), ("QC", 0.3, ["Montreal"]), ("BC", 0.2, ["Vancouver"])]),
+    (
+        "CA",
+        "Canada",
+        0.07,
+        "CAD",
+        [("ON", 0.5, ["Toronto", "Ottawa"]), ("QC", 0.3, ["Montreal"]), ("BC", 0.2, ["Vancouver"])],
+    ),
     ("AU", "Australia", 0.05, "AUD", [("NSW", 0.6, ["Sydney"]), ("VIC", 0.4, ["Melbourne"])]),
     ("JP", "Japan", 0.05, "JPY", [("13", 0.7, ["Tokyo"]), ("27", 0.3, ["Osaka"])]),
     ("BR", "Brazil", 0.05, "BRL", [("SP", 0.7, ["Sao Paulo"]), ("RJ", 0.3, ["Rio de Janeiro"])]),
@@ -100,8 +128,11 @@ class DemoFiles:
             "loyalty_rows": self.loyalty_rows,
             "event_rows": self.event_rows,
             "as_of": self.as_of.isoformat(),
-            "files": {"crm": [str(p) for p in self.crm], "loyalty": [str(p) for p in self.loyalty],
-                      "events": [str(p) for p in self.events]},
+            "files": {
+                "crm": [str(p) for p in self.crm],
+                "loyalty": [str(p) for p in self.loyalty],
+                "events": [str(p) for p in self.events],
+            },
         }
 
 
@@ -122,6 +153,13 @@ def _u01(x: np.ndarray, salt: int) -> np.ndarray:
     return (_mix(x, salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def _pick(choices: np.ndarray, idx: np.ndarray) -> pa.Array:
+    """``choices[idx]`` as an Arrow string array (through a dictionary: no per-row Python strings)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(idx, dtype=np.int32)), pa.array(choices)).cast(
+        pa.string()
+    )
+
+
 def _str(values) -> pa.Array:
     return pa.array(values).cast(pa.string())
 
@@ -134,17 +172,21 @@ def person_ecid(i: np.ndarray, seed: int) -> pa.Array:
     return _str((_mix(i, seed * 31 + 7) % np.uint64(10**18)) + np.uint64(10**18))
 
 
+def _first_idx(i: np.ndarray, seed: int) -> np.ndarray:
+    return (_mix(i, seed + 1) % np.uint64(len(FIRST_NAMES))).astype(np.int64)
+
+
 def person_email(i: np.ndarray, seed: int) -> pa.Array:
-    first = FIRST_NAMES[_mix(i, seed + 1) % np.uint64(len(FIRST_NAMES))]
-    last = LAST_NAMES[_mix(i, seed + 2) % np.uint64(len(LAST_NAMES))]
-    domain = DOMAINS[_mix(i, seed + 3) % np.uint64(len(DOMAINS))]
-    return pc.utf8_lower(_join(pa.array(first), ".", pa.array(last), ".", _str(i), "@", pa.array(domain)))
+    first = _pick(np.char.lower(FIRST_NAMES), _first_idx(i, seed))
+    last = _pick(np.char.lower(LAST_NAMES), _mix(i, seed + 2) % np.uint64(len(LAST_NAMES)))
+    domain = _pick(DOMAINS, _mix(i, seed + 3) % np.uint64(len(DOMAINS)))
+    return _join(first, ".", last, ".", _str(i), "@", domain)
 
 
-def person_names(i: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def person_names(i: np.ndarray, seed: int) -> tuple[pa.Array, pa.Array]:
     return (
-        FIRST_NAMES[_mix(i, seed + 1) % np.uint64(len(FIRST_NAMES))],
-        LAST_NAMES[_mix(i, seed + 2) % np.uint64(len(LAST_NAMES))],
+        _pick(FIRST_NAMES, _first_idx(i, seed)),
+        _pick(LAST_NAMES, _mix(i, seed + 2) % np.uint64(len(LAST_NAMES))),
     )
 
 
@@ -173,7 +215,7 @@ def identity_map(keys: list[tuple[str, pa.Array, np.ndarray | None, bool]], n: i
     counts = present.sum(axis=1)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     flat = present.reshape(-1)
-    ns = np.tile(np.array([k for k, _, _, _ in keys], dtype=object), n)[flat]
+    ns = _pick(np.array([k for k, _, _, _ in keys]), np.tile(np.arange(len(keys)), n)[flat])
     ids = pa.concat_arrays([a for _, a, _, _ in keys])  # laid out key-major; reorder to row-major
     k = len(keys)
     order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).reshape(-1)[flat]
@@ -181,13 +223,15 @@ def identity_map(keys: list[tuple[str, pa.Array, np.ndarray | None, bool]], n: i
     primary = np.tile(np.array([p for _, _, _, p in keys]), n)[flat]
     items = pa.StructArray.from_arrays([ids, pa.array(primary)], fields=list(IDENTITY_ITEM))
     one = pa.ListArray.from_arrays(pa.array(np.arange(len(ids) + 1, dtype=np.int32)), items)
-    entries = pa.StructArray.from_arrays([pa.array(ns, pa.string()), one], fields=list(IDENTITY_ENTRY))
+    entries = pa.StructArray.from_arrays([ns, one], fields=list(IDENTITY_ENTRY))
     return pa.ListArray.from_arrays(pa.array(offsets), entries)
 
 
 def _struct(fields: dict, mask: np.ndarray | None = None) -> pa.StructArray:
     arrays = [v if isinstance(v, pa.Array) else pa.array(v) for v in fields.values()]
-    return pa.StructArray.from_arrays(arrays, names=list(fields), mask=None if mask is None else pa.array(mask))
+    return pa.StructArray.from_arrays(
+        arrays, names=list(fields), mask=None if mask is None else pa.array(mask)
+    )
 
 
 def _timestamps(micros: np.ndarray) -> pa.Array:
@@ -214,7 +258,7 @@ def _crm_table(i: np.ndarray, seed: int, as_of_us: int) -> pa.Table:
     age_days = (np.clip(rng.normal(40, 14, n), 18, 90) * 365.25).astype(np.int64)
     as_of_day = as_of_us // 86_400_000_000
     birth = pa.array((as_of_day - age_days).astype("datetime64[D]"), pa.date32())
-    gender = np.where(rng.random(n) < 0.5, "female", "male")
+    gender = _pick(np.array(["female", "male"]), rng.random(n) < 0.5)
     postal = _str(rng.integers(10000, 99999, n))
     email = person_email(i, seed)
     phone = _join("+1555", _str(rng.integers(1_000_000, 9_999_999, n)))
@@ -222,55 +266,82 @@ def _crm_table(i: np.ndarray, seed: int, as_of_us: int) -> pa.Table:
     crm_id = _join("CRM", _str(i))
     has_ecid = ecid_in_crm(i, seed)
     idmap = identity_map(
-        [("Email", email, None, True), ("CRMID", crm_id, None, False), ("ECID", person_ecid(i, seed), has_ecid, False)], n
+        [
+            ("Email", email, None, True),
+            ("CRMID", crm_id, None, False),
+            ("ECID", person_ecid(i, seed), has_ecid, False),
+        ],
+        n,
     )
-    return pa.table({
-        "_id": _join("crm-", _str(i)),
-        "identityMap": idmap,
-        "person": _struct({
-            "name": _struct({"firstName": first, "lastName": last}),
-            "birthDate": birth,
-            "gender": gender,
-        }),
-        "homeAddress": _struct({
-            "country": LOC_COUNTRY[loc], "countryCode": LOC_CC[loc], "stateProvince": LOC_STATE[loc],
-            "city": LOC_CITY[loc], "postalCode": postal,
-        }),
-        "personalEmail": _struct({"address": email}),
-        "mobilePhone": _struct({"number": phone}),
-        "extSourceSystemAudit": _struct({"lastUpdatedDate": _timestamps(updated)}),
-    })
+    return pa.table(
+        {
+            "_id": _join("crm-", _str(i)),
+            "identityMap": idmap,
+            "person": _struct(
+                {
+                    "name": _struct({"firstName": first, "lastName": last}),
+                    "birthDate": birth,
+                    "gender": gender,
+                }
+            ),
+            "homeAddress": _struct(
+                {
+                    "country": _pick(LOC_COUNTRY, loc),
+                    "countryCode": _pick(LOC_CC, loc),
+                    "stateProvince": _pick(LOC_STATE, loc),
+                    "city": _pick(LOC_CITY, loc),
+                    "postalCode": postal,
+                }
+            ),
+            "personalEmail": _struct({"address": email}),
+            "mobilePhone": _struct({"number": phone}),
+            "extSourceSystemAudit": _struct({"lastUpdatedDate": _timestamps(updated)}),
+        }
+    )
 
 
 def _loyalty_table(i: np.ndarray, seed: int, as_of_us: int) -> pa.Table:
     n = len(i)
     rng = np.random.default_rng([seed, 2, int(i[0]) if n else 0])
-    first, _ = person_names(i, seed)
-    nick = np.array([NICKNAMES.get(f, f) for f in FIRST_NAMES])[_mix(i, seed + 1) % np.uint64(len(FIRST_NAMES))]
-    first = np.where(rng.random(n) < 0.5, nick, first)
+    # Half of the loyalty records use the nickname: a conflict the merge policies resolve.
+    nick_names = np.array([NICKNAMES.get(f, f) for f in FIRST_NAMES])
+    fi = _first_idx(i, seed)
+    first = _pick(
+        np.concatenate([FIRST_NAMES, nick_names]), np.where(rng.random(n) < 0.5, fi + len(FIRST_NAMES), fi)
+    )
     points = np.round(rng.lognormal(6.5, 1.2, n)).astype(np.int64)
-    tier = TIERS[np.searchsorted([1000, 5000, 20000], points, side="right")]
+    tier = _pick(TIERS, np.searchsorted([1000, 5000, 20000], points, side="right"))
     moved = rng.random(n) < 0.05
-    city = np.where(moved, LOC_CITY[rng.integers(0, len(LOC_CITY), n)], LOC_CITY[person_location(i, seed)])
-    joined = pa.array(((as_of_us // 86_400_000_000) - rng.integers(30, 3650, n)).astype("datetime64[D]"), pa.date32())
+    city = _pick(LOC_CITY, np.where(moved, rng.integers(0, len(LOC_CITY), n), person_location(i, seed)))
+    joined = pa.array(
+        ((as_of_us // 86_400_000_000) - rng.integers(30, 3650, n)).astype("datetime64[D]"), pa.date32()
+    )
     updated = as_of_us - (rng.random(n) * WINDOW_DAYS * 86_400e6).astype(np.int64)
-    idmap = identity_map([("Email", person_email(i, seed), None, True), ("loyaltyId", _join("L", _str(i)), None, False)], n)
-    return pa.table({
-        "_id": _join("loy-", _str(i)),
-        "identityMap": idmap,
-        "person": _struct({"name": _struct({"firstName": first})}),
-        "homeAddress": _struct({"city": city}),
-        "loyalty": _struct({"tier": tier, "points": points, "joinDate": joined}),
-        "extSourceSystemAudit": _struct({"lastUpdatedDate": _timestamps(updated)}),
-    })
+    idmap = identity_map(
+        [("Email", person_email(i, seed), None, True), ("loyaltyId", _join("L", _str(i)), None, False)], n
+    )
+    return pa.table(
+        {
+            "_id": _join("loy-", _str(i)),
+            "identityMap": idmap,
+            "person": _struct({"name": _struct({"firstName": first})}),
+            "homeAddress": _struct({"city": city}),
+            "loyalty": _struct({"tier": tier, "points": points, "joinDate": joined}),
+            "extSourceSystemAudit": _struct({"lastUpdatedDate": _timestamps(updated)}),
+        }
+    )
 
 
 # ---------------------------------------------------------------- events
 
-BASE_TYPES = np.array(["web.webpagedetails.pageViews", "commerce.productViews", "directMarketing.emailOpened"])
+BASE_TYPES = np.array(
+    ["web.webpagedetails.pageViews", "commerce.productViews", "directMarketing.emailOpened"]
+)
 BASE_P = np.array([0.62, 0.25, 0.13])
 P_ADD, P_CHECKOUT, P_PURCHASE, P_CLICK = 0.25, 0.45, 0.70, 0.30
-DERIVED_PER_BASE = BASE_P[1] * (P_ADD + P_ADD * P_CHECKOUT + P_ADD * P_CHECKOUT * P_PURCHASE) + BASE_P[2] * P_CLICK
+DERIVED_PER_BASE = (
+    BASE_P[1] * (P_ADD + P_ADD * P_CHECKOUT + P_ADD * P_CHECKOUT * P_PURCHASE) + BASE_P[2] * P_CLICK
+)
 PAGES = np.array(["home", "search", "category", "sale", "about", "stores", "help", "account"])
 
 
@@ -284,7 +355,9 @@ def _sku_tables(seed: int):
     return sku, names, price, popularity / popularity.sum()
 
 
-def _event_table(chunk: int, base_n: int, person_p: np.ndarray, n_people: int, seed: int, as_of_us: int, skus) -> pa.Table:
+def _event_table(
+    chunk: int, base_n: int, person_p: np.ndarray, n_people: int, seed: int, as_of_us: int, skus
+) -> pa.Table:
     rng = np.random.default_rng([seed, 3, chunk])
     sku_ids, sku_names, sku_price, sku_p = skus
     person = rng.choice(len(person_p), size=base_n, p=person_p).astype(np.int64)
@@ -299,62 +372,95 @@ def _event_table(chunk: int, base_n: int, person_p: np.ndarray, n_people: int, s
     for code, p in ((3, P_ADD), (4, P_CHECKOUT), (5, P_PURCHASE)):
         step = step & (rng.random(base_n) < p)
         prev_ts = prev_ts + rng.integers(30, 1800, base_n) * 1_000_000
-        rows_person.append(person[step]); rows_kind.append(np.full(step.sum(), code))  # noqa: E702
-        rows_ts.append(prev_ts[step]); rows_sku.append(sku[step])  # noqa: E702
+        rows_person.append(person[step])
+        rows_kind.append(np.full(step.sum(), code))  # noqa: E702
+        rows_ts.append(prev_ts[step])
+        rows_sku.append(sku[step])  # noqa: E702
     click = (kind == 2) & (rng.random(base_n) < P_CLICK)
-    rows_person.append(person[click]); rows_kind.append(np.full(click.sum(), 6))  # noqa: E702
-    rows_ts.append(ts[click] + rng.integers(5, 3600, base_n)[click] * 1_000_000); rows_sku.append(sku[click])  # noqa: E702
+    rows_person.append(person[click])
+    rows_kind.append(np.full(click.sum(), 6))  # noqa: E702
+    rows_ts.append(ts[click] + rng.integers(5, 3600, base_n)[click] * 1_000_000)
+    rows_sku.append(sku[click])  # noqa: E702
     person = np.concatenate(rows_person)
     kind = np.concatenate(rows_kind)
     ts = np.minimum(np.concatenate(rows_ts), as_of_us - 1)
     sku = np.concatenate(rows_sku)
     n = len(person)
-    types = np.concatenate([BASE_TYPES, ["commerce.productListAdds", "commerce.checkouts", "commerce.purchases",
-                                         "directMarketing.emailClicked"]])[kind]
+    types = _pick(
+        np.concatenate(
+            [
+                BASE_TYPES,
+                [
+                    "commerce.productListAdds",
+                    "commerce.checkouts",
+                    "commerce.purchases",
+                    "directMarketing.emailClicked",
+                ],
+            ]
+        ),
+        kind,
+    )
 
     known = person < n_people
     logged_in = known & (rng.random(n) < 0.25)
     email_ids = person_email(np.where(known, person, 0), seed)
-    idmap = identity_map([("ECID", person_ecid(person, seed), None, True), ("Email", email_ids, logged_in, False)], n)
+    idmap = identity_map(
+        [("ECID", person_ecid(person, seed), None, True), ("Email", email_ids, logged_in, False)], n
+    )
 
     has_sku = sku >= 0
     skus_safe = np.where(has_sku, sku, 0)
     qty = np.where(kind == 5, rng.integers(1, 4, n), 1)
     line_total = np.round(sku_price[skus_safe] * qty, 2)
     offsets = np.concatenate([[0], np.cumsum(has_sku)]).astype(np.int32)
-    items = _struct({
-        "SKU": sku_ids[sku[has_sku]], "name": sku_names[sku[has_sku]],
-        "quantity": qty[has_sku].astype(np.int64), "priceTotal": line_total[has_sku],
-    })
+    items = _struct(
+        {
+            "SKU": _pick(sku_ids, sku[has_sku]),
+            "name": _pick(sku_names, sku[has_sku]),
+            "quantity": qty[has_sku].astype(np.int64),
+            "priceTotal": line_total[has_sku],
+        }
+    )
     product_list = pa.ListArray.from_arrays(pa.array(offsets), items, mask=pa.array(~has_sku))
 
     is_purchase = kind == 5
-    currency = LOC_CURRENCY[person_location(person, seed)]
+    currency = _pick(LOC_CURRENCY, person_location(person, seed))
     one = np.ones(n)
-    commerce = _struct({
-        "order": _struct({
-            "priceTotal": line_total, "currencyCode": currency,
-            "purchaseID": _join(f"PO-{chunk}-", _str(np.arange(n))),
-        }, mask=~is_purchase),
-        "purchases": _struct({"value": one}, mask=kind != 5),
-        "checkouts": _struct({"value": one}, mask=kind != 4),
-        "productListAdds": _struct({"value": one}, mask=kind != 3),
-        "productViews": _struct({"value": one}, mask=kind != 1),
-    }, mask=~np.isin(kind, [1, 3, 4, 5]))
-    page = np.where(kind == 0, PAGES[rng.integers(0, len(PAGES), n)], "product")
-    web = _struct({"webPageDetails": _struct({"name": page, "URL": _join("https://shop.example.com/", pa.array(page))})},
-                  mask=~np.isin(kind, [0, 1]))
-    order = np.argsort(ts, kind="stable")
-    table = pa.table({
-        "_id": _join(f"ev-{chunk}-", _str(np.arange(n))),
-        "timestamp": _timestamps(ts),
-        "eventType": types,
-        "identityMap": idmap,
-        "web": web,
-        "commerce": commerce,
-        "productListItems": product_list,
-    })
-    return table.take(pa.array(order))
+    commerce = _struct(
+        {
+            "order": _struct(
+                {
+                    "priceTotal": line_total,
+                    "currencyCode": currency,
+                    "purchaseID": _join(f"PO-{chunk}-", _str(np.arange(n))),
+                },
+                mask=~is_purchase,
+            ),
+            "purchases": _struct({"value": one}, mask=kind != 5),
+            "checkouts": _struct({"value": one}, mask=kind != 4),
+            "productListAdds": _struct({"value": one}, mask=kind != 3),
+            "productViews": _struct({"value": one}, mask=kind != 1),
+        },
+        mask=~np.isin(kind, [1, 3, 4, 5]),
+    )
+    pages = np.append(PAGES, "product")
+    page = _pick(pages, np.where(kind == 0, rng.integers(0, len(PAGES), n), len(PAGES)))
+    urls = _pick(
+        np.array([f"https://shop.example.com/{p}" for p in pages]),
+        np.where(kind == 0, rng.integers(0, len(PAGES), n), len(PAGES)),
+    )
+    web = _struct({"webPageDetails": _struct({"name": page, "URL": urls})}, mask=~np.isin(kind, [0, 1]))
+    return pa.table(
+        {
+            "_id": _join(f"ev-{chunk}-", _str(np.arange(n))),
+            "timestamp": _timestamps(ts),
+            "eventType": types,
+            "identityMap": idmap,
+            "web": web,
+            "commerce": commerce,
+            "productListItems": product_list,
+        }
+    )
 
 
 # ---------------------------------------------------------------- entry point
@@ -378,7 +484,9 @@ def generate_demo(
         (out / sub).mkdir(parents=True, exist_ok=True)
         for old in (out / sub).glob("part-*.parquet"):
             old.unlink()
-    as_of_us = _micros(as_of.replace(tzinfo=None) if as_of.tzinfo is None else as_of.astimezone(dt.UTC).replace(tzinfo=None))
+    as_of_us = _micros(
+        as_of.replace(tzinfo=None) if as_of.tzinfo is None else as_of.astimezone(dt.UTC).replace(tzinfo=None)
+    )
     files = DemoFiles([], [], [], profiles, 0, 0, 0, as_of)
     for c, start in enumerate(range(0, profiles, PROFILE_CHUNK)):
         i = np.arange(start, min(start + PROFILE_CHUNK, profiles), dtype=np.int64)

@@ -10,7 +10,9 @@ import duckdb
 DEFAULT_MEMORY_LIMIT = os.environ.get("SEGMENTATION_DUCKDB_MEMORY", "4GB")
 
 
-def connect(temp_dir: Path | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None):
+def connect(
+    temp_dir: Path | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None
+):
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute("SET TimeZone='UTC'")

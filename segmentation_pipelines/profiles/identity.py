@@ -43,7 +43,7 @@ def build_identity_graph(con, sources: list[str], out_path: str, max_size: int =
     ``namespace, id, primary, profile_id, component_size, excluded`` to ``out_path``."""
     started = time.perf_counter()
     union = " UNION ALL ".join(f"SELECT identityMap FROM {s}" for s in sources) or (
-        "SELECT NULL::STRUCT(\"key\" VARCHAR, \"value\" STRUCT(id VARCHAR, \"primary\" BOOLEAN)[])[] AS identityMap "
+        'SELECT NULL::STRUCT("key" VARCHAR, "value" STRUCT(id VARCHAR, "primary" BOOLEAN)[])[] AS identityMap '
         "WHERE false"
     )
     # Rows repeat the same identity set many times (every event of a person): stitch each distinct set once.

@@ -54,7 +54,9 @@ def file_format(path: Path) -> str:
         return "parquet"
     if name.endswith(JSON_SUFFIXES):
         return "jsonl"
-    raise BadRequest(f"File '{path}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl).")
+    raise BadRequest(
+        f"File '{path}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl)."
+    )
 
 
 def check_paths(paths: list[str]) -> list[Path]:
@@ -64,7 +66,9 @@ def check_paths(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(str(raw)).expanduser()
         if not path.is_file():
-            raise BadRequest(f"File '{raw}' does not exist on the server (paths are read on the server's machine).")
+            raise BadRequest(
+                f"File '{raw}' does not exist on the server (paths are read on the server's machine)."
+            )
         file_format(path)
         out.append(path.resolve())
     return out
@@ -115,7 +119,9 @@ def infer_columns(con, path: Path) -> dict[str, Tree]:
     return {k: _resolve_conflicts(con, source, v, (k,)) for k, v in columns.items()}
 
 
-def target_columns(existing: dict[str, Tree], inferred: list[dict[str, Tree]], xdm_class: str) -> dict[str, Tree]:
+def target_columns(
+    existing: dict[str, Tree], inferred: list[dict[str, Tree]], xdm_class: str
+) -> dict[str, Tree]:
     """Dataset types win over what a new batch suggests; well-known XDM fields keep their XDM type."""
     columns = apply_known_types(merge_columns(existing, *inferred))
     columns["identityMap"] = IDENTITY_MAP
@@ -145,6 +151,17 @@ def _count_present(json_expr: str, jpath: str) -> str:
     return f"len(list_filter(json_extract({json_expr}, {sql_str(jpath)}), lambda x: json_type(x) <> 'NULL'))"
 
 
+def _intersect(target: Tree, source: Tree) -> Tree:
+    """The paths of ``target`` that a (Parquet) ``source`` has; a shape mismatch becomes a ``("LEAF", type)``."""
+    if isinstance(target, dict) and isinstance(source, dict):
+        return {k: _intersect(v, source[k]) for k, v in target.items() if k in source}
+    if isinstance(target, list) and isinstance(source, list):
+        return [_intersect(target[0], source[0])]
+    if isinstance(target, dict | list) or isinstance(source, dict | list):
+        return ("LEAF", target)
+    return target
+
+
 def _type_checks(name: str, tree: Tree, src: str, dst: str, json_src: bool) -> list[str]:
     """CASE expressions giving a reason for every field path of column ``name`` whose value did not cast."""
     checks: list[str] = []
@@ -156,9 +173,17 @@ def _type_checks(name: str, tree: Tree, src: str, dst: str, json_src: bool) -> l
 
     def walk(t: Tree, path: tuple[str, ...]) -> None:
         label = dotted((name, *path))
+        if isinstance(t, tuple):  # the source has another shape here: the whole value must survive the cast
+            t = t[1]
+            if "[]" not in path:
+                checks.append(
+                    f"CASE WHEN {present(path)} AND {_field(dst, path)} IS NULL "
+                    f"THEN {sql_str(f'{label}: expected {type_name(t)}')} END"
+                )
+                return
         if "[]" in path:
             if isinstance(t, dict | list):
-                for k, v in (t.items() if isinstance(t, dict) else [("[]", t[0])]):
+                for k, v in t.items() if isinstance(t, dict) else [("[]", t[0])]:
                     walk(v, (*path, k))
                 return
             src_json = src if json_src else f"to_json({src})"
@@ -192,7 +217,9 @@ def _type_checks(name: str, tree: Tree, src: str, dst: str, json_src: bool) -> l
 
     if json_src:
         top = f"coalesce(json_type({src}) <> 'NULL', false)"
-        checks.append(f"CASE WHEN {top} AND {dst} IS NULL THEN {sql_str(f'{name}: expected {type_name(tree)}')} END")
+        checks.append(
+            f"CASE WHEN {top} AND {dst} IS NULL THEN {sql_str(f'{name}: expected {type_name(tree)}')} END"
+        )
     walk(tree, ())
     return checks
 
@@ -256,7 +283,9 @@ def _cast(src: str, tree: Tree, json_src: bool = False) -> str:
     return expr if tz_type == plain else f"CAST({expr} AS {plain})"
 
 
-def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_class: str, out: Path, rejects: Path):
+def _convert_file(
+    con, path: Path, index: int, columns: dict[str, Tree], xdm_class: str, out: Path, rejects: Path
+):
     """Write the accepted rows of one file to ``out`` and its rejects to ``rejects``; return the counts."""
     is_event = xdm_class == EVENT_CLASS
     json_src = file_format(path) == "jsonl"
@@ -270,7 +299,9 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
 
     src_cols, dst_cols, reasons = [], [], []
     # A line that is not a JSON object gets that one reason, not one per missing field.
-    not_object = "CASE WHEN j IS NULL OR json_type(j) <> 'OBJECT' THEN ['not a JSON object'] ELSE" if json_src else ""
+    not_object = (
+        "CASE WHEN j IS NULL OR json_type(j) <> 'OBJECT' THEN ['not a JSON object'] ELSE" if json_src else ""
+    )
     for i, (name, tree) in enumerate(columns.items()):
         s, d = f"s{i}", quote(name)
         if json_src:
@@ -282,21 +313,25 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
         if name == "identityMap":
             conv = (
                 _normalize_identity_map(
-                    f"map_entries(TRY_CAST({s} AS MAP(VARCHAR, STRUCT(id VARCHAR, \"primary\" BOOLEAN)[])))"
+                    f'map_entries(TRY_CAST({s} AS MAP(VARCHAR, STRUCT(id VARCHAR, "primary" BOOLEAN)[])))'
                 )
                 if json_src
                 else (_identity_map_from_arrow(s, present[name]) if name in present else "NULL")
             )
             dst_cols.append(f"{conv} AS {d}")
-            reasons.append(f"CASE WHEN coalesce(len({d}), 0) = 0 THEN 'identityMap: missing or without any identity' END")
+            reasons.append(
+                f"CASE WHEN coalesce(len({d}), 0) = 0 THEN 'identityMap: missing or without any identity' END"
+            )
         elif name == "timestamp" and is_event:
             if json_src:
                 conv = _timestamp_from_json(s)
             else:
                 conv = _timestamp_from_arrow(s, present[name]) if name in present else "NULL::TIMESTAMP"
             dst_cols.append(f"{conv} AS {d}")
-            reasons.append(f"CASE WHEN {s} IS NULL OR {'json_type(' + s + ') = ' + chr(39) + 'NULL' + chr(39) if json_src else 'false'} THEN 'timestamp: missing' "
-                           f"WHEN {d} IS NULL THEN 'timestamp: not an ISO 8601 date-time or epoch milliseconds' END")
+            reasons.append(
+                f"CASE WHEN {s} IS NULL OR {'json_type(' + s + ') = ' + chr(39) + 'NULL' + chr(39) if json_src else 'false'} THEN 'timestamp: missing' "
+                f"WHEN {d} IS NULL THEN 'timestamp: not an ISO 8601 date-time or epoch milliseconds' END"
+            )
         elif name == "_id":
             row_id = f"md5({file_label} || ':' || {'_line' if json_src else 'file_row_number'})"
             base = f"{s} ->> '$'" if json_src else f"CAST({s} AS VARCHAR)"
@@ -307,7 +342,8 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
             passthrough = not json_src and from_arrow(present[name], name) == tree
             dst_cols.append(f"{s if passthrough else _cast(s, tree, json_src)} AS {d}")
             if not passthrough:
-                reasons.extend(_type_checks(name, tree, s, d, json_src))
+                checked = tree if json_src else _intersect(tree, from_arrow(present[name], name))
+                reasons.extend(_type_checks(name, checked, s, d, json_src))
     keep = "_line" if json_src else "file_row_number"
     staged = (
         f"SELECT *, {not_object} list_filter([{', '.join(reasons) or 'NULL'}]::VARCHAR[], lambda r: r IS NOT NULL) "
@@ -316,7 +352,11 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
     )
     if json_src:
         staged = f"SELECT * FROM ({staged}) WHERE line IS NOT NULL AND trim(line) <> ''"
-    out_names = ", ".join(quote(n) for n in columns if not (not json_src and n not in present and n not in ("identityMap", "_id", "timestamp")))
+    out_names = ", ".join(
+        quote(n)
+        for n in columns
+        if not (not json_src and n not in present and n not in ("identityMap", "_id", "timestamp"))
+    )
     accepted = con.execute(
         f"COPY (SELECT {out_names} FROM ({staged}) WHERE len(_reasons) = 0) TO {sql_str(str(out))} "
         "(FORMAT PARQUET, COMPRESSION ZSTD)"
@@ -324,7 +364,11 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
     if json_src:
         record = "line"
     else:
-        record = "to_json({" + ", ".join(f"{sql_str(n)}: s{i}" for i, n in enumerate(columns) if n in present) + "})"
+        record = (
+            "to_json({"
+            + ", ".join(f"{sql_str(n)}: s{i}" for i, n in enumerate(columns) if n in present)
+            + "})"
+        )
     rejected = con.execute(
         f"COPY (SELECT {file_label} AS file, {keep} + {0 if json_src else 1} AS line, _reasons AS reasons, "
         f"{record} AS record FROM ({staged}) WHERE len(_reasons) > 0 ORDER BY line) TO {sql_str(str(rejects))} "
@@ -334,7 +378,11 @@ def _convert_file(con, path: Path, index: int, columns: dict[str, Tree], xdm_cla
 
 
 def ingest_files(
-    paths: list[Path], xdm_class: str, batch_dir: Path, existing: dict[str, Tree], temp_dir: Path | None = None
+    paths: list[Path],
+    xdm_class: str,
+    batch_dir: Path,
+    existing: dict[str, Tree],
+    temp_dir: Path | None = None,
 ) -> IngestResult:
     """Ingest ``paths`` into the (not yet published) folder ``batch_dir``."""
     batch_dir.mkdir(parents=True, exist_ok=True)
@@ -345,7 +393,11 @@ def ingest_files(
         result = IngestResult()
         for i, path in enumerate(paths):
             # Each file writes only the columns it has; readers union the parts by name.
-            file_columns = {k: v for k, v in columns.items() if k in inferred[i] or k in ("identityMap", "_id", "timestamp")}
+            file_columns = {
+                k: v
+                for k, v in columns.items()
+                if k in inferred[i] or k in ("identityMap", "_id", "timestamp")
+            }
             if xdm_class != EVENT_CLASS:
                 file_columns.pop("timestamp", None) if "timestamp" not in inferred[i] else None
             part = batch_dir / f"part-{i:05d}.parquet"

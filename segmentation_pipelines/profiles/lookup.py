@@ -42,7 +42,11 @@ def find_identity(layout: StoreLayout, namespace: str, ident: str) -> dict | Non
         ).fetchone()
     finally:
         con.close()
-    return None if row is None else {"profile_id": row[0], "component_size": int(row[1]), "excluded": bool(row[2])}
+    return (
+        None
+        if row is None
+        else {"profile_id": row[0], "component_size": int(row[1]), "excluded": bool(row[2])}
+    )
 
 
 def read_profile(layout: StoreLayout, merge_policy_id: str, profile_id: str) -> dict | None:
@@ -52,7 +56,9 @@ def read_profile(layout: StoreLayout, merge_policy_id: str, profile_id: str) -> 
         return None
     con = duck.connect(memory_limit="1GB")
     try:
-        cur = con.execute(f"SELECT * FROM read_parquet({sql_str(str(path))}) WHERE profile_id = ?", [profile_id])
+        cur = con.execute(
+            f"SELECT * FROM read_parquet({sql_str(str(path))}) WHERE profile_id = ?", [profile_id]
+        )
         row = cur.fetchone()
         names = [d[0] for d in cur.description]
     finally:

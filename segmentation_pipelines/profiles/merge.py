@@ -76,7 +76,9 @@ def merged_attributes_sql(fragments: str, columns: Mapping[str, Tree], attribute
         for path, _ in leaf_list
     )
     top = ", ".join(
-        f"{_rebuild(tree, (name,), names)} AS {quote(name)}" for name, tree in columns.items() if name not in NOT_MERGED
+        f"{_rebuild(tree, (name,), names)} AS {quote(name)}"
+        for name, tree in columns.items()
+        if name not in NOT_MERGED
     )
     return (
         f"SELECT profile_id, {top} FROM ("

@@ -42,7 +42,9 @@ def _batch_relation(con, name: str, files: list[tuple[str, BatchRef, int]]) -> s
     """A view ``name`` over every file with ``_dataset``, ``_batch``, ``_ingested`` and ``_seq`` columns."""
     if not files:
         return None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_files (filename VARCHAR, d VARCHAR, b VARCHAR, t BIGINT, o BIGINT)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name}_files (filename VARCHAR, d VARCHAR, b VARCHAR, t BIGINT, o BIGINT)"
+    )
     con.executemany(
         f"INSERT INTO {name}_files VALUES (?, ?, ?, ?, ?)",
         [(f, b.dataset_id, b.batch_id, b.ingested_ms, i) for i, (f, b, _o) in enumerate(files)],
@@ -157,7 +159,9 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
             columns = merge_columns(*(dict(b.columns or {}) for b in profile_batches))
             described = {r[0] for r in con.execute("DESCRIBE SELECT * FROM raw_fragments").fetchall()}
             columns = {k: v for k, v in columns.items() if k in described}
-            has_audit = "extSourceSystemAudit" in described and isinstance(columns.get("extSourceSystemAudit"), dict)
+            has_audit = "extSourceSystemAudit" in described and isinstance(
+                columns.get("extSourceSystemAudit"), dict
+            )
             updated = (
                 "coalesce(struct_extract(extSourceSystemAudit, 'lastUpdatedDate'), _ingested)"
                 if has_audit and "lastUpdatedDate" in columns["extSourceSystemAudit"]
@@ -165,7 +169,7 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
             )
             con.execute(
                 f"""CREATE OR REPLACE TEMP VIEW fragments AS
-                SELECT i.profile_id, f.* EXCLUDE (_ingested), {updated.replace('extSourceSystemAudit', 'f.extSourceSystemAudit').replace('_ingested', 'f._ingested')} AS _updated
+                SELECT i.profile_id, f.* EXCLUDE (_ingested), {updated.replace("extSourceSystemAudit", "f.extSourceSystemAudit").replace("_ingested", "f._ingested")} AS _updated
                 FROM raw_fragments f JOIN identities i
                   ON i.namespace = f.identityMap[1].key AND i.id = f.identityMap[1].value[1].id
                 WHERE NOT i.excluded"""

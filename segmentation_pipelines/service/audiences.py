@@ -37,6 +37,7 @@ from segmentation_pipelines.service.segment_definitions import (
     MAX_LIMIT,
     TYPE_SEGMENT_DEFINITION,
     SegmentDefinitionsService,
+    drop_memberships,
     json_path_get,
     not_found_entry,
     parse_bool,
@@ -44,6 +45,7 @@ from segmentation_pipelines.service.segment_definitions import (
     parse_int,
     parse_sort,
     property_matches,
+    remove_membership_files,
     sort_docs,
     values_of,
 )
@@ -306,6 +308,8 @@ class AudiencesService:
                     title="The audience cannot be deleted.",
                 )
             self.ctx.repo(session, models.Audience).delete(row)
+            drop_memberships(self.ctx, session, id)
+        remove_membership_files(self.ctx, id)
         return None
 
     # --- members ---------------------------------------------------------------------------------------------------

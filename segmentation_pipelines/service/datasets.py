@@ -76,7 +76,10 @@ class DatasetsService:
             "imsOrg": self.ctx.org_id,
             "sandboxId": self.ctx.sandbox,
             "xdmClass": xdm_class,
-            "schemaRef": {"id": SCHEMA_REFS[xdm_class], "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+            "schemaRef": {
+                "id": SCHEMA_REFS[xdm_class],
+                "contentType": "application/vnd.adobe.xed-full+json;version=1",
+            },
             "tags": body.get("tags") or {},
             "created": now,
             "updated": now,
@@ -102,7 +105,9 @@ class DatasetsService:
         return row
 
     def _with_stats(self, s, row) -> dict:
-        batches = self.ctx.repo(s, models.Batch).find(models.Batch.dataset_id == row.id, models.Batch.status == SUCCESS)
+        batches = self.ctx.repo(s, models.Batch).find(
+            models.Batch.dataset_id == row.id, models.Batch.status == SUCCESS
+        )
         last = max(batches, key=lambda b: b.created_ms, default=None)
         return {
             **row.body,
@@ -159,12 +164,19 @@ class DatasetsService:
             xdm_class = dataset.xdm_class
             batches = self.ctx.repo(s, models.Batch)
             dup = batches.find(
-                models.Batch.dataset_id == dataset_id, models.Batch.content_hash == digest, models.Batch.status == SUCCESS
+                models.Batch.dataset_id == dataset_id,
+                models.Batch.content_hash == digest,
+                models.Batch.status == SUCCESS,
             )
             if dup:
                 return {**dup[0].body, "duplicate": True}
             existing = merge_columns(
-                *(b.body.get("columns") or {} for b in batches.find(models.Batch.dataset_id == dataset_id, models.Batch.status == SUCCESS))
+                *(
+                    b.body.get("columns") or {}
+                    for b in batches.find(
+                        models.Batch.dataset_id == dataset_id, models.Batch.status == SUCCESS
+                    )
+                )
             )
             now = now_ms()
             batch_id = uuid.uuid4().hex
@@ -175,12 +187,21 @@ class DatasetsService:
                 "imsOrg": self.ctx.org_id,
                 "created": now,
                 "updated": now,
-                "inputFormat": {"format": "mixed" if len({p.suffix for p in files}) > 1 else files[0].suffix.lstrip(".")},
+                "inputFormat": {
+                    "format": "mixed" if len({p.suffix for p in files}) > 1 else files[0].suffix.lstrip(".")
+                },
                 "files": [str(p) for p in files],
                 "contentHash": digest,
             }
-            batches.add(id=batch_id, dataset_id=dataset_id, status=LOADING, content_hash=digest, body=doc,
-                        created_ms=now, updated_ms=now)
+            batches.add(
+                id=batch_id,
+                dataset_id=dataset_id,
+                status=LOADING,
+                content_hash=digest,
+                body=doc,
+                created_ms=now,
+                updated_ms=now,
+            )
         tmp = self.layout.dataset_dir(dataset_id) / f".tmp-{batch_id}"
         try:
             result = ingest_files(files, xdm_class, tmp, existing, temp_dir=self.layout.tmp_dir())
@@ -191,7 +212,9 @@ class DatasetsService:
             self._finish(batch_id, FAILED, {"errors": [{"code": "INGEST-500", "description": message}]})
             if isinstance(e, ApiError):
                 raise
-            raise ApiError(500, f"Ingesting batch '{batch_id}' into dataset '{dataset_id}' failed: {message}") from e
+            raise ApiError(
+                500, f"Ingesting batch '{batch_id}' into dataset '{dataset_id}' failed: {message}"
+            ) from e
         completed = now_ms()
         metrics = {
             "inputFileCount": len(files),
@@ -239,6 +262,20 @@ class DatasetsService:
                 raise NotFound("Batch", batch_id)
             return row.body
 
+    def delete_batch(self, batch_id: str) -> None:
+        """Remove a batch and its files (the next store build no longer sees its rows)."""
+        with self.ctx.catalog.session() as s:
+            repo = self.ctx.repo(s, models.Batch)
+            row = repo.get(batch_id)
+            if row is None:
+                raise NotFound("Batch", batch_id)
+            if row.status == LOADING:
+                raise Conflict(f"Batch '{batch_id}' is still loading; delete it once it has finished.")
+            dataset_id = row.dataset_id
+            repo.delete(row)
+        shutil.rmtree(self.layout.batch_dir(dataset_id, batch_id), ignore_errors=True)
+        return None
+
     def rejects(self, batch_id: str, limit: int = 100) -> list[dict]:
         """The first ``limit`` rejected rows of a batch with their reasons."""
         import json
@@ -263,7 +300,9 @@ class DatasetsService:
         out: dict[str, list[BatchRef]] = {"profile": [], "experienceevent": []}
         with self.ctx.catalog.session() as s:
             classes = {d.id: d.xdm_class for d in self.ctx.repo(s, models.Dataset).find()}
-            for b in self.ctx.repo(s, models.Batch).find(models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]):
+            for b in self.ctx.repo(s, models.Batch).find(
+                models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]
+            ):
                 if b.dataset_id in classes:
                     out[CLASS_KEYS[classes[b.dataset_id]]].append(
                         BatchRef(

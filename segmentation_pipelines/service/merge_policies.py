@@ -16,7 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
-from segmentation_pipelines.profiles.merge import DATASET_PRECEDENCE, TIMESTAMP_ORDERED, validate_attribute_merge
+from segmentation_pipelines.profiles.merge import (
+    DATASET_PRECEDENCE,
+    TIMESTAMP_ORDERED,
+    validate_attribute_merge,
+)
 from segmentation_pipelines.profiles.xdm import PROFILE_CLASS
 from segmentation_pipelines.service.context import ServiceContext
 
@@ -40,7 +44,11 @@ class MergePoliciesService:
 
     # ------------------------------------------------------------ helpers
     def default_id(self) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"segmentation-pipelines:{self.ctx.org_id}/{self.ctx.sandbox}/default"))
+        return str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"segmentation-pipelines:{self.ctx.org_id}/{self.ctx.sandbox}/default"
+            )
+        )
 
     def _doc(self, policy_id: str, body: dict, created: int, updated: int, version: int = 1) -> dict:
         return {
@@ -89,7 +97,9 @@ class MergePoliciesService:
             raise BadRequest("name: a merge policy needs a non-empty name.")
         graph = (merged.get("identityGraph") or {"type": "pdg"}).get("type", "pdg")
         if graph != "pdg":
-            raise BadRequest(f"identityGraph.type: only 'pdg' (private identity graph) is supported, not {graph!r}.")
+            raise BadRequest(
+                f"identityGraph.type: only 'pdg' (private identity graph) is supported, not {graph!r}."
+            )
         schema = (merged.get("schema") or {"name": PROFILE_CLASS}).get("name")
         if schema != PROFILE_CLASS:
             raise BadRequest(f"schema.name: merge policies apply to {PROFILE_CLASS}, not {schema!r}.")
@@ -99,7 +109,9 @@ class MergePoliciesService:
                 repo = self.ctx.repo(s, models.Dataset)
                 for ds in attribute_merge["order"]:
                     if repo.get(ds) is None:
-                        raise BadRequest(f"attributeMerge.order: dataset '{ds}' does not exist in this sandbox.")
+                        raise BadRequest(
+                            f"attributeMerge.order: dataset '{ds}' does not exist in this sandbox."
+                        )
         return {**merged, "name": name.strip(), "attributeMerge": attribute_merge}
 
     def _reload(self) -> None:
@@ -122,7 +134,12 @@ class MergePoliciesService:
             if str(query.get("default", "")).lower() == "true":
                 where.append(models.MergePolicy.is_default.is_(True))
             total = repo.count(*where)
-            rows = repo.find(*where, order_by=[models.MergePolicy.created_ms, models.MergePolicy.id], offset=start, limit=limit)
+            rows = repo.find(
+                *where,
+                order_by=[models.MergePolicy.created_ms, models.MergePolicy.id],
+                offset=start,
+                limit=limit,
+            )
             children = [r.body for r in rows]
         return {
             "_page": {"totalCount": total, "pageSize": len(children), "start": start},
@@ -150,7 +167,14 @@ class MergePoliciesService:
             repo = self.ctx.repo(s, models.MergePolicy)
             if doc["default"]:
                 self._unset_other_defaults(repo, doc["id"])
-            repo.add(id=doc["id"], name=doc["name"], is_default=doc["default"], body=doc, created_ms=now, updated_ms=now)
+            repo.add(
+                id=doc["id"],
+                name=doc["name"],
+                is_default=doc["default"],
+                body=doc,
+                created_ms=now,
+                updated_ms=now,
+            )
         self._reload()
         return doc
 
@@ -180,7 +204,9 @@ class MergePoliciesService:
             if row is None:
                 raise NotFound("Merge policy", policy_id)
             if row.is_default:
-                raise Conflict("The default merge policy cannot be deleted; make another policy the default first.")
+                raise Conflict(
+                    "The default merge policy cannot be deleted; make another policy the default first."
+                )
             repo.delete(row)
         self._reload()
         return None

@@ -41,7 +41,8 @@ class ProfilesService:
         entity = read_profile(self.layout, policy["id"], found["profile_id"])
         if entity is None:
             raise NotFound(
-                f"Profile (merge policy '{policy['id']}' not built yet?) with identity", f"{namespace}:{id}",
+                f"Profile (merge policy '{policy['id']}' not built yet?) with identity",
+                f"{namespace}:{id}",
                 code=ENTITY_NOT_FOUND,
             )
         membership = self.segment_membership_for(found["profile_id"])
@@ -82,6 +83,4 @@ class ProfilesService:
             rows = con.execute(union, {"pid": profile_id}).fetchall()
         finally:
             con.close()
-        return {
-            aid: {"status": status, "lastQualificationTime": to_json_value(t)} for aid, status, t in rows
-        }
+        return {aid: {"status": status, "lastQualificationTime": to_json_value(t)} for aid, status, t in rows}

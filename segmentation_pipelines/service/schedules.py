@@ -425,7 +425,7 @@ class DagsterScheduleControl:
     by selector (location, repository and schedule names).
 
     * With a webserver (``settings.dagster_url``): GraphQL ``startSchedule`` / ``stopRunningSchedule`` on the
-      definitions the webserver has, then reload the code location (reload first for a schedule it does not know).
+      definitions the webserver has, then a (debounced, background) reload of the code location.
     * Else, with a prepared Dagster instance (``settings.dagster_home``): load the code location in this process
       and write the schedule's state in the instance.
     * Else nothing: the next code-location load applies ``default_status``.
@@ -451,6 +451,10 @@ class DagsterScheduleControl:
 
     def _apply_instance(self, name: str, state: str | None) -> None:
         from dagster import DagsterInstance
+        from dagster._core.definitions.definitions_load_context import (
+            DefinitionsLoadContext,
+            DefinitionsLoadType,
+        )
         from dagster._core.remote_origin import InProcessCodeLocationOrigin
         from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
@@ -460,8 +464,11 @@ class DagsterScheduleControl:
             ),
             location_name=self.settings.code_location_name,
         )
+        # Loading a location sets Dagster's process-wide DefinitionsLoadContext (to RECONSTRUCTION, with this
+        # load's pinned snapshots) and leaves it set: scope it, or later loads in this process would get stale state.
+        fresh = DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION)
         with DagsterInstance.from_config(str(self.settings.dagster_home)) as instance:
-            with origin.create_location(instance) as location:
+            with DefinitionsLoadContext.scoped(fresh), origin.create_location(instance) as location:
                 repo = location.get_repository(self.repository_name)
                 if repo.has_schedule(name):
                     write_schedule_state(instance, repo.get_schedule(name), running=state == ACTIVE)
@@ -472,14 +479,13 @@ class DagsterScheduleControl:
                     instance.stop_schedule(stored.instigator_origin_id, stored.selector_id, None)
 
     def _apply_graphql(self, name: str, state: str | None) -> None:
-        from segmentation_pipelines.service.code_location import reload_now
+        from segmentation_pipelines.service.code_location import request_reload
 
-        location = self.settings.code_location_name
-        if not self._graphql_set_state(name, state):  # a schedule the webserver does not know yet (or deleted)
-            reload_now(self.settings.dagster_url, location)
-            self._graphql_set_state(name, state)
-        else:
-            reload_now(self.settings.dagster_url, location)
+        # The state is set on the definitions the webserver has now (fast); the reload (debounced, in the
+        # background) brings the new definitions. A schedule the webserver does not know yet is new: once the
+        # reload lands it runs according to its default status, which is its catalog state.
+        self._graphql_set_state(name, state)
+        request_reload(self.settings)
 
     def _graphql_set_state(self, name: str, state: str | None) -> bool:
         """Start or stop ``name`` through GraphQL; False when the webserver does not know the schedule."""
@@ -532,7 +538,9 @@ def write_schedule_state(instance, remote_schedule, running: bool) -> None:
 
     status = InstigatorStatus.RUNNING if running else InstigatorStatus.STOPPED
     data = ScheduleInstigatorData(remote_schedule.cron_schedule, get_current_timestamp() if running else None)
-    stored = instance.get_instigator_state(remote_schedule.get_remote_origin_id(), remote_schedule.selector_id)
+    stored = instance.get_instigator_state(
+        remote_schedule.get_remote_origin_id(), remote_schedule.selector_id
+    )
     if stored is None:
         instance.add_instigator_state(
             InstigatorState(remote_schedule.get_remote_origin(), InstigatorType.SCHEDULE, status, data)

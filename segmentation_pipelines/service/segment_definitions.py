@@ -14,16 +14,19 @@ import copy
 import json
 import logging
 import math
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
+from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
+from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service import code_location
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql
@@ -38,7 +41,7 @@ SORT_FIELDS = {"creationTime": "creationTime", "updateTime": "updateTime", "name
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_BULK_IDS = 100
-NAME_TAKEN_CODE = "UPAPI-113422-422"
+NAME_TAKEN_CODE = "SEGP-100422-422"
 CANNOT_DELETE_CODE = "UPAPI-113631-403"
 BULK_IDS_CODE = "UPAPI-113015-400"
 BULK_NONE_FOUND_CODE = "UPAPI-113000-404"
@@ -191,6 +194,23 @@ def find_cycle(start: str, references: Iterable[str], graph: Mapping[str, Iterab
         seen.add(node)
         stack.extend((nxt, [*path, nxt]) for nxt in graph.get(node, ()))
     return None
+
+
+def drop_memberships(ctx: ServiceContext, session, audience_id: str) -> None:
+    """Delete an audience's ``audience_evaluations`` rows (in the caller's transaction)."""
+    session.execute(
+        delete(models.AudienceEvaluation).where(
+            models.AudienceEvaluation.org_id == ctx.org_id,
+            models.AudienceEvaluation.sandbox == ctx.sandbox,
+            models.AudienceEvaluation.audience_id == audience_id,
+        )
+    )
+
+
+def remove_membership_files(ctx: ServiceContext, audience_id: str) -> None:
+    """Remove a deleted audience's membership files (after the rows that published them are gone)."""
+    folder = StoreLayout(ctx.sandbox_root).memberships_dir() / memberships.safe_name(audience_id)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class SegmentDefinitionsService:
@@ -369,6 +389,8 @@ class SegmentDefinitionsService:
             if audience is not None:
                 self.ctx.repo(session, models.Audience).delete(audience)
             repo.delete(row)
+            drop_memberships(self.ctx, session, id)
+        remove_membership_files(self.ctx, id)
         code_location.request_reload(self.ctx.settings)
         return {"status": True, "message": f"Segment definition '{id}' has been deleted."}
 
@@ -492,7 +514,14 @@ class SegmentDefinitionsService:
         policies = Services(self.ctx).merge_policies
         if merge_policy_id is None:
             return policies.ensure_default()["id"]
-        policies.get(merge_policy_id)  # raises NotFound
+        try:
+            policies.get(merge_policy_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            raise _field_error(
+                "mergePolicyId", f"no merge policy '{merge_policy_id}' in this sandbox."
+            ) from None
         return merge_policy_id
 
     def _document(

@@ -495,6 +495,8 @@ class SegmentJobsService:
         doc = {k: v for k, v in row.body.items() if k != _INTERNAL}
         doc["id"] = row.id
         doc["status"] = row.status
+        if row.run_id:
+            doc["computeGatewayJobId"] = row.run_id  # the Dagster run (AEP: the id to look the compute job up by)
         if row.evaluation_ms is not None:
             doc["evaluationTime"] = iso_ms(row.evaluation_ms)
         doc["creationTime"] = row.created_ms

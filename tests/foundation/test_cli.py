@@ -60,7 +60,11 @@ def test_help_lists_the_commands_with_their_help():
 def test_demo_prepares_the_home_folder(tmp_path):
     home = tmp_path / "home"
     result = subprocess.run(
-        [SCRIPT, "demo", "--home", str(home)], env=_env(), capture_output=True, text=True, timeout=600
+        [SCRIPT, "demo", "--home", str(home), "--profiles", "200", "--events", "2000"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (home / "catalog.db").is_file()
@@ -110,6 +114,7 @@ def test_serve_requires_tokens_when_set(tmp_path):
         process.communicate(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_dev_runs_dagster_and_the_api_and_stops_both(tmp_path):
     api_port, dagster_port = free_port(), free_port()

@@ -35,7 +35,7 @@ class Items(Resource):
     delete = op("DELETE /items/{id}", "id")
 
 
-class TestLocalTransport(LocalTransport):
+class ItemsLocalTransport(LocalTransport):
     def service(self, name):
         return ItemsService(self.ctx) if name == "items" else super().service(name)
 
@@ -57,7 +57,7 @@ def connect(request, tmp_path, server):
     def make(sandbox: str = "prod") -> SegmentationClient:
         if request.param == "local":
             client = SegmentationClient(home=tmp_path / "home", sandbox=sandbox)
-            client.transport = TestLocalTransport(client.ctx)
+            client.transport = ItemsLocalTransport(client.ctx)
         else:
             client = SegmentationClient(base_url=server, token="tok-1", sandbox=sandbox)
         client.items = Items(client.transport)
@@ -160,7 +160,7 @@ def test_unreachable_server_is_a_segmentation_error():
 
 def test_local_service_errors_are_api_errors(tmp_path):
     client = SegmentationClient(home=tmp_path / "home")
-    client.transport = TestLocalTransport(client.ctx)
+    client.transport = ItemsLocalTransport(client.ctx)
     with pytest.raises(ApiError):
         Items(client.transport).get("missing")
 

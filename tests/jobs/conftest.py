@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from segmentation_pipelines.catalog import models
@@ -34,3 +36,47 @@ def add_definition_row(ctx: ServiceContext, name: str, pql: str = 'homeAddress.c
     with ctx.catalog.session() as session:
         row = ctx.repo(session, models.SegmentDefinition).add(name=name, batch_enabled=True, body=doc)
         return row.id
+
+
+class LocalDaemon:
+    """Stands in for the Dagster daemon in HTTP tests: ticks the launcher sensor and runs what it requests.
+
+    Each requested run executes in-process (``SegmentJobsService.run_in_process``) on ``definitions`` (or the
+    project's own when None), in a background thread, as a run worker launched by the daemon would.
+    """
+
+    def __init__(self, settings, definitions=None, interval_s: float = 0.2):
+        self.settings, self.definitions, self.interval_s = settings, definitions, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="local-daemon")
+        self.errors: list[BaseException] = []
+
+    def _loop(self) -> None:
+        import dagster as dg
+
+        from segmentation_pipelines.defs.jobs.sensors import segment_job_launcher
+        from segmentation_pipelines.service import dagster_runs
+
+        instance = dagster_runs.instance_for(self.settings)
+        while not self._stop.is_set():
+            try:
+                result = segment_job_launcher(dg.build_sensor_context(instance=instance))
+                for request in getattr(result, "run_requests", None) or []:
+                    tags = request.tags
+                    ctx = ServiceContext.create(self.settings, tags["segmentation/org"], tags["segmentation/sandbox"])
+                    if self.definitions is not None:
+                        ctx.extras["dagster_definitions"] = self.definitions
+                    threading.Thread(
+                        target=SegmentJobsService(ctx).run_in_process, args=(tags["segmentation/job_id"],), daemon=True
+                    ).start()
+            except BaseException as exc:  # surfaced by the test through .errors
+                self.errors.append(exc)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> LocalDaemon:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -18,7 +18,7 @@ FIXTURE = Path(__file__).with_name("appendix_examples.txt")
 
 def _examples() -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
-    head, lines = None, []
+    head, lines, tags = None, [], ""
     for line in FIXTURE.read_text().splitlines():
         if line.startswith("#") and head is None:
             continue
@@ -60,6 +60,27 @@ def test_doc_typo_fails_at_its_position(head, text, tags):
     err = info.value
     assert (err.line, err.column) == (line, column), str(err)
     char = text.splitlines()[line - 1][column - 1]
-    assert char in "\u201c@\"", char
+    assert char in '\u201c@"', char
     reason = {"\u201c": "curly quote", "@": "Journey Optimizer", '"': "not closed"}[char]
     assert reason in err.message
+
+
+SPEC = Path("/work/shared/spec/pql.md")
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the shared spec is not on this machine")
+def test_fixture_matches_the_spec_appendix():
+    """The copied examples are exactly the appendix's (one-line `- \\`...\\`` items and fenced multi-line ones)."""
+    appendix = SPEC.read_text().split("## Appendix", 1)[1].splitlines()
+    expected, i = [], 0
+    while i < len(appendix):
+        line = appendix[i]
+        if line.startswith("- `"):
+            expected.append(line[3:].split("` — ", 1)[0])
+        elif line.startswith("- ("):
+            start = next(j for j in range(i + 1, len(appendix)) if appendix[j].startswith("```"))
+            end = next(j for j in range(start + 1, len(appendix)) if appendix[j].startswith("```"))
+            expected.append("\n".join(appendix[start + 1 : end]))
+            i = end
+        i += 1
+    assert [text for _, text, _ in EXAMPLES] == expected

@@ -155,7 +155,9 @@ def test_occurs_forms():
     assert body("X.timestamp occurs on Y.timestamp") == ast.Occurs(ts, "on", path("Y", "timestamp"))
     assert body("X.timestamp occurs between last month and this week and z") == ast.Binary(
         "and",
-        ast.Occurs(ts, "between", ast.RelativePeriod("last", "month"), ref2=ast.RelativePeriod("this", "week")),
+        ast.Occurs(
+            ts, "between", ast.RelativePeriod("last", "month"), ref2=ast.RelativePeriod("this", "week")
+        ),
         N("z"),
     )
 
@@ -212,7 +214,9 @@ def test_let_in_is_not_membership():
 def test_if_in_segment_and_date_calls():
     assert body('if(a, "NA", "ROW")') == ast.Call("if", (N("a"), s("NA"), s("ROW")))
     assert body('inSegment("abc")') == ast.Call("inSegment", (s("abc"),))
-    assert body("date(currentYear() - 1, 10, 1)").args[0] == ast.Binary("-", ast.Call("currentYear", ()), i(1))
+    assert body("date(currentYear() - 1, 10, 1)").args[0] == ast.Binary(
+        "-", ast.Call("currentYear", ()), i(1)
+    )
 
 
 # --- chain ------------------------------------------------------------------------------------------------------------
@@ -303,15 +307,18 @@ def test_long_and_chain_is_balanced_and_fast():
 
 
 def test_parse_time_is_linear():
+    """10x the text costs about 10x the CPU time (quadratic would be 100x). Interleaved runs and CPU time, because
+    the test box is shared."""
     unit = 'homeAddress.country = "US" or person.birthYear > 1980 and '
-    small, big = (unit * 20) + "x", (unit * 200) + "x"
-    parse(small)
-    t0 = time.perf_counter()
-    parse(small)
-    t1 = time.perf_counter()
-    parse(big)
-    t2 = time.perf_counter()
-    assert (t2 - t1) < 40 * max(t1 - t0, 1e-4)
+    texts = {"small": (unit * 20) + "x", "big": (unit * 200) + "x"}
+    best = dict.fromkeys(texts, float("inf"))
+    parse(texts["small"])
+    for _ in range(5):
+        for key, text in texts.items():
+            t0 = time.process_time()
+            parse(text)
+            best[key] = min(best[key], time.process_time() - t0)
+    assert best["big"] < 25 * max(best["small"], 1e-4)
 
 
 def test_too_deep_nesting_is_a_syntax_error():
@@ -321,3 +328,8 @@ def test_too_deep_nesting_is_a_syntax_error():
         parse("-" * 2000 + "x")
     with pytest.raises(PQLSyntaxError, match="nested too deeply"):
         parse(" + ".join(["x"] * 2000))
+
+
+def test_prefix_form_as_operand_gets_a_hint():
+    with pytest.raises(PQLSyntaxError, match=r"put it in parentheses: \(select \.\.\.\)"):
+        parse("a = 1 and select X from xEvent")

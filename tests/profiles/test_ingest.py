@@ -20,22 +20,43 @@ def _rejects(layout, ref):
 
 def test_bad_event_rows_are_rejected_with_reasons_and_good_rows_kept(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    path = write_jsonl(tmp_path / "ev.jsonl", [
-        {"_id": "ok1", "timestamp": "2024-05-01T10:00:00+02:00", "eventType": "commerce.purchases",
-         "identityMap": ident(ECID="1"), "commerce": {"order": {"priceTotal": 12.5, "currencyCode": "EUR"}},
-         "productListItems": [{"SKU": "A", "quantity": 2}]},
-        {"_id": "ok2", "timestamp": 1714557600000, "eventType": "web.webpagedetails.pageViews", "identityMap": ident(ECID="2")},
-        {"_id": "no-ts", "eventType": "x", "identityMap": ident(ECID="3")},
-        {"_id": "no-ids", "timestamp": "2024-01-01T00:00:00Z", "eventType": "x"},
-        {"_id": "empty-ids", "timestamp": "2024-01-01T00:00:00Z", "identityMap": {"ECID": []}},
-        {"_id": "bad-ts", "timestamp": "yesterday", "identityMap": ident(ECID="5")},
-        {"_id": "bad-price", "timestamp": "2024-01-01T00:00:00Z", "identityMap": ident(ECID="6"),
-         "commerce": {"order": {"priceTotal": "abc"}}},
-        {"_id": "bad-qty", "timestamp": "2024-01-01T00:00:00Z", "identityMap": ident(ECID="7"),
-         "productListItems": [{"SKU": "B", "quantity": "many"}]},
-        "this is not json",
-        "",
-    ])
+    path = write_jsonl(
+        tmp_path / "ev.jsonl",
+        [
+            {
+                "_id": "ok1",
+                "timestamp": "2024-05-01T10:00:00+02:00",
+                "eventType": "commerce.purchases",
+                "identityMap": ident(ECID="1"),
+                "commerce": {"order": {"priceTotal": 12.5, "currencyCode": "EUR"}},
+                "productListItems": [{"SKU": "A", "quantity": 2}],
+            },
+            {
+                "_id": "ok2",
+                "timestamp": 1714557600000,
+                "eventType": "web.webpagedetails.pageViews",
+                "identityMap": ident(ECID="2"),
+            },
+            {"_id": "no-ts", "eventType": "x", "identityMap": ident(ECID="3")},
+            {"_id": "no-ids", "timestamp": "2024-01-01T00:00:00Z", "eventType": "x"},
+            {"_id": "empty-ids", "timestamp": "2024-01-01T00:00:00Z", "identityMap": {"ECID": []}},
+            {"_id": "bad-ts", "timestamp": "yesterday", "identityMap": ident(ECID="5")},
+            {
+                "_id": "bad-price",
+                "timestamp": "2024-01-01T00:00:00Z",
+                "identityMap": ident(ECID="6"),
+                "commerce": {"order": {"priceTotal": "abc"}},
+            },
+            {
+                "_id": "bad-qty",
+                "timestamp": "2024-01-01T00:00:00Z",
+                "identityMap": ident(ECID="7"),
+                "productListItems": [{"SKU": "B", "quantity": "many"}],
+            },
+            "this is not json",
+            "",
+        ],
+    )
     ref, result = ingest(layout, "ev", EVENT_CLASS, path)
     assert (result.rows, result.rejected) == (2, 7)
     reasons = {r["line"]: r["reasons"] for r in _rejects(layout, ref)}
@@ -61,21 +82,36 @@ def test_bad_event_rows_are_rejected_with_reasons_and_good_rows_kept(tmp_path):
 
 def test_parquet_profiles_are_typed_and_checked(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    table = pa.table({
-        "_id": ["a", "b", "c"],
-        "identityMap": [
-            [("Email", [{"id": "a@x.com", "primary": True}])],
-            [("Email", [{"id": "b@x.com", "primary": True}])],
-            None,
-        ],
-        "person": [{"birthDate": "1980-02-03", "name": {"firstName": "A"}},
-                   {"birthDate": "03/02/1980", "name": {"firstName": "B"}},
-                   {"birthDate": None, "name": {"firstName": "C"}}],
-    }, schema=pa.schema([
-        ("_id", pa.string()),
-        ("identityMap", pa.map_(pa.string(), pa.list_(pa.struct([("id", pa.string()), ("primary", pa.bool_())])))),
-        ("person", pa.struct([("birthDate", pa.string()), ("name", pa.struct([("firstName", pa.string())]))])),
-    ]))
+    table = pa.table(
+        {
+            "_id": ["a", "b", "c"],
+            "identityMap": [
+                [("Email", [{"id": "a@x.com", "primary": True}])],
+                [("Email", [{"id": "b@x.com", "primary": True}])],
+                None,
+            ],
+            "person": [
+                {"birthDate": "1980-02-03", "name": {"firstName": "A"}},
+                {"birthDate": "03/02/1980", "name": {"firstName": "B"}},
+                {"birthDate": None, "name": {"firstName": "C"}},
+            ],
+        },
+        schema=pa.schema(
+            [
+                ("_id", pa.string()),
+                (
+                    "identityMap",
+                    pa.map_(pa.string(), pa.list_(pa.struct([("id", pa.string()), ("primary", pa.bool_())]))),
+                ),
+                (
+                    "person",
+                    pa.struct(
+                        [("birthDate", pa.string()), ("name", pa.struct([("firstName", pa.string())]))]
+                    ),
+                ),
+            ]
+        ),
+    )
     pq.write_table(table, tmp_path / "p.parquet")
     ref, result = ingest(layout, "p", PROFILE_CLASS, tmp_path / "p.parquet")
     assert (result.rows, result.rejected) == (1, 2)
@@ -89,3 +125,48 @@ def test_parquet_profiles_are_typed_and_checked(tmp_path):
     assert str(row[0]) == "1980-02-03"
     assert row[1] == [{"key": "Email", "value": [{"id": "a@x.com", "primary": True}]}]
     assert result.columns["person"]["birthDate"] == "DATE"
+
+
+def test_later_batches_evolve_the_dataset_schema_and_keep_its_types(tmp_path):
+    from segmentation_pipelines.profiles.ingest import ingest_files
+
+    layout = StoreLayout(tmp_path / "sb")
+    first = write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"identityMap": ident(Email="a"), "person": {"name": {"firstName": "A"}}, "loyalty": {"points": 5}}],
+    )
+    ref, r1 = ingest(layout, "d", PROFILE_CLASS, first)
+    # A Parquet batch with a new nested field and a string where the dataset has an integer.
+    table = pa.table(
+        {
+            "identityMap": [
+                [("Email", [{"id": "b", "primary": True}])],
+                [("Email", [{"id": "c", "primary": True}])],
+            ],
+            "person": [{"gender": "f"}, {"gender": "m"}],
+            "loyalty": [{"points": "12"}, {"points": "lots"}],
+        },
+        schema=pa.schema(
+            [
+                (
+                    "identityMap",
+                    pa.map_(pa.string(), pa.list_(pa.struct([("id", pa.string()), ("primary", pa.bool_())]))),
+                ),
+                ("person", pa.struct([("gender", pa.string())])),
+                ("loyalty", pa.struct([("points", pa.string())])),
+            ]
+        ),
+    )
+    pq.write_table(table, tmp_path / "b.parquet")
+    r2 = ingest_files([tmp_path / "b.parquet"], PROFILE_CLASS, tmp_path / "batch2", r1.columns)
+    assert (r2.rows, r2.rejected) == (1, 1)
+    assert r2.columns["loyalty"] == {"points": "BIGINT"}
+    assert r2.columns["person"] == {"name": {"firstName": "VARCHAR"}, "gender": "VARCHAR"}
+    reasons = [
+        json.loads(x)["reasons"] for x in (tmp_path / "batch2" / "rejects.jsonl").read_text().splitlines()
+    ]
+    assert reasons == [["loyalty.points: expected integer"]]
+    got = duckdb.sql(
+        f"SELECT loyalty.points, person.gender FROM read_parquet('{tmp_path}/batch2/*.parquet')"
+    ).fetchall()
+    assert got == [(12, "f")]

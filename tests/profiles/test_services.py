@@ -20,20 +20,40 @@ def services(settings):
 
 
 def _fixture_files(tmp_path):
-    crm = write_jsonl(tmp_path / "crm.jsonl", [
-        {"identityMap": ident(Email="a@x.com", CRMID="c1"), "person": {"name": {"firstName": "Ann"}},
-         "extSourceSystemAudit": {"lastUpdatedDate": "2024-01-01T00:00:00Z"}},
-        {"identityMap": ident(Email="b@x.com"), "person": {"name": {"firstName": "Bob"}}},
-        {"person": {"name": {"firstName": "nobody"}}},
-    ])
-    loy = write_jsonl(tmp_path / "loy.jsonl", [
-        {"identityMap": ident(Email="a@x.com", loyaltyId="L1"), "person": {"name": {"firstName": "Annie"}},
-         "loyalty": {"points": 7}, "extSourceSystemAudit": {"lastUpdatedDate": "2024-06-01T00:00:00Z"}},
-    ])
-    ev = write_jsonl(tmp_path / "ev.jsonl", [
-        {"timestamp": "2024-05-01T00:00:00Z", "eventType": "commerce.purchases", "identityMap": ident(CRMID="c1"),
-         "commerce": {"order": {"priceTotal": 3.5}}},
-    ])
+    crm = write_jsonl(
+        tmp_path / "crm.jsonl",
+        [
+            {
+                "identityMap": ident(Email="a@x.com", CRMID="c1"),
+                "person": {"name": {"firstName": "Ann"}},
+                "extSourceSystemAudit": {"lastUpdatedDate": "2024-01-01T00:00:00Z"},
+            },
+            {"identityMap": ident(Email="b@x.com"), "person": {"name": {"firstName": "Bob"}}},
+            {"person": {"name": {"firstName": "nobody"}}},
+        ],
+    )
+    loy = write_jsonl(
+        tmp_path / "loy.jsonl",
+        [
+            {
+                "identityMap": ident(Email="a@x.com", loyaltyId="L1"),
+                "person": {"name": {"firstName": "Annie"}},
+                "loyalty": {"points": 7},
+                "extSourceSystemAudit": {"lastUpdatedDate": "2024-06-01T00:00:00Z"},
+            },
+        ],
+    )
+    ev = write_jsonl(
+        tmp_path / "ev.jsonl",
+        [
+            {
+                "timestamp": "2024-05-01T00:00:00Z",
+                "eventType": "commerce.purchases",
+                "identityMap": ident(CRMID="c1"),
+                "commerce": {"order": {"priceTotal": 3.5}},
+            },
+        ],
+    )
     return crm, loy, ev
 
 
@@ -42,12 +62,16 @@ def test_datasets_ingest_schema_and_duplicates(services, tmp_path):
     ds = services.datasets.create({"name": "CRM", "xdmClass": "_xdm.context.profile"})
     batch = services.datasets.ingest(ds["id"], [str(crm)])
     assert (batch["status"], batch["rowCount"], batch["rejectedRowCount"]) == ("success", 2, 1)
-    assert services.datasets.rejects(batch["id"])[0]["reasons"] == ["identityMap: missing or without any identity"]
+    assert services.datasets.rejects(batch["id"])[0]["reasons"] == [
+        "identityMap: missing or without any identity"
+    ]
     again = services.datasets.ingest(ds["id"], [str(crm)])
     assert again["id"] == batch["id"] and again["duplicate"] is True
     assert services.datasets.get(ds["id"])["rowCount"] == 2
     assert list(services.datasets.batches(ds["id"])) == [batch["id"]]
-    evs = services.datasets.create({"name": "web", "schemaRef": {"id": "https://ns.adobe.com/xdm/context/experienceevent"}})
+    evs = services.datasets.create(
+        {"name": "web", "schemaRef": {"id": "https://ns.adobe.com/xdm/context/experienceevent"}}
+    )
     services.datasets.ingest(evs["id"], [str(ev)])
     schema = services.datasets.schema()
     assert schema["profile"]["person.name.firstName"] == "string"
@@ -69,9 +93,15 @@ def test_datasets_ingest_schema_and_duplicates(services, tmp_path):
 
 def test_merge_policies_default_and_validation(services):
     policies = services.merge_policies.list()["children"]
-    assert len(policies) == 1 and policies[0]["default"] and policies[0]["attributeMerge"]["type"] == "timestampOrdered"
+    assert (
+        len(policies) == 1
+        and policies[0]["default"]
+        and policies[0]["attributeMerge"]["type"] == "timestampOrdered"
+    )
     with pytest.raises(SegmentationError) as e:
-        services.merge_policies.create({"name": "p", "attributeMerge": {"type": "dataSetPrecedence", "order": ["nope"]}})
+        services.merge_policies.create(
+            {"name": "p", "attributeMerge": {"type": "dataSetPrecedence", "order": ["nope"]}}
+        )
     assert e.value.status == 400 and "nope" in e.value.message
     with pytest.raises(SegmentationError) as e:
         services.merge_policies.delete(policies[0]["id"])
@@ -89,13 +119,21 @@ def test_build_through_dagster_and_look_up_profiles(settings, services, tmp_path
     for ds, path in ((crm_ds, crm), (loy_ds, loy), (ev_ds, ev)):
         services.datasets.ingest(ds["id"], [str(path)])
     crm_first = services.merge_policies.create(
-        {"name": "crm first", "attributeMerge": {"type": "dataSetPrecedence", "order": [crm_ds["id"], loy_ds["id"]]}}
+        {
+            "name": "crm first",
+            "attributeMerge": {"type": "dataSetPrecedence", "order": [crm_ds["id"], loy_ds["id"]]},
+        }
     )
     with dg.instance_for_test() as instance:
         built = materialize_profile_store(settings, instance=instance)
     assert built["success"]
     graph = built["assets"]["profiles/identity_graph"]
-    assert (graph["identities"], graph["profiles"], graph["excluded_components"], graph["largest_component"]) == (4, 2, 0, 3)
+    assert (
+        graph["identities"],
+        graph["profiles"],
+        graph["excluded_components"],
+        graph["largest_component"],
+    ) == (4, 2, 0, 3)
     assert graph["fragments"] == 3 and graph["events"] == 1
     assert built["assets"]["profiles/experience_events"]["events"] == 1
     merged = {k: v for k, v in built["assets"].items() if k.startswith("profiles/merged_profiles/")}
@@ -117,7 +155,9 @@ def test_build_through_dagster_and_look_up_profiles(settings, services, tmp_path
 def test_rest_routes(settings, tmp_path):
     crm, _, _ = _fixture_files(tmp_path)
     client = TestClient(create_app(settings))
-    r = client.post("/data/foundation/catalog/dataSets", json={"name": "CRM", "xdmClass": "_xdm.context.profile"})
+    r = client.post(
+        "/data/foundation/catalog/dataSets", json={"name": "CRM", "xdmClass": "_xdm.context.profile"}
+    )
     assert r.status_code == 200, r.text
     ds = r.json()["id"]
     r = client.post(f"/data/foundation/catalog/dataSets/{ds}/batches", json={"paths": [str(crm)]})
@@ -126,14 +166,45 @@ def test_rest_routes(settings, tmp_path):
     assert client.get(f"/data/foundation/catalog/batches/{batch}").json()["rejectedRowCount"] == 1
     assert client.get(f"/data/foundation/catalog/batches/{batch}/rejects").json()["rejects"][0]["line"] == 3
     assert list(client.get(f"/data/foundation/catalog/dataSets/{ds}/batches").json()) == [batch]
-    assert client.get("/data/foundation/catalog/schema").json()["profile"]["person.name.firstName"] == "string"
+    assert (
+        client.get("/data/foundation/catalog/schema").json()["profile"]["person.name.firstName"] == "string"
+    )
     assert ds in client.get("/data/foundation/catalog/dataSets").json()
     r = client.get("/data/core/ups/config/mergePolicies")
     assert r.status_code == 200 and r.json()["children"][0]["default"] is True
-    r = client.post("/data/core/ups/config/mergePolicies", json={"name": "x", "attributeMerge": {"type": "bogus"}})
+    r = client.post(
+        "/data/core/ups/config/mergePolicies", json={"name": "x", "attributeMerge": {"type": "bogus"}}
+    )
     assert r.status_code == 400 and "attributeMerge.type" in r.text
-    r = client.get("/data/core/ups/access/entities",
-                   params={"schema.name": "_xdm.context.profile", "entityIdNS": "Email", "entityId": "zz"})
+    r = client.get(
+        "/data/core/ups/access/entities",
+        params={"schema.name": "_xdm.context.profile", "entityIdNS": "Email", "entityId": "zz"},
+    )
     assert r.status_code == 404 and r.json()["status"] == 404
+    assert client.delete(f"/data/foundation/catalog/batches/{batch}").status_code == 204
+    assert client.get(f"/data/foundation/catalog/batches/{batch}").status_code == 404
+    assert client.get(f"/data/foundation/catalog/dataSets/{ds}").json()["rowCount"] == 0
     assert client.delete(f"/data/foundation/catalog/dataSets/{ds}").status_code == 204
     assert client.get(f"/data/foundation/catalog/dataSets/{ds}").status_code == 404
+
+
+def test_definitions_follow_the_catalog(settings, services, monkeypatch):
+    from segmentation_pipelines.defs.profiles import (
+        EVENTS_KEY,
+        IDENTITY_GRAPH_KEY,
+        dataset_key,
+        defs,
+        merged_profiles_key,
+    )
+
+    monkeypatch.setenv("SEGMENTATION_HOME", str(settings.home))
+    monkeypatch.delenv("SEGMENTATION_CATALOG_URL", raising=False)
+    empty = defs().resolve_asset_graph()
+    assert {IDENTITY_GRAPH_KEY, EVENTS_KEY} <= set(empty.get_all_asset_keys())
+    ds = services.datasets.create({"name": "CRM", "xdmClass": "_xdm.context.profile"})
+    default = services.merge_policies.ensure_default()
+    graph = defs().resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    assert {dataset_key(ds["id"]), merged_profiles_key(default["id"])} <= keys
+    assert dataset_key(ds["id"]) in graph.get(IDENTITY_GRAPH_KEY).parent_keys
+    assert IDENTITY_GRAPH_KEY in graph.get(merged_profiles_key(default["id"])).parent_keys

@@ -6,6 +6,7 @@ import duckdb
 
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.xdm import EVENT_CLASS, PROFILE_CLASS
+
 from .helpers import build, ident, ingest, write_jsonl
 
 TS = {"id": "ts", "attributeMerge": {"type": "timestampOrdered"}}
@@ -17,15 +18,23 @@ def rows(path):
 
 def test_fragments_sharing_an_email_become_one_profile(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    crm = write_jsonl(tmp_path / "crm.jsonl", [
-        {"identityMap": ident(Email="a@x.com", CRMID="c1"), "person": {"name": {"firstName": "Ann"}}},
-        {"identityMap": ident(Email="b@x.com", CRMID="c2"), "person": {"name": {"firstName": "Bob"}}},
-    ])
-    loyalty = write_jsonl(tmp_path / "loy.jsonl", [
-        {"identityMap": ident(Email="a@x.com", loyaltyId="L1"), "loyalty": {"tier": "gold", "points": 5}},
-    ])
-    refs = [(ingest(layout, "crm", PROFILE_CLASS, crm)[0], PROFILE_CLASS),
-            (ingest(layout, "loy", PROFILE_CLASS, loyalty)[0], PROFILE_CLASS)]
+    crm = write_jsonl(
+        tmp_path / "crm.jsonl",
+        [
+            {"identityMap": ident(Email="a@x.com", CRMID="c1"), "person": {"name": {"firstName": "Ann"}}},
+            {"identityMap": ident(Email="b@x.com", CRMID="c2"), "person": {"name": {"firstName": "Bob"}}},
+        ],
+    )
+    loyalty = write_jsonl(
+        tmp_path / "loy.jsonl",
+        [
+            {"identityMap": ident(Email="a@x.com", loyaltyId="L1"), "loyalty": {"tier": "gold", "points": 5}},
+        ],
+    )
+    refs = [
+        (ingest(layout, "crm", PROFILE_CLASS, crm)[0], PROFILE_CLASS),
+        (ingest(layout, "loy", PROFILE_CLASS, loyalty)[0], PROFILE_CLASS),
+    ]
     graph, _, merged = build(layout, refs, [TS])
     assert graph["profiles"] == 2 and graph["identities"] == 5
     assert merged[0]["profiles"] == 2 and merged[0]["fragments"] == 3
@@ -38,17 +47,23 @@ def test_fragments_sharing_an_email_become_one_profile(tmp_path):
 
 def test_chain_a_b_b_c_is_one_component(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    data = write_jsonl(tmp_path / "p.jsonl", [
-        {"identityMap": ident(Email="a", CRMID="b")},
-        {"identityMap": ident(CRMID="b", ECID="c")},
-        {"identityMap": ident(ECID="z")},
-    ])
+    data = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"identityMap": ident(Email="a", CRMID="b")},
+            {"identityMap": ident(CRMID="b", ECID="c")},
+            {"identityMap": ident(ECID="z")},
+        ],
+    )
     # A long chain, to exercise several rounds of label propagation.
-    chain = write_jsonl(tmp_path / "chain.jsonl", [
-        {"identityMap": {"Phone": [{"id": f"n{i:03d}"}, {"id": f"n{i + 1:03d}"}]}} for i in range(40)
-    ])
-    refs = [(ingest(layout, "d", PROFILE_CLASS, data)[0], PROFILE_CLASS),
-            (ingest(layout, "c", PROFILE_CLASS, chain)[0], PROFILE_CLASS)]
+    chain = write_jsonl(
+        tmp_path / "chain.jsonl",
+        [{"identityMap": {"Phone": [{"id": f"n{i:03d}"}, {"id": f"n{i + 1:03d}"}]}} for i in range(40)],
+    )
+    refs = [
+        (ingest(layout, "d", PROFILE_CLASS, data)[0], PROFILE_CLASS),
+        (ingest(layout, "c", PROFILE_CLASS, chain)[0], PROFILE_CLASS),
+    ]
     graph, _, _ = build(layout, refs, [TS])
     ids = duckdb.sql(
         f"SELECT namespace || ':' || id, profile_id, component_size FROM read_parquet('{layout.identities_path()}')"
@@ -64,15 +79,23 @@ def test_chain_a_b_b_c_is_one_component(tmp_path):
 
 def test_oversized_component_is_excluded_and_reported(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    big = write_jsonl(tmp_path / "big.jsonl", [{"identityMap": {"Phone": [{"id": "hub"}, {"id": f"x{i}"}]}} for i in range(60)])
+    big = write_jsonl(
+        tmp_path / "big.jsonl",
+        [{"identityMap": {"Phone": [{"id": "hub"}, {"id": f"x{i}"}]}} for i in range(60)],
+    )
     ok = write_jsonl(tmp_path / "ok.jsonl", [{"identityMap": ident(Email="solo")}])
-    ev = write_jsonl(tmp_path / "ev.jsonl", [
-        {"timestamp": "2024-01-01T00:00:00Z", "eventType": "a", "identityMap": {"Phone": [{"id": "x3"}]}},
-        {"timestamp": "2024-01-01T00:00:00Z", "eventType": "a", "identityMap": ident(Email="solo")},
-    ])
-    refs = [(ingest(layout, "b", PROFILE_CLASS, big)[0], PROFILE_CLASS),
-            (ingest(layout, "o", PROFILE_CLASS, ok)[0], PROFILE_CLASS),
-            (ingest(layout, "e", EVENT_CLASS, ev)[0], EVENT_CLASS)]
+    ev = write_jsonl(
+        tmp_path / "ev.jsonl",
+        [
+            {"timestamp": "2024-01-01T00:00:00Z", "eventType": "a", "identityMap": {"Phone": [{"id": "x3"}]}},
+            {"timestamp": "2024-01-01T00:00:00Z", "eventType": "a", "identityMap": ident(Email="solo")},
+        ],
+    )
+    refs = [
+        (ingest(layout, "b", PROFILE_CLASS, big)[0], PROFILE_CLASS),
+        (ingest(layout, "o", PROFILE_CLASS, ok)[0], PROFILE_CLASS),
+        (ingest(layout, "e", EVENT_CLASS, ev)[0], EVENT_CLASS),
+    ]
     graph, events, merged = build(layout, refs, [TS])
     assert graph["excluded_components"] == 1 and graph["largest_component"] == 61
     assert merged[0]["profiles"] == 1
@@ -85,7 +108,9 @@ def test_profile_id_is_stable_when_unrelated_data_arrives(tmp_path):
     refs = [(ingest(layout, "d", PROFILE_CLASS, first)[0], PROFILE_CLASS)]
     build(layout, refs, [TS])
     before = rows(layout.profiles_path("ts"))[0][0]
-    other = write_jsonl(tmp_path / "b.jsonl", [{"identityMap": ident(Email="a@a.com")}, {"identityMap": ident(CRMID="0")}])
+    other = write_jsonl(
+        tmp_path / "b.jsonl", [{"identityMap": ident(Email="a@a.com")}, {"identityMap": ident(CRMID="0")}]
+    )
     refs.append((ingest(layout, "d", PROFILE_CLASS, other)[0], PROFILE_CLASS))
     build(layout, refs, [TS])
     after = duckdb.sql(
@@ -97,24 +122,39 @@ def test_profile_id_is_stable_when_unrelated_data_arrives(tmp_path):
 
 def test_conflicting_attributes_resolve_per_merge_policy(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
-    crm = write_jsonl(tmp_path / "crm.jsonl", [{
-        "identityMap": ident(Email="a@x.com"),
-        "person": {"name": {"firstName": "Ann", "lastName": "Old"}},
-        "homeAddress": {"city": "Paris"},
-        "extSourceSystemAudit": {"lastUpdatedDate": "2024-03-01T00:00:00Z"},
-    }])
-    loyalty = write_jsonl(tmp_path / "loy.jsonl", [{
-        "identityMap": ident(Email="a@x.com"),
-        "person": {"name": {"lastName": "New"}},
-        "homeAddress": {"city": "Lyon"},
-        "extSourceSystemAudit": {"lastUpdatedDate": "2024-05-01T00:00:00Z"},
-    }])
+    crm = write_jsonl(
+        tmp_path / "crm.jsonl",
+        [
+            {
+                "identityMap": ident(Email="a@x.com"),
+                "person": {"name": {"firstName": "Ann", "lastName": "Old"}},
+                "homeAddress": {"city": "Paris"},
+                "extSourceSystemAudit": {"lastUpdatedDate": "2024-03-01T00:00:00Z"},
+            }
+        ],
+    )
+    loyalty = write_jsonl(
+        tmp_path / "loy.jsonl",
+        [
+            {
+                "identityMap": ident(Email="a@x.com"),
+                "person": {"name": {"lastName": "New"}},
+                "homeAddress": {"city": "Lyon"},
+                "extSourceSystemAudit": {"lastUpdatedDate": "2024-05-01T00:00:00Z"},
+            }
+        ],
+    )
     # No audit date: the batch ingestion time orders (this batch is ingested last, but is older than both audits?
     # no: ingestion times are 2024-06 here, so it wins under timestamp ordering).
-    web = write_jsonl(tmp_path / "web.jsonl", [{"identityMap": ident(Email="a@x.com"), "homeAddress": {"countryCode": "FR"}}])
-    refs = [(ingest(layout, "crm", PROFILE_CLASS, crm, ingested_ms=1_700_000_000_000)[0], PROFILE_CLASS),
-            (ingest(layout, "loy", PROFILE_CLASS, loyalty, ingested_ms=1_700_000_000_001)[0], PROFILE_CLASS),
-            (ingest(layout, "web", PROFILE_CLASS, web, ingested_ms=1_717_200_000_000)[0], PROFILE_CLASS)]
+    web = write_jsonl(
+        tmp_path / "web.jsonl",
+        [{"identityMap": ident(Email="a@x.com"), "homeAddress": {"countryCode": "FR"}}],
+    )
+    refs = [
+        (ingest(layout, "crm", PROFILE_CLASS, crm, ingested_ms=1_700_000_000_000)[0], PROFILE_CLASS),
+        (ingest(layout, "loy", PROFILE_CLASS, loyalty, ingested_ms=1_700_000_000_001)[0], PROFILE_CLASS),
+        (ingest(layout, "web", PROFILE_CLASS, web, ingested_ms=1_717_200_000_000)[0], PROFILE_CLASS),
+    ]
     precedence = {"id": "dp", "attributeMerge": {"type": "dataSetPrecedence", "order": ["crm", "loy"]}}
     build(layout, refs, [TS, precedence])
     q = "SELECT person.name.firstName, person.name.lastName, homeAddress.city, homeAddress.countryCode FROM read_parquet('{}')"
@@ -125,14 +165,28 @@ def test_conflicting_attributes_resolve_per_merge_policy(tmp_path):
 def test_events_are_keyed_to_profile_ids(tmp_path):
     layout = StoreLayout(tmp_path / "sb")
     prof = write_jsonl(tmp_path / "p.jsonl", [{"identityMap": ident(Email="a@x.com", ECID="e1")}])
-    ev = write_jsonl(tmp_path / "e.jsonl", [
-        {"_id": "1", "timestamp": 1714557600000, "eventType": "commerce.purchases", "identityMap": ident(ECID="e1"),
-         "commerce": {"order": {"priceTotal": 10}}},
-        {"_id": "2", "timestamp": "2024-05-01T12:00:00+02:00", "eventType": "web.webpagedetails.pageViews",
-         "identityMap": ident(ECID="anon")},
-    ])
-    refs = [(ingest(layout, "p", PROFILE_CLASS, prof)[0], PROFILE_CLASS),
-            (ingest(layout, "e", EVENT_CLASS, ev)[0], EVENT_CLASS)]
+    ev = write_jsonl(
+        tmp_path / "e.jsonl",
+        [
+            {
+                "_id": "1",
+                "timestamp": 1714557600000,
+                "eventType": "commerce.purchases",
+                "identityMap": ident(ECID="e1"),
+                "commerce": {"order": {"priceTotal": 10}},
+            },
+            {
+                "_id": "2",
+                "timestamp": "2024-05-01T12:00:00+02:00",
+                "eventType": "web.webpagedetails.pageViews",
+                "identityMap": ident(ECID="anon"),
+            },
+        ],
+    )
+    refs = [
+        (ingest(layout, "p", PROFILE_CLASS, prof)[0], PROFILE_CLASS),
+        (ingest(layout, "e", EVENT_CLASS, ev)[0], EVENT_CLASS),
+    ]
     graph, events, merged = build(layout, refs, [TS])
     assert events["events"] == 2 and merged[0]["profiles"] == 2  # the anonymous visitor is a profile too
     got = duckdb.sql(

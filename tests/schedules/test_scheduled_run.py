@@ -14,7 +14,10 @@ from segmentation_pipelines.service.schedules import dagster_schedule_name
 
 PROFILE = "_xdm.context.profile"
 PEOPLE = [
-    {"identityMap": {"Email": [{"id": f"{name}@x.com", "primary": True}]}, "homeAddress": {"countryCode": country}}
+    {
+        "identityMap": {"Email": [{"id": f"{name}@x.com", "primary": True}]},
+        "homeAddress": {"countryCode": country},
+    }
     for name, country in (("ann", "US"), ("bob", "DE"), ("cid", "US"))
 ]
 
@@ -40,7 +43,11 @@ def _build_store(ctx, tmp_path) -> None:
 
 
 def _definition(name: str, pql: str) -> dict:
-    return {"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}, "schema": {"name": PROFILE}}
+    return {
+        "name": name,
+        "expression": {"type": "PQL", "format": "pql/text", "value": pql},
+        "schema": {"name": PROFILE},
+    }
 
 
 def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
@@ -67,11 +74,16 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
         (request,) = schedule_def.evaluate_tick(context).run_requests
         job = repository.get_job(request.job_name or schedule_def.job_name)
         result = job.execute_in_process(
-            instance=instance, asset_selection=request.asset_selection, tags=request.tags, raise_on_error=False
+            instance=instance,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+            raise_on_error=False,
         )
         assert result.success
         materialized = {
-            tuple(e.asset_key.path) for e in result.get_asset_materialization_events() if e.asset_key is not None
+            tuple(e.asset_key.path)
+            for e in result.get_asset_materialization_events()
+            if e.asset_key is not None
         }
     assert materialized == {("segment", us["id"].replace("-", "_"))}  # not DE
 

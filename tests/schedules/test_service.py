@@ -279,3 +279,35 @@ def test_python_client(settings, ctx, mode):
     assert raised.value.status == 400 and "year field '2030'" in raised.value.message
     client.schedules.delete(created["id"])
     assert client.schedules.list()["_page"]["totalCount"] == 1
+
+
+def test_state_changes_are_written_to_the_dagster_instance(settings, ctx, schedules, monkeypatch):
+    """Without a webserver but with a prepared instance, the API writes the schedule's state in the instance
+    (explicitly, whatever the default status), and leaves no Dagster load context behind."""
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    from segmentation_pipelines.dagster_home import prepare_dagster_home
+    from segmentation_pipelines.definitions import defs
+
+    home = prepare_dagster_home(settings)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    def status(name):
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            found = [s.status for s in instance.all_instigator_state() if s.instigator_name == name]
+            return found[0] if found else None
+
+    created = schedules.create(_body(state="active"))
+    name = created["dagster"]["scheduleName"]
+    assert status(name) == InstigatorStatus.RUNNING
+    schedules.update(created["id"], [{"op": "add", "path": "/state", "value": "inactive"}])
+    assert status(name) == InstigatorStatus.STOPPED
+    assert not DefinitionsLoadContext.is_set()
+    later = schedules.create(_body(name="later"))  # a fresh load in this process sees the newest catalog
+    names = {s.name for s in defs().get_repository_def().schedule_defs}
+    assert {name, later["dagster"]["scheduleName"]} <= names
+    schedules.delete(created["id"])
+    assert status(name) == InstigatorStatus.STOPPED

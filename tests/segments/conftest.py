@@ -9,18 +9,40 @@ from segmentation_pipelines.service.context import ServiceContext
 from .helpers import EVENT, PROFILE, build_store, ident, ingest
 
 PEOPLE = [
-    {"identityMap": ident(Email="ann@x.com"), "person": {"name": {"firstName": "Ann"}},
-     "homeAddress": {"countryCode": "US"}, "loyalty": {"tier": "gold", "points": 500}},
-    {"identityMap": ident(Email="bob@x.com"), "person": {"name": {"firstName": "Bob"}},
-     "homeAddress": {"countryCode": "DE"}, "loyalty": {"tier": "silver", "points": 50}},
-    {"identityMap": ident(Email="cid@x.com"), "person": {"name": {"firstName": "Cid"}},
-     "homeAddress": {"countryCode": "US"}, "loyalty": {"tier": "bronze", "points": 5}},
+    {
+        "identityMap": ident(Email="ann@x.com"),
+        "person": {"name": {"firstName": "Ann"}},
+        "homeAddress": {"countryCode": "US"},
+        "loyalty": {"tier": "gold", "points": 500},
+    },
+    {
+        "identityMap": ident(Email="bob@x.com"),
+        "person": {"name": {"firstName": "Bob"}},
+        "homeAddress": {"countryCode": "DE"},
+        "loyalty": {"tier": "silver", "points": 50},
+    },
+    {
+        "identityMap": ident(Email="cid@x.com"),
+        "person": {"name": {"firstName": "Cid"}},
+        "homeAddress": {"countryCode": "US"},
+        "loyalty": {"tier": "bronze", "points": 5},
+    },
 ]
 EVENTS = [
-    {"identityMap": ident(Email="ann@x.com"), "_id": "e1", "timestamp": "2026-02-27T10:00:00Z",
-     "eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 120.0}}},
-    {"identityMap": ident(Email="bob@x.com"), "_id": "e2", "timestamp": "2026-02-10T10:00:00Z",
-     "eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 30.0}}},
+    {
+        "identityMap": ident(Email="ann@x.com"),
+        "_id": "e1",
+        "timestamp": "2026-02-27T10:00:00Z",
+        "eventType": "commerce.purchases",
+        "commerce": {"order": {"priceTotal": 120.0}},
+    },
+    {
+        "identityMap": ident(Email="bob@x.com"),
+        "_id": "e2",
+        "timestamp": "2026-02-10T10:00:00Z",
+        "eventType": "commerce.purchases",
+        "commerce": {"order": {"priceTotal": 30.0}},
+    },
 ]
 
 

@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 from segmentation_pipelines.profiles.layout import StoreLayout
-from segmentation_pipelines.profiles.store import build_events_store, build_identity_graph_store, build_merged_profiles
+from segmentation_pipelines.profiles.store import (
+    build_events_store,
+    build_identity_graph_store,
+    build_merged_profiles,
+)
 from segmentation_pipelines.service.context import ServiceContext, Services
 
 PROFILE = "_xdm.context.profile"
@@ -25,7 +29,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def ingest(ctx: ServiceContext, tmp: Path, name: str, xdm_class: str, rows: list[dict]) -> dict:
     services = Services(ctx)
     existing = list(services.datasets.list(name=name))
-    dataset_id = existing[0] if existing else services.datasets.create({"name": name, "xdmClass": xdm_class})["id"]
+    dataset_id = (
+        existing[0] if existing else services.datasets.create({"name": name, "xdmClass": xdm_class})["id"]
+    )
     path = write_jsonl(tmp / f"{name}-{len(list(tmp.glob(name + '-*')))}.jsonl", rows)
     return services.datasets.ingest(dataset_id, [str(path)])
 

@@ -38,7 +38,9 @@ def test_definitions_members_and_errors(client, store):
     with pytest.raises(SegmentationError) as err:
         defs.create(definition("bad", 'homeAddress.countryCode = = "DE"'))
     assert err.value.status == 400
-    assert err.value.body["errors"]["400"][0]["line"] == 1 and err.value.body["errors"]["400"][0]["column"] > 0
+    assert (
+        err.value.body["errors"]["400"][0]["line"] == 1 and err.value.body["errors"]["400"][0]["column"] > 0
+    )
 
     top = defs.create(definition("US top", f'inSegment("{us["id"]}") and loyalty.points > 100'))
     with pytest.raises(SegmentationError) as err:
@@ -61,22 +63,32 @@ def test_definitions_members_and_errors(client, store):
 def test_audiences_crud(client, store):
     audiences = client.audiences
     ext = audiences.create(
-        {"type": "ExternalSegment", "name": "CRM upload", "audienceId": "crm-1", "namespace": "CustomerAudienceUpload"}
+        {
+            "type": "ExternalSegment",
+            "name": "CRM upload",
+            "audienceId": "crm-1",
+            "namespace": "CustomerAudienceUpload",
+        }
     )
     assert ext["audienceId"] == "crm-1" and ext["lifecycleState"] == "published"
     seg = audiences.create(
-        {"type": "SegmentDefinition", "name": "Gold", "labels": ["core/C1"],
-         "expression": {"type": "PQL", "format": "pql/text", "value": 'loyalty.tier = "gold"'}}
+        {
+            "type": "SegmentDefinition",
+            "name": "Gold",
+            "labels": ["core/C1"],
+            "expression": {"type": "PQL", "format": "pql/text", "value": 'loyalty.tier = "gold"'},
+        }
     )
     assert client.segment_definitions.get(seg["id"])["name"] == "Gold" and seg["labels"] == ["core/C1"]
     # a definition may reference the external audience by its audienceId
-    ref = client.segment_definitions.create(definition("CRM gold", 'inSegment("crm-1") and loyalty.tier = "gold"'))
+    ref = client.segment_definitions.create(
+        definition("CRM gold", 'inSegment("crm-1") and loyalty.tier = "gold"')
+    )
     assert audiences.get(ref["id"])["dependencies"] == [ext["id"]]
 
     listed = audiences.list(sort="name:asc", limit="2")
     assert [a["name"] for a in listed["children"]] == ["CRM gold", "CRM upload"]
     assert listed["_page"]["totalCount"] == 3 and listed["_page"]["next"] == 2
-    assert [a["name"] for a in audiences.list(name="gold")["children"]] == sorted(["Gold", "CRM gold"], reverse=True) or True
     assert {a["name"] for a in audiences.list(name="gold")["children"]} == {"Gold", "CRM gold"}
 
     patched = audiences.patch(seg["id"], [{"op": "add", "path": "/description", "value": "gold tier"}])
@@ -94,7 +106,10 @@ def test_audiences_crud(client, store):
         audiences.delete(ext["id"])  # "CRM gold" reads it
     assert err.value.status == 400
 
-    assert audiences.bulk_get({"ids": [{"id": seg["id"]}, {"id": "nope"}]})["results"][seg["id"]]["name"] == "Gold"
+    assert (
+        audiences.bulk_get({"ids": [{"id": seg["id"]}, {"id": "nope"}]})["results"][seg["id"]]["name"]
+        == "Gold"
+    )
     client.segment_definitions.delete(ref["id"])
     assert audiences.delete(ext["id"]) is None
     assert audiences.delete(seg["id"]) is None

@@ -21,7 +21,9 @@ def test_create_returns_the_full_definition_with_defaults(svc, store):
     d = svc.create(definition("US gold", 'homeAddress.countryCode = "US" and loyalty.tier = "gold"'))
     assert d["name"] == "US gold"
     assert d["evaluationInfo"] == {
-        "batch": {"enabled": True}, "continuous": {"enabled": False}, "synchronous": {"enabled": False}
+        "batch": {"enabled": True},
+        "continuous": {"enabled": False},
+        "synchronous": {"enabled": False},
     }
     assert d["mergePolicyId"] == Services(store).merge_policies.ensure_default()["id"]
     assert d["imsOrgId"] == store.org_id and d["sandbox"]["sandboxName"] == "prod"
@@ -43,15 +45,15 @@ def test_bad_pql_is_a_400_naming_line_column_and_reason(svc):
     assert "line 2" in err.value.message
 
     with pytest.raises(SegmentationError) as err:
-        svc.create(definition("unknown field", 'person.shoeSize > 3'))
+        svc.create(definition("unknown field", "person.shoeSize > 3"))
     assert err.value.status == 400
     assert "shoeSize" in err.value.message and err.value.body["errors"]["400"][0]["line"] == 1
 
 
 def test_names_are_unique_per_sandbox(svc, store, settings):
-    svc.create(definition("Dup", 'loyalty.points > 10'))
+    svc.create(definition("Dup", "loyalty.points > 10"))
     with pytest.raises(SegmentationError) as err:
-        svc.create(definition("dup", 'loyalty.points > 20'))
+        svc.create(definition("dup", "loyalty.points > 20"))
     assert err.value.status == 422 and "already exists" in err.value.message
     # another sandbox may use the name
     from segmentation_pipelines.service.context import ServiceContext
@@ -60,7 +62,7 @@ def test_names_are_unique_per_sandbox(svc, store, settings):
     Services(dev).merge_policies.ensure_default()
     # dev has no data, so no schema: a profile-only field is refused there, but the name itself is free
     with pytest.raises(SegmentationError) as err:
-        Services(dev).segment_definitions.create(definition("Dup", 'loyalty.points > 10'))
+        Services(dev).segment_definitions.create(definition("Dup", "loyalty.points > 10"))
     assert err.value.status == 400
 
 
@@ -72,7 +74,12 @@ def test_list_paging_sort_property_and_evaluation_filters(svc):
     page = svc.list(limit="2", sort="name:asc")
     assert [s["name"] for s in page["segments"]] == ["a-seg", "b-seg"]
     assert page["page"] == {
-        "totalCount": 3, "totalPages": 2, "sortField": "name", "sort": "asc", "pageSize": 2, "limit": 2
+        "totalCount": 3,
+        "totalPages": 2,
+        "sortField": "name",
+        "sort": "asc",
+        "pageSize": 2,
+        "limit": 2,
     }
     assert "start=2" in page["link"]["next"]
     page2 = svc.list(limit="2", sort="name:asc", start="2")
@@ -87,6 +94,25 @@ def test_list_paging_sort_property_and_evaluation_filters(svc):
     with pytest.raises(SegmentationError) as err:
         svc.list(sort="colour:asc")
     assert err.value.status == 400 and "colour" in err.value.message
+
+
+def test_unknown_merge_policy_and_bad_fields_are_400(svc):
+    for body, field in [
+        (definition("mp", "loyalty.points > 1", mergePolicyId="nope"), "mergePolicyId"),
+        ({"expression": {"type": "PQL", "format": "pql/text", "value": "loyalty.points > 1"}}, "name"),
+        (
+            definition("fmt", "x", expression={"type": "PQL", "format": "pql/xml", "value": "x"}),
+            "expression.format",
+        ),
+        (
+            definition("ev", "loyalty.points > 1", evaluationInfo={"batch": {"enabled": "yes"}}),
+            "evaluationInfo",
+        ),
+        (definition("lc", "loyalty.points > 1", lifecycleState="archived"), "lifecycleState"),
+    ]:
+        with pytest.raises(SegmentationError) as err:
+            svc.create(body)
+        assert err.value.status == 400 and field in err.value.message, (field, err.value.message)
 
 
 def test_patch_is_a_full_overwrite(svc):

@@ -15,16 +15,16 @@ from .helpers import EVENT, build_store, definition, ingest
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(days=1)
 T2 = T0 + dt.timedelta(days=10)
-PURCHASED_LAST_WEEK = (
-    'select X from xEvent where X.eventType = "commerce.purchases" and X.timestamp occurs <= 7 days before now'
-)
+PURCHASED_LAST_WEEK = 'select X from xEvent where X.eventType = "commerce.purchases" and X.timestamp occurs <= 7 days before now'
 
 
 def members(services, audience_id, at=None):
     """{email: (status, lastQualificationTime)} of an evaluation."""
     page = services.audiences.members(audience_id, evaluation_time=at, limit="1000")
-    return {m["identityMap"]["Email"][0]["id"].split("@")[0]: (m["status"], m["lastQualificationTime"])
-            for m in page["children"]}
+    return {
+        m["identityMap"]["Email"][0]["id"].split("@")[0]: (m["status"], m["lastQualificationTime"])
+        for m in page["children"]
+    }
 
 
 def iso(t):
@@ -49,16 +49,31 @@ def test_members_across_evaluations(store, defs, tmp_path):
     assert members(services, buyers) == {"ann": ("realized", iso(T0))}
     assert members(services, both) == {"ann": ("realized", iso(T0))}
     assert s0.audiences[us] == {
-        "members": 2, "realized": 2, "existing": 0, "exited": 0, "exitedRetained": 0, "by_namespace": {"Email": 2}
+        "members": 2,
+        "realized": 2,
+        "existing": 0,
+        "exited": 0,
+        "exitedRetained": 0,
+        "by_namespace": {"Email": 2},
     }
     assert s0.total_profiles == 3
 
     # T+1 day: Cid bought something this morning.
-    ingest(store, tmp_path, "web", EVENT, [
-        {"identityMap": {"Email": [{"id": "cid@x.com", "primary": True}]}, "_id": "e3",
-         "timestamp": "2026-03-01T12:00:00Z", "eventType": "commerce.purchases",
-         "commerce": {"order": {"priceTotal": 10.0}}},
-    ])
+    ingest(
+        store,
+        tmp_path,
+        "web",
+        EVENT,
+        [
+            {
+                "identityMap": {"Email": [{"id": "cid@x.com", "primary": True}]},
+                "_id": "e3",
+                "timestamp": "2026-03-01T12:00:00Z",
+                "eventType": "commerce.purchases",
+                "commerce": {"order": {"priceTotal": 10.0}},
+            },
+        ],
+    )
     build_store(store)
     s1 = run_evaluation(store, [us, buyers, both], T1, job_id="job-1")
     assert members(services, buyers) == {"ann": ("existing", iso(T0)), "cid": ("realized", iso(T1))}
@@ -70,11 +85,18 @@ def test_members_across_evaluations(store, defs, tmp_path):
     s2 = run_evaluation(store, [us, buyers, both], T2)
     assert members(services, buyers) == {"ann": ("exited", iso(T2)), "cid": ("exited", iso(T2))}
     assert s2.audiences[both] == {
-        "members": 0, "realized": 0, "existing": 0, "exited": 2, "exitedRetained": 2, "by_namespace": {}
+        "members": 0,
+        "realized": 0,
+        "existing": 0,
+        "exited": 2,
+        "exitedRetained": 2,
+        "by_namespace": {},
     }
     # every evaluation stays readable
     assert members(services, buyers, at=iso(T0)) == {"ann": ("realized", iso(T0))}
-    assert members(services, buyers, at=iso(T1 + dt.timedelta(hours=3))) == members(services, buyers, at=iso(T1))
+    assert members(services, buyers, at=iso(T1 + dt.timedelta(hours=3))) == members(
+        services, buyers, at=iso(T1)
+    )
     page = services.audiences.members(buyers)
     assert page["evaluationTime"] == iso(T2) and page["jobId"] is None and page["_page"]["totalCount"] == 2
     with pytest.raises(SegmentationError) as err:
@@ -128,3 +150,18 @@ def test_cancelled_evaluation_publishes_nothing(store, defs):
     memberships = store.sandbox_root / "memberships"
     assert not any(p.name.startswith(".staging") for p in memberships.iterdir())
     assert sorted(p.name for p in (memberships / us).iterdir()) == [f"{int(T0.timestamp() * 1000)}.parquet"]
+
+
+def test_deleting_a_definition_drops_its_memberships(store, defs):
+    services = Services(store)
+    us, buyers, both = defs
+    run_evaluation(store, [us, buyers, both], T0)
+    folder = store.sandbox_root / "memberships" / buyers
+    assert folder.exists()
+    services.segment_definitions.delete(both)
+    services.segment_definitions.delete(buyers)
+    assert not folder.exists()
+    from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
+
+    assert AudienceEvaluations(store).latest(buyers) is None
+    assert AudienceEvaluations(store).latest(us) is not None

@@ -27,7 +27,9 @@ def union_schema(services: ServicesDep) -> dict:
 def list_datasets(
     services: ServicesDep,
     name: Annotated[str | None, Query()] = None,
-    xdmClass: Annotated[str | None, Query(description="_xdm.context.profile | _xdm.context.experienceevent")] = None,  # noqa: N803
+    xdmClass: Annotated[
+        str | None, Query(description="_xdm.context.profile | _xdm.context.experienceevent")
+    ] = None,  # noqa: N803
     start: Annotated[str | None, Query()] = None,
     limit: Annotated[str | None, Query()] = None,
 ) -> dict:
@@ -37,7 +39,9 @@ def list_datasets(
 @router.post("/dataSets", summary="Create a dataset")
 def create_dataset(
     services: ServicesDep,
-    body: Annotated[Any, Body(description='{"name": ..., "xdmClass": "_xdm.context.profile"} (or schemaRef.id)')],
+    body: Annotated[
+        Any, Body(description='{"name": ..., "xdmClass": "_xdm.context.profile"} (or schemaRef.id)')
+    ],
 ) -> dict:
     return services.datasets.create(body)
 
@@ -53,7 +57,9 @@ def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/dataSets/{dataset_id}/batches", summary="Ingest server-local Parquet / JSON Lines files as a batch")
+@router.post(
+    "/dataSets/{dataset_id}/batches", summary="Ingest server-local Parquet / JSON Lines files as a batch"
+)
 def ingest_batch(
     dataset_id: str,
     services: ServicesDep,
@@ -74,6 +80,14 @@ def get_batch(batch_id: str, services: ServicesDep) -> dict:
     return services.datasets.get_batch(batch_id)
 
 
+@router.delete("/batches/{batch_id}", status_code=204, summary="Delete a batch and its rows")
+def delete_batch(batch_id: str, services: ServicesDep) -> Response:
+    services.datasets.delete_batch(batch_id)
+    return Response(status_code=204)
+
+
 @router.get("/batches/{batch_id}/rejects", summary="Rejected rows of a batch with their reasons")
-def get_rejects(batch_id: str, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict:
+def get_rejects(
+    batch_id: str, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+) -> dict:
     return {"batchId": batch_id, "rejects": services.datasets.rejects(batch_id, limit=limit)}

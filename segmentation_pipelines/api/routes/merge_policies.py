@@ -31,7 +31,9 @@ def create_merge_policy(
     services: ServicesDep,
     body: Annotated[
         Any,
-        Body(description='{"name", "attributeMerge": {"type": "timestampOrdered" | "dataSetPrecedence", "order"}, "default"}'),
+        Body(
+            description='{"name", "attributeMerge": {"type": "timestampOrdered" | "dataSetPrecedence", "order"}, "default"}'
+        ),
     ],
 ) -> dict:
     return services.merge_policies.create(body)

@@ -9,7 +9,6 @@ Which datasets and policies exist is read from the catalog when the code locatio
 for run workers); the work itself happens in ``profiles/`` when an asset materializes.
 """
 
-
 import re
 import time
 import warnings
@@ -56,11 +55,15 @@ def catalog_snapshot(settings: Settings) -> dict:
     scopes: dict[tuple[str, str], dict] = {}
     with catalog.session() as s:
         for d in s.query(models.Dataset).order_by(models.Dataset.created_ms):
-            scope = scopes.setdefault((d.org_id, d.sandbox), {"org": d.org_id, "sandbox": d.sandbox, "datasets": [], "policies": []})
+            scope = scopes.setdefault(
+                (d.org_id, d.sandbox), {"org": d.org_id, "sandbox": d.sandbox, "datasets": [], "policies": []}
+            )
             scope["datasets"].append({"id": d.id, "name": d.name, "xdmClass": d.xdm_class})
         for p in s.query(models.MergePolicy).order_by(models.MergePolicy.created_ms):
             if (p.org_id, p.sandbox) in scopes:
-                scopes[(p.org_id, p.sandbox)]["policies"].append({"id": p.id, "name": p.name, "default": p.is_default})
+                scopes[(p.org_id, p.sandbox)]["policies"].append(
+                    {"id": p.id, "name": p.name, "default": p.is_default}
+                )
     return {"scopes": list(scopes.values())}
 
 
@@ -91,8 +94,12 @@ def _observable_dataset(scope: dict, dataset: dict) -> dg.SourceAsset:
         last = done[-1]["id"] if done else "none"
         return dg.ObserveResult(
             data_version=dg.DataVersion(last),
-            metadata={"batches": len(done), "rows": sum(int(b.get("rowCount") or 0) for b in done),
-                      "rejected_rows": sum(int(b.get("rejectedRowCount") or 0) for b in done), "last_batch": last},
+            metadata={
+                "batches": len(done),
+                "rows": sum(int(b.get("rowCount") or 0) for b in done),
+                "rejected_rows": sum(int(b.get("rejectedRowCount") or 0) for b in done),
+                "last_batch": last,
+            },
         )
 
     return observe
@@ -110,19 +117,30 @@ def build_assets(snapshot: dict) -> list:
         pool="profile_store",
         description="Identity graph: connected components of identities shared by profile fragments and events",
     )
-    def identity_graph(context: dg.AssetExecutionContext, profile_store: ProfileStoreResource) -> dg.MaterializeResult:
+    def identity_graph(
+        context: dg.AssetExecutionContext, profile_store: ProfileStoreResource
+    ) -> dg.MaterializeResult:
         from segmentation_pipelines.profiles.layout import StoreLayout
         from segmentation_pipelines.profiles.store import build_identity_graph_store
         from segmentation_pipelines.service.datasets import DatasetsService
 
         started = time.perf_counter()
         settings = profile_store.settings()
-        totals: dict[str, Any] = {"identities": 0, "profiles": 0, "fragments": 0, "events": 0,
-                                  "excluded_components": 0, "excluded_identities": 0, "largest_component": 0}
+        totals: dict[str, Any] = {
+            "identities": 0,
+            "profiles": 0,
+            "fragments": 0,
+            "events": 0,
+            "excluded_components": 0,
+            "excluded_identities": 0,
+            "largest_component": 0,
+        }
         for scope in scopes:
             ctx = _context(settings, scope)
             batches = DatasetsService(ctx).successful_batches()
-            stats = build_identity_graph_store(StoreLayout(ctx.sandbox_root), batches["profile"], batches["experienceevent"])
+            stats = build_identity_graph_store(
+                StoreLayout(ctx.sandbox_root), batches["profile"], batches["experienceevent"]
+            )
             context.log.info(f"{scope['org']}/{scope['sandbox']}: {stats}")
             for k in ("identities", "profiles", "excluded_components", "excluded_identities"):
                 totals[k] += stats[k]
@@ -157,9 +175,7 @@ def build_assets(snapshot: dict) -> list:
         totals["duration_s"] = round(time.perf_counter() - started, 3)
         return dg.MaterializeResult(metadata=totals)
 
-    policies = {
-        merged_profiles_key(p["id"]): (scope, p) for scope in scopes for p in scope["policies"]
-    }
+    policies = {merged_profiles_key(p["id"]): (scope, p) for scope in scopes for p in scope["policies"]}
     assets = [*sources, identity_graph, experience_events]
     if policies:
         specs = [
@@ -197,7 +213,9 @@ def build_assets(snapshot: dict) -> list:
                         "merge_policy_id": p["id"],
                         "attribute_merge": policy["attributeMerge"]["type"],
                         "duration_s": stats["seconds"],
-                        "path": dg.MetadataValue.path(str(StoreLayout(ctx.sandbox_root).profiles_path(p["id"]))),
+                        "path": dg.MetadataValue.path(
+                            str(StoreLayout(ctx.sandbox_root).profiles_path(p["id"]))
+                        ),
                     },
                 )
 
@@ -206,4 +224,6 @@ def build_assets(snapshot: dict) -> list:
 
 
 def profile_definitions(snapshot: dict, resource: ProfileStoreResource | None = None) -> dg.Definitions:
-    return dg.Definitions(assets=build_assets(snapshot), resources={"profile_store": resource or ProfileStoreResource()})
+    return dg.Definitions(
+        assets=build_assets(snapshot), resources={"profile_store": resource or ProfileStoreResource()}
+    )

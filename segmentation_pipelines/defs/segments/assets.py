@@ -12,7 +12,6 @@ Run tags (contract with segment jobs and schedules): ``segmentation/job_id``, ``
 the current time, in each definition's own sandbox, with no job.
 """
 
-
 import datetime as dt
 import logging
 import time

@@ -1,0 +1,142 @@
+"""Cancelling and killing a segment job in the middle of a real evaluation (demo data large enough to take a while).
+
+* Cancel: the job ends ``CANCELLED`` within seconds, its run ``CANCELED``, and the audiences still show the
+  previous evaluation (nothing of the cancelled run is visible).
+* Kill -9 of the process running the job: the reconciliation pass ends it ``FAILED`` (not stuck ``PROCESSING``),
+  the previous membership is intact, and a new job succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from segmentation_pipelines.catalog import models
+from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service import dagster_runs
+from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES, EVENTS = 40_000, 1_200_000
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Demo data, the demo definitions, and one finished job the day before (the membership to protect)."""
+    from segmentation_pipelines.cli.demo_data import build_demo
+    from segmentation_pipelines.service.demo_definitions import create_demo_definitions
+
+    settings = Settings(home=tmp_path_factory.mktemp("interrupts") / "home", catalog_url=None, api_tokens=None)
+    saved = os.environ.get("SEGMENTATION_HOME")
+    os.environ["SEGMENTATION_HOME"] = str(settings.home)
+    try:
+        summary = build_demo(settings, profiles=PROFILES, events=EVENTS)
+        ctx = ServiceContext.create(settings, None, "prod")
+        services = Services(ctx)
+        ids = [d["id"] for d in create_demo_definitions(services.segment_definitions).values()]
+        as_of = dt.datetime.fromisoformat(summary["generated"]["as_of"]).replace(tzinfo=dt.UTC)
+        body = [{"segmentId": i} for i in ids]
+        baseline = services.segment_jobs.create(body, evaluation_time=as_of - dt.timedelta(days=1), wait=True)
+        assert baseline["status"] == "SUCCEEDED", baseline.get("errors")
+        yield {"settings": settings, "ctx": ctx, "services": services, "ids": ids, "body": body, "as_of": as_of,
+               "baseline": baseline}
+    finally:
+        if saved is None:
+            os.environ.pop("SEGMENTATION_HOME", None)
+        else:
+            os.environ["SEGMENTATION_HOME"] = saved
+
+
+def published(world) -> dict[str, tuple[str | None, str | None]]:
+    """Per audience: (evaluation time, job id) of the membership readers see now."""
+    audiences = world["services"].audiences
+    out = {}
+    for ident in world["ids"]:
+        page = audiences.members(ident, limit=1)
+        out[ident] = (page["evaluationTime"], page["jobId"])
+    return out
+
+
+def run_id_of(world, job_id):
+    with world["ctx"].catalog.session() as session:
+        return session.get(models.SegmentJob, job_id).run_id
+
+
+def wait_until_evaluating(world, job_id, alive=lambda: True, timeout=120) -> str:
+    """The job's run id, once its evaluation has started (the op's first log line is in the event log)."""
+    instance = dagster_runs.instance_for(world["settings"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert alive(), "the process running the job ended early"
+        run_id = run_id_of(world, job_id)
+        if run_id and instance.get_run_by_id(run_id) is not None:
+            for record in instance.all_logs(run_id):
+                if record.user_message and record.user_message.startswith("Evaluating"):
+                    return run_id
+        time.sleep(0.1)
+    raise AssertionError("the evaluation did not start")
+
+
+def test_cancel_mid_evaluation(world):
+    jobs = world["services"].segment_jobs
+    before = published(world)
+    job_id = jobs.create(world["body"], evaluation_time=world["as_of"])["id"]
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(job=jobs.run_in_process(job_id)), daemon=True)
+    worker.start()
+    run_id = wait_until_evaluating(world, job_id, alive=worker.is_alive)
+    time.sleep(0.3)
+    cancelled_at = time.monotonic()
+    jobs.delete(job_id)
+    worker.join(30)
+    took = time.monotonic() - cancelled_at
+    assert not worker.is_alive()
+    assert result["job"]["status"] == "CANCELLED", result["job"].get("errors")
+    assert took < 10, f"cancel took {took:.1f} s"
+    assert dagster_runs.instance_for(world["settings"]).get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    assert published(world) == before
+
+
+def test_killed_run_process_fails_the_job_and_keeps_membership(world):
+    jobs = world["services"].segment_jobs
+    before = published(world)
+    job_id = jobs.create(world["body"], evaluation_time=world["as_of"])["id"]
+    env = {**os.environ, "SEGMENTATION_HOME": str(world["settings"].home), "PYTHONPATH": str(REPO)}
+    code = (
+        "import sys; from segmentation_pipelines.service.context import ServiceContext;"
+        "from segmentation_pipelines.service.segment_jobs import SegmentJobsService;"
+        "from segmentation_pipelines.settings import get_settings;"
+        "SegmentJobsService(ServiceContext.create(get_settings(), None, 'prod')).run_in_process(sys.argv[1])"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code, job_id], env=env, cwd=REPO)
+    try:
+        run_id = wait_until_evaluating(world, job_id, alive=lambda: worker.poll() is None)
+        time.sleep(0.3)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    instance = dagster_runs.instance_for(world["settings"])
+    assert jobs.get(job_id)["status"] == "PROCESSING"
+    reconcile_segment_jobs(world["settings"], instance, grace_s=0)
+    job = jobs.get(job_id)
+    assert job["status"] == "FAILED" and job["errors"], job
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert published(world) == before
+
+    again = jobs.create(world["body"], evaluation_time=world["as_of"], wait=True)
+    assert again["status"] == "SUCCEEDED", again.get("errors")
+    assert set(published(world).values()) == {(again["evaluationTime"], again["id"])}
