@@ -32,22 +32,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
-EVENT_TYPES = ["web.webpagedetails.pageViews", "commerce.productViews", "commerce.productListAdds",
-               "commerce.checkouts", "commerce.purchases", "directMarketing.emailOpened",
-               "directMarketing.emailClicked"]
+EVENT_TYPES = [
+    "web.webpagedetails.pageViews",
+    "commerce.productViews",
+    "commerce.productListAdds",
+    "commerce.checkouts",
+    "commerce.purchases",
+    "directMarketing.emailOpened",
+    "directMarketing.emailClicked",
+]
 COUNTRIES = ["US", "CA", "MX", "FR", "DE", "GB", "ES", "IT", "JP", "BR"]
 TIERS = ["bronze", "silver", "gold", "platinum"]
 SKUS = [f"SKU{i:03d}" for i in range(200)]
 
 PROFILE_SCHEMA = {
-    "person.name.firstName": "string", "person.name.lastName": "string", "person.birthYear": "integer",
-    "person.gender": "string", "homeAddress.countryCode": "string", "homeAddress.city": "string",
-    "personalEmail.address": "string", "loyalty.tier": "string", "loyalty.points": "integer",
+    "person.name.firstName": "string",
+    "person.name.lastName": "string",
+    "person.birthYear": "integer",
+    "person.gender": "string",
+    "homeAddress.countryCode": "string",
+    "homeAddress.city": "string",
+    "personalEmail.address": "string",
+    "loyalty.tier": "string",
+    "loyalty.points": "integer",
 }
 EVENT_SCHEMA = {
-    "timestamp": "date-time", "eventType": "string", "commerce.order.priceTotal": "number",
-    "commerce.order.currencyCode": "string", "productListItems[].SKU": "string",
-    "productListItems[].quantity": "integer", "web.webPageDetails.name": "string",
+    "timestamp": "date-time",
+    "eventType": "string",
+    "commerce.order.priceTotal": "number",
+    "commerce.order.currencyCode": "string",
+    "productListItems[].SKU": "string",
+    "productListItems[].quantity": "integer",
+    "web.webPageDetails.name": "string",
 }
 
 
@@ -72,18 +88,41 @@ def generate(n_profiles: int, n_events: int, folder: Path) -> None:
     first = pick(["John", "Jane", "Ana", "Li", "Omar", "Eva", "Paul", "Mia", "Noah", "Zoe"], n_profiles, 0.05)
     last = pick(["Smith", "Doe", "Garcia", "Chen", "Khan", "Rossi"], n_profiles)
     person = pa.StructArray.from_arrays(
-        [pa.StructArray.from_arrays([first, last], ["firstName", "lastName"]),
-         pa.array(rng.integers(1940, 2008, n_profiles)), pick(["m", "f", "x"], n_profiles, 0.1)],
-        ["name", "birthYear", "gender"])
-    home = pa.StructArray.from_arrays([pick(COUNTRIES, n_profiles, 0.02), pick([f"city{i}" for i in range(50)], n_profiles)],
-                                      ["countryCode", "city"])
+        [
+            pa.StructArray.from_arrays([first, last], ["firstName", "lastName"]),
+            pa.array(rng.integers(1940, 2008, n_profiles)),
+            pick(["m", "f", "x"], n_profiles, 0.1),
+        ],
+        ["name", "birthYear", "gender"],
+    )
+    home = pa.StructArray.from_arrays(
+        [pick(COUNTRIES, n_profiles, 0.02), pick([f"city{i}" for i in range(50)], n_profiles)],
+        ["countryCode", "city"],
+    )
     domains = ["gmail.com", "yahoo.com", "uni.edu", "corp.com", "mail.fr"]
-    email = pa.StructArray.from_arrays([pa.compute.binary_join_element_wise(
-        pa.array([f"u{i}" for i in range(n_profiles)]), pick(domains, n_profiles), "@")], ["address"])
-    loyalty = pa.StructArray.from_arrays([pick(TIERS, n_profiles, 0.3), pa.array(rng.integers(0, 10000, n_profiles))],
-                                         ["tier", "points"])
-    pq.write_table(pa.table({"profile_id": ids, "person": person, "homeAddress": home, "personalEmail": email,
-                             "loyalty": loyalty}), folder / "profiles.parquet")
+    email = pa.StructArray.from_arrays(
+        [
+            pa.compute.binary_join_element_wise(
+                pa.array([f"u{i}" for i in range(n_profiles)]), pick(domains, n_profiles), "@"
+            )
+        ],
+        ["address"],
+    )
+    loyalty = pa.StructArray.from_arrays(
+        [pick(TIERS, n_profiles, 0.3), pa.array(rng.integers(0, 10000, n_profiles))], ["tier", "points"]
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "profile_id": ids,
+                "person": person,
+                "homeAddress": home,
+                "personalEmail": email,
+                "loyalty": loyalty,
+            }
+        ),
+        folder / "profiles.parquet",
+    )
     del person, home, email, loyalty
 
     ev_dir = folder / "events"
@@ -109,16 +148,32 @@ def generate(n_profiles: int, n_events: int, folder: Path) -> None:
         offsets = np.concatenate([[0], np.cumsum(n_items)]).astype(np.int32)
         total_items = int(offsets[-1])
         items = pa.StructArray.from_arrays(
-            [pa.array(np.array(SKUS, dtype=object)[rng.integers(0, len(SKUS), total_items)]),
-             pa.array(rng.integers(1, 5, total_items))], ["SKU", "quantity"])
+            [
+                pa.array(np.array(SKUS, dtype=object)[rng.integers(0, len(SKUS), total_items)]),
+                pa.array(rng.integers(1, 5, total_items)),
+            ],
+            ["SKU", "quantity"],
+        )
         pli = pa.ListArray.from_arrays(pa.array(offsets), items)
-        web = pa.StructArray.from_arrays([pa.StructArray.from_arrays(
-            [pick(["home", "search", "product", "cart", "checkout"], n)], ["name"])], ["webPageDetails"])
-        table = pa.table({
-            "profile_id": ids.take(pa.array(pid_idx)), "_id": pa.array([f"e{start + i}" for i in range(n)]),
-            "timestamp": pa.array(ts, type=pa.timestamp("us")), "eventType": et, "commerce": commerce,
-            "productListItems": pli, "web": web,
-        })
+        web = pa.StructArray.from_arrays(
+            [
+                pa.StructArray.from_arrays(
+                    [pick(["home", "search", "product", "cart", "checkout"], n)], ["name"]
+                )
+            ],
+            ["webPageDetails"],
+        )
+        table = pa.table(
+            {
+                "profile_id": ids.take(pa.array(pid_idx)),
+                "_id": pa.array([f"e{start + i}" for i in range(n)]),
+                "timestamp": pa.array(ts, type=pa.timestamp("us")),
+                "eventType": et,
+                "commerce": commerce,
+                "productListItems": pli,
+                "web": web,
+            }
+        )
         pq.write_table(table, ev_dir / f"part-{part:03d}.parquet", row_group_size=500_000)
         print(f"  events part {part}: {n} rows", flush=True)
 
@@ -133,17 +188,37 @@ def definitions(n: int, seed: int = 7) -> list[tuple[str, str]]:
         return rnd.choice(EVENT_TYPES)
 
     templates = [
-        lambda: f'homeAddress.countryCode = "{rnd.choice(COUNTRIES)}" and person.birthYear > {rnd.randint(1950, 2000)}',
-        lambda: f'loyalty.tier in ["{rnd.choice(TIERS)}", "{rnd.choice(TIERS)}"] and loyalty.points >= {rnd.randint(0, 9000)}',
+        lambda: (
+            f'homeAddress.countryCode = "{rnd.choice(COUNTRIES)}" and person.birthYear > {rnd.randint(1950, 2000)}'
+        ),
+        lambda: (
+            f'loyalty.tier in ["{rnd.choice(TIERS)}", "{rnd.choice(TIERS)}"] and loyalty.points >= {rnd.randint(0, 9000)}'
+        ),
         lambda: f'personalEmail.address.endsWith("{rnd.choice([".edu", ".com", ".fr"])}", false)',
-        lambda: f'person.name.firstName.startsWith("{rnd.choice("JAELOMPNZ")}") and homeAddress.countryCode != "{rnd.choice(COUNTRIES)}"',
-        lambda: (lambda u: f'select X from xEvent where X.eventType = "{et()}" and X.timestamp occurs < {rnd.randint(1, u[1])} {u[0]} before now')(rnd.choice(units)),
-        lambda: f'xEvent[eventType = "{et()}" and timestamp occurs <= {rnd.randint(1, 60)} days before today].count() >= {rnd.randint(1, 5)}',
-        lambda: f'(sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "{rnd.choice(["USD", "EUR"])}") > {rnd.randint(50, 500)}',
-        lambda: f'chain(xEvent, timestamp, [A: WHAT(eventType = "{et()}") WHEN(< {rnd.randint(2, 30)} days before now), B: WHAT(eventType = "commerce.purchases")])',
-        lambda: f'homeAddress.countryCode = "{rnd.choice(COUNTRIES)}" and not(chain(xEvent, timestamp, [A: WHAT(eventType = "{et()}") WHEN(< {rnd.randint(2, 14)} days before now)]))',
+        lambda: (
+            f'person.name.firstName.startsWith("{rnd.choice("JAELOMPNZ")}") and homeAddress.countryCode != "{rnd.choice(COUNTRIES)}"'
+        ),
+        lambda: (
+            lambda u: (
+                f'select X from xEvent where X.eventType = "{et()}" and X.timestamp occurs < {rnd.randint(1, u[1])} {u[0]} before now'
+            )
+        )(rnd.choice(units)),
+        lambda: (
+            f'xEvent[eventType = "{et()}" and timestamp occurs <= {rnd.randint(1, 60)} days before today].count() >= {rnd.randint(1, 5)}'
+        ),
+        lambda: (
+            f'(sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "{rnd.choice(["USD", "EUR"])}") > {rnd.randint(50, 500)}'
+        ),
+        lambda: (
+            f'chain(xEvent, timestamp, [A: WHAT(eventType = "{et()}") WHEN(< {rnd.randint(2, 30)} days before now), B: WHAT(eventType = "commerce.purchases")])'
+        ),
+        lambda: (
+            f'homeAddress.countryCode = "{rnd.choice(COUNTRIES)}" and not(chain(xEvent, timestamp, [A: WHAT(eventType = "{et()}") WHEN(< {rnd.randint(2, 14)} days before now)]))'
+        ),
         lambda: f'select X from xEvent where X.productListItems[SKU = "{rnd.choice(SKUS)}"].count() > 0',
-        lambda: f'xEvent[eventType = "{et()}"].max(commerce.order.priceTotal) > {rnd.randint(100, 400)} or person.gender = "{rnd.choice("mfx")}"',
+        lambda: (
+            f'xEvent[eventType = "{et()}"].max(commerce.order.priceTotal) > {rnd.randint(100, 400)} or person.gender = "{rnd.choice("mfx")}"'
+        ),
         lambda: f'select X from xEvent where X.timestamp occurs last month and X.eventType = "{et()}"',
     ]
     out = []
@@ -151,7 +226,7 @@ def definitions(n: int, seed: int = 7) -> list[tuple[str, str]]:
         text = templates[i % len(templates)]()
         out.append((f"seg{i:04d}", text))
     # Segment of segments: a few definitions reference earlier ones.
-    for k in range(max(1, n // 50)):
+    for _k in range(max(1, n // 50)):
         i = rnd.randrange(len(out) // 2, len(out))
         a, b = rnd.sample(range(0, len(out) // 2), 2)
         out[i] = (out[i][0], f'inSegment("{out[a][0]}") and not(inSegment("{out[b][0]}"))')
@@ -171,18 +246,34 @@ def worker(spec: dict) -> dict:
     groups = [[d] for d in defs] if spec["each"] else [defs]
     counts: dict[str, int] = {}
     for g in groups:
-        res = evaluate(EvaluationRequest(
-            g, folder / "profiles.parquet", folder / "events", NOW, folder / f"out-{os.getpid()}.parquet", schema,
-            engine=spec["engine"], memory_limit=spec["memory_limit"], temp_dir=folder / "tmp",
-        ))
+        res = evaluate(
+            EvaluationRequest(
+                g,
+                folder / "profiles.parquet",
+                folder / "events",
+                NOW,
+                folder / f"out-{os.getpid()}.parquet",
+                schema,
+                engine=spec["engine"],
+                memory_limit=spec["memory_limit"],
+                temp_dir=folder / "tmp",
+            )
+        )
         counts.update(res.counts)
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "members": sum(counts.values())}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "members": sum(counts.values()),
+    }
 
 
-def measure(engine: str, defs: list[tuple[str, str]], folder: Path, each: bool = False, memory_limit: str = "4GB") -> dict:
+def measure(
+    engine: str, defs: list[tuple[str, str]], folder: Path, each: bool = False, memory_limit: str = "4GB"
+) -> dict:
     spec = {"engine": engine, "defs": defs, "folder": str(folder), "each": each, "memory_limit": memory_limit}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -196,6 +287,7 @@ def main() -> None:
     ap.add_argument("--baseline-sample", type=int, default=10)
     ap.add_argument("--many", type=int, default=4000)
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--only-many", action="store_true", help="measure only the --many definitions job")
     ap.add_argument("--worker")
     args = ap.parse_args()
     if args.worker:
@@ -209,7 +301,7 @@ def main() -> None:
         print(f"  generated in {time.perf_counter() - t:.0f} s", flush=True)
     defs100 = definitions(100)
     rows = []
-    for engine in args.engines.split(","):
+    for engine in [] if args.only_many else args.engines.split(","):
         r_all = measure(engine, defs100, folder)
         print(engine, "all 100:", r_all, flush=True)
         r_one = measure(engine, defs100[4:5], folder)
@@ -218,28 +310,38 @@ def main() -> None:
         r_each = measure(engine, sample, folder, each=True)
         print(engine, f"each ({len(sample)}):", r_each, flush=True)
         rows.append((engine, r_all, r_one, r_each, len(sample)))
-    many = None
+    rows_many: list[tuple[str, dict]] = []
     if args.many:
-        many = measure("duckdb", definitions(args.many), folder)
-        print("duckdb many:", many, flush=True)
-    lines = [f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.profiles:,} profiles, {args.events:,} events, "
-             f"{os.cpu_count()} cores",
-             "", f"Command: `.venv/bin/python benchmarks/evaluation.py --profiles {args.profiles} --events {args.events} "
-             f"--engines {args.engines} --baseline-sample {args.baseline_sample} --many {args.many}`", "",
-             "| engine | 100 defs, one job (s) | peak RSS (MB) | 1 def (s) | one query each, per def (s) | "
-             "each x100 (s) | speed-up all vs each | cost 100 vs 1 |",
-             "|---|---|---|---|---|---|---|---|"]
+        for engine in args.engines.split(","):
+            many = measure(engine, definitions(args.many), folder)
+            print(engine, "many:", many, flush=True)
+            rows_many.append((engine, many))
+    lines = [
+        f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.profiles:,} profiles, {args.events:,} events, "
+        f"{os.cpu_count()} cores",
+        "",
+        f"Command: `.venv/bin/python benchmarks/evaluation.py --profiles {args.profiles} --events {args.events} "
+        f"--engines {args.engines} --baseline-sample {args.baseline_sample} --many {args.many}`",
+        "",
+        "| engine | 100 defs, one job (s) | peak RSS (MB) | 1 def (s) | one query each, per def (s) | "
+        "each x100 (s) | speed-up all vs each | cost 100 vs 1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for engine, a, o, e, n in rows:
         if "error" in a or "error" in o or "error" in e:
             lines.append(f"| {engine} | {a} | | {o} | {e} | | | |")
             continue
         per = e["seconds"] / n
-        lines.append(f"| {engine} | {a['seconds']:.1f} | {a['peak_rss_mb']:.0f} | {o['seconds']:.1f} | {per:.1f} | "
-                     f"{per * 100:.0f} | {per * 100 / a['seconds']:.1f}x | {a['seconds'] / o['seconds']:.2f}x |")
+        lines.append(
+            f"| {engine} | {a['seconds']:.1f} | {a['peak_rss_mb']:.0f} | {o['seconds']:.1f} | {per:.1f} | "
+            f"{per * 100:.0f} | {per * 100 / a['seconds']:.1f}x | {a['seconds'] / o['seconds']:.2f}x |"
+        )
     if many is not None:
         lines.append("")
-        lines.append(f"{args.many} definitions, one DuckDB job: {many.get('seconds', float('nan')):.1f} s, peak RSS "
-                     f"{many.get('peak_rss_mb', float('nan')):.0f} MB {'(error: ' + many['error'] + ')' if 'error' in many else ''}")
+        lines.append(
+            f"{args.many} definitions, one DuckDB job: {many.get('seconds', float('nan')):.1f} s, peak RSS "
+            f"{many.get('peak_rss_mb', float('nan')):.0f} MB {'(error: ' + many['error'] + ')' if 'error' in many else ''}"
+        )
     table = "\n".join(lines)
     print(table)
     if args.record:

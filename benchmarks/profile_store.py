@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import sys
@@ -165,10 +166,15 @@ def main(argv=None) -> int:
             shutil.rmtree(data, ignore_errors=True)
 
     total = sum(r[1] for r in rows)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n### {dt.date.today()}: {args.profiles:,} profiles / {args.events:,} events\n")
     print(
         f"Command: `.venv/bin/python benchmarks/profile_store.py --profiles {args.profiles} --events {args.events} "
         f"--scales {args.scales}`\n"
+    )
+    print(
+        f"Machine: {os.cpu_count()} cores; load average at the end (1, 5, 15 min): {load}; other sessions shared "
+        "the cores during the run, so times include waiting for a CPU.\n"
     )
     print("| phase | time (s) | peak RSS (MiB) | result |")
     print("|---|---:|---:|---|")

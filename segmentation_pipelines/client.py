@@ -289,6 +289,7 @@ class Datasets(Resource):
     ingest = op("POST /dataSets/{dataset_id}/batches", "dataset_id", "paths", body_fields=("paths",))
     batches = op("GET /dataSets/{dataset_id}/batches", "dataset_id")
     get_batch = op("GET /batches/{batch_id}", "batch_id")
+    delete_batch = op("DELETE /batches/{batch_id}", "batch_id")
     _rejects = op(
         "GET /batches/{batch_id}/rejects", "batch_id", optional=("limit",), service_method="rejects"
     )

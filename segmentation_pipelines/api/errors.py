@@ -77,6 +77,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     code = None
     if status == 404 and exc.detail == "Not Found":
         message, code = f"No route {request.method} {request.url.path}.", NO_ROUTE_CODE
+    elif status == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer when json.loads fails other than by syntax (nesting too deep, bad encoding).
+        message, code = (
+            "The request body could not be read as JSON (bad encoding or nested too deeply).",
+            BAD_JSON_CODE,
+        )
     elif status == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
     else:

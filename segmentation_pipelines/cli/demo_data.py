@@ -153,11 +153,14 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     graph = assets.get("profiles/identity_graph", {})
     lines.append(
         f"identity graph   {graph.get('identities', 0):,} identities -> {graph.get('profiles', 0):,} profiles; "
-        f"{graph.get('excluded_components', 0)} components over 50 identities excluded; "
-        f"largest {graph.get('largest_component', 0)}"
+        f"{graph.get('excluded_components', 0)} identity graph(s) over 50 identities excluded "
+        f"(largest: {graph.get('largest_component', 0)} identities)"
     )
     ev = assets.get("profiles/experience_events", {})
-    lines.append(f"events           {ev.get('events', 0):,} keyed to merged profiles")
+    lines.append(
+        f"events           {ev.get('events', 0):,} keyed to merged profiles "
+        f"({ev.get('events_excluded', 0):,} of excluded identity graphs left out)"
+    )
     for key, meta in assets.items():
         if key.startswith("profiles/merged_profiles/"):
             lines.append(

@@ -57,7 +57,10 @@ def dev(host: str, port: int, dagster_port: int, home: Path | None) -> None:
 
     settings = get_settings(home=home)
     settings.ensure_home()
-    env = dagster_env(settings)
+    try:
+        env = dagster_env(settings)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
     env.setdefault("SEGMENTATION_DAGSTER_URL", f"http://{host}:{dagster_port}")
     workspace = PROJECT_ROOT / "workspace.yaml"
     dagster_cmd = [_dagster_executable(), "dev", "-w", str(workspace), "-h", host, "-p", str(dagster_port)]

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 from sqlglot import exp
 
 from segmentation_pipelines.engine import plan
@@ -61,7 +60,10 @@ class _Runner:
 def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    compiled = {d.id: compile_sql.compile_definition(d.query, req.schema, req.evaluation_time) for d in req.definitions}
+    compiled = {
+        d.id: compile_sql.compile_definition(d.query, req.schema, req.evaluation_time)
+        for d in req.definitions
+    }
     timings["compile"] = time.perf_counter() - t0
     stages = plan.stages(req.definitions, req.external_members)
     r = _Runner(req)
@@ -86,7 +88,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         r.run(
-            f"COPY (SELECT audience_id, profile_id FROM members WHERE is_output ORDER BY audience_id, profile_id) "
+            f"COPY (SELECT audience_id, profile_id FROM members WHERE is_output) "
             f"TO {_lit(tmp)} (FORMAT parquet)",
             "write",
         )
@@ -105,7 +107,9 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
         con.close()
 
 
-def _batches(items: list[tuple[str, compile_sql.CompiledSQL]]) -> list[list[tuple[str, compile_sql.CompiledSQL]]]:
+def _batches(
+    items: list[tuple[str, compile_sql.CompiledSQL]],
+) -> list[list[tuple[str, compile_sql.CompiledSQL]]]:
     out: list[list[tuple[str, compile_sql.CompiledSQL]]] = []
     cur: list[tuple[str, compile_sql.CompiledSQL]] = []
     names: set[str] = set()
@@ -122,27 +126,97 @@ def _batches(items: list[tuple[str, compile_sql.CompiledSQL]]) -> list[list[tupl
     return out
 
 
-def _evaluate_batch(r: _Runner, batch: list[tuple[str, compile_sql.CompiledSQL]], profiles: str, events: str) -> None:
+BITS_PER_MASK = 62  # bool_or aggregates packed per BIGINT bit mask
+
+
+def _event_aggregate_select(aggs: dict[str, exp.Expression], source: str) -> str:
+    """One GROUP BY over the events computing every aggregate. ``bool_or(c)`` aggregates (most event conditions)
+    are packed 62 to a ``bit_or`` of a per-event bit mask: one aggregate state per 62 conditions instead of 62,
+    which is what makes 100 definitions cost little more than 1 (the per-row, per-state hash-table updates
+    dominate, not the conditions). The outer projection unpacks them under their usual names."""
+    packed = [(n, a.this) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
+    others = [(n, a) for n, a in aggs.items() if not isinstance(a, exp.LogicalOr)]
+    inner, outer = [], []
+    for m in range(0, len(packed), BITS_PER_MASK):
+        chunk = packed[m : m + BITS_PER_MASK]
+        terms = " + ".join(f"CASE WHEN {c.sql(D)} THEN {1 << i} ELSE 0 END" for i, (_, c) in enumerate(chunk))
+        mask = f"m{m // BITS_PER_MASK}"
+        inner.append(f"BIT_OR(CAST({terms} AS BIGINT)) AS {mask}")
+        outer.extend(f"({mask} & {1 << i}) <> 0 AS {_q(n)}" for i, (n, _) in enumerate(chunk))
+    for n, a in others:
+        inner.append(f"{_case_form(a).sql(D)} AS {_q(n)}")
+        outer.append(_q(n))
+    return (
+        f"SELECT profile_id, {', '.join(outer)} FROM "
+        f"(SELECT e.profile_id AS profile_id, {', '.join(inner)} FROM {source} GROUP BY e.profile_id)"
+    )
+
+
+def _positive(c: exp.Expression) -> exp.Expression:
+    """Drop ``COALESCE(x, FALSE)`` at positive positions of a condition (under AND/OR only): in a WHEN or FILTER,
+    NULL and FALSE both reject the row, and AND/OR are monotone, so the result is the same and DuckDB evaluates
+    less (measured: about a quarter of the per-row condition cost)."""
+    if isinstance(c, exp.Coalesce) and len(c.expressions) == 1 and isinstance(c.expressions[0], exp.Boolean):
+        if not c.expressions[0].this:
+            return _positive(c.this)
+    if isinstance(c, exp.Paren):
+        return exp.Paren(this=_positive(c.this))
+    if isinstance(c, exp.And | exp.Or):
+        return type(c)(this=_positive(c.this), expression=_positive(c.expression))
+    if isinstance(c, exp.Cast) and c.to.this == exp.DataType.Type.BOOLEAN:
+        return _positive(c.this)
+    return c
+
+
+def _case_form(a: exp.Expression) -> exp.Expression:
+    """``agg(v) FILTER (WHERE c)`` as ``agg(CASE WHEN c THEN v END)`` and ``count_if(c)`` as a sum of CASEs: the
+    same result (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
+    if isinstance(a, exp.Filter) and isinstance(a.this, exp.Sum | exp.Min | exp.Max | exp.Avg):
+        agg = a.this.copy()
+        agg.set("this", exp.Case(ifs=[exp.If(this=_positive(a.expression.this.copy()), true=a.this.this.copy())]))
+        return agg
+    if isinstance(a, exp.CountIf):
+        hit = exp.Case(
+            ifs=[exp.If(this=a.this.copy(), true=exp.Literal.number(1))], default=exp.Literal.number(0)
+        )
+        return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
+    return a
+
+
+OUTPUT_CHUNK = 64  # definitions per INSERT of qualified pairs
+
+
+def _evaluate_batch(
+    r: _Runner, batch: list[tuple[str, compile_sql.CompiledSQL]], profiles: str, events: str
+) -> None:
     aggs: dict[str, exp.Expression] = {}
     paggs: dict[str, exp.Expression] = {}
     segs: dict[str, str] = {}
+    event_list = False
     for _, c in batch:
         aggs.update(c.aggregates)
         paggs.update(c.profile_aggregates)
         segs.update(c.segments)
+        event_list = event_list or c.uses_event_list
     joins = []
     if aggs:
-        cols = ", ".join(f"{a.sql(D)} AS {_q(n)}" for n, a in aggs.items())
         r.run(
-            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT e.profile_id, {cols} FROM {events} AS e GROUP BY e.profile_id",
+            f"CREATE OR REPLACE TEMP TABLE ev AS {_event_aggregate_select(aggs, f'{events} AS e')}",
             "event_aggregates",
         )
         joins.append("LEFT JOIN ev ON ev.profile_id = p.profile_id")
     if paggs:
-        cols = ", ".join(f"{a.sql(D)} AS {_q(n)}" for n, a in paggs.items())
+        prof = profiles
+        if event_list:
+            # Pairs of events: every event of the profile as one list, joined to each event row.
+            lists = (
+                f"SELECT e2.profile_id, list(e2 ORDER BY e2.timestamp) AS {_q(compile_sql.EVENT_LIST)} "
+                f"FROM {events} AS e2 GROUP BY e2.profile_id"
+            )
+            prof = f"(SELECT p0.*, l.{_q(compile_sql.EVENT_LIST)} FROM {profiles} AS p0 LEFT JOIN ({lists}) AS l USING (profile_id))"
+        source = f"{events} AS e JOIN {prof} AS p ON p.profile_id = e.profile_id"
         r.run(
-            f"CREATE OR REPLACE TEMP TABLE evp AS SELECT e.profile_id, {cols} FROM {events} AS e "
-            f"JOIN {profiles} AS p ON p.profile_id = e.profile_id GROUP BY e.profile_id",
+            f"CREATE OR REPLACE TEMP TABLE evp AS {_event_aggregate_select(paggs, source)}",
             "event_profile_aggregates",
         )
         joins.append("LEFT JOIN evp ON evp.profile_id = p.profile_id")
@@ -152,14 +226,16 @@ def _evaluate_batch(r: _Runner, batch: list[tuple[str, compile_sql.CompiledSQL]]
             f"WHERE audience_id = {_lit(audience)}) AS {_q('j' + col)} ON {_q('j' + col)}.profile_id = p.profile_id"
         )
     flags = ", ".join(f"COALESCE({c.predicate.sql(D)}, FALSE) AS d{i}" for i, (_, c) in enumerate(batch))
-    r.con.register("audience_map", pa.table({"k": [f"d{i}" for i in range(len(batch))], "audience_id": [a for a, _ in batch]}))
-    wide = f"SELECT p.profile_id, {flags} FROM {profiles} AS p {' '.join(joins)}"
-    on = ", ".join(f"d{i}" for i in range(len(batch)))
     r.run(
-        f"INSERT INTO members SELECT m.audience_id, CAST(u.profile_id AS VARCHAR), TRUE "
-        f"FROM (UNPIVOT ({wide}) ON {on} INTO NAME k VALUE flag) AS u JOIN audience_map AS m ON m.k = u.k WHERE u.flag",
+        f"CREATE OR REPLACE TEMP TABLE wide AS SELECT CAST(p.profile_id AS VARCHAR) AS profile_id, {flags} "
+        f"FROM {profiles} AS p {' '.join(joins)}",
         "profile_predicates",
     )
-    r.con.unregister("audience_map")
-    r.run("DROP TABLE IF EXISTS ev")
-    r.run("DROP TABLE IF EXISTS evp")
+    for start in range(0, len(batch), OUTPUT_CHUNK):
+        parts = [
+            f"SELECT {_lit(aid)} AS audience_id, profile_id, TRUE FROM wide WHERE d{start + i}"
+            for i, (aid, _) in enumerate(batch[start : start + OUTPUT_CHUNK])
+        ]
+        r.run(f"INSERT INTO members {' UNION ALL '.join(parts)}", "pairs")
+    for table in ("ev", "evp", "wide"):
+        r.run(f"DROP TABLE IF EXISTS {table}")

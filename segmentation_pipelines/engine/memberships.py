@@ -149,11 +149,19 @@ def diff_memberships(
         raise
 
 
+def _index_table(con, name: str, column: str, values: list[str], indexes: list[int] | None = None) -> None:
+    """A temp table ``(aidx, <column>)`` built in one statement (row-by-row inserts are slow in DuckDB)."""
+    indexes = list(range(len(values))) if indexes is None else indexes
+    con.execute(
+        f"CREATE TEMP TABLE {name} AS SELECT unnest($i)::INTEGER AS aidx, unnest($v)::VARCHAR AS {column}",
+        {"i": indexes, "v": values},
+    )
+
+
 def _diff(
     con, qualified_path, audience_ids, previous, t, cutoff, profiles_paths, staging, cancelled
 ) -> DiffResult:
-    con.execute("CREATE TEMP TABLE audiences (aidx INTEGER, audience_id VARCHAR)")
-    con.executemany("INSERT INTO audiences VALUES (?, ?)", list(enumerate(audience_ids)))
+    _index_table(con, "audiences", "audience_id", list(audience_ids))
 
     # Qualified pairs of this evaluation, as audience indexes.
     sources = (
@@ -175,14 +183,21 @@ def _diff(
         "CREATE TEMP TABLE prev (aidx INTEGER, profile_id VARCHAR, status VARCHAR, "
         f"lqt TIMESTAMP, identityMap {IDENTITY_MAP_TYPE})"
     )
-    for aidx, audience_id in enumerate(audience_ids):
-        path = previous.get(audience_id)
-        if path is None or not Path(path).exists():
-            continue
-        im = _identity_map_of("identityMap") if _has_identity_map(con, Path(path)) else "NULL"
+    # One scan over every previous file; the file name tells which audience a row belongs to.
+    sources = [
+        (aidx, str(Path(previous[a]).resolve()))
+        for aidx, a in enumerate(audience_ids)
+        if previous.get(a) is not None and Path(previous[a]).exists()
+    ]
+    if sources:
+        _index_table(con, "prev_files", "filename", [f for _, f in sources], [i for i, _ in sources])
+        files = "[" + ", ".join(_sql_str(f) for _, f in sources) + "]"
+        scan = f"read_parquet({files}, filename = true, union_by_name = true)"
+        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        im = _identity_map_of("m.identityMap") if "identityMap" in columns else "NULL"
         con.execute(
-            f"""INSERT INTO prev SELECT {aidx}, profile_id, status, lastQualificationTime, {im}
-                FROM read_parquet({_sql_str(path)})"""
+            f"""INSERT INTO prev SELECT f.aidx, m.profile_id, m.status, m.lastQualificationTime, {im}
+                FROM {scan} m JOIN prev_files f ON f.filename = m.filename"""
         )
     if cancelled():
         raise MembershipCancelled()
@@ -252,16 +267,21 @@ def _diff(
     )
     if cancelled():
         raise MembershipCancelled()
+    # What DuckDB wrote, listed once: parts/aidx=<n>/<file>.parquet (one file per partition in practice).
+    written: dict[int, list[Path]] = {}
+    if parts.exists():
+        for entry in os.scandir(parts):
+            if entry.is_dir() and entry.name.startswith("aidx="):
+                written[int(entry.name[5:])] = sorted(Path(entry.path).glob("*.parquet"))
     files: dict[str, Path] = {}
     empty = staging / "empty.parquet"
     for aidx, audience_id in enumerate(audience_ids):
+        found = written.get(aidx) or []
+        if len(found) == 1:
+            files[audience_id] = found[0]  # published straight from here (one rename per file)
+            continue
         target = staging / f"{aidx}.parquet"
-        written = (
-            sorted((parts / f"aidx={aidx}").glob("*.parquet")) if (parts / f"aidx={aidx}").exists() else []
-        )
-        if len(written) == 1:
-            os.replace(written[0], target)
-        elif written:
+        if found:
             con.execute(
                 f"COPY (SELECT * FROM read_parquet({_sql_str(parts / f'aidx={aidx}' / '*.parquet')})) "
                 f"TO {_sql_str(target)} (FORMAT parquet)"
@@ -274,12 +294,14 @@ def _diff(
                 )
             shutil.copyfile(empty, target)
         files[audience_id] = target
-    shutil.rmtree(parts, ignore_errors=True)
     return DiffResult(staging=staging, files=files, counts=counts)
 
 
 def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) -> dict[str, Path]:
     """Rename every staged file into ``memberships/<audienceId>/<evaluationMs>.parquet``; return the final paths.
+
+    When that name is taken (the same evaluation time again), the file gets a unique suffix instead, so the
+    published file stays intact until the catalog row is replaced.
 
     Each rename is atomic; the evaluation becomes visible only when the caller records the catalog rows. On error,
     files already moved are removed again (no catalog row points at them yet).
@@ -288,6 +310,8 @@ def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) 
     try:
         for audience_id, staged in diff.files.items():
             final = membership_path(memberships_root, audience_id, evaluation_ms)
+            if final.exists():  # a re-run at the same time: never overwrite the published file before its row
+                final = final.with_name(f"{int(evaluation_ms)}-{uuid.uuid4().hex[:8]}.parquet")
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
             moved[audience_id] = final

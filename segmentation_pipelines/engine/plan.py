@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from segmentation_pipelines.pql import ast
 from segmentation_pipelines.engine.model import EngineDefinition
+from segmentation_pipelines.pql import ast
 
 MAX_AGGREGATES_PER_PASS = 400  # aggregate columns of one GROUP BY over the events (bounded memory per pass)
 

@@ -23,7 +23,9 @@ PAIRS_SCHEMA = {"audience_id": pl.String, "profile_id": pl.String}
 
 
 def _collect(lf: pl.LazyFrame, req: EvaluationRequest) -> pl.DataFrame:
-    q = lf.collect(background=True)
+    if req.should_cancel is not None and req.should_cancel():
+        raise EvaluationCancelled("evaluation cancelled")
+    q = lf.collect(background=True, engine="streaming")
     try:
         while True:
             df = q.fetch()
@@ -41,13 +43,20 @@ def _collect(lf: pl.LazyFrame, req: EvaluationRequest) -> pl.DataFrame:
 def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    compiled = {d.id: compile_polars.compile_definition(d.query, req.schema, req.evaluation_time) for d in req.definitions}
+    compiled = {
+        d.id: compile_polars.compile_definition(d.query, req.schema, req.evaluation_time)
+        for d in req.definitions
+    }
     timings["compile"] = time.perf_counter() - t0
     stages = plan.stages(req.definitions, req.external_members)
     profiles = pl.scan_parquet(req.profiles_path)
-    events = pl.scan_parquet(plan.events_source(req.events_path), missing_columns="insert", extra_columns="ignore")
+    events = pl.scan_parquet(
+        plan.events_source(req.events_path), missing_columns="insert", extra_columns="ignore"
+    )
     members = [
-        pl.scan_parquet(path).select(pl.lit(aid).alias("audience_id"), pl.col("profile_id").cast(pl.String)).unique()
+        pl.scan_parquet(path)
+        .select(pl.lit(aid).alias("audience_id"), pl.col("profile_id").cast(pl.String))
+        .unique()
         for aid, path in req.external_members.items()
     ]
     known = pl.concat([m.collect() for m in members]) if members else pl.DataFrame(schema=PAIRS_SCHEMA)

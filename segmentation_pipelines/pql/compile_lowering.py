@@ -31,7 +31,13 @@ from segmentation_pipelines.pql.schema import ClassSchema, Schema
 NUMERIC = {"integer", "number"}
 TEMPORAL = {"date", "date-time"}
 STRING_FNS = {
-    "startswith", "doesnotstartwith", "endswith", "doesnotendwith", "contains", "doesnotcontain", "equals",
+    "startswith",
+    "doesnotstartwith",
+    "endswith",
+    "doesnotendwith",
+    "contains",
+    "doesnotcontain",
+    "equals",
     "notequalto",
 }
 AGG_METHODS = {"count", "sum", "average", "avg", "min", "max"}
@@ -174,7 +180,9 @@ class Lowering:
 
     def v_Up(self, n: ast.Up, ctx: Ctx) -> V:
         if n.levels >= len(ctx.frames):
-            raise CompileError(f"'^' steps out of {n.levels} levels but only {len(ctx.frames) - 1} enclose it", n)
+            raise CompileError(
+                f"'^' steps out of {n.levels} levels but only {len(ctx.frames) - 1} enclose it", n
+            )
         return self._lookup(n.name, ctx, ctx.frames[: len(ctx.frames) - n.levels], n)
 
     def v_Name(self, n: ast.Name, ctx: Ctx) -> V:
@@ -187,19 +195,28 @@ class Lowering:
                 return self._row(f, ctx)
         if n.name == "xEvent":
             if ctx.in_event:
-                raise CompileError(
-                    "xEvent inside a condition over events (pairs of events) is not supported yet", n
-                )
+                # Pairs of events: the inner range is the profile's whole event list (a list of event structs,
+                # ordered by timestamp), joined to each event row like the profile's fields.
+                self.needs_profile = True
+                lst = self.b.event_list(n)
+                return V("list", lst, "array", schema=self.schema.event, path=(), elem_type="object", node=n)
             return V("events", node=n)
         return self._lookup(n.name, ctx, ctx.frames, n)
 
     def _lookup(self, name: str, ctx: Ctx, frames: tuple[Frame, ...], node: ast.Node) -> V:
+        untyped: Frame | None = None
         for f in reversed(frames):
             if f.kind == "elem" and f.elem_type != "object":
+                if f.elem_type == "any" and untyped is None:
+                    untyped = f
                 continue
             t = f.schema.lookup((*f.path, name))
             if t is not None:
                 return self._field(self._row(f, ctx), name, t, node)
+        if untyped is not None:
+            # Elements of untyped arrays (map values): the name is a field of the element, typed at run time.
+            self._note_access(untyped, ctx)
+            return V("scalar", self.b.field(untyped.ref, name), "any", frame=untyped, node=node)
         raise CompileError(f"unknown field {name!r}", node)
 
     def _row(self, f: Frame, ctx: Ctx) -> V:
@@ -232,7 +249,9 @@ class Lowering:
 
     _in_event_now = False
 
-    def _typed(self, e: Any, schema: ClassSchema, path: tuple[str, ...], t: str, node: ast.Node, f: Frame | None) -> V:
+    def _typed(
+        self, e: Any, schema: ClassSchema, path: tuple[str, ...], t: str, node: ast.Node, f: Frame | None
+    ) -> V:
         if t == "array":
             ep = (*path, "[]")
             et = schema.lookup(ep) or "any"
@@ -270,8 +289,13 @@ class Lowering:
                 return replace(inner, expr=flat, frame=None)
             et = t if inner.kind == "scalar" else "object"
             return V(
-                "list", self.b.list_transform(obj.expr, var, inner.expr, False), "array", schema=obj.schema,
-                path=(*obj.path, name) if et == "object" else (*obj.path, name), elem_type=et, node=n,
+                "list",
+                self.b.list_transform(obj.expr, var, inner.expr, False),
+                "array",
+                schema=obj.schema,
+                path=(*obj.path, name) if et == "object" else (*obj.path, name),
+                elem_type=et,
+                node=n,
             )
         raise CompileError(f"cannot read field {name!r} of a {obj.type} value", n)
 
@@ -288,16 +312,16 @@ class Lowering:
             op = "notIn"
         b = self.b
         if op in ("and", "or"):
-            l, r = self.boolv(n.left, ctx), self.boolv(n.right, ctx)
-            return V("scalar", b.and_(l, r) if op == "and" else b.or_(l, r), "boolean", node=n)
+            lb, rb = self.boolv(n.left, ctx), self.boolv(n.right, ctx)
+            return V("scalar", b.and_(lb, rb) if op == "and" else b.or_(lb, rb), "boolean", node=n)
         if op in ("+", "-", "*", "/", "%"):
-            l, r = self.scalar(n.left, ctx), self.scalar(n.right, ctx)
-            self._no_collection(l, n)
-            self._no_collection(r, n)
-            t = "number" if op == "/" or "number" in (l.type, r.type) else "integer"
-            if op == "+" and l.type == "string" and r.type == "string":
-                return V("scalar", b.concat(l.expr, r.expr), "string", node=n)
-            return V("scalar", b.arith(op, l.expr, r.expr), t, node=n)
+            lv, rv = self.scalar(n.left, ctx), self.scalar(n.right, ctx)
+            self._no_collection(lv, n)
+            self._no_collection(rv, n)
+            t = "number" if op == "/" or "number" in (lv.type, rv.type) else "integer"
+            if op == "+" and lv.type == "string" and rv.type == "string":
+                return V("scalar", b.concat(lv.expr, rv.expr), "string", node=n)
+            return V("scalar", b.arith(op, lv.expr, rv.expr), t, node=n)
         if op in ("=", "!=", "<", "<=", ">", ">="):
             return self.compare(op, n.left, n.right, ctx, n)
         if op in ("in", "notIn"):
@@ -318,7 +342,10 @@ class Lowering:
                 raise CompileError("comparing two event arrays is not supported", n)
             ev, other_node, flip = (lv, right, False) if lv.kind == "events" else (rv, left, True)
             return self.events_exists(
-                ev, lambda ectx, proj: self._cmp_exprs(op, proj, self.scalar(other_node, ectx), flip, n), ctx, n
+                ev,
+                lambda ectx, proj: self._cmp_exprs(op, proj, self.scalar(other_node, ectx), flip, n),
+                ctx,
+                n,
             )
         if lv.kind == "list" and rv.kind == "list":
             if op not in ("=", "!="):
@@ -330,7 +357,9 @@ class Lowering:
             var = self.b.lambda_var(ctx.lambda_depth + 1)
             elem = V("scalar", var, lst.elem_type)
             body = self._cmp_exprs(op, elem, other, flip, n).expr
-            return V("scalar", self.b.list_any(lst.expr, var, body, self._captures_of(other)), "boolean", node=n)
+            return V(
+                "scalar", self.b.list_any(lst.expr, var, body, self._captures_of(other)), "boolean", node=n
+            )
         return self._cmp_exprs(op, lv, rv, False, n)
 
     def _captures_of(self, other: V) -> bool:
@@ -371,7 +400,10 @@ class Lowering:
             if rv.kind != "list":
                 raise CompileError("the right side of in/notIn must be an array", n)
             return self.events_exists(
-                lv, lambda ectx, proj: V("scalar", self._in(proj, self.value(right, ectx), neg), "boolean"), ctx, n
+                lv,
+                lambda ectx, proj: V("scalar", self._in(proj, self.value(right, ectx), neg), "boolean"),
+                ctx,
+                n,
             )
         if rv.kind != "list":
             raise CompileError("the right side of in/notIn must be an array", n)
@@ -384,8 +416,10 @@ class Lowering:
     def _in(self, item: V, arr: V, neg: bool) -> Any:
         b = self.b
         if isinstance(arr.node, ast.ListLiteral):
-            items = [self._coerce_pair(item, V("scalar", e, arr.elem_type, node=i), arr.node)[1]
-                     for e, i in zip(arr.items or [], arr.node.items, strict=True)]
+            items = [
+                self._coerce_pair(item, V("scalar", e, arr.elem_type, node=i), arr.node)[1]
+                for e, i in zip(arr.items or [], arr.node.items, strict=True)
+            ]
             return b.in_values(item.expr, items, neg)
         return b.in_array(item.expr, arr.expr, neg)
 
@@ -411,7 +445,9 @@ class Lowering:
             proj = self._proj_expr(ev, ectx)
             if proj.kind == "list":
                 var = self.b.lambda_var(ectx.lambda_depth + 1)
-                body = make(replace(ectx, lambda_depth=ectx.lambda_depth + 1), V("scalar", var, proj.elem_type)).expr
+                body = make(
+                    replace(ectx, lambda_depth=ectx.lambda_depth + 1), V("scalar", var, proj.elem_type)
+                ).expr
                 p = self.b.list_any(proj.expr, var, body, False)
             else:
                 p = self.truthy(make(ectx, proj))
@@ -457,7 +493,9 @@ class Lowering:
 
     def filter_events(self, ev: V, cond_node: ast.Expr, ctx: Ctx, var: str | None = None) -> V:
         if ev.proj:
-            raise CompileError("filtering a projected event field is not supported; filter xEvent itself", cond_node)
+            raise CompileError(
+                "filtering a projected event field is not supported; filter xEvent itself", cond_node
+            )
         saved = self._enter_event()
         try:
             ectx = self.event_ctx(ctx, var or ev.var)
@@ -481,12 +519,18 @@ class Lowering:
     def elem_ctx(self, lst: V, ctx: Ctx, var: str | None) -> tuple[Ctx, Any]:
         ref = self.b.lambda_var(ctx.lambda_depth + 1)
         frame = Frame(
-            "elem", lst.schema or self.schema.profile, lst.path, var, ref,
+            "elem",
+            lst.schema or self.schema.profile,
+            lst.path,
+            var,
+            ref,
             "object" if lst.elem_type == "object" else lst.elem_type,
         )
         return ctx.push(frame, lambda_depth=ctx.lambda_depth + 1), ref
 
-    def _lambda(self, lst: V, body_node: ast.Expr | None, ctx: Ctx, var: str | None, as_bool: bool) -> tuple[Any, Any, bool]:
+    def _lambda(
+        self, lst: V, body_node: ast.Expr | None, ctx: Ctx, var: str | None, as_bool: bool
+    ) -> tuple[Any, Any, bool]:
         saved = self.captures
         self.captures = False
         try:
@@ -535,8 +579,12 @@ class Lowering:
                 cap = self.captures
             finally:
                 self.captures = saved or self.captures
-            return replace(src, expr=self.b.list_filter(src.expr, ref, cond, cap) if cond is not None else src.expr,
-                           cond=(ref, cond, cap), var=d.var)
+            return replace(
+                src,
+                expr=self.b.list_filter(src.expr, ref, cond, cap) if cond is not None else src.expr,
+                cond=(ref, cond, cap),
+                var=d.var,
+            )
         raise CompileError(f"{d.var} must range over an array (xEvent or an array field)", d)
 
     def _decl_body(self, d: ast.VarDecl, rest: tuple[ast.VarDecl, ...], ectx: Ctx, kind: str) -> Any:
@@ -548,7 +596,11 @@ class Lowering:
                 raise CompileError("nested declarations over xEvent are not supported yet", rest[0])
             if kind == "forall":
                 ref, cond, cap = inner.cond
-                nested = b.list_all(self.value(rest[0].source, ectx).expr, ref, cond, cap) if cond is not None else None
+                nested = (
+                    b.list_all(self.value(rest[0].source, ectx).expr, ref, cond, cap)
+                    if cond is not None
+                    else None
+                )
             else:
                 nested = self.truthy(inner)
             if nested is not None:
@@ -600,7 +652,11 @@ class Lowering:
         fn = "avg" if n.fn == "average" else n.fn
         value_node = n.value if n.value is not None else ast.Name(d.var, pos=d.pos)
         if src.kind == "events":
-            ev = self.filter_events(src, d.where, ctx, d.var) if d.where is not None else replace(src, var=d.var)
+            ev = (
+                self.filter_events(src, d.where, ctx, d.var)
+                if d.where is not None
+                else replace(src, var=d.var)
+            )
             e = self.event_agg(fn, ev, value_node, ctx)
             return V("scalar", e, "number" if fn == "avg" else "number", node=n)
         if src.kind == "list":
@@ -608,7 +664,9 @@ class Lowering:
             return self.list_agg(fn, lst, value_node, ctx, d.var, n)
         raise CompileError(f"{d.var} must range over an array", d)
 
-    def list_agg(self, fn: str, lst: V, value_node: ast.Expr | None, ctx: Ctx, var: str | None, n: ast.Node) -> V:
+    def list_agg(
+        self, fn: str, lst: V, value_node: ast.Expr | None, ctx: Ctx, var: str | None, n: ast.Node
+    ) -> V:
         b = self.b
         if fn == "count":
             return V("scalar", b.coalesce(b.list_len(lst.expr), b.lit(0, "integer")), "integer", node=n)
@@ -658,14 +716,26 @@ class Lowering:
         if target.kind == "events":
             return self.events_exists(
                 target,
-                lambda ectx, proj: V("scalar", self.window_pred(self._ts(proj, n), tw.occurs_window(n, self.now), ectx), "boolean"),
-                ctx, n,
+                lambda ectx, proj: V(
+                    "scalar",
+                    self.window_pred(self._ts(proj, n), tw.occurs_window(n, self.now), ectx),
+                    "boolean",
+                ),
+                ctx,
+                n,
             )
         if target.kind == "list":
             var = self.b.lambda_var(ctx.lambda_depth + 1)
-            body = self.window_pred(self._ts(V("scalar", var, target.elem_type), n), tw.occurs_window(n, self.now), ctx)
+            body = self.window_pred(
+                self._ts(V("scalar", var, target.elem_type), n), tw.occurs_window(n, self.now), ctx
+            )
             return V("scalar", self.b.list_any(target.expr, var, body, False), "boolean", node=n)
-        return V("scalar", self.window_pred(self._ts(target, n), tw.occurs_window(n, self.now), ctx), "boolean", node=n)
+        return V(
+            "scalar",
+            self.window_pred(self._ts(target, n), tw.occurs_window(n, self.now), ctx),
+            "boolean",
+            node=n,
+        )
 
     def _ts(self, v: V, n: ast.Node) -> Any:
         if v.kind != "scalar":
@@ -701,7 +771,11 @@ class Lowering:
         name = n.name.lower()
         b = self.b
         if name in ("currentmonth", "currentyear", "currentdayofmonth"):
-            val = {"currentmonth": self.now.month, "currentyear": self.now.year, "currentdayofmonth": self.now.day}
+            val = {
+                "currentmonth": self.now.month,
+                "currentyear": self.now.year,
+                "currentdayofmonth": self.now.day,
+            }
             return V("scalar", b.lit(val[name], "integer"), "integer", node=n)
         if name == "date":
             return V("scalar", b.ts_lit(tw.date_call_day(n, self.now)), "date-time", node=n)
@@ -722,7 +796,13 @@ class Lowering:
         obj = self.value(n.obj, ctx)
         b = self.b
         if name in ("isnull", "isnotnull"):
-            present = self.truthy(obj) if obj.kind in ("events",) else b.is_not_null(obj.expr) if obj.expr is not None else b.lit(True, "boolean")
+            present = (
+                self.truthy(obj)
+                if obj.kind in ("events",)
+                else b.is_not_null(obj.expr)
+                if obj.expr is not None
+                else b.lit(True, "boolean")
+            )
             return V("scalar", b.not_(present) if name == "isnull" else present, "boolean", node=n)
         if obj.kind == "events":
             return self.events_method(obj, name, n, ctx)
@@ -748,14 +828,15 @@ class Lowering:
         return V("list", b.map_part(obj.expr, name[:-1]), "array", elem_type="any", node=n)
 
     def events_method(self, ev: V, name: str, n: ast.MethodCall, ctx: Ctx) -> V:
-        b = self.b
         args = n.args
         if name == "count":
             return V("scalar", self.event_agg("count", ev, None, ctx), "integer", node=n)
         if name in ("sum", "average", "avg", "min", "max"):
             fn = "avg" if name in ("average", "avg") else name
             if not args and not ev.proj:
-                raise CompileError(f"{n.name}() over events needs the value to aggregate: .{n.name}(field)", n)
+                raise CompileError(
+                    f"{n.name}() over events needs the value to aggregate: .{n.name}(field)", n
+                )
             return V("scalar", self.event_agg(fn, ev, args[0] if args else None, ctx), "number", node=n)
         if name in ("exists", "filter"):
             if len(args) != 1:
@@ -780,8 +861,14 @@ class Lowering:
         if name == "distinct":
             return replace(lst, expr=b.list_distinct(lst.expr), node=n)
         if name == "head":
-            return self._typed(b.list_first(lst.expr), lst.schema or self.schema.profile, lst.path,
-                               "object" if lst.elem_type == "object" else lst.elem_type, n, None)
+            return self._typed(
+                b.list_first(lst.expr),
+                lst.schema or self.schema.profile,
+                lst.path,
+                "object" if lst.elem_type == "object" else lst.elem_type,
+                n,
+                None,
+            )
         if name == "includes":
             item = self.scalar(args[0], ctx)
             return V("scalar", b.in_array(item.expr, lst.expr, False), "boolean", node=n)
@@ -796,7 +883,9 @@ class Lowering:
             if len(args) != 2 or not (isinstance(args[1], ast.Literal) and args[1].kind == "integer"):
                 raise CompileError(f"{n.name}(value, n) takes a value expression and an integer", n)
             ref, body, cap = self._lambda(lst, args[0], ctx, None, False)
-            return replace(lst, expr=b.list_top(lst.expr, ref, body, int(args[1].value), name == "topn", cap), node=n)
+            return replace(
+                lst, expr=b.list_top(lst.expr, ref, body, int(args[1].value), name == "topn", cap), node=n
+            )
         if name == "map" and len(args) == 1 and not isinstance(args[0], ast.Lambda):
             ref, body, cap = self._lambda(lst, args[0], ctx, None, False)
             return V("list", b.list_transform(lst.expr, ref, body, cap), "array", elem_type="any", node=n)
@@ -810,8 +899,15 @@ class Lowering:
             return self.events_exists(s, lambda ectx, proj: self.string_op(name, proj, args, ectx, n), ctx, n)
         if s.kind == "list":
             var = b.lambda_var(ctx.lambda_depth + 1)
-            inner = self.string_op(name, V("scalar", var, s.elem_type), args, replace(ctx, lambda_depth=ctx.lambda_depth + 1), n)
-            return V("scalar", b.list_any(s.expr, var, inner.expr, any(not isinstance(a, ast.Literal) for a in args)), "boolean", node=n)
+            inner = self.string_op(
+                name, V("scalar", var, s.elem_type), args, replace(ctx, lambda_depth=ctx.lambda_depth + 1), n
+            )
+            return V(
+                "scalar",
+                b.list_any(s.expr, var, inner.expr, any(not isinstance(a, ast.Literal) for a in args)),
+                "boolean",
+                node=n,
+            )
         if s.kind != "scalar":
             raise CompileError(f"{name} applies to a string", n)
         if name in ("like", "matches", "regexgroup"):
@@ -842,7 +938,9 @@ class Lowering:
         return V("scalar", b.string_fn(name, s.expr, texts, case_sensitive), "boolean", node=n)
 
     def v_Lambda(self, n: ast.Lambda, ctx: Ctx) -> V:
-        raise CompileError("lambdas (groupBy/map) produce maps, not segment conditions; not supported here", n)
+        raise CompileError(
+            "lambdas (groupBy/map) produce maps, not segment conditions; not supported here", n
+        )
 
     def v_ObjectLiteral(self, n: ast.ObjectLiteral, ctx: Ctx) -> V:
         raise CompileError("object literals build computed-attribute values, not segment conditions", n)
@@ -879,9 +977,15 @@ def _common_type(types: list[str]) -> str:
 
 
 _JAVA_ONLY = [
-    ("(?=", "lookahead"), ("(?!", "negative lookahead"), ("(?<=", "lookbehind"), ("(?<!", "negative lookbehind"),
-    ("(?>", "atomic groups"), ("*+", "possessive quantifiers"), ("++", "possessive quantifiers"),
-    ("?+", "possessive quantifiers"), ("\\p{java", "Java character classes"),
+    ("(?=", "lookahead"),
+    ("(?!", "negative lookahead"),
+    ("(?<=", "lookbehind"),
+    ("(?<!", "negative lookbehind"),
+    ("(?>", "atomic groups"),
+    ("*+", "possessive quantifiers"),
+    ("++", "possessive quantifiers"),
+    ("?+", "possessive quantifiers"),
+    ("\\p{java", "Java character classes"),
 ]
 
 
@@ -895,9 +999,13 @@ def check_regex(pattern: str, node: ast.Node) -> None:
         if pattern[i] == "\\":
             nxt = pattern[i + 1]
             if nxt.isdigit() and nxt != "0":
-                raise CompileError(f"regular expression {pattern!r} uses a backreference, which is not supported", node)
+                raise CompileError(
+                    f"regular expression {pattern!r} uses a backreference, which is not supported", node
+                )
             if nxt in "kZGQE":
-                raise CompileError(f"regular expression {pattern!r} uses \\{nxt}, which is not supported", node)
+                raise CompileError(
+                    f"regular expression {pattern!r} uses \\{nxt}, which is not supported", node
+                )
             i += 2
             continue
         i += 1

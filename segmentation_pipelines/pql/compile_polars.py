@@ -28,9 +28,19 @@ from segmentation_pipelines.pql.compile_sql import _query_of
 from segmentation_pipelines.pql.schema import Schema
 
 PROFILE_PREFIX = "__p__"
-_OFFSET = {"millisecond": (1, "ms"), "second": (1, "s"), "minute": (1, "m"), "hour": (1, "h"), "day": (1, "d"),
-           "week": (7, "d"), "month": (1, "mo"), "year": (1, "y"), "decade": (10, "y"), "century": (100, "y"),
-           "millennium": (1000, "y")}
+_OFFSET = {
+    "millisecond": (1, "ms"),
+    "second": (1, "s"),
+    "minute": (1, "m"),
+    "hour": (1, "h"),
+    "day": (1, "d"),
+    "week": (7, "d"),
+    "month": (1, "mo"),
+    "year": (1, "y"),
+    "decade": (10, "y"),
+    "century": (100, "y"),
+    "millennium": (1000, "y"),
+}
 _DEFAULTS = {"bool_or": False, "bool_and": True, "count": 0, "sum": 0}
 
 
@@ -86,6 +96,13 @@ class PolarsBackend:
     def lambda_var(self, depth: int) -> pl.Expr:
         return pl.element()
 
+    def event_list(self, node: Any) -> pl.Expr:
+        raise CompileError(
+            "the Polars engine cannot evaluate conditions over pairs of events (xEvent inside a condition over "
+            "xEvent); use the DuckDB engine",
+            node,
+        )
+
     # scalar operators -----------------------------------------------------------------------------------------------
     def cmp(self, op: str, a: pl.Expr, b: pl.Expr) -> pl.Expr:
         return {"=": a.eq, "!=": a.ne, "<": a.lt, "<=": a.le, ">": a.gt, ">=": a.ge}[op](b)
@@ -132,8 +149,16 @@ class PolarsBackend:
         return e.cast(pl.Datetime("us"))
 
     def trunc(self, e: pl.Expr, unit: str) -> pl.Expr:
-        every = {"millisecond": "1ms", "second": "1s", "minute": "1m", "hour": "1h", "day": "1d", "week": "1w",
-                 "month": "1mo", "year": "1y"}.get(unit)
+        every = {
+            "millisecond": "1ms",
+            "second": "1s",
+            "minute": "1m",
+            "hour": "1h",
+            "day": "1d",
+            "week": "1w",
+            "month": "1mo",
+            "year": "1y",
+        }.get(unit)
         if every is None:
             raise CompileError(f"truncation to {unit} is not supported")
         return e.dt.truncate(every)
@@ -246,7 +271,9 @@ class PolarsBackend:
 
     def list_top(self, arr: pl.Expr, var: pl.Expr, key: pl.Expr, n: int, desc: bool, cap: bool) -> pl.Expr:
         self._no_capture(cap)
-        return arr.list.eval(pl.element().sort_by(key, descending=desc, nulls_last=True, maintain_order=True).head(n))
+        return arr.list.eval(
+            pl.element().sort_by(key, descending=desc, nulls_last=True, maintain_order=True).head(n)
+        )
 
     def map_get(self, m: pl.Expr, key: pl.Expr) -> pl.Expr:
         if not self.is_constant(key):
@@ -259,13 +286,15 @@ class PolarsBackend:
 
     # event aggregates -------------------------------------------------------------------------------------------------
     def agg(self, fn: str, val: pl.Expr | None, cond: pl.Expr | None) -> pl.Expr:
+        # Element-wise conditions then plain aggregations (no ``filter`` inside the aggregation context): Polars
+        # evaluates these vectorized over the whole column, not group by group.
         if fn == "bool_or":
             return (cond if cond is not None else pl.lit(True)).any()
         if fn == "bool_and":
             return cond.all()
         if fn == "count":
-            return pl.len() if cond is None else cond.sum()
-        v = val if cond is None else val.filter(cond)
+            return pl.len() if cond is None else cond.cast(pl.Int64).sum()
+        v = val if cond is None else pl.when(cond).then(val)
         return {"sum": v.sum, "avg": v.mean, "min": v.min, "max": v.max}[fn]()
 
     def agg_ref(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:

@@ -29,9 +29,20 @@ from segmentation_pipelines.pql.compile_lowering import CompileError, Lowering
 from segmentation_pipelines.pql.schema import Schema
 
 DIALECT = "duckdb"
-_INTERVAL = {"millisecond": (1, "MILLISECOND"), "second": (1, "SECOND"), "minute": (1, "MINUTE"),
-             "hour": (1, "HOUR"), "day": (1, "DAY"), "week": (7, "DAY"), "month": (1, "MONTH"),
-             "year": (1, "YEAR"), "decade": (10, "YEAR"), "century": (100, "YEAR"), "millennium": (1000, "YEAR")}
+EVENT_LIST = "__events"
+_INTERVAL = {
+    "millisecond": (1, "MILLISECOND"),
+    "second": (1, "SECOND"),
+    "minute": (1, "MINUTE"),
+    "hour": (1, "HOUR"),
+    "day": (1, "DAY"),
+    "week": (7, "DAY"),
+    "month": (1, "MONTH"),
+    "year": (1, "YEAR"),
+    "decade": (10, "YEAR"),
+    "century": (100, "YEAR"),
+    "millennium": (1000, "YEAR"),
+}
 _DEFAULTS = {"bool_or": False, "bool_and": True, "count": 0, "sum": 0}
 
 
@@ -41,6 +52,9 @@ class CompiledSQL:
     aggregates: dict[str, exp.Expression] = field(default_factory=dict)
     profile_aggregates: dict[str, exp.Expression] = field(default_factory=dict)
     segments: dict[str, str] = field(default_factory=dict)
+    uses_event_list: bool = (
+        False  # profile aggregates read p."__events" (every event of the profile, as a list)
+    )
 
     def sql(self, dialect: str = DIALECT, pretty: bool = False) -> str:
         """The whole evaluation of this one definition as a standalone query (for ``explain``)."""
@@ -50,25 +64,34 @@ class CompiledSQL:
         ev = ev.from_(exp.table_("events", alias="e")).group_by(exp.column("profile_id", table="e"))
         q = exp.select(exp.column("profile_id", table="p")).from_(exp.table_("profiles", alias="p"))
         q = q.with_("ev", as_=ev).join(
-            exp.table_("ev"), on=exp.column("profile_id", table="ev").eq(exp.column("profile_id", table="p")),
+            exp.table_("ev"),
+            on=exp.column("profile_id", table="ev").eq(exp.column("profile_id", table="p")),
             join_type="left",
         )
         if self.profile_aggregates:
             evp = exp.select(exp.column("profile_id", table="e"))
             for name, agg in self.profile_aggregates.items():
                 evp = evp.select(exp.alias_(agg, name, quoted=True))
-            evp = evp.from_(exp.table_("events", alias="e")).join(
-                exp.table_("profiles", alias="p"),
-                on=exp.column("profile_id", table="p").eq(exp.column("profile_id", table="e")),
-            ).group_by(exp.column("profile_id", table="e"))
+            evp = (
+                evp.from_(exp.table_("events", alias="e"))
+                .join(
+                    exp.table_("profiles", alias="p"),
+                    on=exp.column("profile_id", table="p").eq(exp.column("profile_id", table="e")),
+                )
+                .group_by(exp.column("profile_id", table="e"))
+            )
             q = q.with_("evp", as_=evp).join(
-                exp.table_("evp"), on=exp.column("profile_id", table="evp").eq(exp.column("profile_id", table="p")),
+                exp.table_("evp"),
+                on=exp.column("profile_id", table="evp").eq(exp.column("profile_id", table="p")),
                 join_type="left",
             )
         for audience, col in self.segments.items():
-            seg = exp.select(exp.column("profile_id"), exp.alias_(exp.true(), col, quoted=True)).from_(
-                exp.table_("memberships")
-            ).where(exp.column("audience_id").eq(exp.Literal.string(audience))).distinct()
+            seg = (
+                exp.select(exp.column("profile_id"), exp.alias_(exp.true(), col, quoted=True))
+                .from_(exp.table_("memberships"))
+                .where(exp.column("audience_id").eq(exp.Literal.string(audience)))
+                .distinct()
+            )
             q = q.join(seg.subquery(col), using=["profile_id"], join_type="left")
         return q.where(self.predicate).sql(dialect, pretty=pretty)
 
@@ -94,7 +117,9 @@ class SqlBackend:
         return exp.cast(exp.Literal.number(repr(float(value))), exp.DataType.build("DOUBLE"))
 
     def is_constant(self, e: exp.Expression) -> bool:
-        return not any(True for _ in e.find_all(exp.Column, exp.Identifier) if not isinstance(_.parent, exp.DataType))
+        return not any(
+            True for _ in e.find_all(exp.Column, exp.Identifier) if not isinstance(_.parent, exp.DataType)
+        )
 
     def ts_lit(self, t: datetime) -> exp.Expression:
         return exp.cast(exp.Literal.string(t.isoformat(sep=" ")), exp.DataType.build("TIMESTAMP"))
@@ -111,6 +136,10 @@ class SqlBackend:
 
     def lambda_var(self, depth: int) -> exp.Expression:
         return exp.to_identifier(f"x{depth}")
+
+    def event_list(self, node: ast.Node) -> exp.Expression:
+        self.out.uses_event_list = True
+        return exp.column(EVENT_LIST, table="p", quoted=True)
 
     # scalar operators ---------------------------------------------------------------------------------------------
     def cmp(self, op: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
@@ -141,9 +170,13 @@ class SqlBackend:
     def arith(self, op: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
         if op == "/":
             num = exp.cast(a, exp.DataType.build("DOUBLE"))
-            return exp.Paren(this=exp.Div(this=num, expression=exp.Nullif(this=b, expression=exp.Literal.number(0))))
+            return exp.Paren(
+                this=exp.Div(this=num, expression=exp.Nullif(this=b, expression=exp.Literal.number(0)))
+            )
         if op == "%":
-            return exp.Paren(this=exp.Mod(this=a, expression=exp.Nullif(this=b, expression=exp.Literal.number(0))))
+            return exp.Paren(
+                this=exp.Mod(this=a, expression=exp.Nullif(this=b, expression=exp.Literal.number(0)))
+            )
         cls = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}[op]
         return exp.Paren(this=cls(this=a, expression=b))
 
@@ -164,7 +197,11 @@ class SqlBackend:
 
     def add_interval(self, e: exp.Expression, amount: int, unit: str) -> exp.Expression:
         mult, u = _INTERVAL[unit]
-        return exp.Paren(this=exp.Add(this=e, expression=exp.Interval(this=exp.Literal.string(str(amount * mult)), unit=exp.var(u))))
+        return exp.Paren(
+            this=exp.Add(
+                this=e, expression=exp.Interval(this=exp.Literal.string(str(amount * mult)), unit=exp.var(u))
+            )
+        )
 
     def date_part(self, part: str, e: exp.Expression) -> exp.Expression:
         cls = {"month": exp.Month, "year": exp.Year, "dayofmonth": exp.Day}[part]
@@ -186,7 +223,9 @@ class SqlBackend:
             return has
         return exp.and_(self.is_not_null(item), self.is_not_null(arr), exp.Not(this=has), copy=False)
 
-    def string_fn(self, name: str, s: exp.Expression, texts: list[exp.Expression], cs: bool) -> exp.Expression:
+    def string_fn(
+        self, name: str, s: exp.Expression, texts: list[exp.Expression], cs: bool
+    ) -> exp.Expression:
         if not cs:
             s = exp.Lower(this=s)
             texts = [exp.Lower(this=t) for t in texts]
@@ -196,8 +235,14 @@ class SqlBackend:
         if name == "notequalto":
             return exp.NEQ(this=s, expression=t)
         base = name.removeprefix("doesnot")
-        cls = {"startwith": exp.StartsWith, "startswith": exp.StartsWith, "endwith": exp.EndsWith,
-               "endswith": exp.EndsWith, "contain": exp.Contains, "contains": exp.Contains}[base]
+        cls = {
+            "startwith": exp.StartsWith,
+            "startswith": exp.StartsWith,
+            "endwith": exp.EndsWith,
+            "endswith": exp.EndsWith,
+            "contain": exp.Contains,
+            "contains": exp.Contains,
+        }[base]
         e = cls(this=s, expression=t)
         return exp.Not(this=e) if name.startswith("doesnot") else e
 
@@ -209,30 +254,45 @@ class SqlBackend:
 
     def regex_group(self, s: exp.Expression, pattern: str, group: int) -> exp.Expression:
         found = exp.RegexpLike(this=s, expression=exp.Literal.string(pattern))
-        extract = exp.RegexpExtract(this=s, expression=exp.Literal.string(pattern), group=exp.Literal.number(group))
+        extract = exp.RegexpExtract(
+            this=s, expression=exp.Literal.string(pattern), group=exp.Literal.number(group)
+        )
         return exp.If(this=found, true=extract, false=exp.Null())
 
     # lists ----------------------------------------------------------------------------------------------------------
     def _lambda(self, var: exp.Expression, body: exp.Expression) -> exp.Lambda:
         return exp.Lambda(this=body, expressions=[var])
 
-    def list_filter(self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool) -> exp.Expression:
+    def list_filter(
+        self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool
+    ) -> exp.Expression:
         return exp.ArrayFilter(this=arr, expression=self._lambda(var, body))
 
-    def list_transform(self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool) -> exp.Expression:
+    def list_transform(
+        self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool
+    ) -> exp.Expression:
         return exp.Transform(this=arr, expression=self._lambda(var, body))
 
     def list_len(self, arr: exp.Expression) -> exp.Expression:
         return exp.ArraySize(this=arr)
 
-    def list_any(self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool) -> exp.Expression:
-        return exp.GT(this=exp.ArraySize(this=self.list_filter(arr, var, body, cap)), expression=exp.Literal.number(0))
+    def list_any(
+        self, arr: exp.Expression, var: exp.Expression, body: exp.Expression, cap: bool
+    ) -> exp.Expression:
+        return exp.GT(
+            this=exp.ArraySize(this=self.list_filter(arr, var, body, cap)), expression=exp.Literal.number(0)
+        )
 
-    def list_all(self, arr: exp.Expression, var: exp.Expression, body: exp.Expression | None, cap: bool) -> exp.Expression:
+    def list_all(
+        self, arr: exp.Expression, var: exp.Expression, body: exp.Expression | None, cap: bool
+    ) -> exp.Expression:
         if body is None:
             return exp.true()
         failing = self.list_filter(arr, var, exp.Not(this=exp.Paren(this=self.coalesce_false(body))), cap)
-        return exp.EQ(this=self.coalesce(exp.ArraySize(this=failing), exp.Literal.number(0)), expression=exp.Literal.number(0))
+        return exp.EQ(
+            this=self.coalesce(exp.ArraySize(this=failing), exp.Literal.number(0)),
+            expression=exp.Literal.number(0),
+        )
 
     def list_flatten(self, arr: exp.Expression) -> exp.Expression:
         return exp.Flatten(this=arr)
@@ -256,25 +316,45 @@ class SqlBackend:
     def list_agg(self, fn: str, vals: exp.Expression) -> exp.Expression:
         if fn == "sum":
             return self.coalesce(exp.Anonymous(this="list_sum", expressions=[vals]), exp.Literal.number(0))
-        return exp.Anonymous(this={"avg": "list_avg", "min": "list_min", "max": "list_max"}[fn], expressions=[vals])
+        return exp.Anonymous(
+            this={"avg": "list_avg", "min": "list_min", "max": "list_max"}[fn], expressions=[vals]
+        )
 
-    def list_top(self, arr: exp.Expression, var: exp.Expression, key: exp.Expression, n: int, desc: bool, cap: bool) -> exp.Expression:
+    def list_top(
+        self, arr: exp.Expression, var: exp.Expression, key: exp.Expression, n: int, desc: bool, cap: bool
+    ) -> exp.Expression:
         # Sort (key, original position) so that ties keep the array's order (as Polars' stable sort does).
         idx = exp.to_identifier("i_top")
         pos = exp.Neg(this=idx) if desc else idx
-        pair = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier("k"), expression=key),
-                                       exp.PropertyEQ(this=exp.to_identifier("i"), expression=pos),
-                                       exp.PropertyEQ(this=exp.to_identifier("v"), expression=var)])
+        pair = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=exp.to_identifier("k"), expression=key),
+                exp.PropertyEQ(this=exp.to_identifier("i"), expression=pos),
+                exp.PropertyEQ(this=exp.to_identifier("v"), expression=var),
+            ]
+        )
         keyed = exp.Transform(this=arr, expression=exp.Lambda(this=pair, expressions=[var, idx]))
-        ordered = exp.Anonymous(this="list_sort", expressions=[keyed, exp.Literal.string("DESC" if desc else "ASC"),
-                                                               exp.Literal.string("NULLS LAST")])
-        top = exp.Anonymous(this="list_slice", expressions=[ordered, exp.Literal.number(1), exp.Literal.number(n)])
+        ordered = exp.Anonymous(
+            this="list_sort",
+            expressions=[
+                keyed,
+                exp.Literal.string("DESC" if desc else "ASC"),
+                exp.Literal.string("NULLS LAST"),
+            ],
+        )
+        top = exp.Anonymous(
+            this="list_slice", expressions=[ordered, exp.Literal.number(1), exp.Literal.number(n)]
+        )
         y = exp.to_identifier("y_top")
-        return exp.Transform(this=top, expression=self._lambda(y, exp.Dot(this=y, expression=exp.to_identifier("v"))))
+        return exp.Transform(
+            this=top, expression=self._lambda(y, exp.Dot(this=y, expression=exp.to_identifier("v")))
+        )
 
     def map_get(self, m: exp.Expression, key: exp.Expression) -> exp.Expression:
         x = exp.to_identifier("m_kv")
-        hit = self.list_filter(m, x, exp.EQ(this=exp.Dot(this=x, expression=exp.to_identifier("key")), expression=key), False)
+        hit = self.list_filter(
+            m, x, exp.EQ(this=exp.Dot(this=x, expression=exp.to_identifier("key")), expression=key), False
+        )
         return exp.Dot(this=exp.Paren(this=self.list_first(hit)), expression=exp.to_identifier("value"))
 
     def map_part(self, m: exp.Expression, part: str) -> exp.Expression:
@@ -302,7 +382,9 @@ class SqlBackend:
             return self.coalesce(ref, exp.Boolean(this=d) if isinstance(d, bool) else exp.Literal.number(d))
         return ref
 
-    def chain(self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool) -> exp.Expression:
+    def chain(
+        self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool
+    ) -> exp.Expression:
         conds = [exp.and_(c, self.is_not_null(ts), copy=False) for c in conds]
         if len(conds) == 1:
             if counts[0] == 1:
@@ -311,19 +393,29 @@ class SqlBackend:
             return exp.GTE(this=n, expression=exp.Literal.number(counts[0]))
 
         def ts_list(c: exp.Expression) -> exp.Expression:
-            agg = exp.Filter(this=exp.ArrayAgg(this=exp.Order(this=ts.copy(), expressions=[exp.Ordered(this=ts.copy())])),
-                             expression=exp.Where(this=c))
+            agg = exp.Filter(
+                this=exp.ArrayAgg(this=exp.Order(this=ts.copy(), expressions=[exp.Ordered(this=ts.copy())])),
+                expression=exp.Where(this=c),
+            )
             return self.agg_ref(agg, "list", needs_profile)
 
         # Greedy matching (pql.md §0): each step's match is its n-th event strictly after the previous match.
         if counts[0] == 1:
-            t = self.agg_ref(exp.Filter(this=exp.Min(this=ts.copy()), expression=exp.Where(this=conds[0])), "min", needs_profile)
+            t = self.agg_ref(
+                exp.Filter(this=exp.Min(this=ts.copy()), expression=exp.Where(this=conds[0])),
+                "min",
+                needs_profile,
+            )
         else:
             t = exp.Bracket(this=ts_list(conds[0]), expressions=[exp.Literal.number(counts[0] - 1)])
         last = len(conds) - 1
         for i in range(1, len(conds)):
             if i == last and counts[i] == 1:
-                latest = self.agg_ref(exp.Filter(this=exp.Max(this=ts.copy()), expression=exp.Where(this=conds[i])), "max", needs_profile)
+                latest = self.agg_ref(
+                    exp.Filter(this=exp.Max(this=ts.copy()), expression=exp.Where(this=conds[i])),
+                    "max",
+                    needs_profile,
+                )
                 return self.coalesce_false(exp.GT(this=latest, expression=t))
             x = exp.to_identifier(f"t{i}")
             after = self.list_filter(ts_list(conds[i]), x, exp.GT(this=x, expression=t), True)

@@ -195,15 +195,23 @@ def from_json(tree: dict | str) -> ast.Query:
         if not isinstance(tree, dict):
             raise _Bad("the pql/json value must be a JSON object")
         if tree.get("nodeType") == "fnCreate" and "body" in tree:
-            return ast.Query(_node(tree["body"]), tuple(_var(p) for p in tree.get("params", [])))
-        return ast.Query(_node(tree))
-    except (_Bad, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            query = ast.Query(_node(tree["body"]), tuple(_var(p) for p in tree.get("params", [])))
+        else:
+            query = ast.Query(_node(tree))
+        text = to_text(query)
+    except (_Bad, KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as err:
+        if isinstance(err, RecursionError):
+            raise PQLSyntaxError("invalid pql/json: nested too deeply") from None
         if isinstance(err, PQLError):
             raise
         what = f"missing field {err}" if isinstance(err, KeyError) else str(err)
         raise PQLSyntaxError(f"invalid pql/json: {what}") from None
-    except RecursionError:
-        raise PQLSyntaxError("invalid pql/json: nested too deeply") from None
+    # The tree is valid when its text is PQL: re-parsing checks every invariant (names are identifiers, occurs
+    # has its unit and direction, ...) and gives the canonical tree the compilers expect.
+    try:
+        return parse(text)
+    except PQLSyntaxError as err:
+        raise PQLSyntaxError(f"invalid pql/json: it does not describe a PQL expression ({err})") from None
 
 
 def _var(p) -> str:

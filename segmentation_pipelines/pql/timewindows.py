@@ -158,7 +158,9 @@ def const_int(e: ast.Expr, now: datetime) -> int:
     if isinstance(e, ast.Unary) and e.op == "-":
         return -const_int(e.operand, now)
     if isinstance(e, ast.Call) and not e.args:
-        fn = {"currentyear": now.year, "currentmonth": now.month, "currentdayofmonth": now.day}.get(e.name.lower())
+        fn = {"currentyear": now.year, "currentmonth": now.month, "currentdayofmonth": now.day}.get(
+            e.name.lower()
+        )
         if fn is not None:
             return fn
     if isinstance(e, ast.Binary) and e.op in ("+", "-", "*"):
@@ -191,7 +193,9 @@ def span(ref: ast.Expr, now: datetime) -> Span:
         if ref.name == "now":
             b = Bound(now, True)
             return Span(b, b, True)
-        day = {"today": today, "yesterday": today - timedelta(days=1), "tomorrow": today + timedelta(days=1)}[ref.name]
+        day = {"today": today, "yesterday": today - timedelta(days=1), "tomorrow": today + timedelta(days=1)}[
+            ref.name
+        ]
         return Span(Bound(day, True), Bound(day + timedelta(days=1), False), False)
     if isinstance(ref, ast.RelativePeriod):
         unit = unit_name(ref.unit)
@@ -293,7 +297,13 @@ def when_window(when: ast.When, now: datetime) -> Window:
     """A chain step's ``WHEN(...)``: the offset form, the direction form, or a bare reference (= ``on``)."""
     if when.op is not None:
         return window(
-            "offset", when.ref, now, op=when.op, amount=when.amount, unit=when.unit, direction=when.direction,
+            "offset",
+            when.ref,
+            now,
+            op=when.op,
+            amount=when.amount,
+            unit=when.unit,
+            direction=when.direction,
             pos=when.pos,
         )
     if when.direction is not None:

@@ -5,6 +5,8 @@ identities, and experience events with realistic shapes, written as XDM-shaped P
   loyalty holds ~35% (Email primary, loyaltyId), so the two overlap through the email. Some loyalty records spell
   the first name differently or carry a newer city, which the merge policies resolve.
 * Anonymous visitors (``N..N+N/5``) only ever appear in events with their ECID.
+* An in-store kiosk browser on which 60 customers logged in links them into one identity graph of more than 50
+  identities: the guardrail excludes it from segmentation, and the build reports it.
 * Events over the 13 months before ``as_of``: page views, product views, email opens; product views lead to
   add-to-cart, checkout and purchase minutes later with decreasing probability, email opens to clicks. Activity is
   skewed (log-normal weights: most people do little, a few do a lot); a quarter of events are logged in (carry the
@@ -512,4 +514,39 @@ def generate_demo(
         pq.write_table(table, path, compression="zstd", row_group_size=256_000)
         files.events.append(path)
         files.event_rows += table.num_rows
+    if profiles >= 1000:
+        path = out / "events" / "part-kiosk.parquet"
+        pq.write_table(_kiosk_table(profiles, seed, as_of_us), path, compression="zstd")
+        files.events.append(path)
+        files.event_rows += KIOSK_PEOPLE
     return files
+
+
+KIOSK_PEOPLE = 60
+
+
+def _kiosk_table(profiles: int, seed: int, as_of_us: int) -> pa.Table:
+    """An in-store kiosk browser where 60 customers logged in: one identity graph of more than 50 identities,
+    which the guardrail excludes from segmentation (and the demo reports)."""
+    rng = np.random.default_rng([seed, 6])
+    people = rng.choice(profiles, size=KIOSK_PEOPLE, replace=False).astype(np.int64)
+    n = KIOSK_PEOPLE
+    kiosk = pa.array(["kiosk-0001"] * n)
+    ts = as_of_us - (rng.random(n) * 30 * 86_400e6).astype(np.int64) - 1
+    return pa.table(
+        {
+            "_id": _join("kiosk-", _str(np.arange(n))),
+            "timestamp": _timestamps(ts),
+            "eventType": pa.array(["web.webpagedetails.pageViews"] * n),
+            "identityMap": identity_map(
+                [("ECID", kiosk, None, True), ("Email", person_email(people, seed), None, False)], n
+            ),
+            "web": _struct(
+                {
+                    "webPageDetails": _struct(
+                        {"name": ["stores"] * n, "URL": ["https://shop.example.com/stores"] * n}
+                    )
+                }
+            ),
+        }
+    )

@@ -283,9 +283,7 @@ def _cast(src: str, tree: Tree, json_src: bool = False) -> str:
     return expr if tz_type == plain else f"CAST({expr} AS {plain})"
 
 
-def _convert_file(
-    con, path: Path, index: int, columns: dict[str, Tree], xdm_class: str, out: Path, rejects: Path
-):
+def _convert_file(con, path: Path, columns: dict[str, Tree], xdm_class: str, out: Path, rejects: Path):
     """Write the accepted rows of one file to ``out`` and its rejects to ``rejects``; return the counts."""
     is_event = xdm_class == EVENT_CLASS
     json_src = file_format(path) == "jsonl"
@@ -328,8 +326,9 @@ def _convert_file(
             else:
                 conv = _timestamp_from_arrow(s, present[name]) if name in present else "NULL::TIMESTAMP"
             dst_cols.append(f"{conv} AS {d}")
+            missing = f"{s} IS NULL OR json_type({s}) = 'NULL'" if json_src else f"{s} IS NULL"
             reasons.append(
-                f"CASE WHEN {s} IS NULL OR {'json_type(' + s + ') = ' + chr(39) + 'NULL' + chr(39) if json_src else 'false'} THEN 'timestamp: missing' "
+                f"CASE WHEN {missing} THEN 'timestamp: missing' "
                 f"WHEN {d} IS NULL THEN 'timestamp: not an ISO 8601 date-time or epoch milliseconds' END"
             )
         elif name == "_id":
@@ -398,11 +397,11 @@ def ingest_files(
                 for k, v in columns.items()
                 if k in inferred[i] or k in ("identityMap", "_id", "timestamp")
             }
-            if xdm_class != EVENT_CLASS:
-                file_columns.pop("timestamp", None) if "timestamp" not in inferred[i] else None
+            if xdm_class != EVENT_CLASS and "timestamp" not in inferred[i]:
+                file_columns.pop("timestamp", None)
             part = batch_dir / f"part-{i:05d}.parquet"
             rejects = batch_dir / f".rejects-{i:05d}.jsonl"
-            accepted, rejected = _convert_file(con, path, i, file_columns, xdm_class, part, rejects)
+            accepted, rejected = _convert_file(con, path, file_columns, xdm_class, part, rejects)
             if accepted == 0:
                 part.unlink(missing_ok=True)
             result.rows += accepted

@@ -159,17 +159,16 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
             columns = merge_columns(*(dict(b.columns or {}) for b in profile_batches))
             described = {r[0] for r in con.execute("DESCRIBE SELECT * FROM raw_fragments").fetchall()}
             columns = {k: v for k, v in columns.items() if k in described}
-            has_audit = "extSourceSystemAudit" in described and isinstance(
-                columns.get("extSourceSystemAudit"), dict
-            )
+            # The timestamp-ordered key: the fragment's own update time when it has one, else its batch's.
+            audit = columns.get("extSourceSystemAudit")
             updated = (
-                "coalesce(struct_extract(extSourceSystemAudit, 'lastUpdatedDate'), _ingested)"
-                if has_audit and "lastUpdatedDate" in columns["extSourceSystemAudit"]
-                else "_ingested"
+                "coalesce(struct_extract(f.extSourceSystemAudit, 'lastUpdatedDate'), f._ingested)"
+                if isinstance(audit, dict) and audit.get("lastUpdatedDate") == "TIMESTAMP"
+                else "f._ingested"
             )
             con.execute(
                 f"""CREATE OR REPLACE TEMP VIEW fragments AS
-                SELECT i.profile_id, f.* EXCLUDE (_ingested), {updated.replace("extSourceSystemAudit", "f.extSourceSystemAudit").replace("_ingested", "f._ingested")} AS _updated
+                SELECT i.profile_id, f.* EXCLUDE (_ingested), {updated} AS _updated
                 FROM raw_fragments f JOIN identities i
                   ON i.namespace = f.identityMap[1].key AND i.id = f.identityMap[1].value[1].id
                 WHERE NOT i.excluded"""

@@ -62,11 +62,11 @@ def parse_time(value: Any, name: str = "evaluation_time") -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return ms_to_datetime(int(text))
     try:
+        if text.lstrip("-").isdigit():
+            return ms_to_datetime(int(text))
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise BadRequest(
             f"query parameter '{name}': '{text}' is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z) "
             "or epoch milliseconds."
@@ -142,21 +142,23 @@ class AudienceEvaluations:
         files: Mapping[str, Path],
         counts: Mapping[str, Mapping[str, Any]],
         job_id: str | None,
-    ) -> None:
-        """Record one evaluation of several audiences in one transaction (replacing a same-time evaluation)."""
+    ) -> list[str]:
+        """Record one evaluation of several audiences in one transaction, replacing a same-time evaluation; returns
+        the files of the replaced rows (no longer published: the caller removes them)."""
         created = now_ms()
 
-        def work(session) -> None:
+        def work(session) -> list[str]:
             ids = list(files)
+            replaced: list[str] = []
             if ids:
-                session.execute(
-                    delete(Row).where(
-                        Row.org_id == self.ctx.org_id,
-                        Row.sandbox == self.ctx.sandbox,
-                        Row.audience_id.in_(ids),
-                        Row.evaluation_ms == evaluation_ms,
-                    )
+                same_time = (
+                    Row.org_id == self.ctx.org_id,
+                    Row.sandbox == self.ctx.sandbox,
+                    Row.audience_id.in_(ids),
+                    Row.evaluation_ms == evaluation_ms,
                 )
+                replaced = [p for p in session.scalars(select(Row.path).where(*same_time)) if p]
+                session.execute(delete(Row).where(*same_time))
             for audience_id, path in files.items():
                 session.add(
                     Row(
@@ -170,8 +172,10 @@ class AudienceEvaluations:
                         created_ms=created,
                     )
                 )
+            new_paths = {str(p) for p in files.values()}
+            return [p for p in replaced if p not in new_paths]
 
-        self.ctx.catalog.transact(work)
+        return self.ctx.catalog.transact(work)
 
     def delete_audience(self, session, audience_id: str) -> list[str]:
         """Drop an audience's rows (in the caller's transaction); returns the file paths they pointed at."""

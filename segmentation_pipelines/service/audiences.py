@@ -65,6 +65,7 @@ DATASET_CODE = "UPLIB-101554-503"
 NOT_FOUND_CODE = "UPAPI-113430-404"
 MEMBERS_DEFAULT_LIMIT = 100
 MEMBERS_MAX_LIMIT = 10000
+MAX_START = 2**53  # an offset DuckDB (BIGINT) and JSON numbers both hold
 IMMUTABLE = ("id", "type", "imsOrgId", "sandbox", "creationTime", "createEpoch", "audienceId")
 # Definition fields an audience document may carry (everything else is audience-only or read-only).
 _DEFINITION_FIELDS = (
@@ -325,7 +326,7 @@ class AudiencesService:
         evaluation_time = (
             evaluation_time if evaluation_time is not None else query.pop("evaluationTime", None)
         )
-        start_n = parse_int(start, "start", 0)
+        start_n = parse_int(start, "start", 0, maximum=MAX_START)
         limit_n = parse_int(limit, "limit", MEMBERS_DEFAULT_LIMIT, minimum=1, maximum=MEMBERS_MAX_LIMIT)
         at = parse_time(evaluation_time)
         with self.ctx.catalog.session(readonly=True) as session:

@@ -111,6 +111,12 @@ def execute_in_process(ctx: ServiceContext, request: dict[str, Any], run_id: str
     return status, (run_errors(instance, run_id) if status == "FAILURE" else None)
 
 
+def find_run_id(settings: Settings, job_id: str) -> str | None:
+    """The newest run carrying ``segmentation/job_id = job_id`` (a sensor-launched run the job has not seen yet)."""
+    runs = instance_for(settings).get_runs(dg.RunsFilter(tags={"segmentation/job_id": job_id}), limit=1)
+    return runs[0].run_id if runs else None
+
+
 def run_status(settings: Settings, run_id: str) -> str | None:
     run = instance_for(settings).get_run_by_id(run_id)
     return None if run is None else run.status.value

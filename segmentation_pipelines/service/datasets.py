@@ -276,10 +276,14 @@ class DatasetsService:
         shutil.rmtree(self.layout.batch_dir(dataset_id, batch_id), ignore_errors=True)
         return None
 
-    def rejects(self, batch_id: str, limit: int = 100) -> list[dict]:
+    def rejects(self, batch_id: str, limit: int | str | None = 100) -> list[dict]:
         """The first ``limit`` rejected rows of a batch with their reasons."""
         import json
 
+        try:
+            limit = 100 if limit is None else int(limit)
+        except ValueError as e:
+            raise BadRequest("limit must be an integer.") from e
         batch = self.get_batch(batch_id)
         path = Path(batch.get("rejectsPath") or "")
         if not path.is_file():

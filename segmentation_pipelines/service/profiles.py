@@ -28,6 +28,13 @@ class ProfilesService:
         from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
         policy = MergePoliciesService(self.ctx).resolve(merge_policy_id)
+        if not self.layout.identities_path().exists():
+            raise ApiError(
+                404,
+                f"No profile with identity '{namespace}:{id}': the profile store of this sandbox has not been built "
+                "yet (materialize the profiles/identity_graph and profiles/merged_profiles assets).",
+                code=ENTITY_NOT_FOUND,
+            )
         found = find_identity(self.layout, namespace, id)
         if found is None:
             raise NotFound("Profile with identity", f"{namespace}:{id}", code=ENTITY_NOT_FOUND)

@@ -38,6 +38,7 @@ from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schem
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
+STALE_WORK_S = 24 * 3600  # work folders of a killed run are removed by a later run after this long
 
 
 class EvaluationCancelled(Exception):
@@ -173,6 +174,7 @@ def run_evaluation(
     policy = {i: definitions[i].get("mergePolicyId") or "" for i in ids}
     layout = StoreLayout(ctx.sandbox_root)
     evaluations = AudienceEvaluations(ctx)
+    _remove_stale_work(layout)
     work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     report("start", {"definitions": len(ids), "evaluation_time": t.isoformat()})
@@ -213,9 +215,8 @@ def run_evaluation(
             check_cancel()
             took = int((time.monotonic() - started) * 1000)
             out = Path(getattr(result, "output_path", output))
-            if (
-                not out.exists()
-            ):  # never read a missing output as "nobody qualifies": that would exit everyone
+            # Never read a missing output as "nobody qualifies": that would exit everyone.
+            if not out.exists():
                 raise RuntimeError(f"the engine wrote no output at {out}")
             qualified.append(out)
             for i in batch:
@@ -227,24 +228,9 @@ def run_evaluation(
         summary.total_profiles = max(summary.total_profiles_by_merge_policy.values(), default=0)
 
         report("diff", {"audiences": len(order)})
-        previous = {a: e.path for a, e in evaluations.latest_for(order, before_ms=evaluation_ms).items()}
-        diff = memberships.diff_memberships(
-            qualified_path=qualified,
-            audience_ids=order,
-            previous=previous,
-            evaluation_time=t,
-            profiles_paths=profiles_of,
-            staging_root=layout.memberships_dir(),
-            should_cancel=cancelled,
+        files, counts = publish_memberships(
+            ctx, qualified, order, t, job_id=job_id, profiles_paths=profiles_of, should_cancel=cancelled
         )
-        check_cancel()
-        files = memberships.publish_files(diff, layout.memberships_dir(), evaluation_ms)
-        counts = {a: c.as_dict() for a, c in diff.counts.items()}
-        try:
-            evaluations.publish(evaluation_ms, files, counts, job_id)
-        except BaseException:
-            memberships.discard(files.values())
-            raise
         summary.audiences = counts
         summary.files = {a: str(p) for a, p in files.items()}
     except (memberships.MembershipCancelled, engine.EvaluationCancelled):
@@ -254,6 +240,71 @@ def run_evaluation(
     summary.segmentation_end_ms = int(time.time() * 1000)
     report("done", {"audiences": len(summary.audiences)})
     return summary
+
+
+def publish_memberships(
+    ctx: ServiceContext,
+    qualified: Path | list[Path] | None,
+    audience_ids: list[str],
+    evaluation_time: dt.datetime,
+    job_id: str | None = None,
+    profiles_paths: Mapping[str, Path] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
+    """Diff the qualified ``(audience_id, profile_id)`` pairs of one evaluation against each audience's previous
+    membership and publish the result (files, then the catalog rows in one transaction); ``(files, counts)``.
+
+    Also for audiences evaluated elsewhere (external audience ingestion): ``profiles_paths`` (audience id ->
+    merged ``profiles.parquet``) supplies the members' ``identityMap`` (default: the sandbox's default merge
+    policy). Raises :class:`EvaluationCancelled` (nothing published) when ``should_cancel`` turns true.
+    """
+    layout = StoreLayout(ctx.sandbox_root)
+    evaluations = AudienceEvaluations(ctx)
+    evaluation_ms = datetime_to_ms(evaluation_time)
+    if profiles_paths is None:
+        from segmentation_pipelines.service.context import Services
+
+        default = layout.profiles_path(Services(ctx).merge_policies.ensure_default()["id"])
+        profiles_paths = {a: default for a in audience_ids}
+    previous = {a: e.path for a, e in evaluations.latest_for(audience_ids, before_ms=evaluation_ms).items()}
+    try:
+        diff = memberships.diff_memberships(
+            qualified_path=qualified,
+            audience_ids=audience_ids,
+            previous=previous,
+            evaluation_time=evaluation_time,
+            profiles_paths=profiles_paths,
+            staging_root=layout.memberships_dir(),
+            should_cancel=should_cancel,
+        )
+    except memberships.MembershipCancelled:
+        raise EvaluationCancelled(f"evaluation at {evaluation_time.isoformat()} was cancelled") from None
+    if should_cancel is not None and should_cancel():
+        shutil.rmtree(diff.staging, ignore_errors=True)
+        raise EvaluationCancelled(f"evaluation at {evaluation_time.isoformat()} was cancelled")
+    files = memberships.publish_files(diff, layout.memberships_dir(), evaluation_ms)
+    counts = {a: c.as_dict() for a, c in diff.counts.items()}
+    try:
+        replaced = evaluations.publish(evaluation_ms, files, counts, job_id)
+    except BaseException:
+        memberships.discard(files.values())
+        raise
+    memberships.discard(replaced)
+    return files, counts
+
+
+def _remove_stale_work(layout: StoreLayout) -> None:
+    """Folders a killed run left behind (never visible: no catalog row points into them)."""
+    now = time.time()
+    candidates = list(layout.tmp_dir().glob("evaluation-*"))
+    if layout.memberships_dir().exists():
+        candidates += list(layout.memberships_dir().glob(".staging-*"))
+    for folder in candidates:
+        try:
+            if now - folder.stat().st_mtime > STALE_WORK_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _external_members(

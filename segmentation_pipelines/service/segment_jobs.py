@@ -126,7 +126,7 @@ def jobs_in_status(catalog, statuses: Iterable[str], limit: int | None = None) -
     query = select(m.org_id, m.sandbox, m.id).where(m.status.in_(list(statuses))).order_by(m.created_ms, m.id)
     if limit is not None:
         query = query.limit(limit)
-    with catalog.session() as session:
+    with catalog.session(readonly=True) as session:
         return [tuple(row) for row in session.execute(query)]
 
 
@@ -200,7 +200,7 @@ class SegmentJobsService:
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict:
-        with self.ctx.catalog.session() as session:
+        with self.ctx.catalog.session(readonly=True) as session:
             return self._doc(self._row(session, job_id))
 
     def list(self, **query: Any) -> dict:
@@ -221,7 +221,7 @@ class SegmentJobsService:
             if unknown:
                 raise BadRequest(f"status: '{unknown[0]}' is not one of {', '.join(STATUSES)}.")
             where.append(m.status.in_(wanted))
-        with self.ctx.catalog.session() as session:
+        with self.ctx.catalog.session(readonly=True) as session:
             docs = [
                 self._doc(row)
                 for row in self.ctx.repo(session, m).find(*where, order_by=[m.created_ms, m.id])
@@ -241,7 +241,7 @@ class SegmentJobsService:
     def delete(self, job_id: str) -> dict:
         """Cancel: ``NEW`` -> ``CANCELLED``; ``QUEUED``/``PROCESSING`` -> ``CANCELLING`` and the run is terminated."""
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             if row.status in (SUCCEEDED, FAILED):
                 raise Conflict(f"Segment job '{job_id}' has already ended with status {row.status}.")
             status, run_id = row.status, row.run_id
@@ -250,9 +250,10 @@ class SegmentJobsService:
         if status in (QUEUED, PROCESSING):
             # Dagster first: the evaluation stops as soon as it sees the job CANCELLING, and its run must already
             # be CANCELING then, or Dagster would record the stop as a failure rather than a cancellation.
+            run_id = run_id or self._find_run_id(job_id)
             run_status = self._terminate(job_id, run_id) if run_id else None
             with self.ctx.catalog.session() as session:
-                row = self._row(session, job_id)
+                row = self._row(session, job_id, lock=True)
                 if row.status in (QUEUED, PROCESSING):
                     self._set_status(session, row, CANCELLING)
             if run_status in ("CANCELED", "FAILURE", "SUCCESS"):  # e.g. a run still in Dagster's queue
@@ -262,7 +263,7 @@ class SegmentJobsService:
     def bulk_get(self, body: Any) -> dict:
         ids = _bulk_ids(body)
         results: dict[str, Any] = {}
-        with self.ctx.catalog.session() as session:
+        with self.ctx.catalog.session(readonly=True) as session:
             for ident in ids:
                 row = self.ctx.repo(session, models.SegmentJob).get(ident)
                 if row is None:
@@ -284,7 +285,7 @@ class SegmentJobsService:
         Fixes the evaluation time (now) if the job has none yet, so every run of the job evaluates at one time.
         """
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             if row.evaluation_ms is None:
                 row.evaluation_ms = now_ms()
                 self._touch(session, row)
@@ -293,7 +294,7 @@ class SegmentJobsService:
     def claim_for_launch(self, job_id: str) -> dict | None:
         """``NEW`` -> ``QUEUED`` with the next attempt; the run request to launch (``None`` if no longer ``NEW``)."""
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             if row.status != NEW:
                 return None
             row.attempt = (row.attempt or 0) + 1
@@ -308,7 +309,7 @@ class SegmentJobsService:
     def requeue(self, job_id: str, reason: str) -> bool:
         """A ``QUEUED`` job whose run never appeared goes back to ``NEW`` (the launcher retries with a new key)."""
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             if row.status != QUEUED or row.run_id:
                 return False
             log.warning("Segment job %s: %s; launching it again", job_id, reason)
@@ -326,7 +327,7 @@ class SegmentJobsService:
         name = _status_name(run_status)
         target = RUN_STATUS_TO_JOB.get(name)
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             if row.run_id and run_id and row.run_id != run_id:
                 log.info("Segment job %s: ignoring run %s (the job's run is %s)", job_id, run_id, row.run_id)
                 return self._doc(row)
@@ -372,7 +373,7 @@ class SegmentJobsService:
         }
         total = _field(summary, "total_profiles")
         with self.ctx.catalog.session() as session:
-            row = self._row(session, job_id)
+            row = self._row(session, job_id, lock=True)
             metrics = dict(row.body.get("metrics") or {})
             metrics.update(
                 profileSegmentationTime=phase,
@@ -387,10 +388,11 @@ class SegmentJobsService:
             return self._doc(row)
 
     def cancel_requested(self, job_id: str) -> bool:
-        """True once the job is being cancelled: the evaluation polls this to stop within seconds."""
-        with self.ctx.catalog.session() as session:
+        """True once the evaluation must stop: the job is being cancelled, or has already ended (e.g. marked
+        ``FAILED`` because its run worker died while a step process kept going), so it must publish nothing."""
+        with self.ctx.catalog.session(readonly=True) as session:
             row = session.get(models.SegmentJob, job_id)
-            return row is None or row.status in (CANCELLING, CANCELLED)
+            return row is None or row.status not in (NEW, QUEUED, PROCESSING)
 
     def should_cancel(
         self, job_id: str | None, run_id: str | None = None, min_interval_s: float = 0.5
@@ -417,7 +419,7 @@ class SegmentJobsService:
         return check
 
     def definition_ids(self, job_id: str) -> list[str]:
-        with self.ctx.catalog.session() as session:
+        with self.ctx.catalog.session(readonly=True) as session:
             return [s["segmentId"] for s in self._row(session, job_id).body.get("segments") or []]
 
     def run_in_process(self, job_id: str) -> dict:
@@ -436,9 +438,11 @@ class SegmentJobsService:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _row(self, session, job_id: str) -> models.SegmentJob:
-        row = self.ctx.repo(session, models.SegmentJob).get(job_id)
-        if row is None:
+    def _row(self, session, job_id: str, lock: bool = False) -> models.SegmentJob:
+        """The job row; ``lock=True`` (every read-modify-write) holds it until commit, so a cancel and a launch
+        racing on PostgreSQL cannot both win (SQLite's BEGIN IMMEDIATE already serializes writers)."""
+        row = session.get(models.SegmentJob, job_id, with_for_update=lock)
+        if row is None or row.org_id != self.ctx.org_id or row.sandbox != self.ctx.sandbox:
             raise NotFound("Segment job", job_id)
         return row
 
@@ -480,6 +484,15 @@ class SegmentJobsService:
         row.status = status
         self._touch(session, row)
 
+    def _find_run_id(self, job_id: str) -> str | None:
+        from segmentation_pipelines.service import dagster_runs
+
+        try:
+            return dagster_runs.find_run_id(self.ctx.settings, job_id)
+        except Exception:  # Dagster unreachable: the reconciliation pass finds the run later
+            log.exception("Segment job %s: could not look its run up", job_id)
+            return None
+
     def _terminate(self, job_id: str, run_id: str) -> str | None:
         """Ask Dagster to terminate the run; the run's status afterwards (``None`` if unknown)."""
         from segmentation_pipelines.service import dagster_runs
@@ -496,7 +509,9 @@ class SegmentJobsService:
         doc["id"] = row.id
         doc["status"] = row.status
         if row.run_id:
-            doc["computeGatewayJobId"] = row.run_id  # the Dagster run (AEP: the id to look the compute job up by)
+            doc["computeGatewayJobId"] = (
+                row.run_id
+            )  # the Dagster run (AEP: the id to look the compute job up by)
         if row.evaluation_ms is not None:
             doc["evaluationTime"] = iso_ms(row.evaluation_ms)
         doc["creationTime"] = row.created_ms
@@ -525,7 +540,7 @@ class SegmentJobsService:
             if ident not in wanted:
                 wanted.append(ident.strip())
         m = models.SegmentDefinition
-        with self.ctx.catalog.session() as session:
+        with self.ctx.catalog.session(readonly=True) as session:
             repo = self.ctx.repo(session, m)
             if "*" in wanted:
                 rows = [

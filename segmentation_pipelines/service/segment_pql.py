@@ -50,7 +50,7 @@ def expression_text(expression: Mapping[str, Any]) -> str:
             return pql.to_text(pql.from_json(json.loads(value) if isinstance(value, str) else value))
         except pql.PQLError as exc:
             raise pql_error(exc) from None
-        except (ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # any malformed tree (wrong types, missing keys) is the client's error
             raise ApiError(
                 400, f"field 'expression.value': not a pql/json tree: {exc}", code=INVALID_PQL_CODE
             ) from None

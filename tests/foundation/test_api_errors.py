@@ -165,3 +165,10 @@ def test_unexpected_error_is_500_without_details(client, caplog):
     body = assert_aep_error(response, 500, "see the server log")
     assert "secret internal detail" not in response.text
     assert body["requestId"] in caplog.text and "secret internal detail" in caplog.text
+
+
+def test_json_nested_too_deeply_is_400(client):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = client.post(f"{TEST_PREFIX}/notes", content=deep, headers={"content-type": "application/json"})
+    body = assert_aep_error(response, 400, "could not be read as JSON")
+    assert body["errors"]["400"][0]["code"] == "UPLIB-101206-500"

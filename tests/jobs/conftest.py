@@ -24,7 +24,9 @@ def jobs(ctx) -> SegmentJobsService:
     return SegmentJobsService(ctx)
 
 
-def add_definition_row(ctx: ServiceContext, name: str, pql: str = 'homeAddress.countryCode = "US"', **body) -> str:
+def add_definition_row(
+    ctx: ServiceContext, name: str, pql: str = 'homeAddress.countryCode = "US"', **body
+) -> str:
     """A segment definition row as the definitions service stores it (for tests that need no evaluation)."""
     doc = {
         "name": name,
@@ -63,11 +65,15 @@ class LocalDaemon:
                 result = segment_job_launcher(dg.build_sensor_context(instance=instance))
                 for request in getattr(result, "run_requests", None) or []:
                     tags = request.tags
-                    ctx = ServiceContext.create(self.settings, tags["segmentation/org"], tags["segmentation/sandbox"])
+                    ctx = ServiceContext.create(
+                        self.settings, tags["segmentation/org"], tags["segmentation/sandbox"]
+                    )
                     if self.definitions is not None:
                         ctx.extras["dagster_definitions"] = self.definitions
                     threading.Thread(
-                        target=SegmentJobsService(ctx).run_in_process, args=(tags["segmentation/job_id"],), daemon=True
+                        target=SegmentJobsService(ctx).run_in_process,
+                        args=(tags["segmentation/job_id"],),
+                        daemon=True,
                     ).start()
             except BaseException as exc:  # surfaced by the test through .errors
                 self.errors.append(exc)

@@ -25,7 +25,13 @@ from segmentation_pipelines.service.segment_jobs import (
 )
 from segmentation_pipelines.settings import get_settings
 
-PROBE_COUNTS = {"members": 3, "realized": 2, "existing": 1, "exited": 4, "by_namespace": {"email": 3, "crmId": 2}}
+PROBE_COUNTS = {
+    "members": 3,
+    "realized": 2,
+    "existing": 1,
+    "exited": 4,
+    "by_namespace": {"email": 3, "crmId": 2},
+}
 
 
 class ProbeCancelled(Exception):

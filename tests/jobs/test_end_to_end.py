@@ -14,7 +14,7 @@ from segmentation_pipelines.api import create_app
 from segmentation_pipelines.client import SegmentationClient
 
 from .conftest import LocalDaemon
-from .scenario import EXPECTED_T, EXPECTED_T1, PEOPLE, T, T1, Scenario
+from .scenario import EXPECTED_T, EXPECTED_T1, PEOPLE, T1, Scenario, T
 
 
 def iso(moment) -> str:

@@ -32,7 +32,10 @@ def test_rest_shapes_and_errors(ctx, http):
     bulk = http.segment_jobs.bulk_get({"ids": [{"id": job["id"]}]})
     assert bulk["results"][job["id"]]["id"] == job["id"]
     cancelled = http.segment_jobs.cancel(job["id"])
-    assert cancelled == {"status": True, "message": f"Segment job with id '{job['id']}' has been marked for cancelling"}
+    assert cancelled == {
+        "status": True,
+        "message": f"Segment job with id '{job['id']}' has been marked for cancelling",
+    }
     assert http.segment_jobs.get(job["id"])["status"] == "CANCELLED"
     with pytest.raises(SegmentationError) as err:
         http.segment_jobs.get("nope")
@@ -50,10 +53,14 @@ def test_rest_shapes_and_errors(ctx, http):
 def test_wait_over_http_polls_until_the_run_ends(ctx, http):
     a = add_definition_row(ctx, "a")
     with LocalDaemon(ctx.settings, probe_definitions(str(ctx.settings.home), [a])) as daemon:
-        job = http.segment_jobs.create([{"segmentId": a}], evaluation_time="2026-03-01T10:00:00Z", wait=True, poll=0.1)
+        job = http.segment_jobs.create(
+            [{"segmentId": a}], evaluation_time="2026-03-01T10:00:00Z", wait=True, poll=0.1
+        )
     assert not daemon.errors
     assert job["status"] == "SUCCEEDED"
-    assert job["metrics"]["segmentedProfileByStatusCounter"] == {a: {"realized": 2, "existing": 1, "exited": 4}}
+    assert job["metrics"]["segmentedProfileByStatusCounter"] == {
+        a: {"realized": 2, "existing": 1, "exited": 4}
+    }
 
 
 def test_cancel_over_http_ends_cancelled_within_seconds(ctx, http):

@@ -38,7 +38,9 @@ def world(tmp_path_factory):
     from segmentation_pipelines.cli.demo_data import build_demo
     from segmentation_pipelines.service.demo_definitions import create_demo_definitions
 
-    settings = Settings(home=tmp_path_factory.mktemp("interrupts") / "home", catalog_url=None, api_tokens=None)
+    settings = Settings(
+        home=tmp_path_factory.mktemp("interrupts") / "home", catalog_url=None, api_tokens=None
+    )
     saved = os.environ.get("SEGMENTATION_HOME")
     os.environ["SEGMENTATION_HOME"] = str(settings.home)
     try:
@@ -50,8 +52,15 @@ def world(tmp_path_factory):
         body = [{"segmentId": i} for i in ids]
         baseline = services.segment_jobs.create(body, evaluation_time=as_of - dt.timedelta(days=1), wait=True)
         assert baseline["status"] == "SUCCEEDED", baseline.get("errors")
-        yield {"settings": settings, "ctx": ctx, "services": services, "ids": ids, "body": body, "as_of": as_of,
-               "baseline": baseline}
+        yield {
+            "settings": settings,
+            "ctx": ctx,
+            "services": services,
+            "ids": ids,
+            "body": body,
+            "as_of": as_of,
+            "baseline": baseline,
+        }
     finally:
         if saved is None:
             os.environ.pop("SEGMENTATION_HOME", None)
@@ -76,17 +85,39 @@ def run_id_of(world, job_id):
 
 def wait_until_evaluating(world, job_id, alive=lambda: True, timeout=120) -> str:
     """The job's run id, once its evaluation has started (the op's first log line is in the event log)."""
+    return evaluating_record(world, job_id, alive, timeout)[0]
+
+
+def evaluating_record(world, job_id, alive=lambda: True, timeout=120) -> tuple[str, int]:
+    """(run id, pid of the process evaluating) once the evaluation has started."""
     instance = dagster_runs.instance_for(world["settings"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert alive(), "the process running the job ended early"
         run_id = run_id_of(world, job_id)
+        if run_id is None:  # launched by a sensor: the run carries the job id
+            runs = instance.get_runs(dg.RunsFilter(tags={"segmentation/job_id": job_id}), limit=1)
+            run_id = runs[0].run_id if runs else None
         if run_id and instance.get_run_by_id(run_id) is not None:
-            for record in instance.all_logs(run_id):
-                if record.user_message and record.user_message.startswith("Evaluating"):
-                    return run_id
+            records = instance.all_logs(run_id)
+            if any(r.user_message and r.user_message.startswith("Evaluating") for r in records):
+                starts = [
+                    r.dagster_event.pid
+                    for r in records
+                    if r.is_dagster_event and r.dagster_event.is_step_start
+                ]
+                return run_id, starts[-1]
         time.sleep(0.1)
-    raise AssertionError("the evaluation did not start")
+    raise AssertionError(f"the evaluation did not start: job {world['services'].segment_jobs.get(job_id)}")
+
+
+def wait_for_status(world, job_id, statuses, timeout) -> dict:
+    jobs = world["services"].segment_jobs
+    deadline = time.monotonic() + timeout
+    while (job := jobs.get(job_id))["status"] not in statuses:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job
 
 
 def test_cancel_mid_evaluation(world):
@@ -105,7 +136,11 @@ def test_cancel_mid_evaluation(world):
     assert not worker.is_alive()
     assert result["job"]["status"] == "CANCELLED", result["job"].get("errors")
     assert took < 10, f"cancel took {took:.1f} s"
-    assert dagster_runs.instance_for(world["settings"]).get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    print(f"cancel took {took:.2f} s")
+    assert (
+        dagster_runs.instance_for(world["settings"]).get_run_by_id(run_id).status
+        == dg.DagsterRunStatus.CANCELED
+    )
     assert published(world) == before
 
 
@@ -140,3 +175,77 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world):
     again = jobs.create(world["body"], evaluation_time=world["as_of"], wait=True)
     assert again["status"] == "SUCCEEDED", again.get("errors")
     assert set(published(world).values()) == {(again["evaluationTime"], again["id"])}
+
+
+@pytest.fixture(scope="module")
+def daemon(world, tmp_path_factory):
+    """A real dagster-daemon on the world's home: sensors launch runs in code-server worker processes."""
+    from segmentation_pipelines.dagster_home import dagster_env
+
+    folder = tmp_path_factory.mktemp("daemon")
+    log = open(folder / "daemon.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-daemon")),
+            "run",
+            "-m",
+            "segmentation_pipelines.definitions",
+        ],
+        env=dagster_env(world["settings"]),
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_daemon_cancel_terminates_the_run_mid_evaluation(world, daemon):
+    jobs = world["services"].segment_jobs
+    before = published(world)
+    job_id = jobs.create(world["body"], evaluation_time=world["as_of"])["id"]  # NEW: the sensor launches it
+    run_id, _ = evaluating_record(world, job_id, alive=lambda: daemon.poll() is None, timeout=240)
+    time.sleep(0.3)
+    cancelled_at = time.monotonic()
+    jobs.delete(job_id)
+    instance = dagster_runs.instance_for(world["settings"])
+    while not instance.get_run_by_id(run_id).is_finished:
+        assert time.monotonic() - cancelled_at < 30, instance.get_run_by_id(run_id).status
+        time.sleep(0.1)
+    run_took = time.monotonic() - cancelled_at
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    assert run_took < 10, f"the run took {run_took:.1f} s to stop"
+    job = wait_for_status(world, job_id, ("CANCELLED", "FAILED", "SUCCEEDED"), timeout=60)
+    print(
+        f"daemon cancel: run CANCELED after {run_took:.2f} s, job {job['status']} after "
+        f"{time.monotonic() - cancelled_at:.2f} s"
+    )
+    assert job["status"] == "CANCELLED"
+    assert published(world) == before
+
+
+def test_daemon_killed_step_process_fails_the_job(world, daemon):
+    jobs = world["services"].segment_jobs
+    before = published(world)
+    job_id = jobs.create(world["body"], evaluation_time=world["as_of"])["id"]
+    run_id, pid = evaluating_record(world, job_id, alive=lambda: daemon.poll() is None, timeout=240)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    job = wait_for_status(world, job_id, ("CANCELLED", "FAILED", "SUCCEEDED"), timeout=120)
+    assert job["status"] == "FAILED" and job["errors"], job
+    instance = dagster_runs.instance_for(world["settings"])
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert published(world) == before
+
+    again = jobs.create(world["body"], evaluation_time=world["as_of"])["id"]
+    done = wait_for_status(world, again, ("CANCELLED", "FAILED", "SUCCEEDED"), timeout=240)
+    assert done["status"] == "SUCCEEDED", done.get("errors")
+    assert set(published(world).values()) == {(done["evaluationTime"], again)}

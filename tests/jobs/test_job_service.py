@@ -16,6 +16,7 @@ import pytest
 from segmentation_pipelines.errors import SegmentationError
 from segmentation_pipelines.service import dagster_runs
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService, parse_evaluation_time
+
 from .conftest import add_definition_row
 from .probe_segments import PROBE_COUNTS, probe_definitions
 
@@ -105,7 +106,10 @@ def test_run_request_and_launch_claim(ctx, jobs):
 def test_launch_false_is_queued_with_caller_id_and_properties(ctx, jobs):
     a = add_definition_row(ctx, "a")
     job = jobs.create(
-        [{"segmentId": a}], source="scheduler", properties={"scheduleId": "s1", "runId": "r1"}, job_id="j-1",
+        [{"segmentId": a}],
+        source="scheduler",
+        properties={"scheduleId": "s1", "runId": "r1"},
+        job_id="j-1",
         launch=False,
     )
     assert (job["id"], job["status"], job["source"]) == ("j-1", "QUEUED", "scheduler")
@@ -161,7 +165,9 @@ def test_list_filters_sort_pages_and_bulk_get(ctx, jobs):
     assert [j["id"] for j in listed["children"]] == ids[::-1]  # creationTime:desc
     assert [j["id"] for j in jobs.list(sort="creationTime:asc")["children"]] == ids
     assert [j["id"] for j in jobs.list(status="CANCELLED")["children"]] == [ids[1]]
-    assert [j["id"] for j in jobs.list(property=f"segments~segmentId=={a}", sort="creationTime:asc")["children"]] == [
+    assert [
+        j["id"] for j in jobs.list(property=f"segments~segmentId=={a}", sort="creationTime:asc")["children"]
+    ] == [
         ids[0],
         ids[2],
     ]
@@ -244,3 +250,26 @@ def test_cancel_running_in_process_job_within_seconds(ctx):
     run = dagster_runs.instance_for(ctx.settings).get_run_by_id(job_and_run(ctx, job_id))
     assert run.status.value == "CANCELED"
     assert not (Path(ctx.settings.home) / "probe" / job_id).exists()  # nothing of that run was written
+
+
+@pytest.mark.postgres
+def test_job_life_on_a_postgres_catalog(pg_url, tmp_path, monkeypatch):
+    from segmentation_pipelines.service.context import ServiceContext
+    from segmentation_pipelines.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", catalog_url=pg_url, api_tokens=None)
+    monkeypatch.setenv("SEGMENTATION_HOME", str(settings.home))
+    monkeypatch.setenv("SEGMENTATION_CATALOG_URL", pg_url)
+    ctx = ServiceContext.create(settings, None, "prod")
+    try:
+        a = add_definition_row(ctx, "a")
+        jobs = with_probe(ctx, [a])
+        done = jobs.create([{"segmentId": a}], evaluation_time="2026-03-01T10:00:00Z", wait=True)
+        assert done["status"] == "SUCCEEDED" and done["metrics"]["segmentedProfileCounter"] == {a: 3}
+        queued = jobs.create([{"segmentId": "*"}])["id"]
+        assert jobs.claim_for_launch(queued)["run_key"] == f"{queued}:1"
+        jobs.delete(queued)
+        assert jobs.get(queued)["status"] == "CANCELLING"
+        assert [j["id"] for j in jobs.list(status="SUCCEEDED")["children"]] == [done["id"]]
+    finally:
+        ctx.catalog.dispose()

@@ -128,12 +128,19 @@ def test_reconciliation_repairs_jobs_left_behind(ctx, jobs):
 
     # A run that ended is settled at once; the others are too young to judge yet.
     assert reconcile_segment_jobs(ctx.settings, instance, grace_s=3600) == {"succeeded": 1, "waiting": 3}
-    assert reconcile_segment_jobs(ctx.settings, instance, grace_s=0) == {"requeued": 1, "cancelled": 1, "failed": 1}
+    assert reconcile_segment_jobs(ctx.settings, instance, grace_s=0) == {
+        "requeued": 1,
+        "cancelled": 1,
+        "failed": 1,
+    }
     assert jobs.get(done)["status"] == "SUCCEEDED"
     assert jobs.get(lost)["status"] == "NEW"  # relaunched by the next launcher tick, with attempt 2
     assert jobs.claim_for_launch(lost)["run_key"] == f"{lost}:2"
     assert jobs.get(cancelling)["status"] == "CANCELLED"
-    assert jobs.get(vanished)["status"] == "FAILED" and "no longer exists" in jobs.get(vanished)["errors"][0]["msg"]
+    assert (
+        jobs.get(vanished)["status"] == "FAILED"
+        and "no longer exists" in jobs.get(vanished)["errors"][0]["msg"]
+    )
 
 
 def test_killed_in_process_worker_ends_failed_and_a_new_job_succeeds(ctx, jobs):
@@ -177,3 +184,22 @@ def test_killed_in_process_worker_ends_failed_and_a_new_job_succeeds(ctx, jobs):
 def job_run_id(ctx, job_id):
     with ctx.catalog.session() as session:
         return session.get(models.SegmentJob, job_id).run_id
+
+
+def test_launcher_waits_for_definitions_the_code_location_has_not_loaded(ctx, jobs, monkeypatch):
+    a = add_definition_row(ctx, "a")
+    b = add_definition_row(ctx, "b")  # created after the code location loaded: it has no asset yet
+    loaded = probe_definitions(str(ctx.settings.home), [a])
+    ready = jobs.create([{"segmentId": a}])["id"]
+    early = jobs.create([{"segmentId": a}, {"segmentId": b}])["id"]
+    instance = dagster_runs.instance_for(ctx.settings)
+    result = sensors.segment_job_launcher(dg.build_sensor_context(instance=instance, definitions=loaded))
+    assert [r.tags["segmentation/job_id"] for r in result.run_requests] == [ready]
+    assert jobs.get(early)["status"] == "NEW"
+    monkeypatch.setattr(sensors, "NOT_LOADED_GRACE_S", -1)
+    assert isinstance(
+        sensors.segment_job_launcher(dg.build_sensor_context(instance=instance, definitions=loaded)),
+        dg.SkipReason,
+    )
+    job = jobs.get(early)
+    assert job["status"] == "FAILED" and b in job["errors"][0]["msg"] and "reload" in job["errors"][0]["msg"]

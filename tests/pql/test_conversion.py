@@ -158,3 +158,28 @@ def test_cli_convert():
     tree = result.output
     result = CliRunner().invoke(main, ["pql", "convert", "--from-json", tree])
     assert result.exit_code == 0 and result.output.strip() == 'a = "US"'
+
+
+@pytest.mark.parametrize(
+    ("tree", "words"),
+    [
+        ({"nodeType": "fieldLookup", "fieldName": "a b", "object": {"nodeType": "parameterReference", "position": 1}}, "does not describe"),
+        ({"nodeType": "fnApply", "fnName": "occurs", "form": "offset", "params": [
+            {"nodeType": "varRef", "varName": "ts"}, {"nodeType": "literal", "literalType": "TimeAnchor", "value": "now"}]},
+         "does not describe"),
+        ({"nodeType": "literal", "literalType": "Integer", "value": "abc"}, "invalid pql/json"),
+    ],
+)  # fmt: skip
+def test_json_trees_that_are_not_pql_are_rejected(tree, words):
+    with pytest.raises(PQLSyntaxError, match=words):
+        from_json(tree)
+
+
+def test_left_deep_json_and_chain_is_accepted():
+    a, b, c = ({"nodeType": "varRef", "varName": v} for v in "abc")
+    tree = {
+        "nodeType": "fnApply",
+        "fnName": "and",
+        "params": [{"nodeType": "fnApply", "fnName": "and", "params": [a, b]}, c],
+    }
+    assert to_text(from_json(tree)) == "a and b and c"

@@ -20,12 +20,26 @@ from segmentation_pipelines.pql import parse
 NOW_N = NOW.replace(tzinfo=None)
 TODAY = NOW_N.replace(hour=0)
 # Timestamps on and around the boundaries of the generated windows.
-TIMES = [None, NOW_N, NOW_N - timedelta(hours=24), TODAY, TODAY - timedelta(days=1), TODAY - timedelta(days=3),
-         datetime(2026, 10, 29), datetime(2026, 10, 31, 12), datetime(2026, 11, 23), datetime(2026, 11, 16),
-         NOW_N - timedelta(hours=1), NOW_N + timedelta(hours=3), datetime(2026, 11, 28, 23, 59, 59),
-         datetime(2025, 12, 31)]
+TIMES = [
+    None,
+    NOW_N,
+    NOW_N - timedelta(hours=24),
+    TODAY,
+    TODAY - timedelta(days=1),
+    TODAY - timedelta(days=3),
+    datetime(2026, 10, 29),
+    datetime(2026, 10, 31, 12),
+    datetime(2026, 11, 23),
+    datetime(2026, 11, 16),
+    NOW_N - timedelta(hours=1),
+    NOW_N + timedelta(hours=3),
+    datetime(2026, 11, 28, 23, 59, 59),
+    datetime(2025, 12, 31),
+]
 
-strings = st.sampled_from(["US", "us", "CA", "John", "jo", "UpJohn", "a@b.edu", "X@Y.EDU", "joe@yahoo.com", ""])
+strings = st.sampled_from(
+    ["US", "us", "CA", "John", "jo", "UpJohn", "a@b.edu", "X@Y.EDU", "joe@yahoo.com", ""]
+)
 small_int = st.integers(-3, 200)
 
 
@@ -33,45 +47,112 @@ def opt(s):
     return st.one_of(st.none(), s)
 
 
-profile_row = st.fixed_dictionaries({
-    "person": opt(st.fixed_dictionaries({
-        "name": st.fixed_dictionaries({"firstName": opt(st.sampled_from(["John", "jo", "UpJohn", "Ann", "JOHN"]))}),
-        "birthYear": opt(st.integers(1970, 2000)), "birthMonth": opt(st.integers(1, 12)), "birthDate": st.none(),
-        "gender": opt(st.sampled_from(["m", "f"])),
-        "favoriteColors": opt(st.lists(st.sampled_from(["red", "blue", "green"]), max_size=3)),
-        "scores": opt(st.lists(opt(st.sampled_from([0.0, 1.5, 2.0, 7.25])), max_size=3)),
-    })),
-    "homeAddress": opt(st.fixed_dictionaries({
-        "country": opt(st.sampled_from(["US", "Canada", "us"])), "countryCode": opt(st.sampled_from(["US", "CA", "us"])),
-        "stateProvince": opt(st.sampled_from(["CA", "OR", "ON"])), "city": opt(st.sampled_from(["SF", "sf", "Paris"])),
-    })),
-    "workEmail": opt(st.fixed_dictionaries({"address": opt(st.sampled_from(["a@b.edu", "X@Y.EDU", "joe@yahoo.com", ""]))})),
-    "loyalty": opt(st.fixed_dictionaries({"tier": opt(st.sampled_from(["gold", "silver"])), "points": opt(small_int),
-                                          "vip": opt(st.booleans())})),
-    "orders": opt(st.lists(st.fixed_dictionaries({"price": opt(st.sampled_from([0.0, 5.0, 10.0, 99.5])),
-                                                  "storeId": opt(st.sampled_from(["s1", "s2"]))}), max_size=3)),
-})
-event_row = st.fixed_dictionaries({
-    "p": st.integers(0, 5),
-    "timestamp": st.sampled_from(TIMES),
-    "eventType": opt(st.sampled_from(["a", "b", "c"])),
-    "commerce": st.fixed_dictionaries({
-        "order": st.fixed_dictionaries({"priceTotal": opt(st.sampled_from([0.0, 5.0, 50.0, 120.0])),
-                                        "currencyCode": opt(st.sampled_from(["USD", "EUR"]))}),
-        "checkouts": st.fixed_dictionaries({"value": opt(st.sampled_from([0.0, 1.0]))}),
-    }),
-    "productListItems": opt(st.lists(st.fixed_dictionaries({"SKU": opt(st.sampled_from(["PS", "LR"])),
-                                                            "quantity": opt(st.integers(0, 3))}), max_size=2)),
-})
+profile_row = st.fixed_dictionaries(
+    {
+        "person": opt(
+            st.fixed_dictionaries(
+                {
+                    "name": st.fixed_dictionaries(
+                        {"firstName": opt(st.sampled_from(["John", "jo", "UpJohn", "Ann", "JOHN"]))}
+                    ),
+                    "birthYear": opt(st.integers(1970, 2000)),
+                    "birthMonth": opt(st.integers(1, 12)),
+                    "birthDate": st.none(),
+                    "gender": opt(st.sampled_from(["m", "f"])),
+                    "favoriteColors": opt(st.lists(st.sampled_from(["red", "blue", "green"]), max_size=3)),
+                    "scores": opt(st.lists(opt(st.sampled_from([0.0, 1.5, 2.0, 7.25])), max_size=3)),
+                }
+            )
+        ),
+        "homeAddress": opt(
+            st.fixed_dictionaries(
+                {
+                    "country": opt(st.sampled_from(["US", "Canada", "us"])),
+                    "countryCode": opt(st.sampled_from(["US", "CA", "us"])),
+                    "stateProvince": opt(st.sampled_from(["CA", "OR", "ON"])),
+                    "city": opt(st.sampled_from(["SF", "sf", "Paris"])),
+                }
+            )
+        ),
+        "workEmail": opt(
+            st.fixed_dictionaries(
+                {"address": opt(st.sampled_from(["a@b.edu", "X@Y.EDU", "joe@yahoo.com", ""]))}
+            )
+        ),
+        "loyalty": opt(
+            st.fixed_dictionaries(
+                {
+                    "tier": opt(st.sampled_from(["gold", "silver"])),
+                    "points": opt(small_int),
+                    "vip": opt(st.booleans()),
+                }
+            )
+        ),
+        "orders": opt(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "price": opt(st.sampled_from([0.0, 5.0, 10.0, 99.5])),
+                        "storeId": opt(st.sampled_from(["s1", "s2"])),
+                    }
+                ),
+                max_size=3,
+            )
+        ),
+    }
+)
+event_row = st.fixed_dictionaries(
+    {
+        "p": st.integers(0, 5),
+        "timestamp": st.sampled_from(TIMES),
+        "eventType": opt(st.sampled_from(["a", "b", "c"])),
+        "commerce": st.fixed_dictionaries(
+            {
+                "order": st.fixed_dictionaries(
+                    {
+                        "priceTotal": opt(st.sampled_from([0.0, 5.0, 50.0, 120.0])),
+                        "currencyCode": opt(st.sampled_from(["USD", "EUR"])),
+                    }
+                ),
+                "checkouts": st.fixed_dictionaries({"value": opt(st.sampled_from([0.0, 1.0]))}),
+            }
+        ),
+        "productListItems": opt(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"SKU": opt(st.sampled_from(["PS", "LR"])), "quantity": opt(st.integers(0, 3))}
+                ),
+                max_size=2,
+            )
+        ),
+    }
+)
 
 # --- expressions --------------------------------------------------------------------------------------------------
 NUM_FIELDS = ["person.birthYear", "loyalty.points", "person.birthMonth"]
 STR_FIELDS = ["homeAddress.countryCode", "person.name.firstName", "workEmail.address", "homeAddress.city"]
-OCCURS = ["< 24 hours before now", "<= 1 month before today", "< 1 month before today", "= 1 day before today",
-          "= 3 days before today", "> 1 month before today", ">= 1 month before today", "today", "yesterday",
-          "this week", "last week", "last month", "this year", "before today", "after today", "on date(2026, 11, 23)",
-          "between date(2026, 10, 29) and yesterday", "> 2 days after date(2026, 11, 23)", "<= 3 hours after now",
-          "= 2 hours before now"]
+OCCURS = [
+    "< 24 hours before now",
+    "<= 1 month before today",
+    "< 1 month before today",
+    "= 1 day before today",
+    "= 3 days before today",
+    "> 1 month before today",
+    ">= 1 month before today",
+    "today",
+    "yesterday",
+    "this week",
+    "last week",
+    "last month",
+    "this year",
+    "before today",
+    "after today",
+    "on date(2026, 11, 23)",
+    "between date(2026, 10, 29) and yesterday",
+    "> 2 days after date(2026, 11, 23)",
+    "<= 3 hours after now",
+    "= 2 hours before now",
+]
 LIST_OF_STR = '["US", "CA"]'
 
 
@@ -89,8 +170,20 @@ def profile_atom(draw) -> str:
     if kind == 2:
         return f"{draw(st.sampled_from(STR_FIELDS))} {draw(st.sampled_from(['in', 'notIn']))} {LIST_OF_STR}"
     if kind == 3:
-        fn = draw(st.sampled_from(["startsWith", "endsWith", "contains", "doesNotStartWith", "doesNotEndWith",
-                                   "doesNotContain", "equals", "notEqualTo"]))
+        fn = draw(
+            st.sampled_from(
+                [
+                    "startsWith",
+                    "endsWith",
+                    "contains",
+                    "doesNotStartWith",
+                    "doesNotEndWith",
+                    "doesNotContain",
+                    "equals",
+                    "notEqualTo",
+                ]
+            )
+        )
         cs = draw(st.sampled_from(["", ", true", ", false"]))
         return f"{draw(st.sampled_from(STR_FIELDS))}.{fn}({q(draw(strings))}{cs})"
     if kind == 4:
@@ -104,7 +197,7 @@ def profile_atom(draw) -> str:
         op = draw(st.sampled_from(["+", "-", "*", "/", "%"]))
         return f"{a} {op} {b} > {draw(small_int)}"
     if kind == 7:
-        return f'{q(draw(st.sampled_from(["red", "blue"])))} {draw(st.sampled_from(["in", "notIn"]))} person.favoriteColors'
+        return f"{q(draw(st.sampled_from(['red', 'blue'])))} {draw(st.sampled_from(['in', 'notIn']))} person.favoriteColors"
     if kind == 8:
         fn = draw(st.sampled_from(["count()", "sum(price)", "average(price)", "min(price)", "max(price)"]))
         return f"orders.{fn} {draw(st.sampled_from(['=', '>', '<']))} {draw(st.sampled_from([0, 5, 10, 50]))}"
@@ -112,8 +205,18 @@ def profile_atom(draw) -> str:
         return f"person.scores.{draw(st.sampled_from(['sum()', 'average()', 'max()', 'count()']))} >= {draw(st.sampled_from([0, 2, 3]))}"
     if kind == 10:
         return f"loyalty.vip = {draw(st.sampled_from(['true', 'false', q('true')]))}"
-    return draw(st.sampled_from(["homeAddress", "homeAddress.city", "person.favoriteColors", "orders[price > 6]",
-                                 "homeAddress.city.isNull()", "workEmail.address.isNotNull()"]))
+    return draw(
+        st.sampled_from(
+            [
+                "homeAddress",
+                "homeAddress.city",
+                "person.favoriteColors",
+                "orders[price > 6]",
+                "homeAddress.city.isNull()",
+                "workEmail.address.isNotNull()",
+            ]
+        )
+    )
 
 
 @st.composite
@@ -148,7 +251,11 @@ def event_atom(draw) -> str:
         return f"xEvent.productListItems.SKU = {q(draw(st.sampled_from(['PS', 'LR'])))}"
     steps = []
     for i in range(draw(st.integers(1, 3))):
-        when = draw(st.sampled_from(["", " WHEN(today)", " WHEN(< 24 hours before now)", " WHEN(< 8 days before now)"]))
+        when = draw(
+            st.sampled_from(
+                ["", " WHEN(today)", " WHEN(< 24 hours before now)", " WHEN(< 8 days before now)"]
+            )
+        )
         count = draw(st.sampled_from(["", "", " COUNT(2)"]))
         steps.append(f"S{i}: WHAT({draw(event_cond())}){when}{count}")
     return f"chain(xEvent, timestamp, [{', '.join(steps)}])"
@@ -171,10 +278,14 @@ def _write(tmp: Path, profiles: list[dict], events: list[dict]) -> tuple[Path, P
     from compile_fixture_data import events_table, profiles_table
 
     p_schema, e_schema = profiles_table().schema, events_table().schema
-    prows = [{"profile_id": f"p{i}", "identityMap": None, "workAddress": None, "_repo": None, **r}
-             for i, r in enumerate(profiles)]
-    erows = [{"profile_id": f"p{r['p']}", "_id": f"e{i}", "web": None,
-              **{k: v for k, v in r.items() if k != "p"}} for i, r in enumerate(events)]
+    prows = [
+        {"profile_id": f"p{i}", "identityMap": None, "workAddress": None, "_repo": None, **r}
+        for i, r in enumerate(profiles)
+    ]
+    erows = [
+        {"profile_id": f"p{r['p']}", "_id": f"e{i}", "web": None, **{k: v for k, v in r.items() if k != "p"}}
+        for i, r in enumerate(events)
+    ]
     tmp.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(prows, schema=p_schema), tmp / "profiles.parquet")
     (tmp / "events").mkdir(exist_ok=True)
@@ -188,8 +299,15 @@ def _members(engine: str, prof: Path, evs: Path, texts: list[str], out: Path) ->
     return set(duckdb.sql(f"SELECT audience_id, profile_id FROM read_parquet('{out}')").fetchall())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(
     profiles=st.lists(profile_row, min_size=6, max_size=6),
     events=st.lists(event_row, max_size=25),

@@ -25,7 +25,10 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ('homeAddress.countryCode != "US"', {"p2"}),
     ('not(homeAddress.countryCode = "US")', {"p2", "p3", "p5"}),
     ("homeAddress.countryCode != workAddress.countryCode", {"p2", "p4"}),
-    ('!(person.gender = "m" and homeAddress.countryCode != workAddress.countryCode)', {"p1", "p2", "p3", "p5"}),
+    (
+        '!(person.gender = "m" and homeAddress.countryCode != workAddress.countryCode)',
+        {"p1", "p2", "p3", "p5"},
+    ),
     ('person.birthYear = 1980 or person.gender = "f"', {"p1", "p2"}),
     ('loyalty.vip = "true"', {"p1"}),
     ("loyalty.vip = false", {"p2"}),
@@ -88,8 +91,14 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ("_repo.modifyDate occurs yesterday", {"p1"}),
     ("person.birthDate occurs on date(2000, 11, 29)", {"p3"}),
     # occurs over events: every form and its boundaries (p3 has an event exactly at today - 1 month)
-    ("select X from xEvent where X.timestamp occurs <= 1 month before today and X.timestamp occurs before date(2026, 11, 1)", {"p2", "p3"}),
-    ("select X from xEvent where X.timestamp occurs < 1 month before today and X.timestamp occurs before date(2026, 11, 1)", {"p2"}),
+    (
+        "select X from xEvent where X.timestamp occurs <= 1 month before today and X.timestamp occurs before date(2026, 11, 1)",
+        {"p2", "p3"},
+    ),
+    (
+        "select X from xEvent where X.timestamp occurs < 1 month before today and X.timestamp occurs before date(2026, 11, 1)",
+        {"p2"},
+    ),
     ("select X from xEvent where X.timestamp occurs > 1 month before today", set()),
     ("select X from xEvent where X.timestamp occurs >= 1 month before today", {"p3"}),
     ("select X from xEvent where X.timestamp occurs = 3 days before today", {"p1"}),
@@ -103,7 +112,10 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ("select X from xEvent where X.timestamp occurs < 1 hour before now", set()),
     ("select X from xEvent where X.timestamp occurs = 2 hours before now", {"p2"}),
     ("select X from xEvent where X.timestamp occurs between yesterday and today", {"p1", "p2", "p3"}),
-    ("select X from xEvent where X.timestamp occurs between date(2026, 11, 23) and date(2026, 11, 23)", {"p4"}),
+    (
+        "select X from xEvent where X.timestamp occurs between date(2026, 11, 23) and date(2026, 11, 23)",
+        {"p4"},
+    ),
     ("select X from xEvent where X.timestamp occurs > 2 days after date(2026, 11, 23)", {"p1", "p2", "p3"}),
     ("select X from xEvent where X.timestamp occurs from date(2026, 11, 29)", {"p1", "p2", "p3"}),
     ("xEvent[timestamp occurs < 7 days before now].count() = 0", {"p5"}),
@@ -112,7 +124,10 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ("xEvent.count() = 0", {"p5"}),
     ('xEvent[eventType = "homePageView"].count() >= 2', {"p1", "p3"}),
     ("(sum X.commerce.order.priceTotal over X from xEvent) = 0", {"p3", "p4", "p5"}),
-    ('(sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "USD") > 100', {"p1", "p2"}),
+    (
+        '(sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "USD") > 100',
+        {"p1", "p2"},
+    ),
     ("(average X.commerce.order.priceTotal over X from xEvent) > 100", {"p2"}),
     ("xEvent.max(commerce.order.priceTotal) > 200", {"p2"}),
     ("(min X.commerce.order.priceTotal over X from xEvent) < 10", {"p2"}),
@@ -120,7 +135,10 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ("xEvent.commerce.order.priceTotal > 250", {"p2"}),
     ('xEvent.productListItems.SKU = "PS"', {"p1"}),
     ('xEvent[eventType = "addToCart"].productListItems.quantity > 2', {"p2"}),
-    ('let S = (sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "USD") in (S > 100 and S < 1000)', {"p1", "p2"}),
+    (
+        'let S = (sum X.commerce.order.priceTotal over X from xEvent where X.commerce.order.currencyCode = "USD") in (S > 100 and S < 1000)',
+        {"p1", "p2"},
+    ),
     # arrays on the profile (aggregations over empty/missing lists: count 0, sum 0, average null)
     ("orders.sum(price) = 0", {"p2", "p5"}),
     ("orders.count() = 0", {"p2", "p5"}),
@@ -143,34 +161,86 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ('person.favoriteColors.intersection(["red", "green"]).count() > 1', {"p4"}),
     ("person.favoriteColors", {"p1", "p2", "p4"}),
     # select / exists / forall
-    ('select E from xEvent where E.eventType = "checkout", I from E.productListItems where I.SKU = "LR"', {"p1"}),
-    ('select E from xEvent where E.eventType = "addToCart", I from E.productListItems where I.SKU = "PS" and I.quantity > 1', set()),
+    (
+        'select E from xEvent where E.eventType = "checkout", I from E.productListItems where I.SKU = "LR"',
+        {"p1"},
+    ),
+    (
+        'select E from xEvent where E.eventType = "addToCart", I from E.productListItems where I.SKU = "PS" and I.quantity > 1',
+        set(),
+    ),
     ('exists E from xEvent : E.eventType = "purchase"', {"p2"}),
-    ('exists E from xEvent', {"p1", "p2", "p3", "p4"}),
+    ("exists E from xEvent", {"p1", "p2", "p3", "p4"}),
     ('forall E from xEvent where E.eventType = "homePageView"', {"p3", "p5"}),
     ("forall O from orders where O.price > 8", {"p1", "p2", "p4", "p5"}),
-    ('(select X from xEvent where X.productListItems.count() > 1).count() = 1', {"p1"}),
-    ('select X from xEvent where X.commerce.checkouts.value + X.commerce.order.priceTotal > 20', {"p1"}),
+    ("(select X from xEvent where X.productListItems.count() > 1).count() = 1", {"p1"}),
+    ("select X from xEvent where X.commerce.checkouts.value + X.commerce.order.priceTotal > 20", {"p1"}),
     # name resolution: element first, then the enclosing level; ^ forces the enclosing level
     ("orders[price > loyalty.points].count() > 0", {"p4"}, SQL_ONLY),
     ("orders[price > ^loyalty.points].count() > 0", {"p4"}, SQL_ONLY),
-    ('select X from xEvent where X.commerce.order.currencyCode = "USD" and homeAddress.countryCode = "US"', {"p1"}),
+    (
+        'select X from xEvent where X.commerce.order.currencyCode = "USD" and homeAddress.countryCode = "US"',
+        {"p1"},
+    ),
     ('xEvent[eventType = "checkout" and ^.loyalty.tier = "gold"].count() = 1', {"p1"}),
+    # pairs of events (DuckDB: the profile's event list joined to each event row)
+    (
+        'select O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.eventType = "addToCart" and O2.timestamp occurs < 2 hours after O1.timestamp',
+        {"p2"},
+        SQL_ONLY,
+    ),
+    (
+        'select O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.eventType = "addToCart" and O2.timestamp occurs <= 2 hours after O1.timestamp',
+        {"p1", "p2"},
+        SQL_ONLY,
+    ),
+    (
+        'select O1 from xEvent where O1.eventType = "checkout", O2 from xEvent where O2.timestamp occurs <= 1 day after O1.timestamp',
+        set(),
+        SQL_ONLY,
+    ),
     # chain: ordering, counts, WHEN, WHERE, null timestamps
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart")])', {"p1", "p2"}),
     ('not(chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView")]))', {"p4", "p5"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart"), B: WHAT(eventType = "homePageView")])', set()),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "addToCart")])', {"p1", "p2"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") COUNT(2), B: WHAT(eventType = "addToCart")])', {"p1"}),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart"), B: WHAT(eventType = "homePageView")])',
+        set(),
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "addToCart")])',
+        {"p1", "p2"},
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") COUNT(2), B: WHAT(eventType = "addToCart")])',
+        {"p1"},
+    ),
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") COUNT(7)])', {"p3"}),
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") COUNT(8)])', set()),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "homePageView") COUNT(6)])', {"p3"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "homePageView") COUNT(7)])', set()),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "homePageView") COUNT(6)])',
+        {"p3"},
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView"), B: WHAT(eventType = "homePageView") COUNT(7)])',
+        set(),
+    ),
     ('CHAIN(xEvent, timestamp, [C0: WHAT(eventType.equals("addtocart", false)) WHEN(today)])', {"p1", "p2"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "checkout"), B: WHAT(eventType = "homePageView"), C: WHAT(eventType = "addToCart")])', {"p1"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") WHEN(< 24 hours before now) COUNT(5) ] )', {"p3"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") WHEN(< 8 hours before now)])', {"p1", "p2"}),
-    ('chain(xEvent, timestamp, [A: WHAT(eventType = "purchase"), B: WHAT(eventType = "homePageView") WHERE(timestamp occurs today)])', {"p2"}),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "checkout"), B: WHAT(eventType = "homePageView"), C: WHAT(eventType = "addToCart")])',
+        {"p1"},
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") WHEN(< 24 hours before now) COUNT(5) ] )',
+        {"p3"},
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView") WHEN(< 8 hours before now)])',
+        {"p1", "p2"},
+    ),
+    (
+        'chain(xEvent, timestamp, [A: WHAT(eventType = "purchase"), B: WHAT(eventType = "homePageView") WHERE(timestamp occurs today)])',
+        {"p2"},
+    ),
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "login"), B: WHAT(eventType = "login")])', set()),
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "login") WHEN(before today)])', {"p4"}),
     # if, lambda head, $1
@@ -208,7 +278,9 @@ def _members(engine: str, store: tuple[Path, Path], tmp: Path) -> dict[str, set[
 
 @pytest.mark.parametrize("engine", ["duckdb", "polars"])
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[_case(c)[0][:70] for c in CASES])
-def test_members(engine: str, index: int, store: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_members(
+    engine: str, index: int, store: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     text, expected, only = _case(CASES[index])
     if only == SQL_ONLY and engine == "polars":
         with pytest.raises(CompileError, match="Polars"):

@@ -34,7 +34,7 @@ def test_demo_is_deterministic_and_realistic(tmp_path):
         "WHERE ns = 'Email'"
     ).fetchall()[0][0]
     assert shared_emails > 0.25 * a.loyalty_rows  # CRM and loyalty overlap through the email
-    ev = f"read_parquet('{root}/events/*.parquet')"
+    ev = f"read_parquet('{root}/events/*.parquet', union_by_name=true)"
     lo, hi = con.execute(f"SELECT min(timestamp), max(timestamp) FROM {ev}").fetchall()[0]
     assert AS_OF - dt.timedelta(days=396) <= lo and hi < AS_OF
     types = dict(con.execute(f"SELECT eventType, count(*) FROM {ev} GROUP BY ALL").fetchall())
@@ -87,7 +87,11 @@ def test_build_demo_ingests_and_materializes_and_is_idempotent(settings):
             graph["events"]
             == first["generated"]["event_rows"]
             == assets["profiles/experience_events"]["events"]
+            + assets["profiles/experience_events"]["events_excluded"]
         )
+        # The kiosk browser joins 60 customers into one graph over the guardrail: excluded, with their events.
+        assert graph["excluded_components"] == 1 and graph["largest_component"] > 50
+        assert assets["profiles/experience_events"]["events_excluded"] >= 60
         # Fragments of one person in CRM and loyalty merge: fewer profiles than people + anonymous visitors.
         assert graph["profiles"] < 1500 + 300
         merged = [v for k, v in assets.items() if k.startswith("profiles/merged_profiles/")]

@@ -78,6 +78,12 @@ def test_datasets_ingest_schema_and_duplicates(services, tmp_path):
     assert schema["profile"]["identityMap"] == "map"
     assert schema["experienceevent"]["timestamp"] == "date-time"
     assert schema["experienceevent"]["commerce.order.priceTotal"] == "number"
+    from segmentation_pipelines.pql.schema import TYPE_NAMES, Schema
+
+    assert set(schema["profile"].values()) | set(schema["experienceevent"].values()) <= TYPE_NAMES
+    checker = Schema.from_dicts(profile=schema["profile"], event=schema["experienceevent"])
+    assert checker.profile.lookup(("person", "name", "firstName")) == "string"
+    assert checker.event.lookup(("timestamp",)) == "date-time"
     assert set(services.datasets.list()) == {ds["id"], evs["id"]}
     with pytest.raises(SegmentationError) as e:
         services.datasets.create({"name": "x", "xdmClass": "_xdm.context.segmentdefinition"})

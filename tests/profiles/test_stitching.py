@@ -195,3 +195,15 @@ def test_events_are_keyed_to_profile_ids(tmp_path):
         USING (profile_id) ORDER BY 1"""
     ).fetchall()
     assert got == [("1", "2024-05-01 10:00:00", 10.0, True), ("2", "2024-05-01 10:00:00", None, True)]
+
+
+def test_a_store_without_data_builds_empty_files(tmp_path):
+    layout = StoreLayout(tmp_path / "sb")
+    graph, events, merged = build(layout, [], [TS])
+    assert graph["identities"] == 0 and events["events"] == 0 and merged[0]["profiles"] == 0
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{layout.events_path()}')").fetchall() == [(0,)]
+    cols = [
+        r[0]
+        for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{layout.profiles_path('ts')}')").fetchall()
+    ]
+    assert cols == ["profile_id", "identityMap"]

@@ -311,3 +311,63 @@ def test_state_changes_are_written_to_the_dagster_instance(settings, ctx, schedu
     assert {name, later["dagster"]["scheduleName"]} <= names
     schedules.delete(created["id"])
     assert status(name) == InstigatorStatus.STOPPED
+
+
+def _first_calls_at_once(settings, sandbox: str, threads: int = 6) -> list[dict]:
+    """``threads`` services list the schedules of a sandbox nobody used yet, at the same moment."""
+    import threading
+
+    from segmentation_pipelines.service import schedules as schedules_module
+
+    barrier = threading.Barrier(threads)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def call():
+        try:
+            service = SchedulesService(ServiceContext.create(settings, None, sandbox))
+            barrier.wait()
+            results.append(service.list())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    schedules_module._defaults_seen.clear()
+    workers = [threading.Thread(target=call) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    return results
+
+
+def test_concurrent_first_calls_create_one_default(settings, ctx):
+    results = _first_calls_at_once(settings, "fresh")
+    assert {r["_page"]["totalCount"] for r in results} == {1}
+
+
+@pytest.mark.postgres
+def test_on_postgresql(pg_url, tmp_path, monkeypatch):
+    from segmentation_pipelines.settings import Settings
+
+    settings = Settings(home=tmp_path / "pg-home", catalog_url=pg_url, api_tokens=None, dagster_url=None)
+    monkeypatch.setenv("SEGMENTATION_HOME", str(settings.home))
+    monkeypatch.setenv("SEGMENTATION_CATALOG_URL", pg_url)
+    results = _first_calls_at_once(settings, "prod")
+    assert {r["_page"]["totalCount"] for r in results} == {1}
+    service = SchedulesService(ServiceContext.create(settings, None, "prod"))
+    created = service.create(_body(state="inactive", timezone="America/New_York"))
+    service.update(created["id"], [{"op": "add", "path": "/state", "value": "active"}])
+    service.update(created["id"], [{"op": "replace", "path": "/schedule", "value": "0 0 5 ? * 2#1"}])
+    got = service.get(created["id"])
+    assert (got["state"], got["schedule"], got["dagster"]["cron"]) == (
+        "active",
+        "0 0 5 ? * 2#1",
+        "0 5 * * 1#1",
+    )
+    assert {r["id"] for r in schedule_snapshot(settings)} == {
+        created["id"],
+        default_schedule_id(got["imsOrgId"], "prod"),
+    }
+    service.delete(created["id"])
+    assert service.list()["_page"]["totalCount"] == 1

@@ -54,6 +54,14 @@ def test_definitions_members_and_errors(client, store):
     assert {m["status"] for m in page["children"]} == {"realized"}
     top_members = client.audiences.members(top["id"], evaluation_time="2026-03-01T00:00:00Z")["children"]
     assert [m["identityMap"]["Email"][0]["id"] for m in top_members] == ["ann@x.com"]
+    run_evaluation(store, [us["id"]], T0 + dt.timedelta(days=1))
+    assert client.audiences.members(us["id"])["children"][0]["status"] == "existing"
+    past = client.audiences.members(us["id"], evaluation_time="2026-03-01T06:00:00Z")
+    assert past["evaluationTime"] == "2026-03-01T00:00:00.000Z"
+    assert {m["status"] for m in past["children"]} == {"realized"}
+    with pytest.raises(SegmentationError) as err:
+        client.audiences.members(us["id"], evaluation_time="yesterday")
+    assert err.value.status == 400 and "evaluation_time" in err.value.message
 
     bulk = defs.bulk_get({"ids": [{"id": us["id"]}, {"id": top["id"]}]})
     assert set(bulk["results"]) == {us["id"], top["id"]}

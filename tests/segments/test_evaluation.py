@@ -165,3 +165,56 @@ def test_deleting_a_definition_drops_its_memberships(store, defs):
 
     assert AudienceEvaluations(store).latest(buyers) is None
     assert AudienceEvaluations(store).latest(us) is not None
+
+
+def test_killed_evaluation_leaves_the_previous_membership_and_a_new_one_succeeds(store, defs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    services = Services(store)
+    us, buyers, both = defs
+    run_evaluation(store, [us], T0)
+    before = services.audiences.members(us)
+    marker = tmp_path / "ready"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.segments.kill_worker",
+            str(store.settings.home),
+            str(marker),
+            iso(T1),
+            us,
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the worker never reached the diff"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert services.audiences.members(us) == before
+    run_evaluation(store, [us], T1)
+    assert services.audiences.members(us)["evaluationTime"] == iso(T1)
+
+
+def test_rerun_at_the_same_time_replaces_the_evaluation(store, defs):
+    services = Services(store)
+    us, buyers, both = defs
+    run_evaluation(store, [us], T0)
+    first = services.audiences.members(us)
+    run_evaluation(store, [us], T0)
+    assert services.audiences.members(us) == first  # same data, same time: same members
+    files = list((store.sandbox_root / "memberships" / us).iterdir())
+    assert len(files) == 1  # the replaced file was removed

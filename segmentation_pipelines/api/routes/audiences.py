@@ -62,6 +62,7 @@ def delete_audience(audience_id: str, services: ServicesDep) -> Response:
 )
 def audience_members(
     audience_id: str,
+    request: Request,
     services: ServicesDep,
     evaluation_time: Annotated[
         str | None, Query(alias="evaluationTime", description="ISO 8601 or epoch ms; default: latest")
@@ -69,4 +70,6 @@ def audience_members(
     start: Annotated[str | None, Query()] = None,
     limit: Annotated[str | None, Query()] = None,
 ) -> dict:
+    # The Python client sends its keyword as is (evaluation_time): accept both spellings.
+    evaluation_time = evaluation_time or request.query_params.get("evaluation_time")
     return services.audiences.members(audience_id, evaluation_time=evaluation_time, start=start, limit=limit)

@@ -39,7 +39,7 @@ DEFAULT_GRACE_S = 120.0
 
 
 def _job_row(ctx: ServiceContext, job_id: str) -> models.SegmentJob | None:
-    with ctx.catalog.session() as session:
+    with ctx.catalog.session(readonly=True) as session:
         return ctx.repo(session, models.SegmentJob).get(job_id)
 
 

@@ -2,6 +2,8 @@
 
 * ``segment_job_launcher`` (pull, architecture §5): every ``NEW`` job becomes a ``RunRequest`` of ``segment_job``
   with run key ``"<job id>:<attempt>"`` (Dagster launches one run per key, ever), and the job turns ``QUEUED``.
+  A job naming definitions the loaded code location has no asset for yet waits (a reload is requested), and fails
+  after ``NOT_LOADED_GRACE_S``: a run request with an unknown asset would fail the whole tick.
 * ``segment_job_started`` / ``_succeeded`` / ``_canceled`` / ``_failed``: run-status sensors writing the run's
   status onto its job (``sync_with_run`` is idempotent: a repeated or late event changes nothing).
 * ``segment_job_reconciler``: the pass that repairs jobs whose run ended or vanished unnoticed (``reconcile.py``).
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service import dagster_runs
+from segmentation_pipelines.service import code_location, dagster_runs
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_jobs import (
     JOB_NAME,
@@ -26,6 +29,7 @@ from segmentation_pipelines.service.segment_jobs import (
     TAG_ORG,
     TAG_SANDBOX,
     SegmentJobsService,
+    asset_key_parts,
     jobs_in_status,
 )
 from segmentation_pipelines.settings import get_settings
@@ -33,6 +37,8 @@ from segmentation_pipelines.settings import get_settings
 LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
 LAUNCH_INTERVAL_S = 5
 RECONCILE_INTERVAL_S = 30
+NOT_LOADED_GRACE_S = 300  # how long a job waits for its definitions to appear in the code location
+ERROR_NOT_LOADED = "SEGP-200409"
 
 
 def run_request(request: dict) -> dg.RunRequest:
@@ -45,6 +51,19 @@ def run_request(request: dict) -> dg.RunRequest:
     )
 
 
+def _loaded_asset_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey] | None:
+    """The asset keys of the code location this tick runs in (None when the context has no repository)."""
+    repository = context.repository_def
+    return None if repository is None else set(repository.asset_graph.get_all_asset_keys())
+
+
+def _not_loaded(service: SegmentJobsService, job_id: str, loaded: set[dg.AssetKey] | None) -> list[str]:
+    """Definitions of the job that the loaded code location has no asset for (created after it loaded)."""
+    if loaded is None:
+        return []
+    return [i for i in service.definition_ids(job_id) if dg.AssetKey(asset_key_parts(i)) not in loaded]
+
+
 @dg.sensor(
     name="segment_job_launcher",
     job_name=JOB_NAME,
@@ -55,13 +74,32 @@ def run_request(request: dict) -> dg.RunRequest:
 def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     settings = get_settings()
     catalog = ServiceContext.create(settings).catalog
-    requests = []
+    loaded = _loaded_asset_keys(context)
+    requests, waiting = [], 0
     for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
-        request = SegmentJobsService(ServiceContext.create(settings, org, sandbox)).claim_for_launch(job_id)
+        service = SegmentJobsService(ServiceContext.create(settings, org, sandbox))
+        missing = _not_loaded(service, job_id, loaded)
+        if missing:
+            # A run request naming an unknown asset would fail the whole tick: wait for the reload instead.
+            if service.get(job_id)["creationTime"] < now_ms() - NOT_LOADED_GRACE_S * 1000:
+                error = {
+                    "code": ERROR_NOT_LOADED,
+                    "msg": f"Segment definition(s) {', '.join(missing)} are not in the Dagster code location "
+                    f"'{settings.code_location_name}' after {NOT_LOADED_GRACE_S} s: reload the code location.",
+                }
+                service.sync_with_run(job_id, "FAILURE", None, error=error)
+            else:
+                waiting += 1
+                code_location.request_reload(settings)
+            continue
+        request = service.claim_for_launch(job_id)
         if request is not None:
             requests.append(run_request(request))
     if not requests:
-        return dg.SkipReason("No NEW segment jobs.")
+        reason = (
+            f"{waiting} NEW job(s) wait for the code location to load their definitions." if waiting else ""
+        )
+        return dg.SkipReason(reason or "No NEW segment jobs.")
     context.log.info("Launching %d segment job(s)", len(requests))
     return dg.SensorResult(run_requests=requests)
 

@@ -47,7 +47,7 @@ class ProfileStoreResource(dg.ConfigurableResource):
 
 
 def catalog_snapshot(settings: Settings) -> dict:
-    """Datasets and merge policies of every (org, sandbox) with data: what the asset graph is made of."""
+    """Datasets and merge policies of every (org, sandbox) that has any: what the asset graph is made of."""
     from segmentation_pipelines.catalog import Catalog, models
 
     settings.ensure_home()
@@ -59,11 +59,13 @@ def catalog_snapshot(settings: Settings) -> dict:
                 (d.org_id, d.sandbox), {"org": d.org_id, "sandbox": d.sandbox, "datasets": [], "policies": []}
             )
             scope["datasets"].append({"id": d.id, "name": d.name, "xdmClass": d.xdm_class})
+        # A sandbox with merge policies but no data yet still gets (empty) merged profiles, so that segment
+        # definitions written there have the asset they depend on.
         for p in s.query(models.MergePolicy).order_by(models.MergePolicy.created_ms):
-            if (p.org_id, p.sandbox) in scopes:
-                scopes[(p.org_id, p.sandbox)]["policies"].append(
-                    {"id": p.id, "name": p.name, "default": p.is_default}
-                )
+            scope = scopes.setdefault(
+                (p.org_id, p.sandbox), {"org": p.org_id, "sandbox": p.sandbox, "datasets": [], "policies": []}
+            )
+            scope["policies"].append({"id": p.id, "name": p.name, "default": p.is_default})
     return {"scopes": list(scopes.values())}
 
 

@@ -1,0 +1,67 @@
+"""The deployed path: a real ``dagster-daemon`` (sensors, run queue, code server, run worker processes).
+
+A job created ``NEW`` (as the REST API does) is launched by the ``segment_job_launcher`` sensor with run key
+``"<job id>:1"``, runs in a worker process of the code server, and is marked ``SUCCEEDED`` by the run-status
+sensors, with the hand-computed members and its metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segmentation_pipelines.client import SegmentationClient
+from segmentation_pipelines.dagster_home import dagster_env
+from segmentation_pipelines.service import dagster_runs
+
+from .scenario import EXPECTED_T, Scenario, T
+
+pytestmark = pytest.mark.slow
+
+DAEMON = Path(sys.executable).with_name("dagster-daemon")
+
+
+def test_daemon_launches_and_tracks_a_segment_job(ctx, jobs, tmp_path):
+    scenario = Scenario(SegmentationClient(home=ctx.settings.home), ctx, tmp_path).load()
+    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(
+        [str(DAEMON), "run", "-m", "segmentation_pipelines.definitions"],
+        env=dagster_env(ctx.settings),
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        job = jobs.create(
+            [{"segmentId": scenario.ids["us"]}, {"segmentId": scenario.ids["big"]}], evaluation_time=T
+        )
+        assert job["status"] == "NEW"
+        deadline = time.monotonic() + 240
+        while jobs.get(job["id"])["status"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()[-3000:]
+            time.sleep(1)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        log.close()
+    done = jobs.get(job["id"])
+    assert done["status"] == "SUCCEEDED", done.get("errors")
+    run = dagster_runs.instance_for(ctx.settings).get_run_by_id(done["computeGatewayJobId"])
+    assert run.tags["dagster/run_key"] == f"{job['id']}:1"
+    assert run.tags["dagster/sensor_name"] == "segment_job_launcher"
+    assert run.tags["segmentation/evaluation_time"] == "2026-03-10T12:00:00.000Z"
+    statuses = scenario.statuses()
+    assert statuses["us"] == EXPECTED_T["us"] and statuses["big"] == EXPECTED_T["big"]
+    assert statuses["loyal"] == {}  # not part of the job
+    assert done["metrics"]["segmentedProfileCounter"] == {scenario.ids["us"]: 3, scenario.ids["big"]: 3}
