@@ -11,7 +11,7 @@ sums, chains, items, inSegment) and measures, each in a fresh subprocess (peak R
 * ``one``: one job evaluating 1 definition;
 * ``each``: the baseline, one job (one query) per definition: measured on ``--baseline-sample`` definitions and
   scaled to 100 (``--baseline-sample 100`` measures them all);
-* ``many``: one job evaluating ``--many`` definitions (DuckDB).
+* ``many``: one job evaluating ``--many`` definitions (each engine of ``--engines``).
 
 ``--record`` appends the table to ``benchmarks/results/evaluation.md``.
 """
@@ -321,7 +321,8 @@ def main() -> None:
         f"{os.cpu_count()} cores",
         "",
         f"Command: `.venv/bin/python benchmarks/evaluation.py --profiles {args.profiles} --events {args.events} "
-        f"--engines {args.engines} --baseline-sample {args.baseline_sample} --many {args.many}`",
+        f"--engines {args.engines} --baseline-sample {args.baseline_sample} --many {args.many}"
+        f"{' --only-many' if args.only_many else ''}`",
         "",
         "| engine | 100 defs, one job (s) | peak RSS (MB) | 1 def (s) | one query each, per def (s) | "
         "each x100 (s) | speed-up all vs each | cost 100 vs 1 |",
@@ -336,11 +337,12 @@ def main() -> None:
             f"| {engine} | {a['seconds']:.1f} | {a['peak_rss_mb']:.0f} | {o['seconds']:.1f} | {per:.1f} | "
             f"{per * 100:.0f} | {per * 100 / a['seconds']:.1f}x | {a['seconds'] / o['seconds']:.2f}x |"
         )
-    if many is not None:
+    for engine, many in rows_many:
         lines.append("")
         lines.append(
-            f"{args.many} definitions, one DuckDB job: {many.get('seconds', float('nan')):.1f} s, peak RSS "
-            f"{many.get('peak_rss_mb', float('nan')):.0f} MB {'(error: ' + many['error'] + ')' if 'error' in many else ''}"
+            f"{args.many} definitions, one {engine} job: {many.get('seconds', float('nan')):.1f} s, peak RSS "
+            f"{many.get('peak_rss_mb', float('nan')):.0f} MB, {many.get('members', 0):,} pairs"
+            + (f" (error: {many['error']})" if "error" in many else "")
         )
     table = "\n".join(lines)
     print(table)

@@ -218,3 +218,14 @@ def test_rerun_at_the_same_time_replaces_the_evaluation(store, defs):
     assert services.audiences.members(us) == first  # same data, same time: same members
     files = list((store.sandbox_root / "memberships" / us).iterdir())
     assert len(files) == 1  # the replaced file was removed
+
+
+def test_polars_engine_gives_the_same_members(store, defs):
+    import dataclasses
+
+    us, buyers, both = defs
+    run_evaluation(store, [us, buyers, both], T0)
+    duck = {a: members(Services(store), a) for a in defs}
+    polars_ctx = dataclasses.replace(store, settings=store.settings.model_copy(update={"engine": "polars"}))
+    run_evaluation(polars_ctx, [us, buyers, both], T0)
+    assert {a: members(Services(store), a) for a in defs} == duck
