@@ -271,9 +271,14 @@ def measure(
     engine: str, defs: list[tuple[str, str]], folder: Path, each: bool = False, memory_limit: str = "4GB"
 ) -> dict:
     spec = {"engine": engine, "defs": defs, "folder": str(folder), "each": each, "memory_limit": memory_limit}
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
-    )
+    spec_file = folder / f"spec-{os.getpid()}.json"
+    spec_file.write_text(json.dumps(spec))
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", str(spec_file)], capture_output=True, text=True
+        )
+    finally:
+        spec_file.unlink(missing_ok=True)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -291,7 +296,7 @@ def main() -> None:
     ap.add_argument("--worker")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return
     folder = DATA / f"p{args.profiles}-e{args.events}"
     if not (folder / "profiles.parquet").exists():
