@@ -30,6 +30,7 @@ from segmentation_pipelines.service.audience_evaluations import (
     parse_time,
 )
 from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.query import parse_int
 from segmentation_pipelines.service.segment_definitions import (
     BULK_NONE_FOUND_CODE,
     CANNOT_DELETE_CODE,
@@ -42,7 +43,6 @@ from segmentation_pipelines.service.segment_definitions import (
     not_found_entry,
     parse_bool,
     parse_bulk_ids,
-    parse_int,
     parse_sort,
     property_matches,
     remove_membership_files,
@@ -65,7 +65,6 @@ DATASET_CODE = "UPLIB-101554-503"
 NOT_FOUND_CODE = "UPAPI-113430-404"
 MEMBERS_DEFAULT_LIMIT = 100
 MEMBERS_MAX_LIMIT = 10000
-MAX_START = 2**53  # an offset DuckDB (BIGINT) and JSON numbers both hold
 IMMUTABLE = ("id", "type", "imsOrgId", "sandbox", "creationTime", "createEpoch", "audienceId")
 # Definition fields an audience document may carry (everything else is audience-only or read-only).
 _DEFINITION_FIELDS = (
@@ -326,7 +325,7 @@ class AudiencesService:
         evaluation_time = (
             evaluation_time if evaluation_time is not None else query.pop("evaluationTime", None)
         )
-        start_n = parse_int(start, "start", 0, maximum=MAX_START)
+        start_n = parse_int(start, "start", 0)
         limit_n = parse_int(limit, "limit", MEMBERS_DEFAULT_LIMIT, minimum=1, maximum=MEMBERS_MAX_LIMIT)
         at = parse_time(evaluation_time)
         with self.ctx.catalog.session(readonly=True) as session:

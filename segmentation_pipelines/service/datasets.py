@@ -25,6 +25,7 @@ from segmentation_pipelines.profiles.schema import merge_columns, schema_paths
 from segmentation_pipelines.profiles.store import BatchRef
 from segmentation_pipelines.profiles.xdm import CLASS_KEYS, EVENT_CLASS, PROFILE_CLASS, SCHEMA_REFS
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.query import int_param, parse_int
 
 SUCCESS, LOADING, FAILED = "success", "loading", "failed"
 
@@ -128,10 +129,7 @@ class DatasetsService:
             where.append(models.Dataset.name == query["name"])
         if query.get("xdmClass"):
             where.append(models.Dataset.xdm_class == query["xdmClass"])
-        try:
-            start, limit = int(query.get("start") or 0), int(query.get("limit") or 100)
-        except ValueError as e:
-            raise BadRequest("start and limit must be integers.") from e
+        start, limit = int_param(query, "start", 0), int_param(query, "limit", 100)
         with self.ctx.catalog.session() as s:
             rows = self.ctx.repo(s, models.Dataset).find(
                 *where, order_by=[models.Dataset.created_ms, models.Dataset.id], offset=start, limit=limit
@@ -280,10 +278,7 @@ class DatasetsService:
         """The first ``limit`` rejected rows of a batch with their reasons."""
         import json
 
-        try:
-            limit = 100 if limit is None else int(limit)
-        except ValueError as e:
-            raise BadRequest("limit must be an integer.") from e
+        limit = parse_int(limit, "limit", 100)
         batch = self.get_batch(batch_id)
         path = Path(batch.get("rejectsPath") or "")
         if not path.is_file():
@@ -293,7 +288,7 @@ class DatasetsService:
         out = []
         with open(path) as f:
             for line in f:
-                if len(out) >= int(limit):
+                if len(out) >= limit:
                     break
                 out.append(json.loads(line))
         return out

@@ -23,19 +23,13 @@ from segmentation_pipelines.profiles.merge import (
 )
 from segmentation_pipelines.profiles.xdm import PROFILE_CLASS
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.query import int_param
 
 DEFAULT_NAME = "Default timestamp-ordered"
 
 
 def _page(query: dict, default: int = 100) -> tuple[int, int]:
-    try:
-        start = int(query.get("start") or 0)
-        limit = int(query.get("limit") or default)
-    except ValueError as e:
-        raise BadRequest("start and limit must be integers.") from e
-    if start < 0 or not 1 <= limit <= 1000:
-        raise BadRequest("start must be >= 0 and limit between 1 and 1000.")
-    return start, limit
+    return int_param(query, "start", 0), int_param(query, "limit", default, minimum=1, maximum=1000)
 
 
 class MergePoliciesService:

@@ -27,6 +27,7 @@ from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.quartz import QuartzError, convert, validate_timezone
+from segmentation_pipelines.service.query import int_param
 from segmentation_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,12 +147,8 @@ class SchedulesService:
 
     def list(self, **query: Any) -> dict:
         self._ensure_default()
-        start = _int_param(query.get("start"), "start", 0)
-        limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT)
-        if limit < 1:
-            raise BadRequest(f"limit: must be a positive number (got {limit}).")
-        if start < 0:
-            raise BadRequest(f"start: must be 0 or more (got {start}).")
+        start = int_param(query, "start", 0)
+        limit = int_param(query, "limit", DEFAULT_LIMIT, minimum=1)
         m = models.Schedule
         with self.ctx.catalog.session(readonly=True) as session:
             repo = self.ctx.repo(session, m)
@@ -406,15 +403,6 @@ def _validate_export_request(properties: Mapping[str, Any]) -> None:
             raise BadRequest(
                 f"properties.filter.segments[{i}].status: '{bad[0]}' is not realized, existing or exited."
             )
-
-
-def _int_param(value: Any, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name}: expected an integer (got {value!r}).") from None
 
 
 class DagsterScheduleControl:

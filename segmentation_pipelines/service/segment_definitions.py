@@ -29,6 +29,7 @@ from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service import code_location
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.query import MAX_INT, parse_int
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql
 
 log = logging.getLogger(__name__)
@@ -75,19 +76,6 @@ def parse_bool(value: Any, name: str) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise BadRequest(f"query parameter '{name}': '{value}' is not true or false.")
-
-
-def parse_int(value: Any, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise BadRequest(f"query parameter '{name}': '{value}' is not an integer.") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"query parameter '{name}': {number} must be {bound}.")
-    return number
 
 
 def values_of(value: Any) -> list[str]:
@@ -233,7 +221,7 @@ class SegmentDefinitionsService:
 
     def list(self, **query: Any) -> dict[str, Any]:
         limit = parse_int(query.pop("limit", None), "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-        page = parse_int(query.pop("page", None), "page", 0)
+        page = parse_int(query.pop("page", None), "page", 0, maximum=MAX_INT // limit)
         start_raw = query.pop("start", None)
         start = parse_int(start_raw, "start", page * limit)
         sort_raw = query.pop("sort", None)

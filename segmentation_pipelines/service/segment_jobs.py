@@ -30,6 +30,7 @@ from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.query import int_param
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +205,8 @@ class SegmentJobsService:
             return self._doc(self._row(session, job_id))
 
     def list(self, **query: Any) -> dict:
-        start = _int_param(query.get("start"), "start", 0)
-        limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT)
-        if limit < 1 or limit > MAX_LIMIT:
-            raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT} (got {limit}).")
-        if start < 0:
-            raise BadRequest(f"start: must be 0 or more (got {start}).")
+        start = int_param(query, "start", 0)
+        limit = int_param(query, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
         status = query.get("status")
         filters = [_parse_property(p) for p in _as_list(query.get("property"))]
         sort_field, descending = _parse_sort(query.get("sort") or "creationTime:desc")
@@ -599,15 +596,6 @@ def _errors(error: Any) -> list[dict]:
             }
         ]
     return [e for item in error for e in _errors(item)]
-
-
-def _int_param(value: Any, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name}: '{value}' is not an integer.") from None
 
 
 def _as_list(value: Any) -> list:

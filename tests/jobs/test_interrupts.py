@@ -26,6 +26,8 @@ from segmentation_pipelines.service import dagster_runs
 from segmentation_pipelines.service.context import ServiceContext, Services
 from segmentation_pipelines.settings import Settings
 
+from .conftest import CANCEL_WITHIN_S
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +52,9 @@ def world(tmp_path_factory):
         ids = [d["id"] for d in create_demo_definitions(services.segment_definitions).values()]
         as_of = dt.datetime.fromisoformat(summary["generated"]["as_of"]).replace(tzinfo=dt.UTC)
         body = [{"segmentId": i} for i in ids]
+        started = time.monotonic()
         baseline = services.segment_jobs.create(body, evaluation_time=as_of - dt.timedelta(days=1), wait=True)
+        baseline_s = time.monotonic() - started  # how long a run of these definitions takes uncancelled
         assert baseline["status"] == "SUCCEEDED", baseline.get("errors")
         yield {
             "settings": settings,
@@ -60,6 +64,7 @@ def world(tmp_path_factory):
             "body": body,
             "as_of": as_of,
             "baseline": baseline,
+            "baseline_s": baseline_s,
         }
     finally:
         if saved is None:
@@ -131,12 +136,15 @@ def test_cancel_mid_evaluation(world):
     time.sleep(0.3)
     cancelled_at = time.monotonic()
     jobs.delete(job_id)
-    worker.join(30)
+    worker.join(120)
     took = time.monotonic() - cancelled_at
-    assert not worker.is_alive()
+    assert not worker.is_alive(), f"the run did not stop {took:.1f} s after the cancel"
+    # CANCELLED (not SUCCEEDED) and nothing published (below) prove the evaluation was cut short.
     assert result["job"]["status"] == "CANCELLED", result["job"].get("errors")
-    assert took < 10, f"cancel took {took:.1f} s"
-    print(f"cancel took {took:.2f} s")
+    print(f"cancel took {took:.2f} s (an uncancelled run took {world['baseline_s']:.2f} s)")
+    assert took < CANCEL_WITHIN_S, (
+        f"cancel took {took:.1f} s (an uncancelled run took {world['baseline_s']:.1f} s)"
+    )
     assert (
         dagster_runs.instance_for(world["settings"]).get_run_by_id(run_id).status
         == dg.DagsterRunStatus.CANCELED
@@ -218,11 +226,11 @@ def test_daemon_cancel_terminates_the_run_mid_evaluation(world, daemon):
     jobs.delete(job_id)
     instance = dagster_runs.instance_for(world["settings"])
     while not instance.get_run_by_id(run_id).is_finished:
-        assert time.monotonic() - cancelled_at < 30, instance.get_run_by_id(run_id).status
+        assert time.monotonic() - cancelled_at < 120, instance.get_run_by_id(run_id).status
         time.sleep(0.1)
     run_took = time.monotonic() - cancelled_at
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
-    assert run_took < 10, f"the run took {run_took:.1f} s to stop"
+    assert run_took < CANCEL_WITHIN_S, f"the run took {run_took:.1f} s to stop"
     job = wait_for_status(world, job_id, ("CANCELLED", "FAILED", "SUCCEEDED"), timeout=60)
     print(
         f"daemon cancel: run CANCELED after {run_took:.2f} s, job {job['status']} after "

@@ -155,10 +155,12 @@ def test_paging(schedules):
     ids = [s["id"] for page in (first, second, last) for s in page["children"]]
     assert len(set(ids)) == 5
     assert [s["name"] for s in first["children"]] == [DEFAULT_NAME, "s0"]  # oldest first
-    with pytest.raises(SegmentationError, match="limit: must be a positive number"):
+    with pytest.raises(SegmentationError, match="'limit': 0 is out of range; allowed: 1 to"):
         schedules.list(limit="0")
-    with pytest.raises(SegmentationError, match="start: expected an integer"):
+    with pytest.raises(SegmentationError, match="'start': 'x' is not an integer"):
         schedules.list(start="x")
+    with pytest.raises(SegmentationError, match="'start': 9223372036854775808 is out of range"):
+        schedules.list(start=str(2**63))
 
 
 def test_patch_state_and_schedule(schedules, ctx):
