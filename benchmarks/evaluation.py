@@ -4,7 +4,7 @@
                                               [--baseline-sample 10] [--many 4000] [--record]
 
 Generates (seeded, vectorized) a synthetic profile store in the layout of docs/data-model.md under
-``benchmarks/.data/`` (reused when present), 100 realistic definitions (profile conditions, event windows, counts,
+``benchmarks/.data/`` (reused when present; events clustered by ``profile_id`` as the profile store writes them), 100 realistic definitions (profile conditions, event windows, counts,
 sums, chains, items, inSegment) and measures, each in a fresh subprocess (peak RSS = that process's ru_maxrss):
 
 * ``all``: one job evaluating all 100 definitions;
@@ -125,7 +125,7 @@ def generate(n_profiles: int, n_events: int, folder: Path) -> None:
     )
     del person, home, email, loyalty
 
-    ev_dir = folder / "events"
+    ev_dir = folder / "arrival"
     ev_dir.mkdir(exist_ok=True)
     chunk = 2_500_000
     now_us = int(NOW.replace(tzinfo=None).timestamp() * 1_000_000)
@@ -176,6 +176,28 @@ def generate(n_profiles: int, n_events: int, folder: Path) -> None:
         )
         pq.write_table(table, ev_dir / f"part-{part:03d}.parquet", row_group_size=500_000)
         print(f"  events part {part}: {n} rows", flush=True)
+    cluster_events(folder)
+
+
+def cluster_events(folder: Path) -> None:
+    """Write the generated events (``arrival/``, in random profile order) as the profile store publishes them:
+    one file sorted by ``profile_id`` (``profiles/store.py: build_events_store``), ZSTD, 122,880-row groups."""
+    import duckdb
+
+    src, dst = folder / "arrival", folder / "events"
+    dst.mkdir(exist_ok=True)
+    (folder / "tmp").mkdir(exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '4GB'; SET temp_directory = '{folder / 'tmp'}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet('{src}/*.parquet') ORDER BY profile_id) TO '{dst / 'part-0.parquet'}' "
+        "(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 122880)"
+    )
+    con.close()
+    for f in src.glob("*.parquet"):
+        f.unlink()
+    src.rmdir()
 
 
 # --- definitions ----------------------------------------------------------------------------------------------------
@@ -304,6 +326,9 @@ def main() -> None:
         t = time.perf_counter()
         generate(args.profiles, args.events, folder)
         print(f"  generated in {time.perf_counter() - t:.0f} s", flush=True)
+    elif not (folder / "events" / "part-0.parquet").exists():  # data generated before events were clustered
+        (folder / "events").rename(folder / "arrival")
+        cluster_events(folder)
     defs100 = definitions(100)
     rows = []
     for engine in [] if args.only_many else args.engines.split(","):

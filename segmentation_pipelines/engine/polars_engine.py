@@ -17,7 +17,7 @@ from segmentation_pipelines.engine import plan
 from segmentation_pipelines.engine.interrupt import POLL_SECONDS
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.pql import compile_polars
-from segmentation_pipelines.pql.compile_polars import PROFILE_PREFIX, CompiledPolars
+from segmentation_pipelines.pql.compile_polars import EVENT_LIST, PROFILE_PREFIX, CompiledPolars
 
 PAIRS_SCHEMA = {"audience_id": pl.String, "profile_id": pl.String}
 
@@ -119,11 +119,18 @@ def _batch_plan(
     if aggs:
         wide = wide.join(events.group_by("profile_id").agg(list(aggs.values())), on="profile_id", how="left")
     if paggs:
-        joined = events.join(
-            profiles.select("profile_id", *[pl.col(c).alias(PROFILE_PREFIX + c) for c in sorted(pcols)]),
-            on="profile_id",
-            how="inner",
+        prof = profiles.select(
+            "profile_id", *[pl.col(c).alias(PROFILE_PREFIX + c) for c in sorted(pcols - {EVENT_LIST})]
         )
+        if EVENT_LIST in pcols:
+            # Pairs of events: every event of the profile as one list (by timestamp), joined to each event row.
+            lists = events.group_by("profile_id").agg(
+                pl.struct(pl.all())
+                .sort_by("timestamp", nulls_last=True, maintain_order=True)
+                .alias(PROFILE_PREFIX + EVENT_LIST)
+            )
+            prof = prof.join(lists, on="profile_id", how="left")
+        joined = events.join(prof, on="profile_id", how="inner")
         wide = wide.join(joined.group_by("profile_id").agg(list(paggs.values())), on="profile_id", how="left")
     for audience, col in segs.items():
         ids = known.filter(pl.col("audience_id") == audience).select("profile_id").unique()

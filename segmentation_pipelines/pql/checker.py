@@ -938,6 +938,8 @@ def check(
             f"a segment definition must be a condition (true or false), but this expression gives {_a(result)}; "
             "compare it with something, e.g. '... > 0'",
         )
+    if not allow_non_boolean:
+        _reject_value_constructs(checker, query.body)
     return CheckedQuery(
         query=query,
         result_type=result,
@@ -949,6 +951,44 @@ def check(
         _resolutions=checker.res,
         _coercions=checker.coercions,
     )
+
+
+_VALUE_KINDS = ("object", "map", "mapentry", "tuple", "groups")
+
+
+def _reject_value_constructs(checker: _Checker, body: ast.Node) -> None:
+    """Segment definitions are conditions evaluated by the engines; the constructs that only build computed-attribute
+    values (groups, maps, map entries, objects) are rejected here, with their position, so that the compilers cover
+    everything ``check`` accepts on a segment definition (docs/decisions/engine.md)."""
+    for node in _walk(body):
+        if isinstance(node, ast.ObjectLiteral):
+            raise checker.fail(node, "an object literal '{...}' builds a computed-attribute value, not a condition")
+        if isinstance(node, ast.Lambda):
+            raise checker.fail(node, "a lambda builds a computed-attribute value, not a condition")
+        if isinstance(node, ast.Call) and node.name == "mapEntry":
+            raise checker.fail(node, "mapEntry(...) builds a computed-attribute value, not a condition")
+        if isinstance(node, ast.MethodCall) and node.name == "groupBy":
+            raise checker.fail(
+                node, "groupBy(...) builds a map (a computed-attribute value), not a condition; "
+                "count distinct keys with '.<key>.distinct().count()'"
+            )
+        if isinstance(node, ast.Binary) and node.op in ("=", "!="):
+            for side in (node.left, node.right):
+                t = checker.types.get(id(side))
+                if t is not None and t.kind in _VALUE_KINDS:
+                    raise checker.fail(
+                        side, f"'{node.op}' compares values, not {_a(t)}: compare their fields", _short(side)
+                    )
+
+
+def _walk(node: Any) -> Iterable[ast.Node]:
+    if isinstance(node, ast.Node):
+        yield node
+        for f in dataclasses.fields(node):
+            yield from _walk(getattr(node, f.name))
+    elif isinstance(node, tuple | list):
+        for x in node:
+            yield from _walk(x)
 
 
 def _is_path(node) -> bool:

@@ -645,8 +645,8 @@ class Lowering:
         raise CompileError(f"{d.var} must range over an array", d)
 
     def v_AggregateOver(self, n: ast.AggregateOver, ctx: Ctx) -> V:
-        if len(n.decls) != 1:
-            raise CompileError(f"{n.fn} over several declarations is not supported yet", n)
+        if len(n.decls) > 1:
+            return self.value(_nest_aggregate(n), ctx)
         d = n.decls[0]
         src = self.value(d.source, ctx)
         fn = "avg" if n.fn == "average" else n.fn
@@ -829,6 +829,10 @@ class Lowering:
 
     def events_method(self, ev: V, name: str, n: ast.MethodCall, ctx: Ctx) -> V:
         args = n.args
+        through_array = _through_array(self.schema.event, ev.proj)
+        if through_array or (ev.proj and name in ("exists", "filter")) or name not in _EVENT_AGG_METHODS:
+            # Everything else is a method of the (filtered, projected) events as one list per profile.
+            return self.list_method(self.events_as_list(ev, ctx, n), name, n, ctx)
         if name == "count":
             return V("scalar", self.event_agg("count", ev, None, ctx), "integer", node=n)
         if name in ("sum", "average", "avg", "min", "max"):
@@ -843,9 +847,57 @@ class Lowering:
                 raise CompileError(f"{n.name}(condition) takes one argument", n)
             f = self.filter_events(ev, args[0], ctx)
             return f if name == "filter" else V("scalar", self.truthy(f), "boolean", node=n)
-        if name == "distinct" and ev.proj:
-            return replace(ev, type="distinct", node=n)
-        raise CompileError(f"method {n.name}() is not supported on xEvent yet", n)
+        if name == "head" and not args:
+            return self.events_head(ev, ctx, n)
+        return self.list_method(self.events_as_list(ev, ctx, n), name, n, ctx)
+
+    def events_as_list(self, ev: V, ctx: Ctx, n: ast.Node) -> V:
+        """The (filtered) events as one list per profile, ordered by timestamp (nulls last), of whole events or of
+        the projected field (flattened through arrays). No selected event: a missing (null) list."""
+        saved = self._enter_event()
+        try:
+            ectx = self.event_ctx(ctx, ev.var)
+            ts_v = self._lookup("timestamp", ectx, ectx.frames, n)
+            ts = self.b.to_ts(ts_v.expr) if ts_v.type == "date" else ts_v.expr
+            if ev.proj:
+                pv = self._proj_expr(ev, ectx)
+                if pv.kind == "struct" and pv.expr is None:
+                    raise CompileError("a whole event is not a value here", n)
+                val = pv.expr
+            else:
+                pv = V("struct", None, "object", schema=self.schema.event, path=())
+                val = self.b.event_row()
+            ref = self._register(self.b.agg_list(val, ts, ev.cond), "list", ev)
+        finally:
+            self._leave_event(saved)
+        if pv.kind == "list":
+            # A list per event (an array field, or a field through one): one flat list of their elements.
+            return replace(pv, expr=self.b.list_flatten(ref), frame=None, node=n)
+        if pv.kind == "struct":
+            return V("list", ref, "array", schema=pv.schema, path=pv.path, elem_type="object", node=n)
+        return V("list", ref, "array", elem_type=pv.type, node=n)
+
+    def events_head(self, ev: V, ctx: Ctx, n: ast.MethodCall) -> V:
+        """``head()`` of (filtered) events: the earliest event by timestamp (events without a timestamp are not
+        ordered and never first; ties: either of them), as one aggregate of the whole event row."""
+        saved = self._enter_event()
+        try:
+            ectx = self.event_ctx(ctx, ev.var)
+            ts_v = self._lookup("timestamp", ectx, ectx.frames, n)
+            ts = self.b.to_ts(ts_v.expr) if ts_v.type == "date" else ts_v.expr
+            ref = self._register(self.b.agg_first(self.b.event_row(), ts, ev.cond), "first", ev)
+        finally:
+            self._leave_event(saved)
+        head = V("struct", ref, "object", schema=self.schema.event, path=(), node=n)
+        for name in ev.proj:
+            if head.kind != "struct":
+                raise CompileError(
+                    "head() of an event field through an array: use xEvent.head() and its fields", n
+                )
+            head = self.member(head, name, n, ctx)
+        if head.kind == "list" and ev.proj:
+            raise CompileError("head() of an array field of events: use xEvent.head() and its fields", n)
+        return head
 
     def list_method(self, lst: V, name: str, n: ast.MethodCall, ctx: Ctx) -> V:
         b = self.b
@@ -947,6 +999,45 @@ class Lowering:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------------
+_EVENT_AGG_METHODS = {"count", "sum", "average", "avg", "min", "max", "exists", "filter", "head"}
+
+
+def _through_array(schema: ClassSchema, names: tuple[str, ...]) -> bool:
+    """Whether an event projection passes through (or ends on) an array field."""
+    path: tuple[str, ...] = ()
+    for name in names:
+        path = (*path, name)
+        t = schema.lookup(path)
+        if t == "array":
+            return True
+        if t is None:
+            return False
+    return False
+
+
+def _nest_aggregate(n: ast.AggregateOver) -> ast.Expr:
+    """An aggregation over several declarations ranges over every combination of their items (each declaration's
+    condition holding, later ones may read earlier variables): ``sum``/``min``/``max`` nest (the sum of the inner
+    sums, the max of the inner maxima, ...), ``average`` is the sum of the values over the number of non-null
+    values (null when there is none). The simple form's value is the first declared variable."""
+    value = n.value if n.value is not None else ast.Name(n.decls[0].var, pos=n.decls[0].pos)
+    if n.fn == "average":
+        one = ast.Call(
+            "if",
+            (
+                ast.MethodCall(value, "isNotNull", (), pos=n.pos),
+                ast.Literal(1, "integer", pos=n.pos),
+                ast.Literal(0, "integer", pos=n.pos),
+            ),
+            pos=n.pos,
+        )
+        total = ast.AggregateOver("sum", value, n.decls, pos=n.pos)
+        count = ast.AggregateOver("sum", one, n.decls, pos=n.pos)
+        return ast.Binary("/", total, count, pos=n.pos)
+    inner = ast.AggregateOver(n.fn, value, n.decls[1:], pos=n.pos)
+    return ast.AggregateOver(n.fn, inner, n.decls[:1], pos=n.pos)
+
+
 def _lookup_through_arrays(schema: ClassSchema, names: tuple[str, ...]) -> str | None:
     path: tuple[str, ...] = ()
     t = None

@@ -9,13 +9,19 @@ written with Polars expressions. :class:`CompiledPolars` has
   ``profile_aggregates``: the same over the events joined with the profile columns (renamed ``__p__<name>``);
 * ``segments``: audience id -> boolean column name.
 
-Polars list lambdas (``list.eval``) see only the element: a condition on array elements that also reads the
-enclosing row (``^`` or an outer variable) is rejected here with a clear error (the SQL engine supports it).
+Polars list lambdas (``list.eval``) see only the element. Lambda bodies are therefore built over a placeholder
+column per lambda (``__elem<depth>``) and rewritten when the lambda is applied (:func:`_bind_lambda`): the
+placeholder becomes the element; any other column the body reads (the enclosing row: ``^``, outer variables, the
+outer event of a pair of events, an enclosing array element) is *captured*: the array is wrapped with those values
+as a one-element list ``[{a: <array>, o: {c0: ..., c1: ...}}]`` and the body evaluates over
+``a.explode()`` with the captured values broadcast (``o.c0``...).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +34,8 @@ from segmentation_pipelines.pql.compile_sql import _query_of
 from segmentation_pipelines.pql.schema import Schema
 
 PROFILE_PREFIX = "__p__"
+ELEM_PREFIX = "__elem"  # lambda element placeholders (never real columns)
+EVENT_LIST = "__events"  # the profile's events as one list (pairs of events)
 _OFFSET = {
     "millisecond": (1, "ms"),
     "second": (1, "s"),
@@ -94,14 +102,14 @@ class PolarsBackend:
         return e.struct.field(name)
 
     def lambda_var(self, depth: int) -> pl.Expr:
-        return pl.element()
+        # A placeholder, bound to the element (or captured by an inner lambda) by ``_bind_lambda``.
+        return pl.col(f"{ELEM_PREFIX}{depth}")
 
     def event_list(self, node: Any) -> pl.Expr:
-        raise CompileError(
-            "the Polars engine cannot evaluate conditions over pairs of events (xEvent inside a condition over "
-            "xEvent); use the DuckDB engine",
-            node,
-        )
+        # Pairs of events: every event of the profile as a list (ordered by timestamp), joined to each event row
+        # like a profile column (the engine builds it when ``profile_columns`` names it).
+        self.out.profile_columns.add(EVENT_LIST)
+        return pl.col(PROFILE_PREFIX + EVENT_LIST)
 
     # scalar operators -----------------------------------------------------------------------------------------------
     def cmp(self, op: str, a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -215,36 +223,37 @@ class PolarsBackend:
         return s.str.extract(pattern, group)
 
     # lists ------------------------------------------------------------------------------------------------------------
-    def _no_capture(self, cap: bool) -> None:
-        if cap:
-            raise CompileError(
-                "the Polars engine cannot evaluate a condition on array elements that reads the enclosing row "
-                "(^ or an outer variable); use the DuckDB engine"
-            )
-
     def list_filter(self, arr: pl.Expr, var: pl.Expr, body: pl.Expr, cap: bool) -> pl.Expr:
-        self._no_capture(cap)
-        return arr.list.eval(pl.element().filter(body.fill_null(False)))
+        lam = _bind_lambda(arr, var, body)
+        return lam.apply(lambda el, b: el.filter(_spread(lam, el, b).fill_null(False)))
 
     def list_transform(self, arr: pl.Expr, var: pl.Expr, body: pl.Expr, cap: bool) -> pl.Expr:
-        self._no_capture(cap)
-        return arr.list.eval(body)
+        lam = _bind_lambda(arr, var, body)
+        if lam.captured:
+            # A body reading only captured values is one value per list: repeat it over the elements.
+            return lam.apply(lambda el, b: _spread(lam, el, b))
+        return lam.apply(lambda el, b: b)
 
     def list_len(self, arr: pl.Expr) -> pl.Expr:
         return arr.list.len()
 
     def list_any(self, arr: pl.Expr, var: pl.Expr, body: pl.Expr, cap: bool) -> pl.Expr:
-        self._no_capture(cap)
-        return arr.list.eval(body.fill_null(False)).list.any()
+        lam = _bind_lambda(arr, var, body)
+        if lam.captured:
+            return lam.reduce(lambda el, b: (_spread(lam, el, b)).fill_null(False).any())
+        return arr.list.eval(lam.body.fill_null(False)).list.any()
 
     def list_all(self, arr: pl.Expr, var: pl.Expr, body: pl.Expr | None, cap: bool) -> pl.Expr:
         if body is None:
             return pl.lit(True)
-        self._no_capture(cap)
-        return arr.list.eval(body.fill_null(False)).list.all().fill_null(True)
+        lam = _bind_lambda(arr, var, body)
+        if lam.captured:
+            return lam.reduce(lambda el, b: (_spread(lam, el, b)).fill_null(False).all()).fill_null(True)
+        return arr.list.eval(lam.body.fill_null(False)).list.all().fill_null(True)
 
     def list_flatten(self, arr: pl.Expr) -> pl.Expr:
-        return arr.list.eval(pl.element().explode())
+        # As DuckDB's flatten: missing inner lists contribute nothing.
+        return arr.list.eval(pl.element().drop_nulls().explode(empty_as_null=False))
 
     def list_distinct(self, arr: pl.Expr) -> pl.Expr:
         return arr.list.unique()
@@ -270,15 +279,16 @@ class PolarsBackend:
         return e
 
     def list_top(self, arr: pl.Expr, var: pl.Expr, key: pl.Expr, n: int, desc: bool, cap: bool) -> pl.Expr:
-        self._no_capture(cap)
-        return arr.list.eval(
-            pl.element().sort_by(key, descending=desc, nulls_last=True, maintain_order=True).head(n)
+        lam = _bind_lambda(arr, var, key)
+        return lam.apply(
+            lambda el, k: el.sort_by(
+                _spread(lam, el, k), descending=desc, nulls_last=True, maintain_order=True
+            ).head(n)
         )
 
     def map_get(self, m: pl.Expr, key: pl.Expr) -> pl.Expr:
-        if not self.is_constant(key):
-            self._no_capture(True)
-        hit = m.list.eval(pl.element().filter(pl.element().struct.field("key") == key))
+        var = pl.col(ELEM_PREFIX + "map")
+        hit = self.list_filter(m, var, var.struct.field("key") == key, False)
         return hit.list.get(0, null_on_oob=True).struct.field("value")
 
     def map_part(self, m: pl.Expr, part: str) -> pl.Expr:
@@ -297,10 +307,26 @@ class PolarsBackend:
         v = val if cond is None else pl.when(cond).then(val)
         return {"sum": v.sum, "avg": v.mean, "min": v.min, "max": v.max}[fn]()
 
+    def event_row(self) -> pl.Expr:
+        return pl.struct(pl.all())
+
+    def agg_first(self, row: pl.Expr, ts: pl.Expr, cond: pl.Expr | None) -> pl.Expr:
+        # arg_min skips null timestamps (and, through when/then, events failing the condition); none: null.
+        key = ts if cond is None else pl.when(cond).then(ts)
+        return row.get(key.arg_min())
+
+    def agg_list(self, val: pl.Expr, ts: pl.Expr, cond: pl.Expr | None) -> pl.Expr:
+        if cond is not None:
+            val, ts = val.filter(cond), ts.filter(cond)
+        return val.sort_by(ts, nulls_last=True, maintain_order=True)
+
     def agg_ref(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:
         name = ("b_" if needs_profile else "a_") + _h(agg)
         (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg.alias(name)
         ref = pl.col(name)
+        if kind == "list":
+            # As SQL's list() FILTER: no selected event is a missing list, not an empty one.
+            return pl.when(ref.list.len() > 0).then(ref)
         if kind in _DEFAULTS:
             d = _DEFAULTS[kind]
             return ref.fill_null(pl.lit(d) if isinstance(d, bool) else pl.lit(d, dtype=pl.Int64))
@@ -317,6 +343,93 @@ class PolarsBackend:
             t = hits.min() if n == 1 else pl.when(hits.len() >= n).then(hits.bottom_k(n).max())
         assert t is not None
         return self.agg_ref(t.is_not_null(), "bool_or", needs_profile)
+
+
+@dataclass
+class _Lambda:
+    """A lambda body bound to its array: ``body`` reads the element as ``pl.element()`` (no captures) or, when
+    ``captured`` names outer columns, the array is wrapped as ``[{a: arr, o: {c<i>: <captured column i>}}]``."""
+
+    arr: pl.Expr
+    body: pl.Expr
+    captured: list[str]
+    reads_element: bool = True
+
+    def _source(self) -> pl.Expr:
+        outer = pl.struct([pl.col(c).alias(f"c{i}") for i, c in enumerate(self.captured)])
+        return pl.concat_list(pl.struct(self.arr.alias("a"), outer.alias("o")))
+
+    def apply(self, make: Any) -> pl.Expr:
+        """``make(elements, body)``: a list-valued expression per array."""
+        if not self.captured:
+            return self.arr.list.eval(make(pl.element(), self.body))
+        out = self._source().list.eval(make(_ELEMENTS, self.body))
+        return pl.when(self.arr.is_not_null()).then(out)
+
+    def reduce(self, make: Any) -> pl.Expr:
+        """``make(elements, body)``: one value per array (captured form only)."""
+        out = self._source().list.eval(make(_ELEMENTS, self.body)).list.first()
+        return pl.when(self.arr.is_not_null()).then(out)
+
+
+_ELEMENTS = pl.element().struct.field("a").explode(empty_as_null=False)
+
+
+def _spread(lam: _Lambda, elements: pl.Expr, body: pl.Expr) -> pl.Expr:
+    """A captured-form body that does not read the elements is one value per array: repeat it per element."""
+    return body if lam.reads_element or not lam.captured else pl.repeat(body, elements.len())
+
+
+def _bind_lambda(arr: pl.Expr, var: pl.Expr, body: pl.Expr) -> _Lambda:
+    """Bind the placeholder ``var`` of ``body`` to the array's elements; capture every other column it reads.
+
+    Polars has no expression substitution, so the body's serialized tree is rewritten: the placeholder column
+    becomes the element, every other column a field of the captured struct. Bodies of nested ``list.eval``s are
+    already bound (they read only their own element and captured fields) and are left alone."""
+    name = var.meta.output_name()
+    roots = body.meta.root_names()
+    if not any(c != name for c in roots):
+        tree = _rewrite(_tree(body), {name: "Element"}, None)
+        return _Lambda(arr, _expr(tree), [])
+    captured: list[str] = []
+    tree = _rewrite(_tree(body), {name: _tree(_ELEMENTS)}, captured)
+    return _Lambda(arr, _expr(tree), captured, name in roots)
+
+
+def _tree(e: pl.Expr) -> Any:
+    return json.loads(e.meta.serialize(format="json"))
+
+
+def _expr(tree: Any) -> pl.Expr:
+    return pl.Expr.deserialize(io.StringIO(json.dumps(tree)), format="json")
+
+
+def _rewrite(node: Any, bound: dict[str, Any], captured: list[str] | None) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(x, bound, captured) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Column"} and isinstance(node["Column"], str):
+        col = node["Column"]
+        if col in bound:
+            return bound[col]
+        if captured is None:
+            return node
+        if col not in captured:
+            captured.append(col)
+        # Repeated once per element: every expression of the body then has the elements' length (no implicit
+        # broadcasting of unit values, which would turn an empty array into one row).
+        value = pl.element().struct.field("o").struct.field(f"c{captured.index(col)}")
+        return _tree(pl.repeat(value.first(), _ELEMENTS.len()))
+    out = {}
+    for k, v in node.items():
+        if k == "Eval" and isinstance(v, dict):
+            out[k] = {
+                kk: (vv if kk == "evaluation" else _rewrite(vv, bound, captured)) for kk, vv in v.items()
+            }
+        else:
+            out[k] = _rewrite(v, bound, captured)
+    return out
 
 
 def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) -> CompiledPolars:

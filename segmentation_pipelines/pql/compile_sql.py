@@ -323,11 +323,14 @@ class SqlBackend:
     def list_top(
         self, arr: exp.Expression, var: exp.Expression, key: exp.Expression, n: int, desc: bool, cap: bool
     ) -> exp.Expression:
-        # Sort (key, original position) so that ties keep the array's order (as Polars' stable sort does).
+        # Sort (key presence, key, original position): null keys last in both directions (a null field inside a
+        # struct sorts as the largest value, so presence leads), ties in the array's order (as Polars' stable sort).
         idx = exp.to_identifier("i_top")
         pos = exp.Neg(this=idx) if desc else idx
+        present = self.is_not_null(key.copy()) if desc else exp.Is(this=key.copy(), expression=exp.Null())
         pair = exp.Struct(
             expressions=[
+                exp.PropertyEQ(this=exp.to_identifier("n"), expression=present),
                 exp.PropertyEQ(this=exp.to_identifier("k"), expression=key),
                 exp.PropertyEQ(this=exp.to_identifier("i"), expression=pos),
                 exp.PropertyEQ(this=exp.to_identifier("v"), expression=var),
@@ -371,6 +374,23 @@ class SqlBackend:
             return exp.Count(this=exp.Star()) if cond is None else exp.CountIf(this=cond)
         cls = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}[fn]
         e = cls(this=val)
+        return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
+
+    def event_row(self) -> exp.Expression:
+        return exp.column("e")
+
+    def agg_first(
+        self, row: exp.Expression, ts: exp.Expression, cond: exp.Expression | None
+    ) -> exp.Expression:
+        # arg_min skips rows whose timestamp is null; no qualifying row: null.
+        e = exp.ArgMin(this=row, expression=ts)
+        return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
+
+    def agg_list(
+        self, val: exp.Expression, ts: exp.Expression, cond: exp.Expression | None
+    ) -> exp.Expression:
+        # Ordered by timestamp (ASC: nulls last); no selected row: NULL.
+        e = exp.ArrayAgg(this=exp.Order(this=val, expressions=[exp.Ordered(this=ts.copy())]))
         return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
 
     def agg_ref(self, agg: exp.Expression, kind: str, needs_profile: bool) -> exp.Expression:

@@ -160,3 +160,35 @@ def test_shared_event_conditions_are_one_aggregate() -> None:
     for compiler in (compile_sql, compile_polars):
         ca, cb = compiler.compile_definition(a, SCHEMA, NOW), compiler.compile_definition(b, SCHEMA, NOW)
         assert len(ca.aggregates) == 1 and set(ca.aggregates) == set(cb.aggregates)
+
+
+def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path) -> None:
+    """``arr[field = "v"].count() > 0`` of several definitions reads one shared ``list_transform`` column in
+    the DuckDB aggregate (no lambda per condition) and selects the same profiles as Polars, also under NOT
+    (where NULL and FALSE differ) and for events without items."""
+    from sqlglot import exp
+
+    from segmentation_pipelines.engine.duckdb_engine import _event_aggregate_select
+    from segmentation_pipelines.pql import compile_sql
+
+    texts = {
+        "ps": 'select X from xEvent where X.productListItems[SKU = "PS"].count() > 0',
+        "lr": 'select X from xEvent where X.productListItems[SKU = "LR"].count() > 0',
+        "not_lr": 'select X from xEvent where not(X.productListItems[SKU = "LR"].count() > 0)',
+        "none": 'select X from xEvent where X.productListItems[SKU = "XX"].count() > 0',
+    }
+    aggs: dict[str, exp.Expression] = {}
+    for t in texts.values():
+        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
+    sql = _event_aggregate_select(aggs, "events AS e")
+    assert sql.upper().count("LIST_TRANSFORM") == 1 and "LIST_FILTER" not in sql.upper()
+    got = {}
+    for engine in ENGINES:
+        out = tmp_path / f"{engine}.parquet"
+        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
+        got[engine] = _pairs(out)
+    assert got["duckdb"] == got["polars"]
+    assert {p for a, p in got["duckdb"] if a == "ps"} == {"p1"}
+    assert {p for a, p in got["duckdb"] if a == "lr"} == {"p1", "p2"}
+    assert {p for a, p in got["duckdb"] if a == "not_lr"} == {"p1", "p2", "p3", "p4"}
+    assert not {p for a, p in got["duckdb"] if a == "none"}

@@ -176,8 +176,8 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ("(select X from xEvent where X.productListItems.count() > 1).count() = 1", {"p1"}),
     ("select X from xEvent where X.commerce.checkouts.value + X.commerce.order.priceTotal > 20", {"p1"}),
     # name resolution: element first, then the enclosing level; ^ forces the enclosing level
-    ("orders[price > loyalty.points].count() > 0", {"p4"}, SQL_ONLY),
-    ("orders[price > ^loyalty.points].count() > 0", {"p4"}, SQL_ONLY),
+    ("orders[price > loyalty.points].count() > 0", {"p4"}),
+    ("orders[price > ^loyalty.points].count() > 0", {"p4"}),
     (
         'select X from xEvent where X.commerce.order.currencyCode = "USD" and homeAddress.countryCode = "US"',
         {"p1"},
@@ -187,18 +187,93 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     (
         'select O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.eventType = "addToCart" and O2.timestamp occurs < 2 hours after O1.timestamp',
         {"p2"},
-        SQL_ONLY,
     ),
     (
         'select O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.eventType = "addToCart" and O2.timestamp occurs <= 2 hours after O1.timestamp',
         {"p1", "p2"},
-        SQL_ONLY,
     ),
     (
         'select O1 from xEvent where O1.eventType = "checkout", O2 from xEvent where O2.timestamp occurs <= 1 day after O1.timestamp',
         set(),
-        SQL_ONLY,
     ),
+    # the appendix example of pairs (every event has a commerce.order object here, so every pair counts)
+    (
+        "select Order1 from xEvent where Order1.commerce.order, Order2 from xEvent where Order2.commerce.order and Order2.timestamp occurs < 2 weeks after Order1.timestamp",
+        {"p1", "p2", "p3"},
+    ),
+    (
+        "select Order1 from xEvent where Order1.commerce.order.priceTotal, Order2 from xEvent where Order2.commerce.order.priceTotal and Order2.timestamp occurs < 2 weeks after Order1.timestamp",
+        {"p1"},
+    ),
+    (
+        "select Order1 from xEvent where Order1.commerce.order.priceTotal, Order2 from xEvent where Order2.commerce.order.priceTotal and Order2.timestamp occurs < 30 days after Order1.timestamp",
+        {"p1", "p2"},
+    ),
+    # forall: every event is a homePageView and every event is before, at or < N days after every other (p3's
+    # events span 10-29 00:00 .. 11-29 05:00: 31 days 5 hours)
+    (
+        'forall O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.timestamp occurs < 32 days after O1.timestamp or O2.timestamp occurs before O1.timestamp or O2.timestamp = O1.timestamp',
+        {"p3", "p5"},
+    ),
+    (
+        'forall O1 from xEvent where O1.eventType = "homePageView", O2 from xEvent where O2.timestamp occurs < 31 days after O1.timestamp or O2.timestamp occurs before O1.timestamp or O2.timestamp = O1.timestamp',
+        {"p5"},
+    ),
+    # conditions on array elements reading the enclosing event, the profile, an enclosing element
+    (
+        "select X from xEvent where X.productListItems[quantity >= X.commerce.checkouts.value].count() > 0",
+        {"p1"},
+    ),
+    ("exists E from xEvent : E.productListItems[quantity > loyalty.points].count() > 0", {"p2"}),
+    ("select O from orders, S from person.scores where S * 10 > O.price", {"p1"}),
+    ("(sum O.price - loyalty.points over O from orders) > 0", {"p4"}),
+    ('orders.topN(price - loyalty.points, 1).head().storeId = "s2"', {"p1"}),
+    ("forall O from orders where O.price > loyalty.points", {"p2", "p4", "p5"}),  # p3: 5 > null is false
+    # aggregation over several declarations: every combination (p1's only later-order pair: 100 + 20 = 120;
+    # p2's: 300 + 5 = 305; p1's order x score products: max 50 * 5; averages: p1 198 / 6 = 33, p4 72)
+    (
+        "(sum X.commerce.order.priceTotal + Y.commerce.order.priceTotal over X from xEvent, Y from xEvent where Y.timestamp > X.timestamp) > 100",
+        {"p1", "p2"},
+    ),
+    (
+        "(sum X.commerce.order.priceTotal + Y.commerce.order.priceTotal over X from xEvent, Y from xEvent where Y.timestamp > X.timestamp) > 150",
+        {"p2"},
+    ),
+    ("(max O.price * S over O from orders, S from person.scores) > 200", {"p1"}),
+    ("(max O.price * S over O from orders, S from person.scores) = 140", {"p4"}),
+    ("(average O.price + S over O from orders, S from person.scores) = 33", {"p1"}),
+    ("(average O.price + S over O from orders, S from person.scores) > 20", {"p1", "p4"}),
+    ("(min O.price + S over O from orders, S from person.scores where S > O.price / 20) = 11", {"p1"}),
+    ("(average O.price + S over O from orders, S from person.scores).isNull()", {"p2", "p3", "p5"}),
+    # head() of events: the earliest event with a timestamp (p4's second login has none)
+    ('xEvent.head().eventType = "homePageView"', {"p1", "p3"}),
+    ('xEvent[eventType = "addToCart"].head().commerce.order.priceTotal = 20', {"p1"}),
+    ('(select X from xEvent where X.eventType = "homePageView").head().timestamp occurs today', {"p2"}),
+    ('xEvent.eventType.head() = "login"', {"p4"}),
+    ("xEvent.head()", {"p1", "p2", "p3", "p4"}),
+    ('xEvent[timestamp occurs today].head().productListItems.SKU = "PS"', set()),
+    (
+        'xEvent[eventType = "checkout" or eventType = "addToCart"].head().productListItems.SKU = "LR"',
+        {"p1", "p2"},
+    ),
+    ('xEvent[loyalty.tier = "gold"].head().eventType = "homePageView"', {"p1"}),
+    # array methods of events: the (filtered, projected) events as one list per profile, by timestamp; a field
+    # through an array flattens (events without items contribute nothing); null keys sort last in topN/bottomN
+    ('xEvent.eventType.includes("login")', {"p4"}),
+    ('xEvent.productListItems.SKU.intersects(["LR", "zz"])', {"p1", "p2"}),
+    ('xEvent[eventType = "homePageView"].eventType.subsetOf(["homePageView"])', {"p1", "p2", "p3"}),
+    ("xEvent.eventType.distinct().count() = 1", {"p3", "p4"}),
+    ("xEvent.distinct().count() = 1", set()),
+    ('xEvent.topN(commerce.order.priceTotal, 1).head().eventType = "purchase"', {"p2"}),
+    ('xEvent.bottomN(commerce.order.priceTotal, 1).head().eventType = "addToCart"', {"p1", "p2"}),
+    ('xEvent.bottomN(timestamp, 2).eventType.includes("checkout")', {"p1"}),
+    ("xEvent.map(commerce.order.priceTotal * 2).max() > 500", {"p2"}),
+    ("xEvent.productListItems.count() = 3", {"p1"}),
+    ("xEvent.productListItems.quantity.sum() = 4", {"p1"}),
+    ('xEvent.eventType.filter(this = "login").count() = 2', {"p4"}),
+    ('xEvent.productListItems.exists(SKU = "LR")', {"p1", "p2"}),
+    ('xEvent.eventType.intersection(["login", "purchase"]).count() = 1', {"p2", "p4"}),
+    ('xEvent[eventType = "nothing"].eventType.subsetOf(["a"])', set()),
     # chain: ordering, counts, WHEN, WHERE, null timestamps
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart")])', {"p1", "p2"}),
     ('not(chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView")]))', {"p4", "p5"}),
