@@ -1,7 +1,8 @@
 """One-pass evaluation on Polars (lazy): the same plan as the DuckDB engine, written with Polars expressions.
 
 Per batch: ``events.group_by("profile_id").agg(<every event aggregate of the batch>)``, LEFT JOINed once to the
-profiles, one boolean column per definition, unpivoted into (audience, profile) pairs. Each query runs with
+profiles, one boolean column per definition (collected), then one filter per column gives the (audience, profile)
+pairs. The output is not sorted (as DuckDB's). Each query runs with
 ``collect(background=True)`` so that a cancel stops it (``InProcessQuery.cancel``).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -66,13 +68,23 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
         for bi, batch in enumerate(_batches([(d.id, compiled[d.id]) for d in stage])):
             if req.progress is not None:
                 req.progress(f"stage {si + 1}/{len(stages)}, batch {bi + 1}: {len(batch)} definitions")
-            pairs = _collect(_batch_plan(batch, profiles, events, known), req)
+            def aggregates(lf: pl.LazyFrame) -> pl.DataFrame:
+                t1 = time.perf_counter()
+                df = _collect(lf, req)
+                timings["event_aggregates"] = timings.get("event_aggregates", 0.0) + time.perf_counter() - t1
+                return df
+
+            t1 = time.perf_counter()
+            flags = _collect(_batch_plan(batch, profiles, events, known, aggregates), req)
+            timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t1
+            t1 = time.perf_counter()
+            pairs = _pairs(flags, [aid for aid, _ in batch])
+            timings["pairs"] = timings.get("pairs", 0.0) + time.perf_counter() - t1
             outputs.append(pairs)
             known = pl.concat([known, pairs])
     timings["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     result = pl.concat(outputs) if outputs else pl.DataFrame(schema=PAIRS_SCHEMA)
-    result = result.sort("audience_id", "profile_id")
     out = Path(req.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -104,8 +116,15 @@ def _batches(items: list[tuple[str, CompiledPolars]]) -> list[list[tuple[str, Co
 
 
 def _batch_plan(
-    batch: list[tuple[str, CompiledPolars]], profiles: pl.LazyFrame, events: pl.LazyFrame, known: pl.DataFrame
+    batch: list[tuple[str, CompiledPolars]],
+    profiles: pl.LazyFrame,
+    events: pl.LazyFrame,
+    known: pl.DataFrame,
+    materialize: Callable[[pl.LazyFrame], pl.DataFrame],
 ) -> pl.LazyFrame:
+    """The per-profile flags ``d<i>`` of a batch. The event aggregates are collected on their own
+    (``materialize``) before the join to the profiles: measured 2x faster than one lazy plan of both (100
+    definitions, 20M events: 15 s -> 7 s), the streaming group-by then runs alone."""
     aggs: dict[str, pl.Expr] = {}
     paggs: dict[str, pl.Expr] = {}
     pcols: set[str] = set()
@@ -117,7 +136,8 @@ def _batch_plan(
         segs.update(c.segments)
     wide = profiles
     if aggs:
-        wide = wide.join(events.group_by("profile_id").agg(list(aggs.values())), on="profile_id", how="left")
+        per_profile = materialize(events.group_by("profile_id").agg(list(aggs.values())))
+        wide = wide.join(per_profile.lazy(), on="profile_id", how="left")
     if paggs:
         prof = profiles.select(
             "profile_id", *[pl.col(c).alias(PROFILE_PREFIX + c) for c in sorted(pcols - {EVENT_LIST})]
@@ -131,18 +151,23 @@ def _batch_plan(
             )
             prof = prof.join(lists, on="profile_id", how="left")
         joined = events.join(prof, on="profile_id", how="inner")
-        wide = wide.join(joined.group_by("profile_id").agg(list(paggs.values())), on="profile_id", how="left")
+        per_profile = materialize(joined.group_by("profile_id").agg(list(paggs.values())))
+        wide = wide.join(per_profile.lazy(), on="profile_id", how="left")
     for audience, col in segs.items():
         ids = known.filter(pl.col("audience_id") == audience).select("profile_id").unique()
         wide = wide.join(ids.lazy().with_columns(pl.lit(True).alias(col)), on="profile_id", how="left")
-    flags = wide.select(
+    return wide.select(
         pl.col("profile_id").cast(pl.String),
         *[c.predicate.fill_null(False).alias(f"d{i}") for i, (_, c) in enumerate(batch)],
     )
-    mapping = pl.LazyFrame({"k": [f"d{i}" for i in range(len(batch))], "audience_id": [a for a, _ in batch]})
-    return (
-        flags.unpivot(index="profile_id", variable_name="k", value_name="flag")
-        .filter(pl.col("flag"))
-        .join(mapping, on="k")
-        .select("audience_id", "profile_id")
-    )
+
+
+def _pairs(flags: pl.DataFrame, audience_ids: list[str]) -> pl.DataFrame:
+    """(audience, profile) pairs from the per-profile boolean columns ``d<i>``: one filter per column of the
+    collected frame (measured: 100 definitions x 1M profiles ~1 s, where unpivoting the lazy frame into 100M rows,
+    filtering and joining the column names back took ~25 s)."""
+    parts = [
+        flags.filter(pl.col(f"d{i}")).select(pl.lit(aid).alias("audience_id"), pl.col("profile_id"))
+        for i, aid in enumerate(audience_ids)
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=PAIRS_SCHEMA)

@@ -32,10 +32,12 @@ What a :class:`CheckedQuery` gives the compilers (stable API):
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from typing import Literal as L
 
 from segmentation_pipelines.pql import ast
@@ -962,15 +964,18 @@ def _reject_value_constructs(checker: _Checker, body: ast.Node) -> None:
     everything ``check`` accepts on a segment definition (docs/decisions/engine.md)."""
     for node in _walk(body):
         if isinstance(node, ast.ObjectLiteral):
-            raise checker.fail(node, "an object literal '{...}' builds a computed-attribute value, not a condition")
+            raise checker.fail(
+                node, "an object literal '{...}' builds a computed-attribute value, not a condition"
+            )
         if isinstance(node, ast.Lambda):
             raise checker.fail(node, "a lambda builds a computed-attribute value, not a condition")
         if isinstance(node, ast.Call) and node.name == "mapEntry":
             raise checker.fail(node, "mapEntry(...) builds a computed-attribute value, not a condition")
         if isinstance(node, ast.MethodCall) and node.name == "groupBy":
             raise checker.fail(
-                node, "groupBy(...) builds a map (a computed-attribute value), not a condition; "
-                "count distinct keys with '.<key>.distinct().count()'"
+                node,
+                "groupBy(...) builds a map (a computed-attribute value), not a condition; "
+                "count distinct keys with '.<key>.distinct().count()'",
             )
         if isinstance(node, ast.Binary) and node.op in ("=", "!="):
             for side in (node.left, node.right):

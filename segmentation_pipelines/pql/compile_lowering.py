@@ -337,9 +337,14 @@ class Lowering:
     def compare(self, op: str, left: ast.Expr, right: ast.Expr, ctx: Ctx, n: ast.Node) -> V:
         lv, rv = self.value(left, ctx), self.value(right, ctx)
         # Existential comparison of an event projection with a value (pql.md §0).
+        if lv.kind == "events" and rv.kind == "events":
+            # Existential over pairs: some value of the left events compares true with some value of the right.
+            lv, rv = self.events_as_list(lv, ctx, n), self.events_as_list(rv, ctx, n)
+            x, y = self.b.lambda_var(ctx.lambda_depth + 1), self.b.lambda_var(ctx.lambda_depth + 2)
+            body = self._cmp_exprs(op, V("scalar", x, lv.elem_type), V("scalar", y, rv.elem_type), False, n)
+            inner = self.b.list_any(rv.expr, y, body.expr, True)
+            return V("scalar", self.b.list_any(lv.expr, x, inner, False), "boolean", node=n)
         if lv.kind == "events" or rv.kind == "events":
-            if lv.kind == "events" and rv.kind == "events":
-                raise CompileError("comparing two event arrays is not supported", n)
             ev, other_node, flip = (lv, right, False) if lv.kind == "events" else (rv, left, True)
             return self.events_exists(
                 ev,
@@ -395,7 +400,10 @@ class Lowering:
         b = self.b
         neg = op == "notIn"
         if rv.kind == "events":
-            raise CompileError("membership in an event array: use select/exists", n)
+            # Membership in the values of the events: their list per profile.
+            rv = self.events_as_list(rv, ctx, n)
+            if lv.kind == "events":
+                lv = self.events_as_list(lv, ctx, n)
         if lv.kind == "events":
             if rv.kind != "list":
                 raise CompileError("the right side of in/notIn must be an array", n)

@@ -14,7 +14,7 @@ column per lambda (``__elem<depth>``) and rewritten when the lambda is applied (
 placeholder becomes the element; any other column the body reads (the enclosing row: ``^``, outer variables, the
 outer event of a pair of events, an enclosing array element) is *captured*: the array is wrapped with those values
 as a one-element list ``[{a: <array>, o: {c0: ..., c1: ...}}]`` and the body evaluates over
-``a.explode()`` with the captured values broadcast (``o.c0``...).
+``a.explode()`` with each captured value repeated once per element (``o.c0``...).
 """
 
 from __future__ import annotations
@@ -255,17 +255,19 @@ class PolarsBackend:
         # As DuckDB's flatten: missing inner lists contribute nothing.
         return arr.list.eval(pl.element().drop_nulls().explode(empty_as_null=False))
 
+    # Set functions ignore null items, as DuckDB's (list_distinct, list_intersect, list_has_any/all).
     def list_distinct(self, arr: pl.Expr) -> pl.Expr:
-        return arr.list.unique()
+        return arr.list.drop_nulls().list.unique()
 
     def list_first(self, arr: pl.Expr) -> pl.Expr:
         return arr.list.get(0, null_on_oob=True)
 
     def list_intersect(self, a: pl.Expr, b: pl.Expr) -> pl.Expr:
-        return a.list.set_intersection(b)
+        return a.list.drop_nulls().list.set_intersection(b.list.drop_nulls())
 
     def list_setop(self, name: str, a: pl.Expr, b: pl.Expr) -> pl.Expr:
         valid = a.is_not_null() & b.is_not_null()
+        a, b = a.list.drop_nulls(), b.list.drop_nulls()
         if name == "intersects":
             return pl.when(valid).then(a.list.set_intersection(b).list.len() > 0)
         if name == "subsetof":
@@ -334,9 +336,19 @@ class PolarsBackend:
 
     def chain(self, ts: pl.Expr, conds: list[pl.Expr], counts: list[int], needs_profile: bool) -> pl.Expr:
         # Greedy matching inside the group: each step's match is its n-th event strictly after the previous one.
+        # A first step counted once matches at min(ts) of its events, and a last step counted once matches iff
+        # the latest of its events is after the previous match: element-wise conditions + plain reductions, which
+        # Polars evaluates vectorized (as the SQL emitter's min/max FILTER). Only the other steps filter inside the
+        # group (measured: 2-step chains of 8 definitions on 20M events 20.9 s -> 1.7 s).
         t: pl.Expr | None = None
-        for c, n in zip(conds, counts, strict=True):
+        for i, (c, n) in enumerate(zip(conds, counts, strict=True)):
             sel = c & ts.is_not_null()
+            if n == 1 and t is None:
+                t = pl.when(sel).then(ts).min()
+                continue
+            if n == 1 and i == len(conds) - 1:
+                found = (pl.when(sel).then(ts).max() > t).fill_null(False)
+                return self.agg_ref(found, "bool_or", needs_profile)
             if t is not None:
                 sel = sel & (ts > t)
             hits = ts.filter(sel)

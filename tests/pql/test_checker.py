@@ -311,3 +311,25 @@ def test_method_and_function_result_types(text, kind):
 )
 def test_method_misuse(text, words):
     assert words in bad(text, allow_non_boolean=True).message
+
+
+@pytest.mark.parametrize(
+    "text, column, words",
+    [
+        ("xEvent.groupBy(product).count() > 2", 1, "groupBy(...) builds a map"),
+        (
+            'person.name.firstName.isNotNull() and xEvent.map({"n": eventType}).count() > 1',
+            50,
+            "object literal",
+        ),
+        ('mapEntry("a", 1).isNotNull()', 1, "mapEntry(...)"),
+        ("xEvent.head() = xEvent.head()", 1, "compare their fields"),
+        ("homeAddress != workAddress", 1, "compare their fields"),
+    ],
+)
+def test_segment_definitions_reject_computed_attribute_constructs(text, column, words):
+    # The engines evaluate conditions; constructs that only build values are rejected on segment definitions (with
+    # their position), and accepted for computed attributes.
+    err = bad(text)
+    assert (err.line, err.column) == (1, column) and words in err.message
+    ok(text, allow_non_boolean=True)

@@ -237,9 +237,47 @@ def event_cond(draw) -> str:
 def event_atom(draw) -> str:
     c = draw(event_cond())
     c2 = draw(event_cond())
-    kind = draw(st.integers(0, 6))
+    kind = draw(st.integers(0, 12))
     if kind == 0:
         return f"xEvent[{c} and {c2}].count() >= {draw(st.integers(0, 3))}"
+    if kind == 7:  # pairs of events (the inner range reads the outer event)
+        window = draw(st.sampled_from(["< 2 hours after", "<= 1 day after", "> 3 days after", "before"]))
+        return f"select A from xEvent where A.{c}, B from xEvent where B.{c2} and B.timestamp occurs {window} A.timestamp"
+    if kind == 8:  # element conditions reading the enclosing event and the profile
+        return draw(
+            st.sampled_from(
+                [
+                    "select X from xEvent where X.productListItems[quantity >= X.commerce.checkouts.value].count() > 0",
+                    "exists E from xEvent : E.productListItems[quantity * 20 > loyalty.points].count() > 0",
+                    "orders[price > loyalty.points].count() > 0",
+                    "forall O from orders where O.price * 10 > loyalty.points",
+                ]
+            )
+        )
+    if kind == 9:  # aggregation over several declarations
+        fn = draw(st.sampled_from(["sum", "average", "min", "max"]))
+        return (
+            f"({fn} X.commerce.order.priceTotal + Y.commerce.order.priceTotal over X from xEvent where X.{c}, "
+            f"Y from xEvent where Y.timestamp > X.timestamp) > {draw(st.sampled_from([0, 10, 60]))}"
+        )
+    if kind == 10:  # array methods of events (set-like: independent of the order of equal timestamps)
+        return draw(
+            st.sampled_from(
+                [
+                    'xEvent.eventType.includes("a")',
+                    'xEvent.productListItems.SKU.intersects(["LR"])',
+                    'xEvent.eventType.subsetOf(["a", "b"])',
+                    "xEvent.eventType.distinct().count() = 2",
+                    "xEvent.productListItems.count() >= 2",
+                    "xEvent.productListItems.quantity.sum() > 2",
+                ]
+            )
+        )
+    if kind in (11, 12):  # head() of events with distinct timestamps only (ties pick either event)
+        return (
+            f"xEvent[{c}].count() = xEvent[{c}].timestamp.distinct().count() and "
+            f"xEvent[{c}].head().eventType = {q(draw(st.sampled_from(['a', 'b'])))}"
+        )
     if kind == 1:
         return f"select X from xEvent where X.{c}"
     if kind == 2:

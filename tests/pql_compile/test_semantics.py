@@ -274,6 +274,22 @@ CASES: list[tuple[str, set[str]] | tuple[str, set[str], str]] = [
     ('xEvent.productListItems.exists(SKU = "LR")', {"p1", "p2"}),
     ('xEvent.eventType.intersection(["login", "purchase"]).count() = 1', {"p2", "p4"}),
     ('xEvent[eventType = "nothing"].eventType.subsetOf(["a"])', set()),
+    # two event projections compared / membership in event values (existential over their values)
+    ('xEvent[eventType = "addToCart"].timestamp < xEvent[eventType = "homePageView"].timestamp', set()),
+    (
+        'xEvent[eventType = "addToCart"].timestamp > xEvent[eventType = "homePageView"].timestamp',
+        {"p1", "p2"},
+    ),
+    (
+        'xEvent[eventType = "checkout"].productListItems.SKU = xEvent[eventType = "addToCart"].productListItems.SKU',
+        {"p1"},
+    ),
+    ('"login" in xEvent.eventType', {"p4"}),
+    # p3: no addToCart event, a missing list: notIn is false on it
+    (
+        'xEvent[eventType = "homePageView"].eventType notIn xEvent[eventType = "addToCart"].eventType',
+        {"p1", "p2"},
+    ),
     # chain: ordering, counts, WHEN, WHERE, null timestamps
     ('chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart")])', {"p1", "p2"}),
     ('not(chain(xEvent, timestamp, [A: WHAT(eventType = "homePageView")]))', {"p4", "p5"}),
