@@ -7,12 +7,15 @@
   ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``). Without that variable and outside CI, tests using it
   skip; in CI (``CI`` set) a skipped ``@pytest.mark.postgres`` test is turned into a failure, so PostgreSQL
   coverage cannot silently disappear.
+* every test must leave Dagster's process-wide load state (``DefinitionsLoadContext``, the current defs-state
+  storage) as it found it: a leak fails the test that leaked, not an unrelated test in another folder later.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -32,6 +35,30 @@ def in_ci() -> bool:
 def pg_server_url() -> str | None:
     """Where PostgreSQL tests run, or None when they should skip (never in CI)."""
     return os.environ.get(PG_ENV) or (CI_PG_SERVER_URL if in_ci() else None)
+
+
+def _dagster_load_state() -> tuple[object, object]:
+    """Dagster's process-wide state for loading definitions (unset when Dagster is not even imported)."""
+    if "dagster" not in sys.modules:
+        return None, None
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    return DefinitionsLoadContext._instance, DefsStateStorage.get()
+
+
+@pytest.fixture(autouse=True)
+def _dagster_load_state_is_restored() -> Iterator[None]:
+    # E.g. a schedule context built from an instance and left open: it enters a copy of the instance and, once
+    # garbage-collected, leaves a storage of a dead instance current; every later definitions load in the process
+    # then fails with "Attempted to resolve undefined DagsterInstance weakref".
+    before = _dagster_load_state()
+    yield
+    after = _dagster_load_state()
+    assert after == before, (
+        "this test left Dagster's process-wide load state changed (DefinitionsLoadContext, defs-state storage): "
+        f"{before} -> {after}; use DefinitionsLoadContext.scoped(...) and exit instances/contexts in LIFO order"
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,13 @@ in-process and have it recorded like any other run (it shows in the Dagster UI).
 
 In-process runs carry a ``segmentation/worker`` tag (``host:pid``): a run whose process died (killed mid-run) has
 no one left to end it, so the reconciliation pass (:func:`worker_alive`) marks it failed.
+
+Loading the code location in this process goes through :func:`definitions_scope`: Dagster keeps two process-wide
+values for a load (the ``DefinitionsLoadContext`` and, in a context variable, the current instance's
+``DefsStateStorage``, read when a load context is created). Both are set by whatever last entered an instance or
+loaded a location and are never reset by some Dagster paths (e.g. a schedule context's ``log`` enters an instance
+it never exits); a load that inherits them reads a storage whose instance is gone ("Attempted to resolve undefined
+DagsterInstance weakref") or a stale pinned snapshot. A scoped load sets both from a live instance and restores them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,22 @@ def worker_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@contextmanager
+def definitions_scope(instance: dg.DagsterInstance) -> Iterator[None]:
+    """Load definitions in this process as a code server does: a fresh ``INITIALIZATION`` load context, with
+    ``instance``'s defs-state storage current; whatever was set before is restored afterwards."""
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(instance.defs_state_storage):
+        fresh = DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION)
+        with DefinitionsLoadContext.scoped(fresh):
+            yield
+
+
 def load_definitions(ctx: ServiceContext) -> dg.Definitions:
     """The code location's definitions, loaded now (so definitions created a moment ago are in it).
 
@@ -65,7 +88,10 @@ def load_definitions(ctx: ServiceContext) -> dg.Definitions:
         return given
     from segmentation_pipelines.definitions import defs
 
-    return defs()
+    with definitions_scope(instance_for(ctx.settings)):
+        loaded = defs()
+        loaded.get_repository_def()  # resolved (and cached) now, inside the scope, not lazily by a caller
+        return loaded
 
 
 @contextmanager
@@ -98,7 +124,7 @@ def settings_environment(settings: Settings) -> Iterator[None]:
 def execute_in_process(ctx: ServiceContext, request: dict[str, Any], run_id: str) -> tuple[str, Any]:
     """Run ``request`` (from ``SegmentJobsService.run_request_for``) in this process; ``(run status, error)``."""
     instance = instance_for(ctx.settings)
-    with settings_environment(ctx.settings):
+    with settings_environment(ctx.settings), definitions_scope(instance):
         job = load_definitions(ctx).resolve_job_def(request["job_name"])
         result = job.execute_in_process(
             instance=instance,

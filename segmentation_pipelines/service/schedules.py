@@ -439,12 +439,10 @@ class DagsterScheduleControl:
 
     def _apply_instance(self, name: str, state: str | None) -> None:
         from dagster import DagsterInstance
-        from dagster._core.definitions.definitions_load_context import (
-            DefinitionsLoadContext,
-            DefinitionsLoadType,
-        )
         from dagster._core.remote_origin import InProcessCodeLocationOrigin
         from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+        from segmentation_pipelines.service.dagster_runs import definitions_scope
 
         origin = InProcessCodeLocationOrigin(
             loadable_target_origin=LoadableTargetOrigin(
@@ -454,9 +452,9 @@ class DagsterScheduleControl:
         )
         # Loading a location sets Dagster's process-wide DefinitionsLoadContext (to RECONSTRUCTION, with this
         # load's pinned snapshots) and leaves it set: scope it, or later loads in this process would get stale state.
-        fresh = DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION)
+        # The scope also makes this instance's defs-state storage current (see dagster_runs.definitions_scope).
         with DagsterInstance.from_config(str(self.settings.dagster_home)) as instance:
-            with DefinitionsLoadContext.scoped(fresh), origin.create_location(instance) as location:
+            with definitions_scope(instance), origin.create_location(instance) as location:
                 repo = location.get_repository(self.repository_name)
                 if repo.has_schedule(name):
                     write_schedule_state(instance, repo.get_schedule(name), running=state == ACTIVE)

@@ -24,7 +24,9 @@ HEADERS = {"x-sandbox-name": "prod", "x-gw-ims-org-id": "org@AdobeOrg"}
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    app = create_app(Settings(home=tmp_path_factory.mktemp("query") / "home", catalog_url=None, api_tokens=None))
+    app = create_app(
+        Settings(home=tmp_path_factory.mktemp("query") / "home", catalog_url=None, api_tokens=None)
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -70,8 +70,9 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
     schedule_def = repository.get_schedule_def(dagster_schedule_name(schedule["id"]))
     scheduled = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=scheduled)
-        (request,) = schedule_def.evaluate_tick(context).run_requests
+        # Exited before the instance (see test_ticks._tick): the context enters a copy of the instance.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=scheduled) as context:
+            (request,) = schedule_def.evaluate_tick(context).run_requests
         job = repository.get_job(request.job_name or schedule_def.job_name)
         result = job.execute_in_process(
             instance=instance,

@@ -36,8 +36,11 @@ def _definition(settings, schedule_id):
 
 
 def _tick(schedule_def, instance, when=SCHEDULED):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-    return schedule_def.evaluate_tick(context)
+    # A context built from an instance enters its own copy of the instance (on first use of context.log): exit it
+    # here, inside the caller's instance_for_test, or Dagster's process-wide defs-state storage is left pointing at
+    # a disposed instance (later loads fail with "undefined DagsterInstance weakref").
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+        return schedule_def.evaluate_tick(context)
 
 
 def test_the_dagster_schedule_mirrors_the_catalog(schedules, settings):
