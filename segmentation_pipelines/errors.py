@@ -32,7 +32,11 @@ DEFAULT_CODES = {
 
 
 def error_body(
-    status: int, message: str, code: str | None = None, title: str | None = None, request_id: str | None = None
+    status: int,
+    message: str,
+    code: str | None = None,
+    title: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     code = code or DEFAULT_CODES.get(status, f"SEGP-100{status}-{status}")
     try:
@@ -86,7 +90,9 @@ class ApiError(SegmentationError):
 
 class NotFound(ApiError):
     def __init__(self, what: str, ident: Any, code: str | None = None):
-        super().__init__(404, f"{what} '{ident}' was not found in this sandbox.", code=code, title="Not Found")
+        super().__init__(
+            404, f"{what} '{ident}' was not found in this sandbox.", code=code, title="Not Found"
+        )
 
 
 class BadRequest(ApiError):

@@ -25,15 +25,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGMENTATION_", extra="ignore")
 
     home: Path = Field(default=Path(".segmentation"), description="Folder holding all state (catalog, data)")
-    catalog_url: str | None = Field(default=None, description="SQLAlchemy URL of the catalog; SQLite in home if unset")
-    api_tokens: str | None = Field(default=None, description="Comma-separated bearer tokens accepted by the REST API")
+    catalog_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the catalog; SQLite in home if unset"
+    )
+    api_tokens: str | None = Field(
+        default=None, description="Comma-separated bearer tokens accepted by the REST API"
+    )
     dagster_url: str | None = Field(
-        default=None, description="Dagster webserver URL (http://host:port) for code-location reloads and run submission"
+        default=None,
+        description="Dagster webserver URL (http://host:port) for code-location reloads and run submission",
     )
     engine: Literal["duckdb", "polars"] = Field(default="duckdb", description="Evaluation engine")
     default_org: str = Field(default=DEFAULT_ORG, description="IMS org used when a request names none")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="Largest accepted REST request body")
-    code_location_name: str = Field(default="segmentation_pipelines", description="Dagster code location name")
+    code_location_name: str = Field(
+        default="segmentation_pipelines", description="Dagster code location name"
+    )
 
     def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
         # Resolve once so that every process agrees on the same absolute folder.

@@ -39,7 +39,9 @@ class Dataset(Scoped, Base):
 
 class Batch(Scoped, Base):
     __tablename__ = "batches"
-    dataset_id: Mapped[str] = mapped_column(String(64), ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
     status: Mapped[str] = mapped_column(String(32))  # loading | success | failed
     content_hash: Mapped[str | None] = mapped_column(String(128), index=True)
     row_count: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -75,7 +77,9 @@ class AudienceEvaluation(Base):
     """
 
     __tablename__ = "audience_evaluations"
-    __table_args__ = (Index("ix_audience_evaluations_lookup", "org_id", "sandbox", "audience_id", "evaluation_ms"),)
+    __table_args__ = (
+        Index("ix_audience_evaluations_lookup", "org_id", "sandbox", "audience_id", "evaluation_ms"),
+    )
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(String(255))
     sandbox: Mapped[str] = mapped_column(String(128))

@@ -13,7 +13,19 @@ from typing import Literal as L
 Pos = tuple[int, int]
 NO_POS: Pos = (0, 0)
 
-TimeUnit = L["millisecond", "second", "minute", "hour", "day", "week", "month", "year", "decade", "century", "millennium"]
+TimeUnit = L[
+    "millisecond",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "year",
+    "decade",
+    "century",
+    "millennium",
+]
 CompOp = L["=", "!=", "<", "<=", ">", ">="]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-TYPE_NAMES = frozenset({"string", "integer", "number", "boolean", "date", "date-time", "object", "array", "map"})
+TYPE_NAMES = frozenset(
+    {"string", "integer", "number", "boolean", "date", "date-time", "object", "array", "map"}
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ def _split(dotted: str) -> tuple[str, ...]:
         name = piece.rstrip("[]")
         if name:
             parts.append(name)
-        parts.extend("[]" for _ in range(piece[len(name):].count("[]")))
+        parts.extend("[]" for _ in range(piece[len(name) :].count("[]")))
     return tuple(parts)
 
 
@@ -70,5 +72,7 @@ class Schema:
     event: ClassSchema = field(default_factory=ClassSchema)
 
     @classmethod
-    def from_dicts(cls, profile: Mapping[str, str] | None = None, event: Mapping[str, str] | None = None) -> Schema:
+    def from_dicts(
+        cls, profile: Mapping[str, str] | None = None, event: Mapping[str, str] | None = None
+    ) -> Schema:
         return cls(ClassSchema.from_dict(profile or {}), ClassSchema.from_dict(event or {}))

@@ -38,10 +38,14 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: Settings, org_id: str | None = None, sandbox: str = "prod", **kw: Any) -> ServiceContext:
+    def create(
+        cls, settings: Settings, org_id: str | None = None, sandbox: str = "prod", **kw: Any
+    ) -> ServiceContext:
         settings.ensure_home()
         catalog = Catalog.for_url(settings.resolved_catalog_url)
-        return cls(settings=settings, catalog=catalog, org_id=org_id or settings.default_org, sandbox=sandbox, **kw)
+        return cls(
+            settings=settings, catalog=catalog, org_id=org_id or settings.default_org, sandbox=sandbox, **kw
+        )
 
     def repo(self, session, model) -> Repository:
         return Repository(session, model, self.org_id, self.sandbox)
