@@ -2,8 +2,8 @@
 
 * ``settings``: :class:`Settings` on a fresh home folder under ``tmp_path`` (SQLite catalog, no tokens), whatever
   ``SEGMENTATION_*`` variables the shell has.
-* ``pg_url``: URL of a fresh PostgreSQL database (dropped after the test) on the server of
-  ``SEGMENTATION_TEST_PG_URL`` (any database URL on that server; in CI it defaults to
+* ``pg_url`` / ``pg_session_url``: URL of a fresh PostgreSQL database (dropped after the test / the session) on
+  the server of ``SEGMENTATION_TEST_PG_URL`` (any database URL on that server; in CI it defaults to
   ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``). Without that variable and outside CI, tests using it
   skip; in CI (``CI`` set) a skipped ``@pytest.mark.postgres`` test is turned into a failure, so PostgreSQL
   coverage cannot silently disappear.
@@ -17,6 +17,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -66,14 +67,14 @@ def settings(tmp_path) -> Settings:
     return Settings(home=tmp_path / "home", catalog_url=None, api_tokens=None, dagster_url=None)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (psycopg2 URL, password shown)."""
+@contextmanager
+def _fresh_pg_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database named ``<prefix>_<pid>_<random>``, yield its URL, drop it after."""
     server = pg_server_url()
     if server is None:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (or CI)")
     server_url = make_url(server)
-    name = f"sp_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     admin = create_engine(server_url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -87,6 +88,20 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (psycopg2 URL, password shown)."""
+    with _fresh_pg_database("sp_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the whole test session (per xdist worker); tests must empty it."""
+    with _fresh_pg_database("sp_test_session") as url:
+        yield url
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,20 +5,33 @@ The URL is ``--url``, else ``SEGMENTATION_CATALOG_URL``, else the SQLite file un
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
 import click
 
 from segmentation_pipelines.cli import main
+
+if TYPE_CHECKING:  # the CLI imports SQLAlchemy only when a command runs
+    from sqlalchemy.engine import Engine
 
 _URL_OPTION = click.option(
     "--url", envvar=None, default=None, help="Catalog database URL (default: from settings)"
 )
 
 
-def _engine(url: str | None):
+@contextmanager
+def _engine(url: str | None) -> Iterator[Engine]:
+    """An engine on the catalog database, disposed when the command is done."""
     from segmentation_pipelines.catalog.db import make_engine
     from segmentation_pipelines.settings import get_settings
 
-    return make_engine(url or get_settings().resolved_catalog_url)
+    engine = make_engine(url or get_settings().resolved_catalog_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @main.group()
@@ -33,12 +46,9 @@ def upgrade(url: str | None, revision: str) -> None:
     """Migrate the catalog up to REVISION (creates a fresh database)."""
     from segmentation_pipelines.catalog import migrations
 
-    engine = _engine(url)
-    try:
+    with _engine(url) as engine:
         migrations.upgrade(engine, revision)
         click.echo(f"catalog at {migrations.current_revision(engine)}")
-    finally:
-        engine.dispose()
 
 
 @catalog.command()
@@ -48,12 +58,9 @@ def downgrade(url: str | None, revision: str) -> None:
     """Migrate the catalog down to REVISION (``base`` drops every catalog table)."""
     from segmentation_pipelines.catalog import migrations
 
-    engine = _engine(url)
-    try:
+    with _engine(url) as engine:
         migrations.downgrade(engine, revision)
         click.echo(f"catalog at {migrations.current_revision(engine) or 'base'}")
-    finally:
-        engine.dispose()
 
 
 @catalog.command()
@@ -62,13 +69,10 @@ def current(url: str | None) -> None:
     """Print the revision the catalog is at, and whether that is the newest."""
     from segmentation_pipelines.catalog import migrations
 
-    engine = _engine(url)
-    try:
+    with _engine(url) as engine:
         revision = migrations.current_revision(engine)
         head = migrations.head_revision()
         click.echo(f"{revision or 'base'}{' (head)' if revision == head else f' (head is {head})'}")
-    finally:
-        engine.dispose()
 
 
 @catalog.command()
@@ -89,8 +93,7 @@ def revision(url: str | None, message: str, autogenerate: bool) -> None:
     head = migrations.head_revision()
     # Revisions are numbered 0001, 0002, ... so that the files sort in order.
     rev_id = f"{int(head) + 1:04d}" if head.isdigit() else None
-    engine = _engine(url)
-    try:
+    with _engine(url) as engine:
         with migrations.locked_connection(engine) as conn:
             script = command.revision(
                 migrations.alembic_config(conn), message=message, autogenerate=autogenerate, rev_id=rev_id
@@ -98,5 +101,3 @@ def revision(url: str | None, message: str, autogenerate: bool) -> None:
         for item in script if isinstance(script, list) else [script]:
             if item is not None:
                 click.echo(item.path)
-    finally:
-        engine.dispose()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from segmentation_pipelines.service.segment_definitions import (
     drop_memberships,
     json_path_get,
     not_found_entry,
+    page_info,
     parse_bool,
     parse_bulk_ids,
     parse_sort,
@@ -183,18 +183,9 @@ class AudiencesService:
         docs = sort_docs([d for d in self._docs() if keep(d)], order)
         total = len(docs)
         page = docs[start : start + limit]
-        field_name, descending = order[0]
         result: dict[str, Any] = {
             "children": page,
-            "_page": {
-                "totalCount": total,
-                "totalPages": math.ceil(total / limit) if total else 0,
-                "sortField": field_name,
-                "sort": "desc" if descending else "asc",
-                "pageSize": len(page),
-                "limit": limit,
-                "start": start,
-            },
+            "_page": {**page_info(total, len(page), limit, order), "start": start},
             "_links": {},
         }
         if start + limit < total:

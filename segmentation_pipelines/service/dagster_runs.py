@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from segmentation_pipelines.dagster_home import prepare_dagster_home
+from segmentation_pipelines.service.segment_jobs import TAG_JOB_ID
 from segmentation_pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,18 +108,19 @@ def settings_environment(settings: Settings) -> Iterator[None]:
     with _run_lock:
         saved = {k: os.environ.get(k) for k in values}
         try:
-            for key, value in values.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            _set_environment(values)
             yield
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            _set_environment(saved)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    """Set each variable to its value, or unset it where the value is None."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def execute_in_process(ctx: ServiceContext, request: dict[str, Any], run_id: str) -> tuple[str, Any]:
@@ -139,7 +141,7 @@ def execute_in_process(ctx: ServiceContext, request: dict[str, Any], run_id: str
 
 def find_run_id(settings: Settings, job_id: str) -> str | None:
     """The newest run carrying ``segmentation/job_id = job_id`` (a sensor-launched run the job has not seen yet)."""
-    runs = instance_for(settings).get_runs(dg.RunsFilter(tags={"segmentation/job_id": job_id}), limit=1)
+    runs = instance_for(settings).get_runs(dg.RunsFilter(tags={TAG_JOB_ID: job_id}), limit=1)
     return runs[0].run_id if runs else None
 
 

@@ -136,6 +136,19 @@ def sort_docs(docs: list[dict[str, Any]], order: list[tuple[str, bool]]) -> list
     return docs
 
 
+def page_info(total: int, page_size: int, limit: int, order: list[tuple[str, bool]]) -> dict[str, Any]:
+    """The paging block of a sorted list response (``totalCount`` ... ``limit``), sorted by ``order[0]``."""
+    field_name, descending = order[0]
+    return {
+        "totalCount": total,
+        "totalPages": math.ceil(total / limit) if total else 0,
+        "sortField": field_name,
+        "sort": "desc" if descending else "asc",
+        "pageSize": page_size,
+        "limit": limit,
+    }
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if value is None:
         return (0, "")
@@ -262,14 +275,7 @@ class SegmentDefinitionsService:
         field_name, descending = order[0]
         result: dict[str, Any] = {
             "segments": page_docs,
-            "page": {
-                "totalCount": total,
-                "totalPages": math.ceil(total / limit) if total else 0,
-                "sortField": field_name,
-                "sort": "desc" if descending else "asc",
-                "pageSize": len(page_docs),
-                "limit": limit,
-            },
+            "page": page_info(total, len(page_docs), limit, order),
             "link": {},
         }
         if start + limit < total:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
+from segmentation_pipelines.service.audience_evaluations import datetime_to_ms
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import int_param
 
@@ -106,10 +107,6 @@ def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _to_ms(moment: datetime) -> int:
-    return int(round(moment.timestamp() * 1000))
-
-
 def _status_name(run_status: Any) -> str:
     return str(getattr(run_status, "value", run_status)).upper()
 
@@ -162,7 +159,9 @@ class SegmentJobsService:
                 "wait=True runs the job in this process; it cannot be combined with launch=False."
             )
         segments = self._resolve_segments(body)
-        evaluation_ms = None if evaluation_time is None else _to_ms(parse_evaluation_time(evaluation_time))
+        evaluation_ms = (
+            None if evaluation_time is None else datetime_to_ms(parse_evaluation_time(evaluation_time))
+        )
         now = now_ms()
         mode = "in_process" if wait else ("sensor" if launch else "caller")
         status = NEW if mode == "sensor" else QUEUED
@@ -438,8 +437,8 @@ class SegmentJobsService:
     def _row(self, session, job_id: str, lock: bool = False) -> models.SegmentJob:
         """The job row; ``lock=True`` (every read-modify-write) holds it until commit, so a cancel and a launch
         racing on PostgreSQL cannot both win (SQLite's BEGIN IMMEDIATE already serializes writers)."""
-        row = session.get(models.SegmentJob, job_id, with_for_update=lock)
-        if row is None or row.org_id != self.ctx.org_id or row.sandbox != self.ctx.sandbox:
+        row = self.ctx.repo(session, models.SegmentJob).get(job_id, for_update=lock)
+        if row is None:
             raise NotFound("Segment job", job_id)
         return row
 

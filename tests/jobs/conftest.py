@@ -1,14 +1,24 @@
-"""Fixtures of the segment-job tests: a service context on a fresh home, and definitions rows to run."""
+"""Fixtures of the segment-job tests: a service context on a fresh home, definitions rows to run, and a daemon
+(a stand-in in this process, or a real ``dagster-daemon``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from segmentation_pipelines.catalog import models
+from segmentation_pipelines.dagster_home import dagster_env
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+from segmentation_pipelines.settings import Settings
 
 # The promise: a cancelled job ends CANCELLED within seconds. The evaluation notices a cancel within ~0.1 s, but
 # Dagster's step failure and run bookkeeping that follow take seconds on a loaded machine (CI shares 2 cores with
@@ -45,6 +55,34 @@ def add_definition_row(
     with ctx.catalog.session() as session:
         row = ctx.repo(session, models.SegmentDefinition).add(name=name, batch_enabled=True, body=doc)
         return row.id
+
+
+@contextmanager
+def dagster_daemon(settings: Settings, folder: Path) -> Iterator[subprocess.Popen]:
+    """A real ``dagster-daemon`` on ``settings``' home loading the project's definitions, run in ``folder`` (its
+    output in ``folder/daemon.log``); on exit its whole process group (code server, run workers) is stopped."""
+    with (folder / "daemon.log").open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("dagster-daemon")),
+                "run",
+                "-m",
+                "segmentation_pipelines.definitions",
+            ],
+            env=dagster_env(settings),
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 class LocalDaemon:

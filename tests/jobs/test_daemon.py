@@ -7,38 +7,22 @@ sensors, with the hand-computed members and its metrics.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from segmentation_pipelines.client import SegmentationClient
-from segmentation_pipelines.dagster_home import dagster_env
 from segmentation_pipelines.service import dagster_runs
 
+from .conftest import dagster_daemon
 from .scenario import EXPECTED_T, Scenario, T
 
 pytestmark = pytest.mark.slow
 
-DAEMON = Path(sys.executable).with_name("dagster-daemon")
-
 
 def test_daemon_launches_and_tracks_a_segment_job(ctx, jobs, tmp_path):
     scenario = Scenario(SegmentationClient(home=ctx.settings.home), ctx, tmp_path).load()
-    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed below
-    daemon = subprocess.Popen(
-        [str(DAEMON), "run", "-m", "segmentation_pipelines.definitions"],
-        env=dagster_env(ctx.settings),
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with dagster_daemon(ctx.settings, tmp_path) as daemon:
         job = jobs.create(
             [{"segmentId": scenario.ids["us"]}, {"segmentId": scenario.ids["big"]}], evaluation_time=T
         )
@@ -48,13 +32,6 @@ def test_daemon_launches_and_tracks_a_segment_job(ctx, jobs, tmp_path):
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()[-3000:]
             time.sleep(1)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-        log.close()
     done = jobs.get(job["id"])
     assert done["status"] == "SUCCEEDED", done.get("errors")
     run = dagster_runs.instance_for(ctx.settings).get_run_by_id(done["computeGatewayJobId"])

@@ -26,7 +26,7 @@ from segmentation_pipelines.service import dagster_runs
 from segmentation_pipelines.service.context import ServiceContext, Services
 from segmentation_pipelines.settings import Settings
 
-from .conftest import CANCEL_WITHIN_S
+from .conftest import CANCEL_WITHIN_S, dagster_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -189,32 +189,8 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world):
 @pytest.fixture(scope="module")
 def daemon(world, tmp_path_factory):
     """A real dagster-daemon on the world's home: sensors launch runs in code-server worker processes."""
-    from segmentation_pipelines.dagster_home import dagster_env
-
-    folder = tmp_path_factory.mktemp("daemon")
-    log = open(folder / "daemon.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-daemon")),
-            "run",
-            "-m",
-            "segmentation_pipelines.definitions",
-        ],
-        env=dagster_env(world["settings"]),
-        cwd=folder,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with dagster_daemon(world["settings"], tmp_path_factory.mktemp("daemon")) as process:
         yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_daemon_cancel_terminates_the_run_mid_evaluation(world, daemon):

@@ -1,11 +1,17 @@
 """Fixtures of the schedule tests: a service context on a fresh home (the environment points there too, as in a
-deployed code location) and a segment-definition row helper."""
+deployed code location), a segment-definition row helper, and a Dagster command (daemon, webserver) to run."""
 
 from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
 
 import pytest
 
 from segmentation_pipelines.catalog import models
+from segmentation_pipelines.dagster_home import PROJECT_ROOT
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.schedules import SchedulesService
 
@@ -34,3 +40,18 @@ def add_definition_row(ctx: ServiceContext, name: str, pql: str = 'homeAddress.c
     }
     with ctx.catalog.session() as session:
         return ctx.repo(session, models.SegmentDefinition).add(name=name, batch_enabled=True, body=doc).id
+
+
+@contextmanager
+def dagster_command(argv: list[str], env: dict[str, str], log: IO[str]) -> Iterator[subprocess.Popen]:
+    """``argv`` (``dagster-daemon``, ``dagster-webserver`` on the project's workspace) run from the project root with
+    its output in ``log``; stopped on exit (killed if it has not stopped within 30 s)."""
+    process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -5,7 +5,6 @@ and the daemon, which loaded its workspace before the change, keeps that state."
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from fastapi.testclient import TestClient
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
+
+from .conftest import dagster_command
 
 BASE = "/data/core/ups/config/schedules"
 DAEMON = Path(sys.executable).with_name("dagster-daemon")
@@ -57,15 +58,8 @@ def test_api_state_changes_take_effect_in_the_running_daemon(settings, ctx, monk
     name = created["dagster"]["scheduleName"]
     assert created["state"] == "inactive"
 
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(DAEMON), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    argv = [str(DAEMON), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    with (tmp_path / "daemon.log").open("w") as log, dagster_command(argv, env, log) as daemon:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             _wait_for(
                 lambda: "SCHEDULER" in instance.get_daemon_heartbeats(),
@@ -99,13 +93,6 @@ def test_api_state_changes_take_effect_in_the_running_daemon(settings, ctx, monk
         assert _schedule_status(dagster_home, name) == InstigatorStatus.RUNNING
         api.delete(f"{BASE}/{created['id']}")
         assert _schedule_status(dagster_home, name) == InstigatorStatus.STOPPED
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
     assert "Traceback" not in (tmp_path / "daemon.log").read_text(), (tmp_path / "daemon.log").read_text()[
         -3000:
     ]

@@ -5,7 +5,6 @@ launches the run of its segment job, the run evaluates the selected segments, an
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
 from segmentation_pipelines.service.context import Services
 
+from .conftest import dagster_command
 from .test_scheduled_run import _build_store, _definition
 
 DAEMON = Path(sys.executable).with_name("dagster-daemon")
@@ -39,31 +39,18 @@ def test_the_daemon_fires_the_schedule_and_the_job_succeeds(settings, ctx, tmp_p
     )
     env = dagster_env(settings)
     log_path = tmp_path / "daemon.log"
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen(
-            [str(DAEMON), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + (due - dt.datetime.now(dt.UTC)).total_seconds() + 150
-            while True:
-                jobs = services.segment_jobs.list()["children"]
-                if jobs and jobs[0]["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                    break
-                assert time.monotonic() < deadline, (
-                    f"no finished job; jobs={jobs}; log={log_path.read_text()[-3000:]}"
-                )
-                assert daemon.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(2)
-        finally:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+    argv = [str(DAEMON), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    with log_path.open("w") as log, dagster_command(argv, env, log) as daemon:
+        deadline = time.monotonic() + (due - dt.datetime.now(dt.UTC)).total_seconds() + 150
+        while True:
+            jobs = services.segment_jobs.list()["children"]
+            if jobs and jobs[0]["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                break
+            assert time.monotonic() < deadline, (
+                f"no finished job; jobs={jobs}; log={log_path.read_text()[-3000:]}"
+            )
+            assert daemon.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(2)
     (job,) = services.segment_jobs.list()["children"]  # exactly one run for the tick
     assert job["status"] == "SUCCEEDED", job
     assert job["source"] == "scheduler"

@@ -4,7 +4,6 @@ Dagster over GraphQL (start/stop, code-location reload), and the webserver repor
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
+
+from .conftest import dagster_command
 
 BASE = "/data/core/ups/config/schedules"
 WEBSERVER = Path(sys.executable).with_name("dagster-webserver")
@@ -55,15 +56,8 @@ def test_api_changes_reach_the_webserver(settings, ctx, tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = dagster_env(settings)
-    log = (tmp_path / "webserver.log").open("w")
-    server = subprocess.Popen(
-        [str(WEBSERVER), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    argv = [str(WEBSERVER), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    with (tmp_path / "webserver.log").open("w") as log, dagster_command(argv, env, log) as server:
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -113,10 +107,3 @@ def test_api_changes_reach_the_webserver(settings, ctx, tmp_path):
 
         api.delete(f"{BASE}/{created['id']}")
         _eventually(seen, "ScheduleNotFoundError")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()

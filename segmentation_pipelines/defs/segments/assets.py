@@ -32,6 +32,13 @@ from segmentation_pipelines.service.segment_evaluation import (
     run_evaluation,
     topological_order,
 )
+from segmentation_pipelines.service.segment_jobs import (  # the run-tag contract, defined once
+    JOB_NAME,
+    TAG_EVALUATION_TIME,
+    TAG_JOB_ID,
+    TAG_ORG,
+    TAG_SANDBOX,
+)
 from segmentation_pipelines.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -39,13 +46,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_KEY = "segment_catalog_snapshot"
 GROUP = "segments"
 ASSET_NAME = "evaluate_segments"
-JOB_NAME = "segment_job"
 HISTORY_LENGTH = 30  # evaluations shown in the member-count series
-
-TAG_JOB_ID = "segmentation/job_id"
-TAG_EVALUATION_TIME = "segmentation/evaluation_time"
-TAG_ORG = "segmentation/org"
-TAG_SANDBOX = "segmentation/sandbox"
 
 
 def asset_key(definition_id: str) -> dg.AssetKey:
