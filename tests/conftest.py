@@ -7,6 +7,8 @@
   ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``). Without that variable and outside CI, tests using it
   skip; in CI (``CI`` set) a skipped ``@pytest.mark.postgres`` test is turned into a failure, so PostgreSQL
   coverage cannot silently disappear.
+* hypothesis: in CI the generated examples are derandomized, so a CI run is reproducible (a red CI run fails the same
+  way when re-run); locally they vary from run to run and keep looking for new failures.
 * every test must leave Dagster's process-wide load state (``DefinitionsLoadContext``, the current defs-state
   storage) as it found it: a leak fails the test that leaked, not an unrelated test in another folder later.
 """
@@ -20,10 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from segmentation_pipelines.settings import Settings
+
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 PG_ENV = "SEGMENTATION_TEST_PG_URL"
 CI_PG_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
