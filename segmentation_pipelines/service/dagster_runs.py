@@ -134,6 +134,8 @@ def execute_in_process(ctx: ServiceContext, request: dict[str, Any], run_id: str
             tags={**request["tags"], TAG_WORKER: worker_tag()},
             run_id=run_id,
             raise_on_error=False,
+            # The run's full event log stays in the instance (Dagster UI); the caller's terminal gets progress only.
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
     status = result.dagster_run.status.value
     return status, (run_errors(instance, run_id) if status == "FAILURE" else None)
