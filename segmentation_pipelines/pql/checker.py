@@ -804,6 +804,14 @@ class _Checker:
 
     # --- chain ----------------------------------------------------------------------------------------------------
     def v_Chain(self, node, scopes):
+        # A chain is a condition on a whole profile's events: inside a condition evaluated per element or per event
+        # (brackets, select/exists/forall, method arguments, chain steps) it has no meaning the engines evaluate.
+        if any(s.kind == "element" or isinstance(s.binder, ast.VarDecl | ast.Lambda) for s in scopes):
+            raise self.fail(
+                node,
+                "chain(...) is a condition on the whole profile: it cannot stand inside a condition over array "
+                "elements or events; combine it with 'and'/'or' outside that condition",
+            )
         source = self.visit(node.source, scopes)
         if source.kind not in ("array", "any"):
             raise self.fail(node.source, f"chain(...) runs over the events (xEvent), not {_a(source)}")

@@ -333,3 +333,28 @@ def test_segment_definitions_reject_computed_attribute_constructs(text, column, 
     err = bad(text)
     assert (err.line, err.column) == (1, column) and words in err.message
     ok(text, allow_non_boolean=True)
+
+
+@pytest.mark.parametrize(
+    "text, column",
+    [
+        ('exists X from xEvent : chain(xEvent, timestamp, [A: WHAT(eventType = "a")])', 24),
+        ('xEvent[chain(xEvent, timestamp, [A: WHAT(eventType = "a")])].count() > 0', 8),
+        ('chain(xEvent, timestamp, [A: WHAT(chain(xEvent, timestamp, [B: WHAT(eventType = "a")]))])', 35),
+    ],
+)
+def test_chain_inside_a_condition_over_events_is_rejected(text, column):
+    # A chain is a profile-level condition; nested inside a per-element condition no engine evaluates it.
+    err = bad(text)
+    assert (err.line, err.column) == (1, column) and "whole profile" in err.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'let c = chain(xEvent, timestamp, [A: WHAT(eventType = "a")]) in c',
+        '(Profile) => chain(xEvent, timestamp, [A: WHAT(eventType = "a")]) and Profile.person.name.firstName = "x"',
+    ],
+)
+def test_chain_at_profile_level_is_accepted(text):
+    ok(text)
