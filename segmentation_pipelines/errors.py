@@ -84,9 +84,6 @@ class ApiError(SegmentationError):
     def __init__(self, status: int, message: str, code: str | None = None, title: str | None = None):
         super().__init__(status, error_body(status, message, code=code, title=title))
 
-    def with_request_id(self, request_id: str | None) -> dict[str, Any]:
-        return {**self.body, "requestId": request_id}
-
 
 class NotFound(ApiError):
     def __init__(self, what: str, ident: Any, code: str | None = None):

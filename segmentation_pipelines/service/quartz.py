@@ -17,7 +17,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from croniter import CroniterBadDateError, croniter
 
 FIELD_NAMES = ("seconds", "minutes", "hours", "day-of-month", "month", "day-of-week", "year")
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -275,11 +275,3 @@ def _convert_day_of_week(value: str) -> str:
             raise QuartzError("the n in 'day#n' must be 1 to 5.", field="day-of-week", value=value)
         return f"{day - 1}#{int(nth)}"
     return _convert_plain("day-of-week", value, shift=-1)
-
-
-def safe_convert(expression: str, timezone: str | None = None) -> ConvertedCron | None:
-    """Like :func:`convert`, but ``None`` for an expression that cannot be converted."""
-    try:
-        return convert(expression, timezone)
-    except (QuartzError, CroniterBadCronError):
-        return None
