@@ -141,6 +141,25 @@ def run_segment_jobs(run: DemoRun) -> None:
     )
 
 
+def activate_daily_schedule(run: DemoRun) -> None:
+    """Switch on the sandbox's default daily batch schedule (every definition), so that the daemon of
+    ``segmentation-pipelines dev`` evaluates the audiences every day."""
+    from segmentation_pipelines.service.context import Services
+    from segmentation_pipelines.service.schedules import default_schedule_id
+
+    ctx = run.results["context"]
+    schedules = Services(ctx).schedules
+    schedule_id = default_schedule_id(ctx.org_id, ctx.sandbox)
+    schedules.update(schedule_id, [{"op": "add", "path": "/state", "value": "active"}])
+    doc = schedules.get(schedule_id)
+    run.results["schedule"] = doc
+    run.say(
+        f"schedule         '{doc['name']}' {doc['state']}: {doc['schedule']} (Quartz) = "
+        f"{doc['dagster']['cron']} {doc['dagster']['executionTimezone']} in Dagster "
+        f"({doc['dagster']['scheduleName']}, runs under segmentation-pipelines dev)"
+    )
+
+
 # The demo, in order.
 STEPS: list[Callable[[DemoRun], None]] = [
     prepare_home,
@@ -149,6 +168,7 @@ STEPS: list[Callable[[DemoRun], None]] = [
     load_demo_data,
     create_definitions,
     run_segment_jobs,
+    activate_daily_schedule,
 ]
 
 

@@ -30,3 +30,15 @@ def test_demo_runs_two_segment_jobs_over_every_demo_definition(settings, monkeyp
     for demo in DEMO_DEFINITIONS:
         assert demo.name[:40] in report
     assert second["computeGatewayJobId"] in report
+
+    # The demo switches on the sandbox's default daily schedule, in the catalog and in the Dagster instance.
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    from segmentation_pipelines.service import dagster_runs
+
+    schedule = Services(run.results["context"]).schedules.get(run.results["schedule"]["id"])
+    assert schedule["state"] == "active" and schedule["properties"]["segments"] == ["*"]
+    name = schedule["dagster"]["scheduleName"]
+    assert name in report
+    states = {s.instigator_name: s.status for s in dagster_runs.instance_for(settings).all_instigator_state()}
+    assert states.get(name) == InstigatorStatus.RUNNING
