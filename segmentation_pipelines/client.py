@@ -8,7 +8,7 @@ Each resource class declares every operation ONCE with :func:`op`: the service m
 the HTTP method + path (+ where each argument goes) it calls over REST. Both transports take and return the AEP
 JSON shapes as dicts, and every failure is a :class:`SegmentationError` (HTTP status + AEP error body).
 
-Adding an operation (other engineers): add one line to the resource class, e.g.
+Adding an operation: add one line to the resource class, e.g.
 ``cancel = op("DELETE /segment/jobs/{id}", "id", service_method="delete")``. The client method takes the listed
 arguments positionally or by name:
 
