@@ -79,7 +79,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
             )
         t = time.perf_counter()
         for si, stage in enumerate(stages):
-            for bi, batch in enumerate(_batches([(d.id, compiled[d.id]) for d in stage])):
+            for bi, batch in enumerate(plan.batches([(d.id, compiled[d.id]) for d in stage])):
                 r.say(f"stage {si + 1}/{len(stages)}, batch {bi + 1}: {len(batch)} definitions")
                 _evaluate_batch(r, batch, profiles, events)
         timings["evaluate"] = time.perf_counter() - t
@@ -105,25 +105,6 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
         return EvaluationResult(out, counts, int(total), timings)
     finally:
         con.close()
-
-
-def _batches(
-    items: list[tuple[str, compile_sql.CompiledSQL]],
-) -> list[list[tuple[str, compile_sql.CompiledSQL]]]:
-    out: list[list[tuple[str, compile_sql.CompiledSQL]]] = []
-    cur: list[tuple[str, compile_sql.CompiledSQL]] = []
-    names: set[str] = set()
-    for item in items:
-        c = item[1]
-        new = set(c.aggregates) | set(c.profile_aggregates)
-        if cur and len(names | new) > plan.MAX_AGGREGATES_PER_PASS:
-            out.append(cur)
-            cur, names = [], set()
-        cur.append(item)
-        names |= new
-    if cur:
-        out.append(cur)
-    return out
 
 
 BITS_PER_MASK = 62  # bool_or aggregates packed per BIGINT bit mask

@@ -22,9 +22,9 @@ class EngineDefinition:
 
     @property
     def ast(self) -> ast.Query:
-        from segmentation_pipelines.pql.compile_sql import _query_of
+        from segmentation_pipelines.pql.compile_lowering import query_of
 
-        return _query_of(self.query)
+        return query_of(self.query)
 
 
 @dataclass

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from segmentation_pipelines.engine.model import EngineDefinition
 from segmentation_pipelines.pql import ast
 
 MAX_AGGREGATES_PER_PASS = 400  # aggregate columns of one GROUP BY over the events (bounded memory per pass)
+
+# A compiler's output (CompiledSQL, CompiledPolars): it has ``aggregates`` and ``profile_aggregates``.
+Compiled = TypeVar("Compiled")
 
 
 def referenced_audiences(query: ast.Query) -> set[str]:
@@ -53,6 +57,26 @@ def stages(definitions: list[EngineDefinition], external: Iterable[str]) -> list
             raise ValueError(f"inSegment references form a cycle among: {cyclic}")
         out.append(ready)
         done.update(d.id for d in ready)
+    return out
+
+
+def batches(items: list[tuple[str, Compiled]]) -> list[list[tuple[str, Compiled]]]:
+    """``(definition id, compiled)`` pairs of one stage, in order, cut into batches whose distinct aggregate
+    columns (event and profile aggregates) stay within ``MAX_AGGREGATES_PER_PASS`` (a lone definition above it
+    still makes its own batch)."""
+    out: list[list[tuple[str, Compiled]]] = []
+    cur: list[tuple[str, Compiled]] = []
+    names: set[str] = set()
+    for item in items:
+        compiled: Any = item[1]
+        new = set(compiled.aggregates) | set(compiled.profile_aggregates)
+        if cur and len(names | new) > MAX_AGGREGATES_PER_PASS:
+            out.append(cur)
+            cur, names = [], set()
+        cur.append(item)
+        names |= new
+    if cur:
+        out.append(cur)
     return out
 
 

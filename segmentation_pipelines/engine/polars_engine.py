@@ -86,7 +86,7 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     t = time.perf_counter()
     try:
         for si, stage in enumerate(stages):
-            for bi, batch in enumerate(_batches([(d.id, compiled[d.id]) for d in stage])):
+            for bi, batch in enumerate(plan.batches([(d.id, compiled[d.id]) for d in stage])):
                 if req.progress is not None:
                     req.progress(f"stage {si + 1}/{len(stages)}, batch {bi + 1}: {len(batch)} definitions")
 
@@ -121,22 +121,6 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return EvaluationResult(out, counts, int(total), timings)
-
-
-def _batches(items: list[tuple[str, CompiledPolars]]) -> list[list[tuple[str, CompiledPolars]]]:
-    out: list[list[tuple[str, CompiledPolars]]] = []
-    cur: list[tuple[str, CompiledPolars]] = []
-    names: set[str] = set()
-    for item in items:
-        new = set(item[1].aggregates) | set(item[1].profile_aggregates)
-        if cur and len(names | new) > plan.MAX_AGGREGATES_PER_PASS:
-            out.append(cur)
-            cur, names = [], set()
-        cur.append(item)
-        names |= new
-    if cur:
-        out.append(cur)
-    return out
 
 
 def _batch_plan(

@@ -41,6 +41,33 @@ STRING_FNS = {
     "notequalto",
 }
 AGG_METHODS = {"count", "sum", "average", "avg", "min", "max"}
+# An interval unit as a multiple of a unit both engines have (millisecond, second, minute, hour, day, month, year).
+INTERVAL_STEPS = {
+    "millisecond": (1, "millisecond"),
+    "second": (1, "second"),
+    "minute": (1, "minute"),
+    "hour": (1, "hour"),
+    "day": (1, "day"),
+    "week": (7, "day"),
+    "month": (1, "month"),
+    "year": (1, "year"),
+    "decade": (10, "year"),
+    "century": (100, "year"),
+    "millennium": (1000, "year"),
+}
+# The value of an aggregate over no selected event (the others are missing).
+EMPTY_AGGREGATE = {"bool_or": False, "bool_and": True, "count": 0, "sum": 0}
+
+
+def query_of(query: Any) -> ast.Query:
+    """The ``ast.Query`` of a query or of a checked query (``.query`` / ``.ast`` / ``.node``)."""
+    if isinstance(query, ast.Query):
+        return query
+    for attr in ("query", "ast", "node"):
+        q = getattr(query, attr, None)
+        if isinstance(q, ast.Query):
+            return q
+    raise TypeError(f"expected an ast.Query or a checked query, got {type(query).__name__}")
 
 
 class CompileError(PQLError):

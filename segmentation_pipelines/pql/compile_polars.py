@@ -29,27 +29,27 @@ from typing import Any
 
 import polars as pl
 
-from segmentation_pipelines.pql.compile_lowering import CompileError, Lowering
-from segmentation_pipelines.pql.compile_sql import _query_of
+from segmentation_pipelines.pql.compile_lowering import (
+    EMPTY_AGGREGATE,
+    INTERVAL_STEPS,
+    CompileError,
+    Lowering,
+    query_of,
+)
 from segmentation_pipelines.pql.schema import Schema
 
 PROFILE_PREFIX = "__p__"
 ELEM_PREFIX = "__elem"  # lambda element placeholders (never real columns)
 EVENT_LIST = "__events"  # the profile's events as one list (pairs of events)
-_OFFSET = {
-    "millisecond": (1, "ms"),
-    "second": (1, "s"),
-    "minute": (1, "m"),
-    "hour": (1, "h"),
-    "day": (1, "d"),
-    "week": (7, "d"),
-    "month": (1, "mo"),
-    "year": (1, "y"),
-    "decade": (10, "y"),
-    "century": (100, "y"),
-    "millennium": (1000, "y"),
+_DURATION_SUFFIX = {
+    "millisecond": "ms",
+    "second": "s",
+    "minute": "m",
+    "hour": "h",
+    "day": "d",
+    "month": "mo",
+    "year": "y",
 }
-_DEFAULTS = {"bool_or": False, "bool_and": True, "count": 0, "sum": 0}
 
 
 @dataclass
@@ -172,8 +172,8 @@ class PolarsBackend:
         return e.dt.truncate(every)
 
     def add_interval(self, e: pl.Expr, amount: int, unit: str) -> pl.Expr:
-        mult, u = _OFFSET[unit]
-        return e.dt.offset_by(f"{amount * mult}{u}")
+        mult, u = INTERVAL_STEPS[unit]
+        return e.dt.offset_by(f"{amount * mult}{_DURATION_SUFFIX[u]}")
 
     def date_part(self, part: str, e: pl.Expr) -> pl.Expr:
         return {"month": e.dt.month, "year": e.dt.year, "dayofmonth": e.dt.day}[part]().cast(pl.Int64)
@@ -329,8 +329,8 @@ class PolarsBackend:
         if kind == "list":
             # As SQL's list() FILTER: no selected event is a missing list, not an empty one.
             return pl.when(ref.list.len() > 0).then(ref)
-        if kind in _DEFAULTS:
-            d = _DEFAULTS[kind]
+        if kind in EMPTY_AGGREGATE:
+            d = EMPTY_AGGREGATE[kind]
             return ref.fill_null(pl.lit(d) if isinstance(d, bool) else pl.lit(d, dtype=pl.Int64))
         return ref
 
@@ -447,7 +447,7 @@ def _rewrite(node: Any, bound: dict[str, Any], captured: list[str] | None) -> An
 def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) -> CompiledPolars:
     """Compile a segment definition (an ``ast.Query`` or a checked query) to Polars expressions."""
     backend = PolarsBackend()
-    backend.out.predicate = Lowering(backend, schema, evaluation_time).predicate(_query_of(query))
+    backend.out.predicate = Lowering(backend, schema, evaluation_time).predicate(query_of(query))
     return backend.out
 
 

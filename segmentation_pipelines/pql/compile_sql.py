@@ -25,25 +25,17 @@ from typing import Any
 from sqlglot import exp
 
 from segmentation_pipelines.pql import ast
-from segmentation_pipelines.pql.compile_lowering import CompileError, Lowering
+from segmentation_pipelines.pql.compile_lowering import (
+    EMPTY_AGGREGATE,
+    INTERVAL_STEPS,
+    CompileError,
+    Lowering,
+    query_of,
+)
 from segmentation_pipelines.pql.schema import Schema
 
 DIALECT = "duckdb"
 EVENT_LIST = "__events"
-_INTERVAL = {
-    "millisecond": (1, "MILLISECOND"),
-    "second": (1, "SECOND"),
-    "minute": (1, "MINUTE"),
-    "hour": (1, "HOUR"),
-    "day": (1, "DAY"),
-    "week": (7, "DAY"),
-    "month": (1, "MONTH"),
-    "year": (1, "YEAR"),
-    "decade": (10, "YEAR"),
-    "century": (100, "YEAR"),
-    "millennium": (1000, "YEAR"),
-}
-_DEFAULTS = {"bool_or": False, "bool_and": True, "count": 0, "sum": 0}
 
 
 @dataclass
@@ -196,10 +188,11 @@ class SqlBackend:
         return exp.DateTrunc(this=e, unit=exp.Literal.string(unit.upper()))
 
     def add_interval(self, e: exp.Expression, amount: int, unit: str) -> exp.Expression:
-        mult, u = _INTERVAL[unit]
+        mult, u = INTERVAL_STEPS[unit]
         return exp.Paren(
             this=exp.Add(
-                this=e, expression=exp.Interval(this=exp.Literal.string(str(amount * mult)), unit=exp.var(u))
+                this=e,
+                expression=exp.Interval(this=exp.Literal.string(str(amount * mult)), unit=exp.var(u.upper())),
             )
         )
 
@@ -397,8 +390,8 @@ class SqlBackend:
         name = ("b_" if needs_profile else "a_") + _h(agg)
         (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg
         ref = exp.column(name, table="evp" if needs_profile else "ev", quoted=True)
-        if kind in _DEFAULTS:
-            d = _DEFAULTS[kind]
+        if kind in EMPTY_AGGREGATE:
+            d = EMPTY_AGGREGATE[kind]
             return self.coalesce(ref, exp.Boolean(this=d) if isinstance(d, bool) else exp.Literal.number(d))
         return ref
 
@@ -445,21 +438,11 @@ class SqlBackend:
 
 def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) -> CompiledSQL:
     """Compile a segment definition (an ``ast.Query`` or a checked query carrying ``.query``)."""
-    q = _query_of(query)
+    q = query_of(query)
     backend = SqlBackend()
     predicate = Lowering(backend, schema, evaluation_time).predicate(q)
     backend.out.predicate = predicate
     return backend.out
-
-
-def _query_of(query: Any) -> ast.Query:
-    if isinstance(query, ast.Query):
-        return query
-    for attr in ("query", "ast", "node"):
-        q = getattr(query, attr, None)
-        if isinstance(q, ast.Query):
-            return q
-    raise TypeError(f"expected an ast.Query or a checked query, got {type(query).__name__}")
 
 
 def explain(text: str, schema: Schema, evaluation_time: datetime | None = None) -> str:

@@ -69,7 +69,10 @@ def test_doc_typo_fails_at_its_position(head, text, tags):
 SPEC = next(
     (
         p
-        for p in (Path(__file__).resolve().parents[3] / "shared/spec/pql.md", Path("/work/shared/spec/pql.md"))
+        for p in (
+            Path(__file__).resolve().parents[3] / "shared/spec/pql.md",
+            Path("/work/shared/spec/pql.md"),
+        )
         if p.exists()
     ),
     Path("/work/shared/spec/pql.md"),
