@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -81,3 +81,14 @@ def services(ctx: Annotated[ServiceContext, Depends(service_context)]) -> Servic
 
 ServiceCtx = Annotated[ServiceContext, Depends(service_context)]
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+def query_of(request: Request) -> dict[str, Any]:
+    """The query parameters, ``property`` kept as a list (it may repeat)."""
+    query: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key == "property":
+            query.setdefault(key, []).append(value)
+        else:
+            query[key] = value
+    return query

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from segmentation_pipelines.api.deps import ServicesDep
-from segmentation_pipelines.api.routes.segment_definitions import query_of
+from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 

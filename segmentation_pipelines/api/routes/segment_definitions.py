@@ -10,22 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 
-from segmentation_pipelines.api.deps import ServicesDep
+from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
 router = APIRouter(tags=["segment definitions"])
-
-
-def query_of(request: Request) -> dict[str, Any]:
-    """The query parameters, ``property`` kept as a list (it may repeat)."""
-    query: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
-        if key == "property":
-            query.setdefault(key, []).append(value)
-        else:
-            query[key] = value
-    return query
 
 
 @router.get("/segment/definitions", summary="List segment definitions")

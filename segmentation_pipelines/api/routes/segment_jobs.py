@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
-from segmentation_pipelines.api.deps import ServicesDep
+from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
@@ -19,13 +19,7 @@ router = APIRouter(tags=["segment jobs"])
 
 @router.get("/segment/jobs", summary="List segment jobs")
 def list_segment_jobs(request: Request, services: ServicesDep) -> dict:
-    query: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
-        if key == "property":
-            query.setdefault(key, []).append(value)
-        else:
-            query[key] = value
-    return services.segment_jobs.list(**query)
+    return services.segment_jobs.list(**query_of(request))
 
 
 @router.post("/segment/jobs", summary="Create a segment job")
