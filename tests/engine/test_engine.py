@@ -168,7 +168,7 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
     (where NULL and FALSE differ) and for events without items."""
     from sqlglot import exp
 
-    from segmentation_pipelines.engine.duckdb_engine import _event_aggregate_select
+    from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
     from segmentation_pipelines.pql import compile_sql
 
     texts = {
@@ -180,7 +180,7 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
     aggs: dict[str, exp.Expression] = {}
     for t in texts.values():
         aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
-    sql = _event_aggregate_select(aggs, "events AS e")
+    sql = event_aggregate_select(aggs, "events AS e")
     assert sql.upper().count("LIST_TRANSFORM") == 1 and "LIST_FILTER" not in sql.upper()
     got = {}
     for engine in ENGINES:
@@ -192,3 +192,42 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
     assert {p for a, p in got["duckdb"] if a == "lr"} == {"p1", "p2"}
     assert {p for a, p in got["duckdb"] if a == "not_lr"} == {"p1", "p2", "p3", "p4"}
     assert not {p for a, p in got["duckdb"] if a == "none"}
+
+
+def test_event_type_conditions_run_in_their_type_branch_and_agree(store, tmp_path: Path) -> None:
+    """Conditions requiring one event type are evaluated only on that type's events (a ``CASE`` on a per-event
+    type code in the DuckDB aggregate): the members stay those of the conditions as written, on both engines,
+    for windows, counts, max, a negated chain (with an event without timestamp) and an OR of two types."""
+    from sqlglot import exp
+
+    from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
+    from segmentation_pipelines.pql import compile_sql
+
+    texts = {
+        "recent_cart": (
+            'select X from xEvent where X.eventType = "addToCart" and X.timestamp occurs < 24 hours before now'
+        ),
+        "home3": 'xEvent[eventType = "homePageView"].count() >= 3',
+        "cart_max": 'xEvent[eventType = "addToCart"].max(commerce.order.priceTotal) > 10',
+        "no_login": 'not(chain(xEvent, timestamp, [A: WHAT(eventType = "login") WHEN(< 7 days before now)]))',
+        "bought": 'select X from xEvent where X.eventType = "purchase" or X.eventType = "checkout"',
+    }
+    aggs: dict[str, exp.Expression] = {}
+    for t in texts.values():
+        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
+    sql = event_aggregate_select(aggs, "events AS e")
+    assert "CASE e.k WHEN" in sql and "THEN 1 WHEN" in sql
+    got = {}
+    for engine in ENGINES:
+        out = tmp_path / f"{engine}.parquet"
+        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
+        got[engine] = _pairs(out)
+    assert got["duckdb"] == got["polars"]
+    members = {a: {p for b, p in got["duckdb"] if b == a} for a in texts}
+    assert members == {
+        "recent_cart": {"p1", "p2"},
+        "home3": {"p3"},
+        "cart_max": {"p1"},
+        "no_login": {"p1", "p2", "p3", "p5"},
+        "bought": {"p1", "p2"},
+    }

@@ -1,0 +1,330 @@
+"""The DuckDB query computing every event aggregate of a batch in one ``GROUP BY profile_id`` over the events.
+
+Per-event work dominates an evaluation of many definitions (grouping sorted events is cheap), so the query does
+as little of it per event as it can:
+
+* ``bool_or`` aggregates (most event conditions) are bits of a per-event mask, 62 per ``BIT_OR``;
+* a condition that requires one value of a column (``eventType = "x"``, the most common such column of the
+  batch) is evaluated only on the events with that value: the events get a small integer code of that column
+  once, and each condition sits in the branch of ``CASE code WHEN ...`` for its value (DuckDB evaluates a branch
+  only on the rows that take it), so an event pays for the conditions of its own event type, not for all of them;
+* comparisons shared by several of the remaining conditions are computed once per event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlglot import exp
+
+D = "duckdb"
+CODE = "k"  # the per-event integer code of the partition column
+
+
+def _q(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(D)
+
+
+BITS_PER_MASK = 62  # bool_or aggregates packed per BIGINT bit mask
+
+
+_ATOMS = (
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.In,
+    exp.Like,
+    exp.RegexpLike,
+    exp.StartsWith,
+    exp.EndsWith,
+    exp.Contains,
+    exp.Is,
+    exp.ArrayContains,
+)
+
+
+def _element_field_exists(
+    node: exp.Expression,
+) -> tuple[exp.Expression, exp.Identifier, exp.Identifier, exp.Literal] | None:
+    """``arr[field = "v"].count() > 0`` as the compiler writes it
+    (``COALESCE(len(list_filter(arr, x -> COALESCE(x.field = 'v', FALSE))), 0) > 0``): the parts, else None."""
+    if not (isinstance(node, exp.GT) and node.expression == exp.Literal.number(0)):
+        return None
+    size = node.this
+    if not (isinstance(size, exp.Coalesce) and size.expressions == [exp.Literal.number(0)]):
+        return None
+    size = size.this
+    if not (isinstance(size, exp.ArraySize) and isinstance(size.this, exp.ArrayFilter)):
+        return None
+    arr, lam = size.this.this, size.this.expression
+    if not (isinstance(lam, exp.Lambda) and len(lam.expressions) == 1 and isinstance(arr, exp.Column)):
+        return None
+    body = lam.this
+    if not (isinstance(body, exp.Coalesce) and body.expressions == [exp.false()]):
+        return None
+    eq = body.this
+    if not (
+        isinstance(eq, exp.EQ) and isinstance(eq.this, exp.Dot) and isinstance(eq.expression, exp.Literal)
+    ):
+        return None
+    var, field = eq.this.this, eq.this.expression
+    if not (
+        isinstance(var, exp.Identifier) and var == lam.expressions[0] and isinstance(field, exp.Identifier)
+    ):
+        return None
+    return arr.copy(), var.copy(), field.copy(), eq.expression.copy()
+
+
+def _share_atoms(
+    conds: list[exp.Expression],
+    atoms: dict[str, tuple[str, exp.Expression]],
+    lists: dict[str, tuple[str, exp.Expression]] | None = None,
+) -> list[exp.Expression]:
+    """Replace every comparison-like leaf of the conditions by a column of a per-event projection, the same leaf
+    (by rendering) across all aggregates of all definitions becoming one column: ``eventType = 'x'`` is then
+    evaluated once per event however many definitions test it. With ``lists``, ``arr[field = "v"].count() > 0``
+    becomes ``COALESCE(list_contains(l, 'v'), FALSE)`` over one shared ``l = list_transform(arr, x -> x.field)``
+    (the same truth value: an element matches iff its field equals the non-null literal; measured: 8 SKU
+    conditions 2.5 s → 1.2 s on 20M events) instead of one lambda per condition."""
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        found = _element_field_exists(node) if lists is not None else None
+        if found is not None:
+            arr, var, field, value = found
+            values = exp.Anonymous(
+                this="list_transform",
+                expressions=[arr, exp.Lambda(this=exp.Dot(this=var, expression=field), expressions=[var])],
+            )
+            key = values.sql(D)
+            if key not in lists:
+                lists[key] = (f"l{len(lists)}", values)
+            node = exp.Coalesce(
+                this=exp.Anonymous(
+                    this="list_contains", expressions=[exp.column(lists[key][0], table="e"), value]
+                ),
+                expressions=[exp.false()],
+            )
+        if isinstance(node, _ATOMS) or found is not None:
+            key = node.sql(D)
+            if key not in atoms:
+                atoms[key] = (f"c{len(atoms)}", node.copy())
+            return exp.column(atoms[key][0], table="e")
+        return node
+
+    out = []
+    for c in conds:
+        out.append(
+            c.copy().transform(lambda n: swap(n) if not n.find_ancestor(exp.Lambda) else n, copy=False)
+        )
+    return out
+
+
+def event_aggregate_select(aggs: dict[str, exp.Expression], source: str, share: bool = True) -> str:
+    """A query of ``profile_id`` and every aggregate of ``aggs`` (name -> aggregate over the events ``e`` of
+    ``source``), in one GROUP BY. ``share=False`` (aggregates over events joined to profiles) keeps the
+    conditions as written.
+
+    Measured and not kept: computing the non-mask aggregates in a second GROUP BY over only the events they need
+    (37% of the events for the benchmark's 100 definitions) was slower (7.8 s vs 6.7 s): the filter and the join
+    of the two per-profile results cost more than the hash-aggregate updates they saved."""
+    packed = [(n, _positive(a.this)) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
+    others = [(n, _case_form(a)) for n, a in aggs.items() if not isinstance(a, exp.LogicalOr)]
+    part = None
+    if share:
+        cases = [_case_of(a) for _, a in others]
+        conds = [c for _, c in packed] + [c.args["ifs"][0].this for c in cases if c is not None]
+        part = _Partition.of(conds)
+    return _Group(part, share).add_masks(packed).add_others(others).select(source)
+
+
+class _Group:
+    """The aggregates of one GROUP BY over the events, and the per-event columns they read."""
+
+    def __init__(self, part: _Partition | None, share: bool = True):
+        self.part, self.share = part, share
+        self.atoms: dict[str, tuple[str, exp.Expression]] = {}
+        self.lists: dict[str, tuple[str, exp.Expression]] = {}
+        self.inner: list[str] = []
+        self.outer: list[str] = []
+
+    def shared(self, c: exp.Expression) -> exp.Expression:
+        return _share_atoms([c], self.atoms, self.lists)[0] if self.share else c
+
+    def add_masks(self, packed: list[tuple[str, exp.Expression]]) -> _Group:
+        """``bool_or(c)`` aggregates as bits of ``BIT_OR`` masks; typed conditions in the branch of their code."""
+        part = self.part
+        for m in range(0, len(packed), BITS_PER_MASK):
+            chunk = packed[m : m + BITS_PER_MASK]
+            by_code: dict[int, list[str]] = {}
+            terms = []
+            for i, (_, c) in enumerate(chunk):
+                split = part.split(c) if part else None
+                if split is None:
+                    terms.append(_bit(self.shared(c), i))
+                else:
+                    by_code.setdefault(split[0], []).append(_bit(split[1], i))
+            if by_code:
+                terms.append(part.switch({k: " + ".join(v) for k, v in by_code.items()}, "0"))
+            mask = f"m{m // BITS_PER_MASK}"
+            self.inner.append(f"BIT_OR(CAST({' + '.join(terms)} AS BIGINT)) AS {mask}")
+            self.outer.extend(f"({mask} & {1 << i}) <> 0 AS {_q(n)}" for i, (n, _) in enumerate(chunk))
+        return self
+
+    def add_others(self, others: list[tuple[str, exp.Expression]]) -> _Group:
+        """Other aggregates; one of ``agg(CASE WHEN column = value AND rest THEN v END)`` evaluates ``rest``
+        only on its value's events (``CASE code WHEN k THEN CASE WHEN rest THEN v END END``)."""
+        for n, a in others:
+            case = _case_of(a)
+            split = self.part.split(case.args["ifs"][0].this) if self.part and case is not None else None
+            if split is None:
+                a = self.shared(a)
+            else:
+                code, rest = split
+                default = case.args.get("default") or exp.null()
+                then = case.args["ifs"][0].args["true"]
+                branch = (
+                    then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
+                )
+                a = a.copy()
+                a.find(exp.Case).replace(
+                    exp.Case(
+                        this=exp.column(CODE, table="e"),
+                        ifs=[exp.If(this=exp.Literal.number(code), true=branch)],
+                        default=default.copy(),
+                    )
+                )
+            self.inner.append(f"{a.sql(D)} AS {_q(n)}")
+            self.outer.append(_q(n))
+        return self
+
+    def select(self, source: str) -> str:
+        if self.lists:
+            cols = ", ".join(f"{a.sql(D)} AS {name}" for name, a in self.lists.values())
+            source = f"(SELECT e.*, {cols} FROM {source}) AS e"
+        extra = [f"{a.sql(D)} AS {name}" for name, a in self.atoms.values()]
+        if self.part:
+            extra.append(f"{self.part.code_expression()} AS {CODE}")
+        if extra:
+            source = f"(SELECT e.*, {', '.join(extra)} FROM {source}) AS e"
+        return (
+            f"SELECT profile_id, {', '.join(self.outer)} FROM "
+            f"(SELECT e.profile_id AS profile_id, {', '.join(self.inner)} FROM {source} GROUP BY e.profile_id)"
+        )
+
+
+def _bit(c: exp.Expression | None, i: int) -> str:
+    """Bit ``i`` of the mask when ``c`` holds (``None``: always). ``CAST(COALESCE(c, FALSE) AS BIGINT) * 2^i``,
+    not ``CASE WHEN c THEN 2^i ELSE 0 END``: the same value (a NULL condition sets no bit), measured ~25% faster
+    for the whole aggregate (no selection vectors per CASE)."""
+    if c is None:
+        return str(1 << i)
+    return f"CAST(COALESCE({c.sql(D)}, FALSE) AS BIGINT) * {1 << i}"
+
+
+def _case_of(a: exp.Expression) -> exp.Case | None:
+    """The ``CASE WHEN c THEN v [ELSE d] END`` an aggregate of :func:`_case_form` aggregates, else None."""
+    case = a.find(exp.Case)
+    if case is None or case.args.get("this") is not None or len(case.args.get("ifs") or []) != 1:
+        return None
+    return case
+
+
+def _conjuncts(c: exp.Expression) -> list[exp.Expression]:
+    while isinstance(c, exp.Paren):
+        c = c.this
+    if isinstance(c, exp.And):
+        return _conjuncts(c.this) + _conjuncts(c.expression)
+    return [c]
+
+
+def _required_value(c: exp.Expression) -> tuple[str, exp.Literal] | None:
+    """``column = literal`` (either side): the column (by rendering) and the literal."""
+    c = c.unnest() if isinstance(c, exp.Paren) else c
+    if not isinstance(c, exp.EQ):
+        return None
+    for col, lit in ((c.this, c.expression), (c.expression, c.this)):
+        if isinstance(col, exp.Column) and isinstance(lit, exp.Literal):
+            return col.sql(D), lit
+    return None
+
+
+class _Partition:
+    """The column most conditions require one value of, and the codes of its values."""
+
+    def __init__(self, column: str, values: list[exp.Literal]):
+        self.column = column
+        self.codes = {v.sql(D): i for i, v in enumerate(values, start=1)}
+        self.values = values
+
+    @classmethod
+    def of(cls, conds: list[exp.Expression]) -> _Partition | None:
+        seen: Counter[str] = Counter()
+        values: dict[str, dict[str, exp.Literal]] = {}
+        for c in conds:
+            for conj in _conjuncts(c):
+                req = _required_value(conj)
+                if req is not None:
+                    seen[req[0]] += 1
+                    values.setdefault(req[0], {})[req[1].sql(D)] = req[1]
+        if not seen:
+            return None
+        column, n = seen.most_common(1)[0]
+        if n < 2:
+            return None
+        return cls(column, list(values[column].values()))
+
+    def split(self, c: exp.Expression) -> tuple[int, exp.Expression | None] | None:
+        """``(code, rest)`` when ``c`` is ``column = value AND rest`` (rest None when nothing else), else None."""
+        conj = _conjuncts(c)
+        hits = [(i, r) for i, r in enumerate(map(_required_value, conj)) if r and r[0] == self.column]
+        codes = {self.codes[r[1].sql(D)] for _, r in hits}
+        if len(codes) != 1:
+            return None  # no requirement, or contradictory ones: evaluated as written
+        drop = {i for i, _ in hits}
+        rest = [x.copy() for i, x in enumerate(conj) if i not in drop]
+        return codes.pop(), (exp.and_(*rest) if rest else None)
+
+    def code_expression(self) -> str:
+        whens = " ".join(f"WHEN {v.sql(D)} THEN {i}" for i, v in enumerate(self.values, start=1))
+        return f"CASE {self.column} {whens} ELSE 0 END"
+
+    def switch(self, branches: dict[int, str], default: str) -> str:
+        """``CASE code WHEN k THEN branch ... ELSE default END``: each branch runs only on its value's events."""
+        whens = " ".join(f"WHEN {k} THEN {v}" for k, v in sorted(branches.items()))
+        return f"CASE e.{CODE} {whens} ELSE {default} END"
+
+
+def _positive(c: exp.Expression) -> exp.Expression:
+    """Drop ``COALESCE(x, FALSE)`` at positive positions of a condition (under AND/OR only): in a WHEN or FILTER,
+    NULL and FALSE both reject the row, and AND/OR are monotone, so the result is the same and DuckDB evaluates
+    less (measured: about a quarter of the per-row condition cost)."""
+    if isinstance(c, exp.Coalesce) and len(c.expressions) == 1 and isinstance(c.expressions[0], exp.Boolean):
+        if not c.expressions[0].this:
+            return _positive(c.this)
+    if isinstance(c, exp.Paren):
+        return exp.Paren(this=_positive(c.this))
+    if isinstance(c, exp.And | exp.Or):
+        return type(c)(this=_positive(c.this), expression=_positive(c.expression))
+    if isinstance(c, exp.Cast) and c.to.this == exp.DataType.Type.BOOLEAN:
+        return _positive(c.this)
+    return c
+
+
+def _case_form(a: exp.Expression) -> exp.Expression:
+    """``agg(v) FILTER (WHERE c)`` as ``agg(CASE WHEN c THEN v END)`` and ``count_if(c)`` as a sum of CASEs: the
+    same result (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
+    if isinstance(a, exp.Filter) and isinstance(a.this, exp.Sum | exp.Min | exp.Max | exp.Avg):
+        agg = a.this.copy()
+        cond = _positive(a.expression.this.copy())
+        agg.set("this", exp.Case(ifs=[exp.If(this=cond, true=a.this.this.copy())]))
+        return agg
+    if isinstance(a, exp.CountIf):
+        hit = exp.Case(
+            ifs=[exp.If(this=_positive(a.this.copy()), true=exp.Literal.number(1))],
+            default=exp.Literal.number(0),
+        )
+        return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
+    return a
