@@ -11,7 +11,9 @@ sums, chains, items, inSegment) and measures, each in a fresh subprocess (peak R
 * ``one``: one job evaluating 1 definition;
 * ``each``: the baseline, one job (one query) per definition: measured on ``--baseline-sample`` definitions and
   scaled to 100 (``--baseline-sample 100`` measures them all);
-* ``many``: one job evaluating ``--many`` definitions (each engine of ``--engines``).
+* ``many``: one job evaluating ``--many`` definitions (each engine of ``--engines``);
+* ``floor``: what sharing cannot remove from the 100-definition job (read the columns, group, write the pairs;
+  no condition evaluated), to put the "100 vs 1" ratio in proportion.
 
 ``--record`` appends the table to ``benchmarks/results/evaluation.md``.
 """
@@ -256,7 +258,55 @@ def definitions(n: int, seed: int = 7) -> list[tuple[str, str]]:
 
 
 # --- one measurement, in its own process ----------------------------------------------------------------------------
+def floor_worker(spec: dict) -> dict:
+    """What no sharing removes from the 100-definition job: read every column its definitions read and group the
+    events by profile (no condition), join the profiles, and write as many (audience, profile) pairs as the job
+    outputs (100 audiences of pseudo-random members), through the engine's Arrow writer. DuckDB."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from segmentation_pipelines.engine.duckdb_engine import ARROW_BATCH_ROWS, PAIRS_SCHEMA
+
+    folder = Path(spec["folder"])
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    t0 = time.perf_counter()
+    con.execute(
+        f"""CREATE TEMP TABLE ev AS SELECT profile_id, max(eventType) AS a, max(timestamp) AS b,
+            max(commerce.order.priceTotal) AS c, max(commerce.order.currencyCode) AS d,
+            max(len(productListItems)) AS f FROM read_parquet('{folder / "events" / "*.parquet"}')
+            GROUP BY profile_id"""
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE wide AS SELECT p.profile_id, hash(p.profile_id) % 100 AS h, ev.*,
+            p.person, p.homeAddress, p.personalEmail, p.loyalty
+            FROM read_parquet('{folder / "profiles.parquet"}') p LEFT JOIN ev USING (profile_id)"""
+    )
+    t_scan = time.perf_counter() - t0
+    n_profiles = con.execute("SELECT count(*) FROM wide").fetchall()[0][0]
+    share = round(spec["pairs"] / n_profiles)  # members of each of the 100 audiences, in percent of the profiles
+    t1 = time.perf_counter()
+    writer = pq.ParquetWriter(folder / f"floor-{os.getpid()}.parquet", PAIRS_SCHEMA)
+    for start in range(0, 100, 64):
+        sql = " UNION ALL ".join(
+            f"SELECT 'seg{i:04d}' AS audience_id, profile_id FROM wide WHERE (h + {i}) % 100 < {share}"
+            for i in range(start, min(start + 64, 100))
+        )
+        for b in con.sql(sql).to_arrow_reader(ARROW_BATCH_ROWS):
+            writer.write_batch(b.cast(PAIRS_SCHEMA))
+    writer.close()
+    (folder / f"floor-{os.getpid()}.parquet").unlink()
+    return {
+        "seconds": time.perf_counter() - t0,
+        "scan_seconds": t_scan,
+        "pairs_seconds": time.perf_counter() - t1,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def worker(spec: dict) -> dict:
+    if spec.get("floor"):
+        return floor_worker(spec)
     from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
     from segmentation_pipelines.pql import parse
     from segmentation_pipelines.pql.schema import Schema
@@ -267,6 +317,7 @@ def worker(spec: dict) -> dict:
     defs = [EngineDefinition(i, parse(t)) for i, t in spec["defs"]]
     groups = [[d] for d in defs] if spec["each"] else [defs]
     counts: dict[str, int] = {}
+    timings: dict[str, float] = {}
     for g in groups:
         res = evaluate(
             EvaluationRequest(
@@ -282,7 +333,10 @@ def worker(spec: dict) -> dict:
             )
         )
         counts.update(res.counts)
+        for k, v in res.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
     return {
+        "timings": {k: round(v, 2) for k, v in timings.items()},
         "seconds": time.perf_counter() - t0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "members": sum(counts.values()),
@@ -290,9 +344,15 @@ def worker(spec: dict) -> dict:
 
 
 def measure(
-    engine: str, defs: list[tuple[str, str]], folder: Path, each: bool = False, memory_limit: str = "4GB"
+    engine: str,
+    defs: list[tuple[str, str]],
+    folder: Path,
+    each: bool = False,
+    memory_limit: str = "4GB",
+    **extra,
 ) -> dict:
     spec = {"engine": engine, "defs": defs, "folder": str(folder), "each": each, "memory_limit": memory_limit}
+    spec.update(extra)
     spec_file = folder / f"spec-{os.getpid()}.json"
     spec_file.write_text(json.dumps(spec))
     try:
@@ -340,6 +400,10 @@ def main() -> None:
         r_each = measure(engine, sample, folder, each=True)
         print(engine, f"each ({len(sample)}):", r_each, flush=True)
         rows.append((engine, r_all, r_one, r_each, len(sample)))
+    floor = None
+    if rows and "error" not in rows[0][1]:
+        floor = measure("duckdb", [], folder, floor=True, pairs=rows[0][1]["members"])
+        print("floor:", floor, flush=True)
     rows_many: list[tuple[str, dict]] = []
     if args.many:
         for engine in args.engines.split(","):
@@ -366,6 +430,19 @@ def main() -> None:
         lines.append(
             f"| {engine} | {a['seconds']:.1f} | {a['peak_rss_mb']:.0f} | {o['seconds']:.1f} | {per:.1f} | "
             f"{per * 100:.0f} | {per * 100 / a['seconds']:.1f}x | {a['seconds'] / o['seconds']:.2f}x |"
+        )
+    for engine, a, o, _e, _n in rows:
+        if "timings" in a:
+            lines.append("")
+            lines.append(f"{engine}, phases of the 100-definition job (s): {a['timings']}")
+            lines.append(f"{engine}, phases of the 1-definition job (s): {o.get('timings')}")
+    if floor and "error" not in floor:
+        lines.append("")
+        lines.append(
+            f"Floor (no condition evaluated: read every column the 100 definitions read, group the events by "
+            f"profile, join the profiles, write as many pairs): {floor['seconds']:.1f} s (read+group+join "
+            f"{floor['scan_seconds']:.1f} s, pairs {floor['pairs_seconds']:.1f} s) = "
+            f"{floor['seconds'] / rows[0][2]['seconds']:.2f}x the 1-definition {rows[0][0]} job"
         )
     for engine, many in rows_many:
         lines.append("")

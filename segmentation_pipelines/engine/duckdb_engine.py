@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from segmentation_pipelines.engine import plan
-from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
+from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select, positive
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.pql import compile_sql
@@ -172,7 +172,10 @@ def _evaluate_batch(
             f"LEFT JOIN (SELECT DISTINCT profile_id, TRUE AS {_q(col)} FROM members "
             f"WHERE audience_id = {_lit(audience)}) AS {_q('j' + col)} ON {_q('j' + col)}.profile_id = p.profile_id"
         )
-    flags = ", ".join(f"COALESCE({c.predicate.sql(D)}, FALSE) AS d{i}" for i, (_, c) in enumerate(batch))
+    flags = ", ".join(
+        f"COALESCE(CAST({positive(c.predicate).sql(D)} AS BOOLEAN), FALSE) AS d{i}"
+        for i, (_, c) in enumerate(batch)
+    )
     r.run(
         f"CREATE OR REPLACE TEMP TABLE wide AS SELECT CAST(p.profile_id AS VARCHAR) AS profile_id, {flags} "
         f"FROM {profiles} AS p {' '.join(joins)}",

@@ -130,7 +130,7 @@ def event_aggregate_select(aggs: dict[str, exp.Expression], source: str, share: 
     Measured and not kept: computing the non-mask aggregates in a second GROUP BY over only the events they need
     (37% of the events for the benchmark's 100 definitions) was slower (7.8 s vs 6.7 s): the filter and the join
     of the two per-profile results cost more than the hash-aggregate updates they saved."""
-    packed = [(n, _positive(a.this)) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
+    packed = [(n, positive(a.this)) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
     others = [(n, _case_form(a)) for n, a in aggs.items() if not isinstance(a, exp.LogicalOr)]
     part = None
     if share:
@@ -297,19 +297,20 @@ class _Partition:
         return f"CASE e.{CODE} {whens} ELSE {default} END"
 
 
-def _positive(c: exp.Expression) -> exp.Expression:
+def positive(c: exp.Expression) -> exp.Expression:
     """Drop ``COALESCE(x, FALSE)`` at positive positions of a condition (under AND/OR only): in a WHEN or FILTER,
-    NULL and FALSE both reject the row, and AND/OR are monotone, so the result is the same and DuckDB evaluates
-    less (measured: about a quarter of the per-row condition cost)."""
+    or under one outer ``COALESCE(.., FALSE)``, NULL and FALSE both reject, and AND/OR are monotone, so the result
+    is the same and DuckDB evaluates less (measured: about a quarter of the per-row condition cost; 35 profile
+    predicates over 1M profiles 1.15 s -> 0.92 s)."""
     if isinstance(c, exp.Coalesce) and len(c.expressions) == 1 and isinstance(c.expressions[0], exp.Boolean):
         if not c.expressions[0].this:
-            return _positive(c.this)
+            return positive(c.this)
     if isinstance(c, exp.Paren):
-        return exp.Paren(this=_positive(c.this))
+        return exp.Paren(this=positive(c.this))
     if isinstance(c, exp.And | exp.Or):
-        return type(c)(this=_positive(c.this), expression=_positive(c.expression))
+        return type(c)(this=positive(c.this), expression=positive(c.expression))
     if isinstance(c, exp.Cast) and c.to.this == exp.DataType.Type.BOOLEAN:
-        return _positive(c.this)
+        return positive(c.this)
     return c
 
 
@@ -318,12 +319,12 @@ def _case_form(a: exp.Expression) -> exp.Expression:
     same result (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
     if isinstance(a, exp.Filter) and isinstance(a.this, exp.Sum | exp.Min | exp.Max | exp.Avg):
         agg = a.this.copy()
-        cond = _positive(a.expression.this.copy())
+        cond = positive(a.expression.this.copy())
         agg.set("this", exp.Case(ifs=[exp.If(this=cond, true=a.this.this.copy())]))
         return agg
     if isinstance(a, exp.CountIf):
         hit = exp.Case(
-            ifs=[exp.If(this=_positive(a.this.copy()), true=exp.Literal.number(1))],
+            ifs=[exp.If(this=positive(a.this.copy()), true=exp.Literal.number(1))],
             default=exp.Literal.number(0),
         )
         return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
