@@ -263,9 +263,8 @@ def floor_worker(spec: dict) -> dict:
     events by profile (no condition), join the profiles, and write as many (audience, profile) pairs as the job
     outputs (100 audiences of pseudo-random members), through the engine's Arrow writer. DuckDB."""
     import duckdb
-    import pyarrow.parquet as pq
 
-    from segmentation_pipelines.engine.duckdb_engine import ARROW_BATCH_ROWS, PAIRS_SCHEMA
+    from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
 
     folder = Path(spec["folder"])
     con = duckdb.connect()
@@ -284,9 +283,11 @@ def floor_worker(spec: dict) -> dict:
     )
     t_scan = time.perf_counter() - t0
     n_profiles = con.execute("SELECT count(*) FROM wide").fetchall()[0][0]
-    share = round(spec["pairs"] / n_profiles)  # members of each of the 100 audiences, in percent of the profiles
+    share = round(
+        spec["pairs"] / n_profiles
+    )  # members of each of the 100 audiences, in percent of the profiles
     t1 = time.perf_counter()
-    writer = pq.ParquetWriter(folder / f"floor-{os.getpid()}.parquet", PAIRS_SCHEMA)
+    writer = pairs_writer(folder / f"floor-{os.getpid()}.parquet")
     for start in range(0, 100, 64):
         sql = " UNION ALL ".join(
             f"SELECT 'seg{i:04d}' AS audience_id, profile_id FROM wide WHERE (h + {i}) % 100 < {share}"

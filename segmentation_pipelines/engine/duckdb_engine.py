@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlglot import exp
 
@@ -22,6 +21,7 @@ from segmentation_pipelines.engine import plan
 from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select, positive
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
+from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
 from segmentation_pipelines.pql import compile_sql
 
 D = "duckdb"
@@ -90,7 +90,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # Pairs stream to the output as each batch is done; only audiences a later stage reads stay in `members`.
     referenced = set().union(*(plan.referenced_audiences(d.ast) for d in req.definitions))
-    writer = pq.ParquetWriter(tmp, PAIRS_SCHEMA)
+    writer = pairs_writer(tmp)
     try:
         r.run("CREATE TEMP TABLE members (audience_id VARCHAR, profile_id VARCHAR)")
         for audience, path in req.external_members.items():
@@ -122,8 +122,6 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
 
 
 OUTPUT_CHUNK = 64  # definitions per query of qualified pairs
-PAIRS_SCHEMA = pa.schema([("audience_id", pa.string()), ("profile_id", pa.string())])
-ARROW_BATCH_ROWS = 1_000_000
 
 
 def _evaluate_batch(

