@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from segmentation_pipelines.engine import plan
-from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select, positive
+from segmentation_pipelines.engine.event_aggregates_sql import as_bits, event_aggregate_select, positive
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
@@ -143,6 +143,7 @@ def _evaluate_batch(
         paggs.update(c.profile_aggregates)
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
+    aggs, predicates = as_bits(aggs, [c.predicate for _, c in batch])
     joins = []
     if aggs:
         r.run(
@@ -171,8 +172,7 @@ def _evaluate_batch(
             f"WHERE audience_id = {_lit(audience)}) AS {_q('j' + col)} ON {_q('j' + col)}.profile_id = p.profile_id"
         )
     flags = ", ".join(
-        f"COALESCE(CAST({positive(c.predicate).sql(D)} AS BOOLEAN), FALSE) AS d{i}"
-        for i, (_, c) in enumerate(batch)
+        f"COALESCE(CAST({positive(p).sql(D)} AS BOOLEAN), FALSE) AS d{i}" for i, p in enumerate(predicates)
     )
     r.run(
         f"CREATE OR REPLACE TEMP TABLE wide AS SELECT CAST(p.profile_id AS VARCHAR) AS profile_id, {flags} "

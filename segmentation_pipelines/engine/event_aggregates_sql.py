@@ -13,6 +13,7 @@ as little of it per event as it can:
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 from sqlglot import exp
@@ -329,3 +330,86 @@ def _case_form(a: exp.Expression) -> exp.Expression:
         )
         return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
     return a
+
+
+def as_bits(
+    aggs: dict[str, exp.Expression], predicates: list[exp.Expression], table: str = "ev"
+) -> tuple[dict[str, exp.Expression], list[exp.Expression]]:
+    """Turn aggregates that predicates only compare with a constant into ``bool_or`` aggregates (bits of the mask,
+    the cheapest aggregate): ``COALESCE(<max of v where c> > k, FALSE)`` becomes ``COALESCE(<bool_or(c AND v > k)>,
+    FALSE)`` (likewise ``>=``, and ``<``/``<=`` of a min), ``COALESCE(<count where c>, 0) > 0`` (or ``>= 1``)
+    becomes ``COALESCE(<bool_or(c)>, FALSE)``. Each pair is equal for every profile (the max exceeds k exactly
+    when one counted value does; a count is positive exactly when one event counts; no event gives FALSE on both
+    sides), in any context, NOT included. Aggregates no predicate reads any more are dropped.
+    Returns the new aggregates and predicates (the inputs are not modified)."""
+    out = dict(aggs)
+    new_preds = []
+
+    def bit_for(node: exp.Expression) -> exp.Expression | None:
+        """The replacement of ``node`` (a COALESCE of the patterns above), else None."""
+        if (
+            not (
+                isinstance(node, exp.Coalesce)
+                and len(node.expressions) == 1
+                and isinstance(node.expressions[0], exp.Boolean)
+            )
+            or node.expressions[0].this
+        ):
+            return None
+        cmp = node.this
+        if not isinstance(cmp, exp.GT | exp.GTE | exp.LT | exp.LTE) or not isinstance(
+            cmp.expression, exp.Literal
+        ):
+            return None
+        col, lit = cmp.this, cmp.expression
+        counted = None
+        if isinstance(col, exp.Coalesce) and col.expressions == [exp.Literal.number(0)]:
+            col = col.this  # COALESCE(count, 0)
+            if (
+                isinstance(cmp, exp.GT)
+                and lit == exp.Literal.number(0)
+                or (isinstance(cmp, exp.GTE) and lit == exp.Literal.number(1))
+            ):
+                counted = True
+            else:
+                return None
+        if not (isinstance(col, exp.Column) and col.table == table and col.name in aggs):
+            return None
+        agg = aggs[col.name]
+        cond = _counted_condition(agg) if counted else _threshold_condition(agg, cmp, lit)
+        if cond is None:
+            return None
+        bit = exp.LogicalOr(this=cond)
+        name = "b_" + hashlib.md5(bit.sql(D).encode()).hexdigest()[:16]
+        out[name] = bit
+        return exp.Coalesce(this=exp.column(name, table=table), expressions=[exp.false()])
+
+    for p in predicates:
+        new_preds.append(p.copy().transform(lambda n: bit_for(n) or n))
+    used = {c.name for p in new_preds for c in p.find_all(exp.Column) if c.table == table}
+    return {n: a for n, a in out.items() if n in used}, new_preds
+
+
+def _counted_condition(agg: exp.Expression) -> exp.Expression | None:
+    """``c`` of ``count_if(c)`` / ``count(*) [FILTER (WHERE c)]``."""
+    if isinstance(agg, exp.CountIf):
+        return agg.this.copy()
+    where = None
+    if isinstance(agg, exp.Filter):
+        agg, where = agg.this, agg.expression.this
+    if isinstance(agg, exp.Count) and isinstance(agg.this, exp.Star):
+        return where.copy() if where is not None else exp.true()
+    return None
+
+
+def _threshold_condition(agg: exp.Expression, cmp: exp.Expression, lit: exp.Literal) -> exp.Expression | None:
+    """``c AND v op k`` for ``max(v) FILTER (WHERE c) op k`` with op ``>``/``>=`` (``min`` with ``<``/``<=``)."""
+    where = None
+    if isinstance(agg, exp.Filter):
+        agg, where = agg.this, agg.expression.this
+    fits = isinstance(agg, exp.Max) and isinstance(cmp, exp.GT | exp.GTE)
+    fits = fits or isinstance(agg, exp.Min) and isinstance(cmp, exp.LT | exp.LTE)
+    if not fits or agg.expressions:  # max(v, n) is another function
+        return None
+    test = type(cmp)(this=agg.this.copy(), expression=lit.copy())
+    return exp.and_(where.copy(), test) if where is not None else test

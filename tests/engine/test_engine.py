@@ -231,3 +231,43 @@ def test_event_type_conditions_run_in_their_type_branch_and_agree(store, tmp_pat
         "no_login": {"p1", "p2", "p3", "p5"},
         "bought": {"p1", "p2"},
     }
+
+
+def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: Path) -> None:
+    """``max(..) > k``, ``min(..) <= k`` and ``count() > 0``/``>= 1`` become ``bool_or`` bits of the DuckDB mask,
+    also under NOT and for profiles without (matching) events; ``count() >= 2`` stays a count. Members are the
+    hand-computed ones, on both engines."""
+    from sqlglot import exp
+
+    from segmentation_pipelines.engine.event_aggregates_sql import as_bits
+    from segmentation_pipelines.pql import compile_sql
+
+    texts = {
+        "big_cart": 'xEvent[eventType = "addToCart"].max(commerce.order.priceTotal) > 10',
+        "not_big_cart": 'not(xEvent[eventType = "addToCart"].max(commerce.order.priceTotal) > 10)',
+        "cheap_cart": 'xEvent[eventType = "addToCart"].min(commerce.order.priceTotal) <= 5',
+        "any_home": 'xEvent[eventType = "homePageView"].count() > 0',
+        "no_home": 'not(xEvent[eventType = "homePageView"].count() >= 1)',
+        "two_home": 'xEvent[eventType = "homePageView"].count() >= 2',
+        "any_event": "xEvent.count() > 0",
+    }
+    compiled = [compile_sql.compile_definition(parse(t), SCHEMA, NOW) for t in texts.values()]
+    aggs = {n: a for c in compiled for n, a in c.aggregates.items()}
+    bits, _ = as_bits(aggs, [c.predicate for c in compiled])
+    assert [type(a).__name__ for a in bits.values() if not isinstance(a, exp.LogicalOr)] == ["CountIf"]
+    got = {}
+    for engine in ENGINES:
+        out = tmp_path / f"{engine}.parquet"
+        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
+        got[engine] = _pairs(out)
+    assert got["duckdb"] == got["polars"]
+    members = {a: {p for b, p in got["duckdb"] if b == a} for a in texts}
+    assert members == {
+        "big_cart": {"p1"},
+        "not_big_cart": {"p2", "p3", "p4", "p5"},
+        "cheap_cart": {"p2"},
+        "any_home": {"p1", "p2", "p3"},
+        "no_home": {"p4", "p5"},
+        "two_home": {"p1", "p3"},
+        "any_event": {"p1", "p2", "p3", "p4"},
+    }
