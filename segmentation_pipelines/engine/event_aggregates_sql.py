@@ -141,6 +141,31 @@ def event_aggregate_select(aggs: dict[str, exp.Expression], source: str, share: 
     return _Group(part, share).add_masks(packed).add_others(others).select(source)
 
 
+class _ItemValues:
+    """Mask bits of ``arr[field = "v"].count() > 0`` conditions over one array field, set in one lambda pass over
+    the items: ``list_bit_or(list_transform(arr, x -> CASE x.field WHEN 'v1' THEN bits1 ... ELSE 0 END))`` (an
+    element matches iff its field equals the non-null literal; a missing or empty array sets no bit). Measured
+    on 20M events, 8 SKU conditions: 3.2 s with one shared ``list_transform`` and a ``list_contains`` each, 2.4 s
+    so (the scan of the items alone: 1.0-1.2 s)."""
+
+    def __init__(self, arr: exp.Expression, var: exp.Identifier, field: exp.Identifier):
+        self.arr, self.var, self.field = arr, var, field
+        self.bits: dict[str, list] = {}  # rendered value -> [literal, bits]
+
+    def add(self, value: exp.Literal, bit: int) -> None:
+        self.bits.setdefault(value.sql(D), [value, 0])[1] |= bit
+
+    def expression(self) -> exp.Expression:
+        case = exp.Case(
+            this=exp.Dot(this=self.var.copy(), expression=self.field.copy()),
+            ifs=[exp.If(this=v.copy(), true=exp.Literal.number(b)) for v, b in self.bits.values()],
+            default=exp.Literal.number(0),
+        )
+        lam = exp.Lambda(this=case, expressions=[self.var.copy()])
+        transform = exp.Anonymous(this="list_transform", expressions=[self.arr.copy(), lam])
+        return exp.Anonymous(this="list_bit_or", expressions=[transform])
+
+
 class _Group:
     """The aggregates of one GROUP BY over the events, and the per-event columns they read."""
 
@@ -161,7 +186,14 @@ class _Group:
             chunk = packed[m : m + BITS_PER_MASK]
             by_code: dict[int, list[str]] = {}
             terms = []
+            items: dict[str, _ItemValues] = {}
             for i, (_, c) in enumerate(chunk):
+                found = _element_field_exists(c) if self.share else None
+                if found is not None:  # the whole condition: arr[field = "v"].count() > 0
+                    arr, var, field, value = found
+                    key = f"{arr.sql(D)}.{field.sql(D)}"
+                    items.setdefault(key, _ItemValues(arr, var, field)).add(value, 1 << i)
+                    continue
                 split = part.split(c) if part else None
                 if split is None:
                     terms.append(_bit(self.shared(c), i))
@@ -169,6 +201,7 @@ class _Group:
                     by_code.setdefault(split[0], []).append(_bit(split[1], i))
             if by_code:
                 terms.append(part.switch({k: " + ".join(v) for k, v in by_code.items()}, "0"))
+            terms.extend(f"CAST(COALESCE({v.expression().sql(D)}, 0) AS BIGINT)" for v in items.values())
             mask = f"m{m // BITS_PER_MASK}"
             self.inner.append(f"BIT_OR(CAST({' + '.join(terms)} AS BIGINT)) AS {mask}")
             self.outer.extend(f"({mask} & {1 << i}) <> 0 AS {_q(n)}" for i, (n, _) in enumerate(chunk))

@@ -163,9 +163,10 @@ def test_shared_event_conditions_are_one_aggregate() -> None:
 
 
 def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path) -> None:
-    """``arr[field = "v"].count() > 0`` of several definitions reads one shared ``list_transform`` column in
-    the DuckDB aggregate (no lambda per condition) and selects the same profiles as Polars, also under NOT
-    (where NULL and FALSE differ) and for events without items."""
+    """``arr[field = "v"].count() > 0`` of several definitions sets their mask bits in one lambda pass over the
+    items in the DuckDB aggregate (a negated one reads one shared ``list_transform`` column; no lambda per
+    condition) and selects the same profiles as Polars, also under NOT (where NULL and FALSE differ) and for
+    events without items."""
     from sqlglot import exp
 
     from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
@@ -181,7 +182,9 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
     for t in texts.values():
         aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
     sql = event_aggregate_select(aggs, "events AS e")
-    assert sql.upper().count("LIST_TRANSFORM") == 1 and "LIST_FILTER" not in sql.upper()
+    # The three plain conditions: one lambda pass setting their mask bits; the negated one: one shared list.
+    assert sql.upper().count("LIST_BIT_OR") == 1 and sql.upper().count("LIST_TRANSFORM") == 2
+    assert "LIST_FILTER" not in sql.upper()
     got = {}
     for engine in ENGINES:
         out = tmp_path / f"{engine}.parquet"
