@@ -28,6 +28,27 @@ def _pairs(path: Path) -> set[tuple[str, str]]:
     return set(duckdb.sql(f"SELECT audience_id, profile_id FROM read_parquet('{path}')").fetchall())
 
 
+def _members_on_both_engines(texts: dict[str, str], store, tmp_path: Path) -> dict[str, set[str]]:
+    """Evaluate ``texts`` on DuckDB and Polars, check that they select the same pairs; members per audience."""
+    got = {}
+    for engine in ENGINES:
+        out = tmp_path / f"{engine}.parquet"
+        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
+        got[engine] = _pairs(out)
+    assert got["duckdb"] == got["polars"]
+    return {a: {p for b, p in got["duckdb"] if b == a} for a in texts}
+
+
+def _sql_aggregates(texts: dict[str, str]) -> dict:
+    """Every event aggregate of the texts compiled to SQL (shared by name, as in one batch)."""
+    from segmentation_pipelines.pql import compile_sql
+
+    aggs: dict = {}
+    for t in texts.values():
+        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
+    return aggs
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_output_counts_and_stages(engine: str, store, tmp_path: Path) -> None:
     defs = _defs(
@@ -167,10 +188,7 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
     items in the DuckDB aggregate (a negated one reads one shared ``list_transform`` column; no lambda per
     condition) and selects the same profiles as Polars, also under NOT (where NULL and FALSE differ) and for
     events without items."""
-    from sqlglot import exp
-
     from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
-    from segmentation_pipelines.pql import compile_sql
 
     texts = {
         "ps": 'select X from xEvent where X.productListItems[SKU = "PS"].count() > 0',
@@ -178,33 +196,22 @@ def test_element_field_conditions_share_one_list_and_agree(store, tmp_path: Path
         "not_lr": 'select X from xEvent where not(X.productListItems[SKU = "LR"].count() > 0)',
         "none": 'select X from xEvent where X.productListItems[SKU = "XX"].count() > 0',
     }
-    aggs: dict[str, exp.Expression] = {}
-    for t in texts.values():
-        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
-    sql = event_aggregate_select(aggs, "events AS e")
+    sql = event_aggregate_select(_sql_aggregates(texts), "events AS e")
     # The three plain conditions: one lambda pass setting their mask bits; the negated one: one shared list.
     assert sql.upper().count("LIST_BIT_OR") == 1 and sql.upper().count("LIST_TRANSFORM") == 2
     assert "LIST_FILTER" not in sql.upper()
-    got = {}
-    for engine in ENGINES:
-        out = tmp_path / f"{engine}.parquet"
-        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
-        got[engine] = _pairs(out)
-    assert got["duckdb"] == got["polars"]
-    assert {p for a, p in got["duckdb"] if a == "ps"} == {"p1"}
-    assert {p for a, p in got["duckdb"] if a == "lr"} == {"p1", "p2"}
-    assert {p for a, p in got["duckdb"] if a == "not_lr"} == {"p1", "p2", "p3", "p4"}
-    assert not {p for a, p in got["duckdb"] if a == "none"}
+    members = _members_on_both_engines(texts, store, tmp_path)
+    assert members["ps"] == {"p1"}
+    assert members["lr"] == {"p1", "p2"}
+    assert members["not_lr"] == {"p1", "p2", "p3", "p4"}
+    assert not members["none"]
 
 
 def test_event_type_conditions_run_in_their_type_branch_and_agree(store, tmp_path: Path) -> None:
     """Conditions requiring one event type are evaluated only on that type's events (a ``CASE`` on a per-event
     type code in the DuckDB aggregate): the members stay those of the conditions as written, on both engines,
     for windows, counts, max, a negated chain (with an event without timestamp) and an OR of two types."""
-    from sqlglot import exp
-
     from segmentation_pipelines.engine.event_aggregates_sql import event_aggregate_select
-    from segmentation_pipelines.pql import compile_sql
 
     texts = {
         "recent_cart": (
@@ -215,18 +222,9 @@ def test_event_type_conditions_run_in_their_type_branch_and_agree(store, tmp_pat
         "no_login": 'not(chain(xEvent, timestamp, [A: WHAT(eventType = "login") WHEN(< 7 days before now)]))',
         "bought": 'select X from xEvent where X.eventType = "purchase" or X.eventType = "checkout"',
     }
-    aggs: dict[str, exp.Expression] = {}
-    for t in texts.values():
-        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
-    sql = event_aggregate_select(aggs, "events AS e")
+    sql = event_aggregate_select(_sql_aggregates(texts), "events AS e")
     assert "CASE e.k WHEN" in sql and "THEN 1 WHEN" in sql
-    got = {}
-    for engine in ENGINES:
-        out = tmp_path / f"{engine}.parquet"
-        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
-        got[engine] = _pairs(out)
-    assert got["duckdb"] == got["polars"]
-    members = {a: {p for b, p in got["duckdb"] if b == a} for a in texts}
+    members = _members_on_both_engines(texts, store, tmp_path)
     assert members == {
         "recent_cart": {"p1", "p2"},
         "home3": {"p3"},
@@ -258,13 +256,7 @@ def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: P
     aggs = {n: a for c in compiled for n, a in c.aggregates.items()}
     bits, _ = as_bits(aggs, [c.predicate for c in compiled])
     assert [type(a).__name__ for a in bits.values() if not isinstance(a, exp.LogicalOr)] == ["CountIf"]
-    got = {}
-    for engine in ENGINES:
-        out = tmp_path / f"{engine}.parquet"
-        evaluate(EvaluationRequest(_defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine))
-        got[engine] = _pairs(out)
-    assert got["duckdb"] == got["polars"]
-    members = {a: {p for b, p in got["duckdb"] if b == a} for a in texts}
+    members = _members_on_both_engines(texts, store, tmp_path)
     assert members == {
         "big_cart": {"p1"},
         "not_big_cart": {"p2", "p3", "p4", "p5"},
