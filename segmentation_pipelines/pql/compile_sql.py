@@ -92,6 +92,12 @@ def _h(e: exp.Expression) -> str:
     return hashlib.sha1(e.sql(DIALECT).encode()).hexdigest()[:16]
 
 
+def event_aggregate_name(agg: exp.Expression) -> str:
+    """The column name of an aggregate over the events (``ev``): the hash of its rendering, so that equal
+    aggregates of different definitions of a batch are one column."""
+    return "a_" + _h(agg)
+
+
 class SqlBackend:
     """How each construct is written as a sqlglot tree."""
 
@@ -387,7 +393,7 @@ class SqlBackend:
         return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
 
     def agg_ref(self, agg: exp.Expression, kind: str, needs_profile: bool) -> exp.Expression:
-        name = ("b_" if needs_profile else "a_") + _h(agg)
+        name = "b_" + _h(agg) if needs_profile else event_aggregate_name(agg)
         (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg
         ref = exp.column(name, table="evp" if needs_profile else "ev", quoted=True)
         if kind in EMPTY_AGGREGATE:
