@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results_file import append_result  # benchmarks/ is on sys.path when a benchmark runs
+
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
@@ -455,11 +457,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.record:
-        out = ROOT / "results" / "evaluation.md"
-        out.parent.mkdir(exist_ok=True)
-        head = "" if out.exists() else "# Evaluation benchmark (issue 5)\n\n"
-        with out.open("a") as f:
-            f.write(head + table + "\n\n")
+        append_result("evaluation.md", "Evaluation benchmark (issue 5)", table)
 
 
 if __name__ == "__main__":

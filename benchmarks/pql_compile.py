@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from evaluation import EVENT_SCHEMA, NOW, PROFILE_SCHEMA, definitions  # noqa: E402
+from results_file import append_result  # noqa: E402
 
 from segmentation_pipelines.pql import check, compile_polars, compile_sql, parse  # noqa: E402
 from segmentation_pipelines.pql.schema import Schema  # noqa: E402
@@ -88,11 +89,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.record:
-        out = Path(__file__).parent / "results" / "pql_compile.md"
-        out.parent.mkdir(exist_ok=True)
-        head = "" if out.exists() else "# PQL parse + check + compile benchmark (issue 4)\n\n"
-        with out.open("a") as f:
-            f.write(head + table + "\n\n")
+        append_result("pql_compile.md", "PQL parse + check + compile benchmark (issue 4)", table)
 
 
 if __name__ == "__main__":
