@@ -11,9 +11,9 @@ For every audience of an evaluation, compared with that audience's previous memb
 
 Each file also carries the member's ``identityMap`` as of the evaluation (from the merged profiles for current
 members, from the previous file for exits), so a past evaluation reads the same later. All audiences of one
-evaluation are diffed in one DuckDB query and written under a temporary folder; :func:`publish_files` then renames
-each into ``memberships/<audienceId>/<evaluationMs>.parquet``. Nothing here touches the catalog: the caller makes
-the files visible by inserting the ``audience_evaluations`` rows afterwards.
+evaluation are diffed in one streaming DuckDB query written under a temporary folder; :func:`publish_files` then
+renames each into ``memberships/<audienceId>/<evaluationMs>.parquet``. Nothing here touches the catalog: the caller
+makes the files visible by inserting the ``audience_evaluations`` rows afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from segmentation_pipelines.engine.interrupt import run_interruptible
+from segmentation_pipelines.engine.model import EvaluationCancelled
 
 RETENTION_DAYS = 30
 CURRENT_STATUSES = ("realized", "existing")
@@ -97,7 +100,7 @@ def _sql_str(value: str | os.PathLike) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def connect(memory_limit: str = "2GB", temp_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect(memory_limit: str = "4GB", temp_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
     if temp_directory is not None:
@@ -122,7 +125,7 @@ def diff_memberships(
     staging_root: Path,
     retention_days: int = RETENTION_DAYS,
     should_cancel: Callable[[], bool] | None = None,
-    memory_limit: str = "2GB",
+    memory_limit: str = "4GB",
 ) -> DiffResult:
     """Diff every audience of one evaluation against its previous membership; write the files under staging.
 
@@ -161,112 +164,135 @@ def _index_table(con, name: str, column: str, values: list[str], indexes: list[i
 def _diff(
     con, qualified_path, audience_ids, previous, t, cutoff, profiles_paths, staging, cancelled
 ) -> DiffResult:
-    _index_table(con, "audiences", "audience_id", list(audience_ids))
+    """One streaming query writes every audience's file (no result table, no sort): the qualified pairs FULL JOIN
+    the previous members, current members' identityMap from the merged profiles (normalised once per profile, not
+    once per membership). Counts are read back from the written files, namespaces from the profiles. Measured on
+    100 audiences / 19.8M members with identity maps: first evaluation 88 s -> 22 s, next day 150 s -> 31 s."""
 
-    # Qualified pairs of this evaluation, as audience indexes.
+    def run(sql: str, params: dict | None = None):
+        if cancelled():
+            raise MembershipCancelled()
+        try:
+            return run_interruptible(
+                lambda: con.execute(sql, params or {}).fetchall(), con.interrupt, cancelled
+            )
+        except EvaluationCancelled:
+            raise MembershipCancelled() from None
+
+    # The merged profiles each audience's members take their identityMap from: (pidx, profile_id, identityMap).
+    paths: dict[str, int] = {}
+    pidx = []
+    for audience_id in audience_ids:
+        p = profiles_paths.get(audience_id)
+        ok = p is not None and Path(p).exists()
+        pidx.append(paths.setdefault(str(p), len(paths)) if ok else -1)
+    con.execute(
+        "CREATE TEMP TABLE audiences AS SELECT unnest($i)::INTEGER AS aidx, unnest($v)::VARCHAR AS audience_id, "
+        "unnest($p)::INTEGER AS pidx",
+        {"i": list(range(len(audience_ids))), "v": list(audience_ids), "p": pidx},
+    )
+    # ns: the profile's namespaces (sorted, distinct); nsid numbers the distinct ns lists (for the counts).
+    selects = [
+        f"SELECT {i} AS pidx, profile_id::VARCHAR AS profile_id, "
+        f"{_identity_map_of('identityMap') if _has_identity_map(con, Path(path)) else 'NULL'}"
+        f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({_sql_str(path)})"
+        for path, i in paths.items()
+    ] or [
+        f"SELECT NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
+    ]
+    run(
+        f"""CREATE TEMP TABLE profiles AS SELECT *, dense_rank() OVER (ORDER BY ns) AS nsid FROM (
+                SELECT *, list_sort(list_distinct(list_transform(identityMap, lambda e: e.key))) AS ns
+                FROM ({" UNION ALL ".join(selects)}))"""
+    )
+
+    # The qualified pairs (each pair once: the engine writes every pair once), as audience indexes.
     sources = (
         [qualified_path] if isinstance(qualified_path, str | os.PathLike) else list(qualified_path or [])
     )
     sources = [p for p in sources if Path(p).exists()]
     if sources:
         files = "[" + ", ".join(_sql_str(p) for p in sources) + "]"
-        con.execute(
-            f"""CREATE TEMP TABLE qualified AS
-                SELECT DISTINCT a.aidx, q.profile_id::VARCHAR AS profile_id
-                FROM read_parquet({files}) q JOIN audiences a ON a.audience_id = q.audience_id"""
+        qualified = (
+            f"SELECT a.aidx, a.pidx, q.profile_id::VARCHAR AS profile_id FROM read_parquet({files}) q "
+            "JOIN audiences a ON a.audience_id = q.audience_id"
         )
     else:
-        con.execute("CREATE TEMP TABLE qualified (aidx INTEGER, profile_id VARCHAR)")
+        qualified = (
+            "SELECT NULL::INTEGER AS aidx, NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id WHERE false"
+        )
 
-    # Previous memberships (one file per audience that has been evaluated before).
-    con.execute(
-        "CREATE TEMP TABLE prev (aidx INTEGER, profile_id VARCHAR, status VARCHAR, "
-        f"lqt TIMESTAMP, identityMap {IDENTITY_MAP_TYPE})"
+    # Previous memberships: one scan over every previous file; the file name tells which audience a row is of.
+    # None (a first evaluation): one row of NULLs, CROSS JOINed (a FULL JOIN with nothing still costs a hash
+    # join of every qualified pair).
+    nothing = (
+        "SELECT NULL::INTEGER AS aidx, NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, "
+        f"NULL::TIMESTAMP AS lqt, NULL::{IDENTITY_MAP_TYPE} AS identityMap"
     )
-    # One scan over every previous file; the file name tells which audience a row belongs to.
-    sources = [
+    prev = None
+    found = [
         (aidx, str(Path(previous[a]).resolve()))
         for aidx, a in enumerate(audience_ids)
         if previous.get(a) is not None and Path(previous[a]).exists()
     ]
-    if sources:
-        _index_table(con, "prev_files", "filename", [f for _, f in sources], [i for i, _ in sources])
-        files = "[" + ", ".join(_sql_str(f) for _, f in sources) + "]"
+    if found:
+        _index_table(con, "prev_files", "filename", [f for _, f in found], [i for i, _ in found])
+        files = "[" + ", ".join(_sql_str(f) for _, f in found) + "]"
         scan = f"read_parquet({files}, filename = true, union_by_name = true)"
         columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        im = _identity_map_of("m.identityMap") if "identityMap" in columns else "NULL"
-        con.execute(
-            f"""INSERT INTO prev SELECT f.aidx, m.profile_id, m.status, m.lastQualificationTime, {im}
-                FROM {scan} m JOIN prev_files f ON f.filename = m.filename"""
-        )
-    if cancelled():
-        raise MembershipCancelled()
-
-    # identityMap of the qualified profiles, from the merged profiles of each audience's merge policy.
-    con.execute(
-        f"CREATE TEMP TABLE idmap (aidx INTEGER, profile_id VARCHAR, identityMap {IDENTITY_MAP_TYPE})"
-    )
-    by_profiles: dict[str, list[int]] = {}
-    for aidx, audience_id in enumerate(audience_ids):
-        p = profiles_paths.get(audience_id)
-        if p is not None and Path(p).exists():
-            by_profiles.setdefault(str(p), []).append(aidx)
-    for path, idxs in by_profiles.items():
-        im = _identity_map_of("p.identityMap") if _has_identity_map(con, Path(path)) else "NULL"
-        con.execute(
-            f"""INSERT INTO idmap SELECT q.aidx, q.profile_id, {im}
-                FROM qualified q JOIN read_parquet({_sql_str(path)}) p ON p.profile_id = q.profile_id
-                WHERE q.aidx IN ({",".join(str(i) for i in idxs)})"""
+        # Written by this module, so already in the documented shape: a cast, not a per-row list_transform.
+        im = f"m.identityMap::{IDENTITY_MAP_TYPE}" if "identityMap" in columns else "NULL"
+        prev = (
+            f"SELECT f.aidx, m.profile_id, m.status, m.lastQualificationTime AS lqt, {im} AS identityMap "
+            f"FROM {scan} m JOIN prev_files f ON f.filename = m.filename"
         )
 
-    con.execute(
-        """CREATE TEMP TABLE result AS
-        SELECT q.aidx, q.profile_id,
-               CASE WHEN p.status IN ('realized', 'existing') THEN 'existing' ELSE 'realized' END AS status,
-               CASE WHEN p.status IN ('realized', 'existing') THEN p.lqt ELSE $t END AS lastQualificationTime,
-               coalesce(i.identityMap, p.identityMap) AS identityMap
-        FROM qualified q
-        LEFT JOIN prev p ON p.aidx = q.aidx AND p.profile_id = q.profile_id
-        LEFT JOIN idmap i ON i.aidx = q.aidx AND i.profile_id = q.profile_id
-        UNION ALL
-        SELECT p.aidx, p.profile_id, 'exited',
-               CASE WHEN p.status = 'exited' THEN p.lqt ELSE $t END, p.identityMap
-        FROM prev p ANTI JOIN qualified q ON q.aidx = p.aidx AND q.profile_id = p.profile_id
-        WHERE p.status IN ('realized', 'existing') OR (p.status = 'exited' AND p.lqt >= $cutoff)""",
+    # qualifies now: realized, or existing (keeping its time) if it was a current member; was a current member
+    # and does not qualify: exited now; exited before: kept (with its exit time) until the retention drops it.
+    current = "('realized', 'existing')"
+    parts = staging / "parts"
+    run(
+        f"""COPY (
+            SELECT coalesce(q.aidx, p.aidx) AS aidx, coalesce(q.profile_id, p.profile_id) AS profile_id,
+                   CASE WHEN q.aidx IS NULL THEN 'exited'
+                        WHEN p.status IN {current} THEN 'existing' ELSE 'realized' END AS status,
+                   CASE WHEN q.aidx IS NULL AND p.status = 'exited' THEN p.lqt
+                        WHEN q.aidx IS NOT NULL AND p.status IN {current} THEN p.lqt
+                        ELSE $t END AS lastQualificationTime,
+                   CASE WHEN q.aidx IS NULL THEN p.identityMap ELSE pr.identityMap END AS identityMap
+            FROM ({qualified}) q
+            {f"FULL JOIN ({prev}) p ON p.aidx = q.aidx AND p.profile_id = q.profile_id" if prev else f"CROSS JOIN ({nothing}) p"}
+            LEFT JOIN profiles pr ON pr.pidx = q.pidx AND pr.profile_id = q.profile_id
+            WHERE q.aidx IS NOT NULL OR p.status IN {current} OR (p.status = 'exited' AND p.lqt >= $cutoff)
+        ) TO {_sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx))""",
         {"t": t, "cutoff": cutoff},
     )
-    if cancelled():
-        raise MembershipCancelled()
 
     counts = {a: AudienceCounts() for a in audience_ids}
-    rows = con.execute(
-        """SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 'exited' AND lastQualificationTime = $t)
-           FROM result GROUP BY ALL""",
-        {"t": t},
-    ).fetchall()
-    for aidx, status, n, exited_now in rows:
-        c = counts[audience_ids[aidx]]
-        setattr(c, status, n)
-        if status == "exited":
-            c.exited_now = exited_now
+    if parts.exists():
+        written_rows = run(
+            f"""SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 'exited' AND lastQualificationTime = $t)
+                FROM read_parquet({_sql_str(parts / "*" / "*.parquet")}, hive_partitioning = true) GROUP BY ALL""",
+            {"t": t},
+        )
+        for aidx, status, n, exited_now in written_rows:
+            c = counts[audience_ids[int(aidx)]]
+            setattr(c, status, n)
+            if status == "exited":
+                c.exited_now = exited_now
     for c in counts.values():
         c.members = c.realized + c.existing
-    ns_rows = con.execute(
-        """SELECT aidx, e.key, count(DISTINCT profile_id)
-           FROM (SELECT aidx, profile_id, unnest(identityMap) AS e FROM result WHERE status <> 'exited')
-           GROUP BY ALL"""
-    ).fetchall()
-    for aidx, namespace, n in ns_rows:
-        counts[audience_ids[aidx]].by_namespace[namespace] = n
+    # Current members are the qualified pairs; their namespaces are their profiles' identityMap keys, counted
+    # per list of namespaces (an integer group) and then per namespace.
+    namespaces = dict(run("SELECT DISTINCT nsid, ns FROM profiles"))
+    for aidx, nsid, n in run(
+        f"""SELECT q.aidx, pr.nsid, count(*) FROM ({qualified}) q
+            JOIN profiles pr ON pr.pidx = q.pidx AND pr.profile_id = q.profile_id GROUP BY ALL"""
+    ):
+        by_namespace = counts[audience_ids[aidx]].by_namespace
+        for namespace in namespaces[nsid] or []:
+            by_namespace[namespace] = by_namespace.get(namespace, 0) + n
 
-    # One partitioned write for every audience, then an empty file for audiences without rows.
-    parts = staging / "parts"
-    con.execute(
-        f"""COPY (SELECT aidx, profile_id, status, lastQualificationTime, identityMap FROM result ORDER BY aidx)
-            TO {_sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx))"""
-    )
-    if cancelled():
-        raise MembershipCancelled()
     # What DuckDB wrote, listed once: parts/aidx=<n>/<file>.parquet (one file per partition in practice).
     written: dict[int, list[Path]] = {}
     if parts.exists():
@@ -283,14 +309,15 @@ def _diff(
         target = staging / f"{aidx}.parquet"
         if found:
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({_sql_str(parts / f'aidx={aidx}' / '*.parquet')})) "
+                f"COPY (SELECT * FROM read_parquet({_sql_str(parts / f'aidx={aidx}' / '*.parquet')}, hive_partitioning = false)) "
                 f"TO {_sql_str(target)} (FORMAT parquet)"
             )
         else:
             if not empty.exists():
                 con.execute(
-                    f"""COPY (SELECT profile_id, status, lastQualificationTime, identityMap FROM result WHERE false)
-                        TO {_sql_str(empty)} (FORMAT parquet)"""
+                    "COPY (SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, "
+                    f"NULL::TIMESTAMP AS lastQualificationTime, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false) "
+                    f"TO {_sql_str(empty)} (FORMAT parquet)"
                 )
             shutil.copyfile(empty, target)
         files[audience_id] = target

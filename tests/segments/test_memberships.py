@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import duckdb
 import pytest
@@ -139,3 +140,86 @@ def test_cancel_leaves_nothing(store):
             should_cancel=lambda: True,
         )
     assert list((store / "memberships").iterdir()) == []
+
+
+def write_identities(path, identities):
+    """Profiles with the given identities: profile id -> {namespace: id} (empty: no identity)."""
+    con = duckdb.connect()
+    rows = ", ".join(
+        f"('{p}', ["
+        + ", ".join(f"{{'key': '{k}', 'value': [{{'id': '{v}', 'primary': true}}]}}" for k, v in ids.items())
+        + "])"
+        for p, ids in identities.items()
+    )
+    con.execute(
+        f'COPY (SELECT profile_id, identityMap::STRUCT(key VARCHAR, value STRUCT(id VARCHAR, "primary" BOOLEAN)[])[] '
+        f"AS identityMap FROM (VALUES {rows}) v(profile_id, identityMap)) TO '{path}' (FORMAT parquet)"
+    )
+    con.close()
+
+
+def test_each_audience_takes_identities_from_its_own_merged_profiles(tmp_path):
+    """Two merge policies: the same profile has other identities in each; namespaces are counted per audience."""
+    write_identities(
+        tmp_path / "a.parquet", {"p1": {"email": "a@x", "crmId": "c1"}, "p2": {"email": "b@x"}, "p3": {}}
+    )
+    write_identities(tmp_path / "b.parquet", {"p1": {"phone": "+1"}, "p2": {}})
+    q = tmp_path / "q.parquet"
+    write_qualified(q, [("a1", "p1"), ("a1", "p2"), ("a1", "p3"), ("b1", "p1"), ("b1", "p2")])
+    diff = m.diff_memberships(
+        qualified_path=q,
+        audience_ids=["a1", "b1"],
+        previous={},
+        evaluation_time=T0,
+        profiles_paths={"a1": tmp_path / "a.parquet", "b1": tmp_path / "b.parquet"},
+        staging_root=tmp_path / "memberships",
+    )
+    files = m.publish_files(diff, tmp_path / "memberships", 1)
+    assert diff.counts["a1"].by_namespace == {"email": 2, "crmId": 1}
+    assert diff.counts["b1"].by_namespace == {"phone": 1}
+    _, rows = m.read_members(files["b1"], 0, 10)
+    assert {r["profile_id"]: r["identityMap"] for r in rows} == {
+        "p1": [{"key": "phone", "value": [{"id": "+1", "primary": True}]}],
+        "p2": [],
+    }
+
+
+def test_many_audiences_each_get_their_own_members(store):
+    """150 audiences (more than the 100 partition files DuckDB keeps open by default) in one partitioned write:
+    every file holds its audience's members, and only them."""
+    audiences = [f"a{i:03d}" for i in range(150)]
+    pairs = [(a, f"p{1 + (i + k) % 4}") for i, a in enumerate(audiences) for k in range(i % 3 + 1)]
+    files, counts = evaluate(store, T0, pairs, {}, audiences=audiences)
+    for i, a in enumerate(audiences):
+        expected = {f"p{1 + (i + k) % 4}": ("realized", T0) for k in range(i % 3 + 1)}
+        assert read(files[a]) == expected, a
+        assert counts[a].members == len(expected)
+
+
+def test_cancel_at_any_check_leaves_nothing(store):
+    """Cancelled at its first, second, ... check (one before every statement, and polls while one runs): the
+    diff raises, leaves no staging folder, and the published previous membership is untouched."""
+    f1, _ = evaluate(store, T0, [("a1", "p1"), ("a1", "p2")], {})
+    q = store / "q2.parquet"
+    write_qualified(q, [("a1", "p2"), ("a1", "p3")])
+
+    def diff(should_cancel):
+        return m.diff_memberships(
+            qualified_path=q,
+            audience_ids=["a1"],
+            previous={"a1": f1["a1"]},
+            evaluation_time=T0 + dt.timedelta(days=1),
+            profiles_paths={"a1": store / "profiles.parquet"},
+            staging_root=store / "memberships",
+            should_cancel=should_cancel,
+        )
+
+    checks = []
+    shutil.rmtree(diff(lambda: checks.append(1) or False).staging)
+    assert len(checks) >= 4
+    for stop_at in range(1, len(checks) + 1):
+        seen = []
+        with pytest.raises(m.MembershipCancelled):
+            diff(lambda: seen.append(1) or len(seen) >= stop_at)  # noqa: B023 - called before the next loop
+        assert not list((store / "memberships").glob(".staging-*"))
+        assert read(f1["a1"]) == {"p1": ("realized", T0), "p2": ("realized", T0)}
