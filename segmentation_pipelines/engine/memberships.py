@@ -269,7 +269,7 @@ def _diff(
     )
 
     counts = {a: AudienceCounts() for a in audience_ids}
-    if parts.exists():
+    if any(parts.glob("*/*.parquet")):  # nobody at all: DuckDB may still have made the folder
         written_rows = run(
             f"""SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 'exited' AND lastQualificationTime = $t)
                 FROM read_parquet({_sql_str(parts / "*" / "*.parquet")}, hive_partitioning = true) GROUP BY ALL""",

@@ -88,6 +88,12 @@ def test_first_evaluation_realizes_everyone(store):
     )
 
 
+def test_first_evaluation_with_nobody_writes_empty_files(store):
+    files, counts = evaluate(store, T0, [], {})
+    assert read(files["a1"]) == {} and read(files["a2"]) == {}
+    assert counts["a1"].as_dict()["members"] == 0 and counts["a1"].by_namespace == {}
+
+
 def test_second_evaluation_existing_realized_exited(store):
     f1, _ = evaluate(store, T0, [("a1", "p1"), ("a1", "p2")], {})
     t1 = T0 + dt.timedelta(days=1)
