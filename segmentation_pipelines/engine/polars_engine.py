@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 from segmentation_pipelines.engine import pairs_output, plan
 from segmentation_pipelines.engine.interrupt import POLL_SECONDS
@@ -99,12 +100,13 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
                 flags = _collect(_batch_plan(batch, profiles, events, known, aggregates), req)
                 timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t1
                 t1 = time.perf_counter()
+                ids = flags.get_column("profile_id").to_arrow()
                 for i, (aid, _) in enumerate(batch):
-                    pairs = _pairs(flags, i, aid)
-                    counts[aid] = pairs.height
-                    writer.write_table(pairs.to_arrow().cast(pairs_output.PAIRS_SCHEMA))
+                    pairs = _pairs(flags, ids, i, aid)
+                    counts[aid] = pairs.num_rows
+                    writer.write_table(pairs)
                     if aid in referenced:
-                        known = pl.concat([known, pairs])
+                        known = pl.concat([known, pl.from_arrow(pairs)])
                 timings["pairs"] = timings.get("pairs", 0.0) + time.perf_counter() - t1
         writer.close()
         os.replace(tmp, out)
@@ -167,10 +169,10 @@ def _batch_plan(
     )
 
 
-def _pairs(flags: pl.DataFrame, i: int, audience_id: str) -> pl.DataFrame:
-    """The (audience, profile) pairs of definition ``i``: one filter of the collected per-profile frame on its
-    column ``d<i>`` (measured: 100 definitions x 1M profiles ~1 s, where unpivoting the lazy frame into 100M rows,
-    filtering and joining the column names back took ~25 s)."""
-    return flags.filter(pl.col(f"d{i}")).select(
-        pl.lit(audience_id).alias("audience_id"), pl.col("profile_id")
-    )
+def _pairs(flags: pl.DataFrame, ids: pa.Array, i: int, audience_id: str) -> pa.Table:
+    """The (audience, profile) pairs of definition ``i``: the profile ids (``ids``, the frame's ``profile_id``
+    column as Arrow) at the rows where its column ``d<i>`` holds. Measured with 4,000 definitions: filtering the
+    frame copied every column of the batch for each definition (pairs 734 s of a 1,319 s job); taking the ids
+    at the true rows costs the same whatever the batch's width. Unpivoting the lazy frame into 100M rows,
+    filtering and joining the column names back took ~25 s for 100 definitions."""
+    return pairs_output.pairs_table(audience_id, ids.take(flags.get_column(f"d{i}").arg_true().to_arrow()))
