@@ -28,9 +28,6 @@ def pairs_writer(path: str | Path) -> pq.ParquetWriter:
 
 
 def pairs_table(audience_id: str, profile_ids: pa.Array) -> pa.Table:
-    """The pairs of one audience: ``audience_id`` repeated (built as a one-value dictionary, not by copying the
-    string per row) beside its members' ``profile_ids``."""
-    audience = pa.DictionaryArray.from_arrays(
-        pa.nulls(len(profile_ids), pa.int32()).fill_null(0), pa.array([audience_id], pa.string())
-    ).cast(pa.string())
+    """The pairs of one audience: ``audience_id`` repeated beside its members' ``profile_ids``."""
+    audience = pa.repeat(pa.scalar(audience_id, pa.string()), len(profile_ids))
     return pa.table([audience, profile_ids.cast(pa.string())], schema=PAIRS_SCHEMA)
