@@ -152,13 +152,11 @@ def diff_memberships(
         raise
 
 
-def _index_table(con, name: str, column: str, values: list[str], indexes: list[int] | None = None) -> None:
-    """A temp table ``(aidx, <column>)`` built in one statement (row-by-row inserts are slow in DuckDB)."""
-    indexes = list(range(len(values))) if indexes is None else indexes
-    con.execute(
-        f"CREATE TEMP TABLE {name} AS SELECT unnest($i)::INTEGER AS aidx, unnest($v)::VARCHAR AS {column}",
-        {"i": indexes, "v": values},
-    )
+def _values_table(con, name: str, **columns: tuple[str, list]) -> None:
+    """A temp table of the given columns (name -> (SQL type, values)) built in one statement (row-by-row inserts
+    are slow in DuckDB)."""
+    selects = ", ".join(f"unnest(${c})::{sql_type} AS {c}" for c, (sql_type, _) in columns.items())
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT {selects}", {c: v for c, (_, v) in columns.items()})
 
 
 def _diff(
@@ -186,10 +184,12 @@ def _diff(
         p = profiles_paths.get(audience_id)
         ok = p is not None and Path(p).exists()
         pidx.append(paths.setdefault(str(p), len(paths)) if ok else -1)
-    con.execute(
-        "CREATE TEMP TABLE audiences AS SELECT unnest($i)::INTEGER AS aidx, unnest($v)::VARCHAR AS audience_id, "
-        "unnest($p)::INTEGER AS pidx",
-        {"i": list(range(len(audience_ids))), "v": list(audience_ids), "p": pidx},
+    _values_table(
+        con,
+        "audiences",
+        aidx=("INTEGER", list(range(len(audience_ids)))),
+        audience_id=("VARCHAR", list(audience_ids)),
+        pidx=("INTEGER", pidx),
     )
     # ns: the profile's namespaces (sorted, distinct); nsid numbers the distinct ns lists (for the counts).
     selects = [
@@ -236,7 +236,12 @@ def _diff(
         if previous.get(a) is not None and Path(previous[a]).exists()
     ]
     if found:
-        _index_table(con, "prev_files", "filename", [f for _, f in found], [i for i, _ in found])
+        _values_table(
+            con,
+            "prev_files",
+            aidx=("INTEGER", [i for i, _ in found]),
+            filename=("VARCHAR", [f for _, f in found]),
+        )
         files = "[" + ", ".join(_sql_str(f) for _, f in found) + "]"
         scan = f"read_parquet({files}, filename = true, union_by_name = true)"
         columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
@@ -315,9 +320,8 @@ def _diff(
         else:
             if not empty.exists():
                 con.execute(
-                    "COPY (SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, "
-                    f"NULL::TIMESTAMP AS lastQualificationTime, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false) "
-                    f"TO {_sql_str(empty)} (FORMAT parquet)"
+                    "COPY (SELECT profile_id, status, lqt AS lastQualificationTime, identityMap "
+                    f"FROM ({nothing}) WHERE false) TO {_sql_str(empty)} (FORMAT parquet)"
                 )
             shutil.copyfile(empty, target)
         files[audience_id] = target
