@@ -100,7 +100,7 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
                 flags = _collect(_batch_plan(batch, profiles, events, known, aggregates), req)
                 timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t1
                 t1 = time.perf_counter()
-                ids = flags.get_column("profile_id").to_arrow()
+                ids = flags.get_column("profile_id").to_arrow().cast(pa.string())  # once, not per definition
                 for i, (aid, _) in enumerate(batch):
                     pairs = _pairs(flags, ids, i, aid)
                     counts[aid] = pairs.num_rows
