@@ -328,15 +328,16 @@ def floor_worker(spec: dict) -> dict:
 
 
 def diff_worker(spec: dict) -> dict:
-    """The membership diff of the 100-definition job's output (DuckDB): a first evaluation (everyone realized)
-    and the next day's (everyone existing), each member written with its identityMap."""
+    """The membership diff of the 100-definition job's output (``spec["qualified"]``, kept by that job and deleted
+    here): a first evaluation (everyone realized) and the next day's (everyone existing), each member written with
+    its identityMap."""
     import datetime as dt
     import shutil
 
     from segmentation_pipelines.engine import memberships
 
     folder = Path(spec["folder"])
-    qualified = Path(worker({**spec, "diff": False, "keep_output": True})["output"])
+    qualified = Path(spec["qualified"])
     audiences = [d[0] for d in spec["defs"]]
     profiles = {a: folder / "profiles.parquet" for a in audiences}
     staging = folder / f"memberships-{os.getpid()}"
@@ -486,7 +487,8 @@ def main() -> None:
     defs100 = definitions(100)
     rows = []
     for engine in [] if args.only_many else args.engines.split(","):
-        r_all = measure(engine, defs100, folder)
+        # The first engine's output of the 100 definitions is kept for the membership diff below.
+        r_all = measure(engine, defs100, folder, keep_output=not (rows or args.no_diff))
         print(engine, "all 100:", r_all, flush=True)
         r_one = measure(engine, defs100[4:5], folder)
         print(engine, "one:", r_one, flush=True)
@@ -499,8 +501,8 @@ def main() -> None:
         floor = measure("duckdb", [], folder, floor=True, pairs=rows[0][1]["members"])
         print("floor:", floor, flush=True)
     diff = None
-    if rows and not args.no_diff:
-        diff = measure("duckdb", defs100, folder, diff=True)
+    if rows and "output" in rows[0][1] and not args.no_diff:
+        diff = measure("duckdb", defs100, folder, diff=True, qualified=rows[0][1]["output"])
         print("membership diff:", diff, flush=True)
     rows_many: list[tuple[str, dict]] = []
     if args.many:
