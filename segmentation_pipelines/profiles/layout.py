@@ -15,8 +15,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-KEEP_VERSIONS = 2  # the current version and the one before it (a reader may still hold it open)
-
 
 @dataclass(frozen=True)
 class StoreLayout:
@@ -80,16 +78,39 @@ def new_version_dir(parent: Path) -> Path:
     return path
 
 
+def _target(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
 def publish_version(parent: Path, version: Path) -> None:
-    """Point ``parent/current`` at ``version`` atomically, then drop versions older than the previous one."""
+    """Point ``parent/current`` at ``version`` atomically; the version it replaces becomes ``previous`` (kept for
+    readers that still have it open) and every other version folder is deleted. Callers hold the part's lock."""
     link = parent / "current"
+    old = _target(link)
     tmp_link = parent / f".current-{uuid.uuid4().hex}"
     os.symlink(version.name, tmp_link)
     os.replace(tmp_link, link)
-    versions = sorted((p for p in parent.glob("v-*") if p.is_dir()), key=lambda p: p.name)
-    for old in versions[:-KEEP_VERSIONS]:
-        if old.name != version.name:
-            shutil.rmtree(old, ignore_errors=True)
+    if old and old != version.name:
+        tmp_prev = parent / f".previous-{uuid.uuid4().hex}"
+        os.symlink(old, tmp_prev)
+        os.replace(tmp_prev, parent / "previous")
+    clean_versions(parent)
+
+
+def clean_versions(parent: Path) -> None:
+    """Delete every version folder that is neither ``current`` nor ``previous``: older versions, and the
+    half-written folders of builds that were killed (a build calls this under the lock before it starts)."""
+    keep = {_target(parent / "current"), _target(parent / "previous")}
+    for p in parent.glob("v-*"):
+        if p.name not in keep and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+    for p in parent.glob(".current-*"):
+        p.unlink(missing_ok=True)
+    for p in parent.glob(".previous-*"):
+        p.unlink(missing_ok=True)
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

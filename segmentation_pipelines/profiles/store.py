@@ -2,193 +2,390 @@
 profile ids, and the merged profiles of each merge policy (``docs/data-model.md``).
 
 Each build writes a new version folder and publishes it by replacing the ``current`` link, so readers see either
-the previous store or the new one. Inputs are plain values (:class:`BatchRef`), not the catalog.
+the previous store or the new one. Every version folder has a ``manifest.json`` saying what it was built from
+(:mod:`profiles.manifest`); a build compares it with its inputs and either returns ``unchanged``, applies only
+the new batches (``incremental``: new identity links re-stitch the components they touch, events of new batches
+are appended, profiles of touched components are merged again), or builds in ``full`` (a batch was deleted, the
+policy's attributeMerge or a dataset's schema changed, the manifest is missing, or the identity graph moved on by
+more than one step). Each part is built under an exclusive lock, after which its manifest is read again, so two
+processes refreshing the same sandbox never lose a batch. Inputs are plain values (:class:`BatchRef`).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from pathlib import Path
 
-from segmentation_pipelines.profiles import duck
-from segmentation_pipelines.profiles.duck import sql_list, sql_str
-from segmentation_pipelines.profiles.identity import build_identity_graph
-from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir, publish_version
-from segmentation_pipelines.profiles.merge import merged_attributes_sql
-from segmentation_pipelines.profiles.schema import Tree, merge_columns
-from segmentation_pipelines.profiles.xdm import IDENTITY_MAP_TYPE
+from segmentation_pipelines.profiles import duck, events_store, merged_store
+from segmentation_pipelines.profiles.batches import BatchRef, batch_files
+from segmentation_pipelines.profiles.duck import sql_list
+from segmentation_pipelines.profiles.identity import build_identity_graph, restitch_identity_graph
+from segmentation_pipelines.profiles.layout import (
+    StoreLayout,
+    clean_versions,
+    new_version_dir,
+    publish_version,
+)
+from segmentation_pipelines.profiles.manifest import (
+    attribute_merge_of,
+    batch_ids,
+    current_version,
+    fingerprint,
+    part_lock,
+    read_manifest,
+    write_manifest,
+)
+from segmentation_pipelines.profiles.schema import merge_columns
+
+__all__ = [
+    "BatchRef",
+    "build_events_store",
+    "build_identity_graph_store",
+    "build_merged_profiles",
+    "stale_parts",
+    "store_version",
+]
+
+IDENTITIES = "identities.parquet"
+AFFECTED = (
+    "affected.parquet"  # incremental graph versions: the re-stitched identities, old and new profile ids
+)
+PROFILES = "profiles.parquet"
 
 
-@dataclass(frozen=True)
-class BatchRef:
-    """A complete batch of a dataset: where its files are and when it was ingested."""
-
-    dataset_id: str
-    batch_id: str
-    ingested_ms: int
-    columns: Mapping[str, Tree] | None = None
-    rows: int = 0
+def _connect(layout: StoreLayout):
+    return duck.connect(layout.tmp_dir())
 
 
-def _files(layout: StoreLayout, batches: list[BatchRef]) -> list[tuple[str, BatchRef, int]]:
-    out = []
-    for order, b in enumerate(sorted(batches, key=lambda b: (b.ingested_ms, b.batch_id))):
-        out.extend((str(f), b, order) for f in layout.batch_files(b.dataset_id, b.batch_id))
-    return out
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-def _batch_relation(con, name: str, files: list[tuple[str, BatchRef, int]]) -> str | None:
-    """A view ``name`` over every file with ``_dataset``, ``_batch``, ``_ingested`` and ``_seq`` columns."""
+def _identity_sources(con, name: str, files: list[str]) -> str | None:
     if not files:
         return None
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {name}_files (filename VARCHAR, d VARCHAR, b VARCHAR, t BIGINT, o BIGINT)"
-    )
-    con.executemany(
-        f"INSERT INTO {name}_files VALUES (?, ?, ?, ?, ?)",
-        [(f, b.dataset_id, b.batch_id, b.ingested_ms, i) for i, (f, b, _o) in enumerate(files)],
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW {name} AS
-        SELECT r.* EXCLUDE (filename, file_row_number), m.d AS _dataset, m.b AS _batch,
-               make_timestamp(m.t * 1000) AS _ingested, m.o * 4294967296 + r.file_row_number AS _seq
-        FROM read_parquet({sql_list(f for f, _, _ in files)}, union_by_name=true, filename=true,
-                          file_row_number=true) r
-        JOIN {name}_files m ON m.filename = r.filename"""
+        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT identityMap FROM read_parquet({sql_list(files)}, "
+        "union_by_name=true)"
     )
     return name
 
 
-def _connect(layout: StoreLayout):
-    con = duck.connect(layout.tmp_dir())
-    con.execute("SET preserve_insertion_order=false")
-    return con
+def _paths(layout: StoreLayout, batches: list[BatchRef]) -> list[str]:
+    return [f for f, _, _ in batch_files(layout, batches)]
+
+
+class _Build:
+    """One build of one store part: the lock held, left-overs of killed builds removed, a fresh version folder
+    that is deleted again unless published."""
+
+    def __init__(self, parent: Path):
+        self.parent = parent
+        self.started = time.perf_counter()
+        self._lock = part_lock(parent)
+        self.version: Path | None = None
+
+    def __enter__(self):
+        self._lock.__enter__()
+        clean_versions(self.parent)
+        return self
+
+    def new_version(self) -> Path:
+        self.version = new_version_dir(self.parent)
+        return self.version
+
+    def publish(self, manifest: Mapping) -> dict:
+        assert self.version is not None
+        body = write_manifest(self.version, manifest)
+        publish_version(self.parent, self.version)
+        self.version = None
+        return body
+
+    def __exit__(self, *exc):
+        try:
+            if self.version is not None:
+                shutil.rmtree(self.version, ignore_errors=True)
+        finally:
+            self._lock.__exit__(*exc)
+        return False
+
+    def result(self, manifest: Mapping, mode: str) -> dict:
+        return {
+            **manifest["stats"],
+            "mode": mode,
+            "version": manifest["version"],
+            "seconds": round(time.perf_counter() - self.started, 3),
+        }
+
+
+def _graph(layout: StoreLayout) -> tuple[str, Path, dict | None]:
+    """The published identity graph: (version name, its identities file, its manifest or None)."""
+    parent = layout.identity_graph_dir()
+    name = current_version(parent)
+    if name is None or not (parent / name / IDENTITIES).exists():
+        raise FileNotFoundError(f"the identity graph of {layout.sandbox_root} has not been built yet")
+    return name, parent / name / IDENTITIES, read_manifest(parent)
+
+
+def _graph_step(
+    layout: StoreLayout, graph_version: str, graph: dict | None, built_on: str
+) -> str | None | bool:
+    """How a part keyed to identity-graph version ``built_on`` follows the graph: False = it is current, a path =
+    apply that step's re-stitched identities, None = it cannot follow (rebuild in full)."""
+    if built_on == graph_version:
+        return False
+    if graph and graph.get("mode") == "incremental" and graph.get("base") == built_on:
+        path = layout.identity_graph_dir() / graph_version / AFFECTED
+        if path.exists():
+            return str(path)
+    return None
+
+
+# ------------------------------------------------------------------ identity graph
 
 
 def build_identity_graph_store(
     layout: StoreLayout, profile_batches: list[BatchRef], event_batches: list[BatchRef]
 ) -> dict:
     """Stitch every profile fragment and event; publish ``identity_graph/current/identities.parquet``."""
-    started = time.perf_counter()
-    con = _connect(layout)
-    try:
-        sources = [
-            s
-            for s in (
-                _batch_relation(con, "fragments", _files(layout, profile_batches)),
-                _batch_relation(con, "events", _files(layout, event_batches)),
-            )
-            if s
-        ]
-        parent = layout.identity_graph_dir()
-        version = new_version_dir(parent)
-        stats = build_identity_graph(con, sources, str(version / "identities.parquet"))
-        publish_version(parent, version)
-    finally:
-        con.close()
-    out = stats.as_dict()
-    out["seconds"] = round(time.perf_counter() - started, 3)
-    return out
+    batches = [*profile_batches, *event_batches]
+    want = batch_ids(batches)
+    with _Build(layout.identity_graph_dir()) as build:
+        prev = read_manifest(build.parent)
+        if prev and prev["batches"] == want:
+            return build.result(prev, "unchanged")
+        version = build.new_version()
+        con = _connect(layout)
+        try:
+            if prev and set(prev["batches"]) <= set(want):
+                done = set(prev["batches"])
+                new = [b for b in batches if b.batch_id not in done]
+                profile_ids = {b.batch_id for b in profile_batches}
+                new_profiles = [b for b in new if b.batch_id in profile_ids]
+                sources = [
+                    s
+                    for s in (
+                        _identity_sources(con, "new_fragments", _paths(layout, new_profiles)),
+                        _identity_sources(
+                            con, "new_events", _paths(layout, [b for b in new if b not in new_profiles])
+                        ),
+                    )
+                    if s
+                ]
+                stats = restitch_identity_graph(
+                    con,
+                    str(build.parent / prev["version"] / IDENTITIES),
+                    sources,
+                    str(version / IDENTITIES),
+                    str(version / AFFECTED),
+                )
+                mode, base = "incremental", prev["version"]
+            else:
+                sources = [
+                    s
+                    for s in (
+                        _identity_sources(con, "fragments", _paths(layout, profile_batches)),
+                        _identity_sources(con, "events", _paths(layout, event_batches)),
+                    )
+                    if s
+                ]
+                stats = build_identity_graph(con, sources, str(version / IDENTITIES))
+                mode, base = "full", None
+        finally:
+            con.close()
+        out = stats.as_dict()
+        out.pop("seconds")
+        manifest = build.publish(
+            {
+                "part": "identity_graph",
+                "mode": mode,
+                "base": base,
+                "batches": want,
+                "builtMs": _now_ms(),
+                "stats": out,
+            }
+        )
+        return build.result(manifest, mode)
+
+
+# ------------------------------------------------------------------ events
+
+
+def _event_schema(event_batches: list[BatchRef]) -> str:
+    return fingerprint(merge_columns(*(dict(b.columns or {}) for b in event_batches)))
 
 
 def build_events_store(layout: StoreLayout, event_batches: list[BatchRef]) -> dict:
-    """Key every event to its merged profile; publish ``events/current/part-0.parquet``, clustered by
-    ``profile_id`` (the engine's one ``GROUP BY profile_id`` then updates each profile's aggregate states from
-    consecutive rows: measured 2-2.5x faster than events in arrival order; the sort spills to ``tmp``)."""
-    started = time.perf_counter()
-    con = _connect(layout)
-    try:
-        parent = layout.events_dir()
-        version = new_version_dir(parent)
-        out = sql_str(str(version / "part-0.parquet"))
-        events = _batch_relation(con, "events", _files(layout, event_batches))
-        if events is None:
-            con.execute(
-                f"COPY (SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS _id, NULL::TIMESTAMP AS timestamp, "
-                f"NULL::VARCHAR AS eventType, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false) TO {out} "
-                "(FORMAT PARQUET)"
-            )
-            count, dropped = 0, 0
-        else:
-            ids = sql_str(str(layout.identities_path()))
-            count = con.execute(
-                f"""COPY (SELECT i.profile_id, e.* EXCLUDE (_dataset, _batch, _ingested, _seq)
-                    FROM events e JOIN read_parquet({ids}) i
-                      ON i.namespace = e.identityMap[1].key AND i.id = e.identityMap[1].value[1].id
-                    WHERE NOT i.excluded ORDER BY i.profile_id)
-                    TO {out} (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 122880)"""
-            ).fetchone()[0]
-            total = con.execute("SELECT count(*) FROM events").fetchone()[0]
-            dropped = int(total) - int(count)
-        publish_version(parent, version)
-    finally:
-        con.close()
-    return {
-        "events": int(count),
-        "events_excluded": dropped,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    """Key every event to its merged profile; publish ``events/current/*.parquet``, clustered by ``profile_id``
+    (the engine's one ``GROUP BY profile_id`` then updates each profile's aggregate states from consecutive rows).
+    Incrementally: events of new batches are appended as a delta part, events of merged profiles are moved."""
+    want = batch_ids(event_batches)
+    with _Build(layout.events_dir()) as build:
+        graph_version, ids_path, graph = _graph(layout)
+        schema = _event_schema(event_batches)
+        prev = read_manifest(build.parent)
+        if prev and prev["batches"] == want and prev["identityGraph"] == graph_version:
+            return build.result(prev, "unchanged")
+        step = None
+        if prev and set(prev["batches"]) <= set(want) and prev.get("schema") == schema:
+            step = _graph_step(layout, graph_version, graph, prev["identityGraph"])
+            if step is not None and events_store.needs_compaction(prev["parts"]):
+                step = None
+        version = build.new_version()
+        con = _connect(layout)
+        try:
+            if step is None:
+                parts, stats = events_store.full_build(
+                    con, version, _paths(layout, event_batches), str(ids_path)
+                )
+                mode = "full"
+            else:
+                done = set(prev["batches"])
+                parts, stats = events_store.incremental_step(
+                    con,
+                    version,
+                    build.parent / prev["version"],
+                    prev["parts"],
+                    prev["stats"],
+                    _paths(layout, [b for b in event_batches if b.batch_id not in done]),
+                    str(ids_path),
+                    step or None,
+                )
+                mode = "incremental"
+        finally:
+            con.close()
+        manifest = build.publish(
+            {
+                "part": "events",
+                "mode": mode,
+                "batches": want,
+                "identityGraph": graph_version,
+                "schema": schema,
+                "parts": parts,
+                "builtMs": _now_ms(),
+                "stats": stats,
+            }
+        )
+        return build.result(manifest, mode)
+
+
+# ------------------------------------------------------------------ merged profiles
+
+
+def _merge_inputs(profile_batches: list[BatchRef], policy: Mapping) -> tuple[dict, str, str]:
+    attribute_merge = attribute_merge_of(policy)
+    schema = fingerprint(merge_columns(*(dict(b.columns or {}) for b in profile_batches)))
+    return attribute_merge, fingerprint(attribute_merge), schema
 
 
 def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], policy: Mapping) -> dict:
     """Merge the fragments of every non-excluded component under ``policy``; publish
-    ``merged/<policyId>/current/profiles.parquet``."""
-    started = time.perf_counter()
+    ``merged/<policyId>/current/profiles.parquet``. Incrementally: only the profiles of re-stitched components
+    and of new fragments are merged again."""
     policy_id = policy["id"]
-    attribute_merge = policy.get("attributeMerge") or {"type": "timestampOrdered"}
-    con = _connect(layout)
-    try:
-        ids = sql_str(str(layout.identities_path()))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM read_parquet({ids})")
-        con.execute(
-            """CREATE OR REPLACE TEMP TABLE people AS
-            SELECT profile_id, list({'key': namespace, 'value': ids} ORDER BY namespace) AS identityMap FROM (
-                SELECT profile_id, namespace, list({'id': id, 'primary': "primary"} ORDER BY id) AS ids
-                FROM identities WHERE NOT excluded GROUP BY profile_id, namespace)
-            GROUP BY profile_id"""
+    want = batch_ids(profile_batches)
+    with _Build(layout.merged_dir(policy_id)) as build:
+        graph_version, ids_path, graph = _graph(layout)
+        attribute_merge, merge_fp, schema = _merge_inputs(profile_batches, policy)
+        prev = read_manifest(build.parent)
+        same_inputs = prev and prev.get("attributeMerge") == merge_fp and prev.get("schema") == schema
+        if same_inputs and prev["batches"] == want and prev["identityGraph"] == graph_version:
+            return {"merge_policy_id": policy_id, **build.result(prev, "unchanged")}
+        step = None
+        if same_inputs and set(prev["batches"]) <= set(want):
+            step = _graph_step(layout, graph_version, graph, prev["identityGraph"])
+        version = build.new_version()
+        con = _connect(layout)
+        try:
+            if step is None:
+                stats = merged_store.full_merge(
+                    con, layout, str(ids_path), profile_batches, attribute_merge, version / PROFILES
+                )
+                mode = "full"
+            else:
+                done = set(prev["batches"])
+                stats = merged_store.incremental_merge(
+                    con,
+                    layout,
+                    str(ids_path),
+                    step or None,
+                    profile_batches,
+                    [b for b in profile_batches if b.batch_id not in done],
+                    attribute_merge,
+                    build.parent / prev["version"],
+                    prev["stats"],
+                    version / PROFILES,
+                )
+                mode = "incremental"
+        finally:
+            con.close()
+        manifest = build.publish(
+            {
+                "part": f"merged/{policy_id}",
+                "mode": mode,
+                "batches": want,
+                "identityGraph": graph_version,
+                "attributeMerge": merge_fp,
+                "schema": schema,
+                "builtMs": _now_ms(),
+                "stats": stats,
+            }
         )
-        files = _files(layout, profile_batches)
-        fragments = _batch_relation(con, "raw_fragments", files)
-        parent = layout.merged_dir(policy_id)
-        version = new_version_dir(parent)
-        out = sql_str(str(version / "profiles.parquet"))
-        fragment_count = 0
-        if fragments is None:
-            count = con.execute(
-                f"COPY (SELECT * FROM people ORDER BY profile_id) TO {out} (FORMAT PARQUET)"
-            ).fetchone()[0]
-        else:
-            columns = merge_columns(*(dict(b.columns or {}) for b in profile_batches))
-            described = {r[0] for r in con.execute("DESCRIBE SELECT * FROM raw_fragments").fetchall()}
-            columns = {k: v for k, v in columns.items() if k in described}
-            # The timestamp-ordered key: the fragment's own update time when it has one, else its batch's.
-            audit = columns.get("extSourceSystemAudit")
-            updated = (
-                "coalesce(struct_extract(f.extSourceSystemAudit, 'lastUpdatedDate'), f._ingested)"
-                if isinstance(audit, dict) and audit.get("lastUpdatedDate") == "TIMESTAMP"
-                else "f._ingested"
-            )
-            con.execute(
-                f"""CREATE OR REPLACE TEMP VIEW fragments AS
-                SELECT i.profile_id, f.* EXCLUDE (_ingested), {updated} AS _updated
-                FROM raw_fragments f JOIN identities i
-                  ON i.namespace = f.identityMap[1].key AND i.id = f.identityMap[1].value[1].id
-                WHERE NOT i.excluded"""
-            )
-            fragment_count = con.execute("SELECT count(*) FROM fragments").fetchone()[0]
-            attrs = merged_attributes_sql("fragments", columns, attribute_merge)
-            count = con.execute(
-                f"""COPY (SELECT p.profile_id, p.identityMap, a.* EXCLUDE (profile_id)
-                    FROM people p LEFT JOIN ({attrs}) a USING (profile_id) ORDER BY p.profile_id)
-                    TO {out} (FORMAT PARQUET, COMPRESSION ZSTD)"""
-            ).fetchone()[0]
-        publish_version(parent, version)
-    finally:
-        con.close()
+        return {"merge_policy_id": policy_id, **build.result(manifest, mode)}
+
+
+# ------------------------------------------------------------------ staleness and versions
+
+
+def stale_parts(
+    layout: StoreLayout,
+    profile_batches: list[BatchRef],
+    event_batches: list[BatchRef],
+    policies: list[Mapping],
+) -> list[str]:
+    """The store parts that are not current for these inputs, in build order: ``"identity_graph"``,
+    ``"events"``, ``"merged/<policyId>"``. A part is stale when it is missing, its manifest is unreadable, it
+    does not hold exactly these batches, it is keyed to another identity-graph version than the published one
+    (or the graph itself is stale), or, for merged profiles, the policy's attributeMerge or the profile schema
+    changed. Reads only the small manifest files."""
+    out = []
+    graph = read_manifest(layout.identity_graph_dir())
+    graph_ok = bool(graph) and graph["batches"] == batch_ids([*profile_batches, *event_batches])
+    if not graph_ok:
+        out.append("identity_graph")
+    graph_version = graph["version"] if graph else None
+    events = read_manifest(layout.events_dir())
+    if not (
+        graph_ok
+        and events
+        and events["batches"] == batch_ids(event_batches)
+        and events.get("identityGraph") == graph_version
+        and events.get("schema") == _event_schema(event_batches)
+    ):
+        out.append("events")
+    want = batch_ids(profile_batches)
+    for policy in policies:
+        merged = read_manifest(layout.merged_dir(policy["id"]))
+        _, merge_fp, schema = _merge_inputs(profile_batches, policy)
+        if not (
+            graph_ok
+            and merged
+            and merged["batches"] == want
+            and merged.get("identityGraph") == graph_version
+            and merged.get("attributeMerge") == merge_fp
+            and merged.get("schema") == schema
+        ):
+            out.append(f"merged/{policy['id']}")
+    return out
+
+
+def store_version(layout: StoreLayout, policy_ids: list[str]) -> dict:
+    """The published version of each part (None when not built yet): what a segment job records as the store
+    version it evaluated."""
     return {
-        "merge_policy_id": policy_id,
-        "profiles": int(count),
-        "fragments": int(fragment_count),
-        "seconds": round(time.perf_counter() - started, 3),
+        "identityGraph": current_version(layout.identity_graph_dir()),
+        "events": current_version(layout.events_dir()),
+        "mergedProfiles": {p: current_version(layout.merged_dir(p)) for p in policy_ids},
     }
