@@ -3,6 +3,7 @@ half-written folder is removed, the dead process's lock does not block) and equa
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -118,5 +119,37 @@ def test_kill_9_while_writing_leaves_no_visible_trace(tmp_path):
     proc.wait(timeout=30)
     assert snapshot(layout, [TS]) == after_unlink == before
     assert build_all(layout, world.profiles, world.events, [TS])["events"]["mode"] == "full"
+    full, _ = full_rebuild(tmp_path / "full", layout, world.profiles, world.events, [TS])
+    assert snapshot(layout, [TS]) == snapshot(full, [TS])
+
+
+def test_two_concurrent_refreshes_serialise_and_keep_every_batch(tmp_path):
+    """The second build waits for the first one's lock, then re-reads the manifest and builds on its result."""
+    layout = StoreLayout(tmp_path / "sb")
+    world = World(9, tmp_path, layout)
+    world.profile_batch(new=8, updates=0, links=0)
+    world.event_batch(known=20, unknown=2, linked=0)
+    build_all(layout, world.profiles, world.events, [TS])
+    world.profile_batch(new=2, updates=3, links=1)
+    first = _start(layout, "identity_graph", world, tmp_path)  # holds the lock, waiting before it publishes
+    _wait_for(first, "WRITTEN")
+    world.event_batch(known=5, unknown=1, linked=1)
+    (tmp_path / "second").mkdir()
+    second = _start(layout, "identity_graph", world, tmp_path / "second")
+    _wait_for(second, "STARTED")
+    time.sleep(1.0)
+    assert second.poll() is None  # blocked on the lock, not building from the old manifest
+    first.stdin.write("\n")
+    first.stdin.flush()
+    assert first.wait(timeout=60) == 0
+    after_first = os.readlink(layout.identity_graph_dir() / "current")
+    _wait_for(second, "WRITTEN")
+    second.stdin.write("\n")
+    second.stdin.flush()
+    assert second.wait(timeout=60) == 0
+    manifest = json.loads((layout.identity_graph_dir() / "current" / "manifest.json").read_text())
+    assert manifest["batches"] == sorted(b.batch_id for b in [*world.profiles, *world.events])
+    assert manifest["mode"] == "incremental" and manifest["base"] == after_first
+    build_all(layout, world.profiles, world.events, [TS])
     full, _ = full_rebuild(tmp_path / "full", layout, world.profiles, world.events, [TS])
     assert snapshot(layout, [TS]) == snapshot(full, [TS])
