@@ -19,7 +19,9 @@ from segmentation_pipelines.profiles.xdm import IDENTITY_MAP_TYPE
 
 MAX_DELTA_PARTS = 12  # beyond this many delta parts, rebuild in full (re-cluster)
 MAX_DELTA_SHARE = 0.2  # or when delta parts hold this share of the events
-PARQUET = "FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 122880"
+# Snappy: writing the 20M-event store with ZSTD took 34 s against 26 s (unsorted, same run), and the engine
+# decompresses every row of it on each evaluation.
+PARQUET = "FORMAT PARQUET, COMPRESSION SNAPPY, ROW_GROUP_SIZE 122880"
 
 EMPTY_EVENTS = (
     "SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS _id, NULL::TIMESTAMP AS timestamp, "

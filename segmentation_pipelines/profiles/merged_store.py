@@ -62,8 +62,9 @@ def full_merge(
     fragments, columns = merge_schema(con, layout, profile_batches)
     fragment_count = 0
     if fragments is not None:
+        # Materialized once: counted, then merged (a view would read and join every batch file twice).
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW fragments AS
+            f"""CREATE OR REPLACE TEMP TABLE fragments AS
             SELECT i.profile_id, f.* EXCLUDE (_ingested), {_updated_sql(columns)} AS _updated
             FROM raw_fragments f JOIN identities i
               ON i.namespace = f.identityMap[1].key AND i.id = f.identityMap[1].value[1].id
