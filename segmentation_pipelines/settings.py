@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     code_location_name: str = Field(
         default="segmentation_pipelines", description="Dagster code location name"
     )
+    definitions_module: str = Field(
+        default="segmentation_pipelines.definitions",
+        description="Python module of the code location (what workspace.yaml names)",
+    )
+    runner: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Whether the REST API process runs requests itself: 'auto' = when no Dagster daemon runs",
+    )
 
     def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
         # Resolve once so that every process agrees on the same absolute folder.

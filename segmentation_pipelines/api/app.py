@@ -20,6 +20,7 @@ from segmentation_pipelines.api import routes
 from segmentation_pipelines.api.deps import require_token
 from segmentation_pipelines.api.errors import install_error_handlers
 from segmentation_pipelines.api.middleware import RequestGuardMiddleware
+from segmentation_pipelines.service.runner import Runner
 from segmentation_pipelines.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,20 @@ def _warn_if_open(settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, run_requests: bool = False) -> FastAPI:
+    """The app; ``run_requests=True`` (``serve``) also starts the runner that runs segment jobs and store
+    refreshes in this process while no Dagster daemon does (``service/runner.py``, ``settings.runner``)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings)
-        yield
+        runner = Runner(settings).start() if run_requests and settings.runner != "off" else None
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
 
     app = FastAPI(
         title="segmentation_pipelines",

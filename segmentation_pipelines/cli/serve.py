@@ -28,4 +28,9 @@ def serve(host: str, port: int, home: Path | None, log_level: str) -> None:
     settings = get_settings(home=home)
     settings.ensure_home()
     click.echo(f"REST API on http://{host}:{port} (home {settings.home}); docs at http://{host}:{port}/docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    if settings.runner != "off":
+        click.echo(
+            "Segment jobs and profile-store refreshes run in this process while no Dagster daemon runs "
+            f"(SEGMENTATION_RUNNER={settings.runner})."
+        )
+    uvicorn.run(create_app(settings, run_requests=True), host=host, port=port, log_level=log_level)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from segmentation_pipelines.catalog import Catalog, Repository
+from segmentation_pipelines.dagster_launcher import DagsterLauncher
+from segmentation_pipelines.launcher import Launcher
 from segmentation_pipelines.settings import Settings
 
 # Attribute name on Services / SegmentationClient -> (module under service/, class name).
@@ -15,6 +17,7 @@ SERVICE_CLASSES: dict[str, tuple[str, str]] = {
     "datasets": ("datasets", "DatasetsService"),
     "profiles": ("profiles", "ProfilesService"),
     "merge_policies": ("merge_policies", "MergePoliciesService"),
+    "profile_store": ("profile_store", "ProfileStoreService"),
     "segment_definitions": ("segment_definitions", "SegmentDefinitionsService"),
     "segment_jobs": ("segment_jobs", "SegmentJobsService"),
     "audiences": ("audiences", "AudiencesService"),
@@ -36,6 +39,11 @@ class ServiceContext:
     request_id: str | None = None
     user: str = "segmentation-pipelines"
     extras: dict[str, Any] = field(default_factory=dict)
+    launcher: Launcher | None = None
+
+    def __post_init__(self) -> None:
+        if self.launcher is None:
+            self.launcher = DagsterLauncher(self.settings)
 
     @classmethod
     def create(

@@ -94,7 +94,7 @@ class DatasetsService:
         from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
         MergePoliciesService(self.ctx).ensure_default()
-        from segmentation_pipelines.service.code_location import request_reload
+        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return doc
@@ -143,7 +143,8 @@ class DatasetsService:
                 s.delete(batch)
             self.ctx.repo(s, models.Dataset).delete(row)
         shutil.rmtree(self.layout.dataset_dir(dataset_id), ignore_errors=True)
-        from segmentation_pipelines.service.code_location import request_reload
+        self._refresh_store(f"dataset {dataset_id} deleted")
+        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return None
@@ -157,17 +158,13 @@ class DatasetsService:
             raise BadRequest("paths: expected a list of file paths.")
         files = check_paths([str(p) for p in paths])
         digest = content_hash(files)
+        duplicate = self._duplicate(dataset_id, digest)
+        if duplicate is not None:
+            return {**duplicate, "duplicate": True, "profileStore": self._refresh_store(f"batch {duplicate['id']}")}
         with self.ctx.catalog.session() as s:
             dataset = self._row(s, dataset_id)
             xdm_class = dataset.xdm_class
             batches = self.ctx.repo(s, models.Batch)
-            dup = batches.find(
-                models.Batch.dataset_id == dataset_id,
-                models.Batch.content_hash == digest,
-                models.Batch.status == SUCCESS,
-            )
-            if dup:
-                return {**dup[0].body, "duplicate": True}
             existing = merge_columns(
                 *(
                     b.body.get("columns") or {}
@@ -220,7 +217,7 @@ class DatasetsService:
             "outputRecordCount": result.rows,
             "failedRecordCount": result.rejected,
         }
-        return self._finish(
+        doc = self._finish(
             batch_id,
             SUCCESS,
             {
@@ -235,6 +232,29 @@ class DatasetsService:
             row_count=result.rows,
             rejected_count=result.rejected,
         )
+        return {**doc, "profileStore": self._refresh_store(f"batch {batch_id}")}
+
+    def _refresh_store(self, reason: str) -> dict:
+        """Bring the profile store current with the new batch (a Dagster run in this process), so that lookups
+        and segment jobs see it once ``ingest`` returns. A failed refresh leaves the batch landed and the store
+        stale (the sensor, the API's runner or the next segment job refresh it); the batch says so."""
+        from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
+
+        try:
+            return ProfileStoreService(self.ctx).refresh(reason=reason)
+        except ApiError as exc:
+            return {"status": STALE, "error": exc.message}
+
+    def _duplicate(self, dataset_id: str, digest: str) -> dict | None:
+        """An earlier successful batch of the dataset with the same content (it is not ingested again)."""
+        with self.ctx.catalog.session(readonly=True) as s:
+            self._row(s, dataset_id)
+            dup = self.ctx.repo(s, models.Batch).find(
+                models.Batch.dataset_id == dataset_id,
+                models.Batch.content_hash == digest,
+                models.Batch.status == SUCCESS,
+            )
+            return dup[0].body if dup else None
 
     def _finish(self, batch_id: str, status: str, extra: dict, **columns) -> dict:
         with self.ctx.catalog.session() as s:
@@ -272,6 +292,7 @@ class DatasetsService:
             dataset_id = row.dataset_id
             repo.delete(row)
         shutil.rmtree(self.layout.batch_dir(dataset_id, batch_id), ignore_errors=True)
+        self._refresh_store(f"batch {batch_id} deleted")
         return None
 
     def rejects(self, batch_id: str, limit: int | str | None = 100) -> list[dict]:

@@ -109,7 +109,7 @@ class MergePoliciesService:
         return {**merged, "name": name.strip(), "attributeMerge": attribute_merge}
 
     def _reload(self) -> None:
-        from segmentation_pipelines.service.code_location import request_reload
+        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
 

@@ -31,8 +31,8 @@ class ProfilesService:
         if not self.layout.identities_path().exists():
             raise ApiError(
                 404,
-                f"No profile with identity '{namespace}:{id}': the profile store of this sandbox has not been built "
-                "yet (materialize the profiles/identity_graph and profiles/merged_profiles assets).",
+                f"No profile with identity '{namespace}:{id}': this sandbox has no profile data yet "
+                "(ingest a batch into one of its datasets; ingestion builds the profile store).",
                 code=ENTITY_NOT_FOUND,
             )
         found = find_identity(self.layout, namespace, id)

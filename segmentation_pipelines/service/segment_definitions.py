@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 
+from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
-from segmentation_pipelines.service import code_location
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import MAX_INT, parse_int
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql

@@ -32,6 +32,7 @@ from segmentation_pipelines.errors import ApiError, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.profile_store import ProfileStoreService
 from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
 
@@ -61,6 +62,7 @@ class EvaluationSummary:
     durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
     order: list[str] = field(default_factory=list)  # evaluation (topological) order
     files: dict[str, str] = field(default_factory=dict)
+    store_version: dict[str, Any] = field(default_factory=dict)  # the profile store it read (profile_store.py)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
@@ -173,6 +175,10 @@ def run_evaluation(
     summary.order = order
     policy = {i: definitions[i].get("mergePolicyId") or "" for i in ids}
     layout = StoreLayout(ctx.sandbox_root)
+    # One store version for the whole evaluation: the published folders are resolved once (a refresh publishing
+    # meanwhile does not change what this evaluation reads), and recorded.
+    summary.store_version = ProfileStoreService(ctx).version()
+    events_path = str(Path(layout.events_path()).parent.resolve() / "*.parquet")
     evaluations = AudienceEvaluations(ctx)
     _remove_stale_work(layout)
     work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
@@ -185,12 +191,12 @@ def run_evaluation(
         for n, batch in enumerate(_passes(order, policy, deps)):
             check_cancel()
             merge_policy_id = policy[batch[0]]
-            profiles_path = layout.profiles_path(merge_policy_id)
+            profiles_path = layout.profiles_path(merge_policy_id).resolve()
             if not profiles_path.exists():
                 raise ApiError(
                     409,
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
-                    f"({profiles_path}): ingest profile data and materialize the merged profiles first.",
+                    f"({profiles_path}): ingest profile data first (ingestion builds the store).",
                 )
             external = _external_members(
                 batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
@@ -201,7 +207,7 @@ def run_evaluation(
                 engine.EvaluationRequest(
                     definitions=[engine.EngineDefinition(i, checked[i].checked) for i in batch],
                     profiles_path=profiles_path,
-                    events_path=layout.events_path(),
+                    events_path=events_path,
                     evaluation_time=t,
                     output_path=output,
                     schema=schema,

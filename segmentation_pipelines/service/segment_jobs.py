@@ -29,44 +29,31 @@ from sqlalchemy import select
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
+from segmentation_pipelines.launcher import (
+    ERROR_RUN_FAILED,
+    KIND_SEGMENT_JOB,
+    RUN_STATUS_TO_REQUEST,
+    SEGMENT_JOB,
+    TAG_EVALUATION_TIME,
+    RunRequest,
+    run_status_name,
+    segment_asset_key,
+)
 from segmentation_pipelines.service.audience_evaluations import datetime_to_ms
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import int_param
 
 log = logging.getLogger(__name__)
 
-# Dagster side of the contract (team brief, "Contracts between segments, segment jobs and schedules").
-JOB_NAME = "segment_job"
-TAG_JOB_ID = "segmentation/job_id"
-TAG_EVALUATION_TIME = "segmentation/evaluation_time"
-TAG_ORG = "segmentation/org"
-TAG_SANDBOX = "segmentation/sandbox"
-TAG_KIND = "segmentation/kind"
-TAG_ATTEMPT = "segmentation/attempt"
-KIND = "segment_job"
+KIND = KIND_SEGMENT_JOB
+JOB_NAME = SEGMENT_JOB
 
 NEW, QUEUED, PROCESSING, CANCELLING = "NEW", "QUEUED", "PROCESSING", "CANCELLING"
 SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 STATUSES = (NEW, QUEUED, PROCESSING, CANCELLING, CANCELLED, FAILED, SUCCEEDED)
 ACTIVE = frozenset({NEW, QUEUED, PROCESSING, CANCELLING})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
-
-# Dagster run status name -> job status. Anything not listed (NOT_STARTED, MANAGED...) leaves the job as it is.
-RUN_STATUS_TO_JOB = {
-    "QUEUED": QUEUED,
-    "STARTING": QUEUED,
-    "STARTED": PROCESSING,
-    "CANCELING": CANCELLING,
-    "SUCCESS": SUCCEEDED,
-    "FAILURE": FAILED,
-    "CANCELED": CANCELLED,
-}
-# Order of the non-terminal statuses: a job never moves back (a late QUEUED event after STARTED is ignored).
 _RANK = {NEW: 0, QUEUED: 1, PROCESSING: 2, CANCELLING: 3}
-
-ERROR_RUN_FAILED = "SEGP-200500"
-ERROR_WORKER_LOST = "SEGP-200501"
-ERROR_RUN_VANISHED = "SEGP-200404"
 
 SCHEMA_NAME = "_xdm.context.profile"
 DEFAULT_LIMIT = 100
@@ -74,11 +61,6 @@ MAX_LIMIT = 1000
 MAX_BULK_IDS = 100
 SORTABLE = {"creationTime", "updateTime", "status", "id", "evaluationTime"}
 _INTERNAL = "_internal"  # stored in the row's body, never returned
-
-
-def asset_key_parts(definition_id: str) -> list[str]:
-    """The segment asset key of a definition (contract: ``["segment", <id with "-" replaced by "_">]``)."""
-    return ["segment", definition_id.replace("-", "_")]
 
 
 def parse_evaluation_time(value: Any, where: str = "evaluation_time") -> datetime:
@@ -105,10 +87,6 @@ def parse_evaluation_time(value: Any, where: str = "evaluation_time") -> datetim
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds as ISO 8601 UTC with millisecond precision and a ``Z``."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _status_name(run_status: Any) -> str:
-    return str(getattr(run_status, "value", run_status)).upper()
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -200,8 +178,16 @@ class SegmentJobsService:
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict:
+        """The job; an active one whose run has ended is settled first (no wait for a sensor to notice)."""
         with self.ctx.catalog.session(readonly=True) as session:
-            return self._doc(self._row(session, job_id))
+            row = self._row(session, job_id)
+            doc, run_id = self._doc(row), row.run_id
+        if doc["status"] in (QUEUED, PROCESSING, CANCELLING) and run_id:
+            run = self.ctx.launcher.find_run(job_id, run_id)
+            if run is not None and run.finished:
+                errors = self.ctx.launcher.errors(run_id) if run.status == "FAILURE" else None
+                return self.sync_with_run(job_id, run.status, run_id, error=errors)
+        return doc
 
     def list(self, **query: Any) -> dict:
         start = int_param(query, "start", 0)
@@ -275,20 +261,23 @@ class SegmentJobsService:
 
     # --- Dagster side ------------------------------------------------------------------------------------------
 
-    def run_request_for(self, job_id: str) -> dict:
-        """What a run of this job is: ``run_key``, ``job_name``, ``asset_selection`` (key parts) and ``tags``.
+    def run_request_for(self, job_id: str) -> RunRequest:
+        """What a run of this job is: its definitions' assets, after the profile-store assets that are stale
+        (so a job never evaluates a stale store), and the job's tags.
 
         Fixes the evaluation time (now) if the job has none yet, so every run of the job evaluates at one time.
         """
+        store = self._store_selection()
         with self.ctx.catalog.session() as session:
             row = self._row(session, job_id, lock=True)
             if row.evaluation_ms is None:
                 row.evaluation_ms = now_ms()
                 self._touch(session, row)
-            return self._run_request(row)
+            return self._run_request(row, store)
 
-    def claim_for_launch(self, job_id: str) -> dict | None:
+    def claim_for_launch(self, job_id: str) -> RunRequest | None:
         """``NEW`` -> ``QUEUED`` with the next attempt; the run request to launch (``None`` if no longer ``NEW``)."""
+        store = self._store_selection()
         with self.ctx.catalog.session() as session:
             row = self._row(session, job_id, lock=True)
             if row.status != NEW:
@@ -300,7 +289,7 @@ class SegmentJobsService:
             internal["queued_ms"] = now_ms()
             row.body = {**row.body, _INTERNAL: internal}
             self._set_status(session, row, QUEUED)
-            return self._run_request(row)
+            return self._run_request(row, store)
 
     def requeue(self, job_id: str, reason: str) -> bool:
         """A ``QUEUED`` job whose run never appeared goes back to ``NEW`` (the launcher retries with a new key)."""
@@ -320,8 +309,7 @@ class SegmentJobsService:
 
         ``error``: a message, an ``{code, msg, callStack}`` dict or a list of them (kept on ``FAILED`` jobs).
         """
-        name = _status_name(run_status)
-        target = RUN_STATUS_TO_JOB.get(name)
+        target = RUN_STATUS_TO_REQUEST.get(run_status_name(run_status))
         with self.ctx.catalog.session() as session:
             row = self._row(session, job_id, lock=True)
             if row.run_id and run_id and row.run_id != run_id:
@@ -379,7 +367,11 @@ class SegmentJobsService:
                 segmentedProfileByNamespaceCounter=by_namespace,
                 segmentedProfileByStatusCounter=by_status,
             )
-            row.body = {**row.body, "metrics": metrics}
+            body = {**row.body, "metrics": metrics}
+            store = _field(summary, "store_version")
+            if store:
+                body["profileStore"] = {"version": store}  # extension: the store version it evaluated
+            row.body = body
             self._touch(session, row)
             return self._doc(row)
 
@@ -407,9 +399,7 @@ class SegmentJobsService:
                 state["at"] = time.monotonic()
                 state["value"] = self.cancel_requested(job_id)
                 if state["value"] and run_id:
-                    from segmentation_pipelines.service import dagster_runs
-
-                    dagster_runs.mark_canceling(self.ctx.settings, run_id)
+                    self.ctx.launcher.mark_canceling(run_id)
             return state["value"]
 
         return check
@@ -419,14 +409,13 @@ class SegmentJobsService:
             return [s["segmentId"] for s in self._row(session, job_id).body.get("segments") or []]
 
     def run_in_process(self, job_id: str) -> dict:
-        """Run the job's evaluation in this process through Dagster; the finished job."""
-        from segmentation_pipelines.service import dagster_runs
-
+        """Run the job's evaluation (after refreshing a stale profile store) in this process through Dagster;
+        the finished job."""
         request = self.run_request_for(job_id)
-        run_id = dagster_runs.new_run_id()
+        run_id = self.ctx.launcher.new_run_id()
         self.sync_with_run(job_id, "STARTED", run_id)
         try:
-            status, error = dagster_runs.execute_in_process(self.ctx, request, run_id)
+            status, error = self.ctx.launcher.execute(request, run_id)
         except Exception as exc:  # the run could not even start (definitions failed to load...)
             log.exception("Segment job %s: in-process run failed to start", job_id)
             status, error = "FAILURE", {"code": ERROR_RUN_FAILED, "msg": f"{type(exc).__name__}: {exc}"}
@@ -442,22 +431,24 @@ class SegmentJobsService:
             raise NotFound("Segment job", job_id)
         return row
 
-    def _run_request(self, row: models.SegmentJob) -> dict:
+    def _store_selection(self) -> list[list[str]]:
+        """The profile-store assets a run must refresh before it evaluates (stale ones and what they feed)."""
+        from segmentation_pipelines.service.profile_store import ProfileStoreService
+
+        return ProfileStoreService(self.ctx).refresh_selection()
+
+    def _run_request(self, row: models.SegmentJob, store: list[list[str]]) -> RunRequest:
         ids = [s["segmentId"] for s in row.body.get("segments") or []]
-        attempt = max(int(row.attempt or 0), 1)
-        return {
-            "run_key": f"{row.id}:{attempt}",
-            "job_name": JOB_NAME,
-            "asset_selection": [asset_key_parts(i) for i in ids],
-            "tags": {
-                TAG_JOB_ID: row.id,
-                TAG_EVALUATION_TIME: iso_ms(row.evaluation_ms),
-                TAG_ORG: row.org_id,
-                TAG_SANDBOX: row.sandbox,
-                TAG_KIND: KIND,
-                TAG_ATTEMPT: str(attempt),
-            },
-        }
+        return RunRequest(
+            kind=KIND,
+            request_id=row.id,
+            attempt=max(int(row.attempt or 0), 1),
+            job_name=JOB_NAME,
+            asset_selection=tuple(tuple(k) for k in [*store, *(segment_asset_key(i) for i in ids)]),
+            org=row.org_id,
+            sandbox=row.sandbox,
+            tags={TAG_EVALUATION_TIME: iso_ms(row.evaluation_ms)},
+        )
 
     def _touch(self, session, row: models.SegmentJob) -> None:
         row.updated_ms = now_ms()
@@ -481,21 +472,17 @@ class SegmentJobsService:
         self._touch(session, row)
 
     def _find_run_id(self, job_id: str) -> str | None:
-        from segmentation_pipelines.service import dagster_runs
-
         try:
-            return dagster_runs.find_run_id(self.ctx.settings, job_id)
+            run = self.ctx.launcher.find_run(job_id)
+            return run.run_id if run else None
         except Exception:  # Dagster unreachable: the reconciliation pass finds the run later
             log.exception("Segment job %s: could not look its run up", job_id)
             return None
 
     def _terminate(self, job_id: str, run_id: str) -> str | None:
         """Ask Dagster to terminate the run; the run's status afterwards (``None`` if unknown)."""
-        from segmentation_pipelines.service import dagster_runs
-
         try:
-            dagster_runs.terminate(self.ctx.settings, run_id)
-            return dagster_runs.run_status(self.ctx.settings, run_id)
+            return self.ctx.launcher.terminate(run_id)
         except Exception:  # Dagster unreachable: the reconciliation pass retries the termination
             log.exception("Segment job %s: could not terminate run %s", job_id, run_id)
             return None

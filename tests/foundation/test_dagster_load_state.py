@@ -16,7 +16,7 @@ from dagster._core.definitions.definitions_load_context import DefinitionsLoadCo
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
-from segmentation_pipelines.service import dagster_runs
+from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.service.context import ServiceContext
 
 
@@ -40,7 +40,7 @@ def leftover_storage():
 def test_load_definitions_ignores_a_leftover_defs_state_storage(settings, monkeypatch, leftover_storage):
     monkeypatch.setenv("SEGMENTATION_HOME", str(settings.home))
     ctx = ServiceContext.create(settings, None, "prod")
-    defs = dagster_runs.load_definitions(ctx)
+    defs = dagster_runs.load_definitions(ctx.settings)
     assert defs.resolve_job_def("segment_job") is not None
     assert not DefinitionsLoadContext.is_set()
 

@@ -16,6 +16,7 @@ import pytest
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.dagster_home import dagster_env
+from segmentation_pipelines.dagster_launcher import DagsterLauncher
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import Settings
@@ -101,8 +102,8 @@ class LocalDaemon:
     def _loop(self) -> None:
         import dagster as dg
 
+        from segmentation_pipelines import dagster_launcher as dagster_runs
         from segmentation_pipelines.defs.jobs.sensors import segment_job_launcher
-        from segmentation_pipelines.service import dagster_runs
 
         instance = dagster_runs.instance_for(self.settings)
         while not self._stop.is_set():
@@ -114,7 +115,7 @@ class LocalDaemon:
                         self.settings, tags["segmentation/org"], tags["segmentation/sandbox"]
                     )
                     if self.definitions is not None:
-                        ctx.extras["dagster_definitions"] = self.definitions
+                        ctx.launcher = DagsterLauncher(ctx.settings, definitions=self.definitions)
                     threading.Thread(
                         target=SegmentJobsService(ctx).run_in_process,
                         args=(tags["segmentation/job_id"],),

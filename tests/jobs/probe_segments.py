@@ -15,14 +15,10 @@ from pathlib import Path
 import dagster as dg
 
 from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.launcher import TAG_JOB_ID, TAG_ORG, TAG_SANDBOX
+from segmentation_pipelines.launcher import segment_asset_key as asset_key_parts
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.segment_jobs import (
-    TAG_JOB_ID,
-    TAG_ORG,
-    TAG_SANDBOX,
-    SegmentJobsService,
-    asset_key_parts,
-)
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 
 PROBE_COUNTS = {

@@ -2,8 +2,8 @@
 
 Evaluation times: ``T`` and ``T1 = T + 1 day``; between them, ``add_day_two_events`` ingests two purchases.
 ``EXPECTED_T`` / ``EXPECTED_T1`` give, per definition name, each member's status (``realized``/``existing``/
-``exited``); the reasoning is next to each person. Everything goes through the client (datasets, definitions,
-jobs, audiences); the profile store is rebuilt with the profile store's own build functions.
+``exited``); the reasoning is next to each person. Everything goes through the public client (datasets, ingestion,
+definitions, jobs, audiences), in-process or over HTTP: ingestion brings the profile store current.
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def _write(path: Path, rows: list[dict]) -> str:
 class Scenario:
     """The world above, loaded through ``client`` into the client's sandbox (``folder`` holds the JSONL files)."""
 
-    def __init__(self, client, ctx, folder: Path):
-        self.client, self.ctx, self.folder = client, ctx, folder
+    def __init__(self, client, folder: Path):
+        self.client, self.folder = client, folder
         self.ids: dict[str, str] = {}
+        self.batches: list[dict] = []
 
     def load(self) -> Scenario:
         profiles = self.client.datasets.create({"name": "crm", "schema": {"name": "_xdm.context.profile"}})
@@ -126,9 +127,12 @@ class Scenario:
             }
             for who, (country, points, crm) in PEOPLE.items()
         ]
-        self.client.datasets.ingest(profiles["id"], [_write(self.folder / "crm.jsonl", rows)])
-        self.client.datasets.ingest(self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)])
-        self.build_store()
+        self.batches.append(self.client.datasets.ingest(profiles["id"], [_write(self.folder / "crm.jsonl", rows)]))
+        self.batches.append(
+            self.client.datasets.ingest(self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)])
+        )
+        default = [p for p in self.client.merge_policies.list()["children"] if p["default"]]
+        self.merge_policy_id = default[0]["id"]
         for name, pql in DEFINITIONS.items():
             text = pql.replace("{us}", self.ids.get("us", "")).replace("{recent}", self.ids.get("recent", ""))
             created = self.client.segment_definitions.create(
@@ -141,28 +145,12 @@ class Scenario:
             self.ids[name] = created["id"]
         return self
 
-    def add_day_two_events(self) -> None:
-        self.client.datasets.ingest(self.events["id"], [_write(self.folder / "web2.jsonl", DAY_TWO_EVENTS)])
-        self.build_store()
-
-    def build_store(self) -> None:
-        """Rebuild identity graph, events and merged profiles (what the profile assets materialize)."""
-        from segmentation_pipelines.profiles.layout import StoreLayout
-        from segmentation_pipelines.profiles.store import (
-            build_events_store,
-            build_identity_graph_store,
-            build_merged_profiles,
+    def add_day_two_events(self) -> dict:
+        batch = self.client.datasets.ingest(
+            self.events["id"], [_write(self.folder / "web2.jsonl", DAY_TWO_EVENTS)]
         )
-        from segmentation_pipelines.service.datasets import DatasetsService
-        from segmentation_pipelines.service.merge_policies import MergePoliciesService
-
-        layout = StoreLayout(self.ctx.sandbox_root)
-        batches = DatasetsService(self.ctx).successful_batches()
-        build_identity_graph_store(layout, batches["profile"], batches["experienceevent"])
-        build_events_store(layout, batches["experienceevent"])
-        policy = MergePoliciesService(self.ctx).ensure_default()
-        self.merge_policy_id = policy["id"]
-        build_merged_profiles(layout, batches["profile"], policy)
+        self.batches.append(batch)
+        return batch
 
     def members(self, name: str) -> dict[str, tuple[str, str]]:
         """``{person: (status, lastQualificationTime)}`` of the audience's latest evaluation (exited included)."""

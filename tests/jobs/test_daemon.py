@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.client import SegmentationClient
-from segmentation_pipelines.service import dagster_runs
 
 from .conftest import dagster_daemon
 from .scenario import EXPECTED_T, Scenario, T
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_daemon_launches_and_tracks_a_segment_job(ctx, jobs, tmp_path):
-    scenario = Scenario(SegmentationClient(home=ctx.settings.home), ctx, tmp_path).load()
+    scenario = Scenario(SegmentationClient(home=ctx.settings.home), tmp_path).load()
     with dagster_daemon(ctx.settings, tmp_path) as daemon:
         job = jobs.create(
             [{"segmentId": scenario.ids["us"]}, {"segmentId": scenario.ids["big"]}], evaluation_time=T

@@ -34,7 +34,7 @@ def test_demo_runs_two_segment_jobs_over_every_demo_definition(settings, monkeyp
     # The demo switches on the sandbox's default daily schedule, in the catalog and in the Dagster instance.
     from dagster._core.scheduler.instigation import InstigatorStatus
 
-    from segmentation_pipelines.service import dagster_runs
+    from segmentation_pipelines import dagster_launcher as dagster_runs
 
     schedule = Services(run.results["context"]).schedules.get(run.results["schedule"]["id"])
     assert schedule["state"] == "active" and schedule["properties"]["segments"] == ["*"]

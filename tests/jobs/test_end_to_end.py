@@ -56,7 +56,7 @@ def check_metrics(job: dict, scenario: Scenario, expected: dict[str, dict[str, s
 
 
 def test_two_days_of_segment_jobs(client, ctx, tmp_path):
-    scenario = Scenario(SegmentationClient(home=ctx.settings.home), ctx, tmp_path).load()
+    scenario = Scenario(SegmentationClient(home=ctx.settings.home), tmp_path).load()
     body = [{"segmentId": i} for i in scenario.ids.values()]
 
     day_one = client.segment_jobs.create(body, evaluation_time=T, wait=True)

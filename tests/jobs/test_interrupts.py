@@ -20,10 +20,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
-from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service import dagster_runs
 from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
 from segmentation_pipelines.settings import Settings
 
 from .conftest import CANCEL_WITHIN_S, dagster_daemon
@@ -187,7 +187,7 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world):
             worker.kill()
     instance = dagster_runs.instance_for(world["settings"])
     assert jobs.get(job_id)["status"] == "PROCESSING"
-    reconcile_segment_jobs(world["settings"], instance, grace_s=0)
+    reconcile_segment_jobs(world["settings"], grace_s=0)
     job = jobs.get(job_id)
     assert job["status"] == "FAILED" and job["errors"], job
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE

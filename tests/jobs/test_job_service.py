@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from segmentation_pipelines import dagster_launcher as dagster_runs
+from segmentation_pipelines.dagster_launcher import DagsterLauncher
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service import dagster_runs
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService, parse_evaluation_time
 
 from .conftest import CANCEL_WITHIN_S, PROBE_WORK_S, add_definition_row
@@ -22,7 +23,7 @@ from .probe_segments import PROBE_COUNTS, probe_definitions
 
 
 def with_probe(ctx, ids, work_s=0.0):
-    ctx.extras["dagster_definitions"] = probe_definitions(str(ctx.settings.home), ids, work_s=work_s)
+    ctx.launcher = DagsterLauncher(ctx.settings, definitions=probe_definitions(str(ctx.settings.home), ids, work_s=work_s))
     return SegmentJobsService(ctx)
 
 
@@ -86,10 +87,10 @@ def test_run_request_and_launch_claim(ctx, jobs):
     job = jobs.create([{"segmentId": a}], evaluation_time="2026-03-01T10:00:00Z")
     assert job["evaluationTime"] == "2026-03-01T10:00:00.000Z"
     request = jobs.claim_for_launch(job["id"])
-    assert request["run_key"] == f"{job['id']}:1"
-    assert request["job_name"] == "segment_job"
-    assert request["asset_selection"] == [["segment", a.replace("-", "_")]]
-    assert request["tags"] == {
+    assert request.run_key == f"{job['id']}:1"
+    assert request.job_name == "segment_job"
+    assert request.asset_selection == (("segment", a.replace("-", "_")),)  # no data, so no store to refresh
+    assert request.all_tags == {
         "segmentation/job_id": job["id"],
         "segmentation/evaluation_time": "2026-03-01T10:00:00.000Z",
         "segmentation/org": ctx.org_id,
@@ -100,7 +101,7 @@ def test_run_request_and_launch_claim(ctx, jobs):
     assert jobs.get(job["id"])["status"] == "QUEUED"
     assert jobs.claim_for_launch(job["id"]) is None  # claimed once
     assert jobs.requeue(job["id"], "test") is True
-    assert jobs.claim_for_launch(job["id"])["run_key"] == f"{job['id']}:2"
+    assert jobs.claim_for_launch(job["id"]).run_key == f"{job['id']}:2"
 
 
 def test_launch_false_is_queued_with_caller_id_and_properties(ctx, jobs):
@@ -115,8 +116,8 @@ def test_launch_false_is_queued_with_caller_id_and_properties(ctx, jobs):
     assert (job["id"], job["status"], job["source"]) == ("j-1", "QUEUED", "scheduler")
     assert job["properties"] == {"scheduleId": "s1", "runId": "r1"}
     request = jobs.run_request_for("j-1")
-    assert request["run_key"] == "j-1:1" and "segmentation/evaluation_time" in request["tags"]
-    assert jobs.get("j-1")["evaluationTime"] == request["tags"]["segmentation/evaluation_time"]
+    assert request.run_key == "j-1:1" and "segmentation/evaluation_time" in request.all_tags
+    assert jobs.get("j-1")["evaluationTime"] == request.all_tags["segmentation/evaluation_time"]
     assert jobs.claim_for_launch("j-1") is None  # the launcher sensor leaves it alone
     with pytest.raises(SegmentationError) as err:
         jobs.create([{"segmentId": a}], job_id="j-1", launch=False)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
+from segmentation_pipelines.dagster_launcher import DagsterLauncher, dagster_run_request
 from segmentation_pipelines.defs.jobs import sensors
-from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service import dagster_runs
+from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
 from .conftest import add_definition_row
@@ -26,12 +27,12 @@ from .probe_segments import probe_definitions
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_as_requested(ctx, request: dg.RunRequest | dict, work_s: float = 0.0, fail: bool = False):
-    """Execute a sensor's run request in-process, as a run worker would (no write-back to the job)."""
-    if isinstance(request, dg.RunRequest):
-        keys, tags = list(request.asset_selection), dict(request.tags)
-    else:
-        keys, tags = [dg.AssetKey(p) for p in request["asset_selection"]], request["tags"]
+def run_as_requested(ctx, request, work_s: float = 0.0, fail: bool = False):
+    """Execute a run request (Dagster's, from a sensor, or the service's) in-process, as a run worker would (no
+    write-back to the job)."""
+    if not isinstance(request, dg.RunRequest):
+        request = dagster_run_request(request)
+    keys, tags = list(request.asset_selection), dict(request.tags)
     probe = probe_definitions(str(ctx.settings.home), definition_ids(ctx), work_s=work_s, fail=fail)
     job = probe.resolve_job_def("segment_job")
     instance = dagster_runs.instance_for(ctx.settings)
@@ -109,7 +110,6 @@ def test_run_status_sensor_ignores_other_runs(ctx):
 
 def test_reconciliation_repairs_jobs_left_behind(ctx, jobs):
     a = add_definition_row(ctx, "a")
-    instance = dagster_runs.instance_for(ctx.settings)
     # 1. The run succeeded but no sensor wrote it back.
     done = jobs.create([{"segmentId": a}])["id"]
     result = run_as_requested(ctx, jobs.claim_for_launch(done))
@@ -127,15 +127,15 @@ def test_reconciliation_repairs_jobs_left_behind(ctx, jobs):
     jobs.sync_with_run(vanished, "STARTED", "no-such-run")
 
     # A run that ended is settled at once; the others are too young to judge yet.
-    assert reconcile_segment_jobs(ctx.settings, instance, grace_s=3600) == {"succeeded": 1, "waiting": 3}
-    assert reconcile_segment_jobs(ctx.settings, instance, grace_s=0) == {
+    assert reconcile_segment_jobs(ctx.settings, grace_s=3600) == {"succeeded": 1, "waiting": 3}
+    assert reconcile_segment_jobs(ctx.settings, grace_s=0) == {
         "requeued": 1,
         "cancelled": 1,
         "failed": 1,
     }
     assert jobs.get(done)["status"] == "SUCCEEDED"
     assert jobs.get(lost)["status"] == "NEW"  # relaunched by the next launcher tick, with attempt 2
-    assert jobs.claim_for_launch(lost)["run_key"] == f"{lost}:2"
+    assert jobs.claim_for_launch(lost).run_key == f"{lost}:2"
     assert jobs.get(cancelling)["status"] == "CANCELLED"
     assert (
         jobs.get(vanished)["status"] == "FAILED"
@@ -171,13 +171,13 @@ def test_killed_in_process_worker_ends_failed_and_a_new_job_succeeds(ctx, jobs):
         if worker.poll() is None:
             worker.kill()
     assert jobs.get(job_id)["status"] == "PROCESSING"  # nobody is left to say otherwise...
-    reconcile_segment_jobs(ctx.settings, instance, grace_s=0)  # ...but the reconciliation pass
+    reconcile_segment_jobs(ctx.settings, grace_s=0)  # ...but the reconciliation pass
     job = jobs.get(job_id)
     assert job["status"] == "FAILED", job
     assert "is gone" in job["errors"][0]["msg"]
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     assert not (Path(ctx.settings.home) / "probe" / job_id).exists()
-    ctx.extras["dagster_definitions"] = probe_definitions(str(ctx.settings.home), [a])
+    ctx.launcher = DagsterLauncher(ctx.settings, definitions=probe_definitions(str(ctx.settings.home), [a]))
     assert SegmentJobsService(ctx).create([{"segmentId": a}], wait=True)["status"] == "SUCCEEDED"
 
 

@@ -73,44 +73,41 @@ def test_demo_is_deterministic_and_realistic(tmp_path):
 
 
 def test_build_demo_ingests_and_materializes_and_is_idempotent(settings):
-    import dagster as dg
-
     from segmentation_pipelines.cli.demo_data import build_demo, format_summary
 
-    with dg.instance_for_test() as instance:
-        first = build_demo(settings, profiles=1500, events=15000, as_of=AS_OF, instance=instance)
-        assert first["dagster"]["success"]
-        assets = first["dagster"]["assets"]
-        graph = assets["profiles/identity_graph"]
-        assert graph["fragments"] == first["generated"]["crm_rows"] + first["generated"]["loyalty_rows"]
-        assert (
-            graph["events"]
-            == first["generated"]["event_rows"]
-            == assets["profiles/experience_events"]["events"]
-            + assets["profiles/experience_events"]["events_excluded"]
-        )
-        # The kiosk browser joins 60 customers into one graph over the guardrail: excluded, with their events.
-        assert graph["excluded_components"] == 1 and graph["largest_component"] > 50
-        assert assets["profiles/experience_events"]["events_excluded"] >= 60
-        # Fragments of one person in CRM and loyalty merge: fewer profiles than people + anonymous visitors.
-        assert graph["profiles"] < 1500 + 300
-        merged = [v for k, v in assets.items() if k.startswith("profiles/merged_profiles/")]
-        assert len(merged) == 2 and {m["attribute_merge"] for m in merged} == {
-            "timestampOrdered",
-            "dataSetPrecedence",
-        }
-        assert any("identity graph" in line for line in format_summary(first))
+    first = build_demo(settings, profiles=1500, events=15000, as_of=AS_OF)
+    assert first["dagster"]["store"]["status"] == "current"
+    assets = first["dagster"]["assets"]
+    graph = assets["profiles/identity_graph"]
+    assert graph["fragments"] == first["generated"]["crm_rows"] + first["generated"]["loyalty_rows"]
+    assert (
+        graph["events"]
+        == first["generated"]["event_rows"]
+        == assets["profiles/experience_events"]["events"]
+        + assets["profiles/experience_events"]["events_excluded"]
+    )
+    # The kiosk browser joins 60 customers into one graph over the guardrail: excluded, with their events.
+    assert graph["excluded_components"] == 1 and graph["largest_component"] > 50
+    assert assets["profiles/experience_events"]["events_excluded"] >= 60
+    # Fragments of one person in CRM and loyalty merge: fewer profiles than people + anonymous visitors.
+    assert graph["profiles"] < 1500 + 300
+    merged = [v for k, v in assets.items() if k.startswith("profiles/merged_profiles/")]
+    assert len(merged) == 2 and {m["attribute_merge"] for m in merged} == {
+        "timestampOrdered",
+        "dataSetPrecedence",
+    }
+    assert any("identity graph" in line for line in format_summary(first))
 
-        again = build_demo(settings, profiles=1500, events=15000, as_of=AS_OF, instance=instance)
-        assert all(b["duplicate"] for b in again["batches"].values())
-        assert again["datasets"] == first["datasets"]
-        assert again["dagster"]["assets"]["profiles/identity_graph"]["events"] == graph["events"]
+    again = build_demo(settings, profiles=1500, events=15000, as_of=AS_OF)
+    assert all(b["duplicate"] for b in again["batches"].values())
+    assert again["datasets"] == first["datasets"]
+    assert again["dagster"]["assets"]["profiles/identity_graph"]["events"] == graph["events"]
 
-        other_day = build_demo(
-            settings, profiles=1500, events=15000, as_of=AS_OF + dt.timedelta(days=1), instance=instance
-        )
-        assert not any(b.get("duplicate") for b in other_day["batches"].values())
-        assert (
-            other_day["dagster"]["assets"]["profiles/identity_graph"]["events"]
-            == other_day["generated"]["event_rows"]
-        )
+    other_day = build_demo(
+        settings, profiles=1500, events=15000, as_of=AS_OF + dt.timedelta(days=1)
+    )
+    assert not any(b.get("duplicate") for b in other_day["batches"].values())
+    assert (
+        other_day["dagster"]["assets"]["profiles/identity_graph"]["events"]
+        == other_day["generated"]["event_rows"]
+    )

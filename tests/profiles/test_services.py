@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
 from segmentation_pipelines.api import create_app
-from segmentation_pipelines.cli.demo_data import materialize_profile_store
+from segmentation_pipelines.cli.demo_data import store_materializations
 from segmentation_pipelines.errors import SegmentationError
 from segmentation_pipelines.service.context import ServiceContext, Services
 
@@ -130,9 +129,10 @@ def test_build_through_dagster_and_look_up_profiles(settings, services, tmp_path
             "attributeMerge": {"type": "dataSetPrecedence", "order": [crm_ds["id"], loy_ds["id"]]},
         }
     )
-    with dg.instance_for_test() as instance:
-        built = materialize_profile_store(settings, instance=instance)
-    assert built["success"]
+    # Ingestion built the store; the new policy's merged profiles are what is stale now.
+    assert services.profile_store.stale() == [f"merged/{crm_first['id']}"]
+    assert services.profile_store.refresh()["status"] == "current"
+    built = {"assets": store_materializations(settings, None, "prod")}
     graph = built["assets"]["profiles/identity_graph"]
     assert (
         graph["identities"],

@@ -23,23 +23,12 @@ PEOPLE = [
 
 
 def _build_store(ctx, tmp_path) -> None:
-    from segmentation_pipelines.profiles.layout import StoreLayout
-    from segmentation_pipelines.profiles.store import (
-        build_events_store,
-        build_identity_graph_store,
-        build_merged_profiles,
-    )
-
+    """Ingest the people; ingestion builds the profile store."""
     services = Services(ctx)
     path = tmp_path / "crm.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in PEOPLE))
     dataset = services.datasets.create({"name": "crm", "xdmClass": PROFILE})
-    services.datasets.ingest(dataset["id"], [str(path)])
-    layout = StoreLayout(ctx.sandbox_root)
-    batches = services.datasets.successful_batches()
-    build_identity_graph_store(layout, batches["profile"], batches["experienceevent"])
-    build_events_store(layout, batches["experienceevent"])
-    build_merged_profiles(layout, batches["profile"], services.merge_policies.ensure_default())
+    assert services.datasets.ingest(dataset["id"], [str(path)])["profileStore"]["status"] == "current"
 
 
 def _definition(name: str, pql: str) -> dict:

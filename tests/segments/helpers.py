@@ -1,16 +1,11 @@
-"""Test helpers for the segments suite: a sandbox with real datasets, a built profile store, and definitions."""
+"""Test helpers for the segments suite: a sandbox with real datasets (ingestion builds the profile store), and
+definitions."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from segmentation_pipelines.profiles.layout import StoreLayout
-from segmentation_pipelines.profiles.store import (
-    build_events_store,
-    build_identity_graph_store,
-    build_merged_profiles,
-)
 from segmentation_pipelines.service.context import ServiceContext, Services
 
 PROFILE = "_xdm.context.profile"
@@ -37,14 +32,11 @@ def ingest(ctx: ServiceContext, tmp: Path, name: str, xdm_class: str, rows: list
 
 
 def build_store(ctx: ServiceContext) -> dict:
-    """Identity graph, events and the default policy's merged profiles, from every successful batch."""
+    """The default merge policy, once the profile store is current (ingestion already made it so; this checks)."""
     services = Services(ctx)
-    layout = StoreLayout(ctx.sandbox_root)
-    batches = services.datasets.successful_batches()
-    build_identity_graph_store(layout, batches["profile"], batches["experienceevent"])
-    build_events_store(layout, batches["experienceevent"])
     policy = services.merge_policies.ensure_default()
-    build_merged_profiles(layout, batches["profile"], policy)
+    status = services.profile_store.status()
+    assert status["status"] == "current", status
     return policy
 
 

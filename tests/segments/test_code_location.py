@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 
-from segmentation_pipelines.service import code_location
+from segmentation_pipelines import code_location
 from segmentation_pipelines.settings import Settings
 
 

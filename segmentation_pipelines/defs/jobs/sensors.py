@@ -16,39 +16,30 @@ from __future__ import annotations
 
 import dagster as dg
 
+from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.defs.jobs.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service import code_location, dagster_runs
-from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.segment_jobs import (
-    JOB_NAME,
-    KIND,
-    NEW,
+from segmentation_pipelines.dagster_launcher import dagster_run_request, run_errors
+from segmentation_pipelines.launcher import (
+    KIND_SEGMENT_JOB,
+    SEGMENT_JOB,
     TAG_JOB_ID,
     TAG_KIND,
     TAG_ORG,
     TAG_SANDBOX,
-    SegmentJobsService,
-    asset_key_parts,
-    jobs_in_status,
+    segment_asset_key,
 )
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService, jobs_in_status
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
-LAUNCH_INTERVAL_S = 5
+# The daemon evaluates sensors at most every 5 s (dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME): ask for every
+# loop, so a NEW job waits 2.5 s on average for its run.
+LAUNCH_INTERVAL_S = 1
 RECONCILE_INTERVAL_S = 30
 NOT_LOADED_GRACE_S = 300  # how long a job waits for its definitions to appear in the code location
 ERROR_NOT_LOADED = "SEGP-200409"
-
-
-def run_request(request: dict) -> dg.RunRequest:
-    """A ``RunRequest`` from ``SegmentJobsService.run_request_for`` / ``claim_for_launch``."""
-    return dg.RunRequest(
-        run_key=request["run_key"],
-        job_name=request["job_name"],
-        asset_selection=[dg.AssetKey(parts) for parts in request["asset_selection"]],
-        tags=request["tags"],
-    )
 
 
 def _loaded_asset_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey] | None:
@@ -61,12 +52,12 @@ def _not_loaded(service: SegmentJobsService, job_id: str, loaded: set[dg.AssetKe
     """Definitions of the job that the loaded code location has no asset for (created after it loaded)."""
     if loaded is None:
         return []
-    return [i for i in service.definition_ids(job_id) if dg.AssetKey(asset_key_parts(i)) not in loaded]
+    return [i for i in service.definition_ids(job_id) if dg.AssetKey(segment_asset_key(i)) not in loaded]
 
 
 @dg.sensor(
     name="segment_job_launcher",
-    job_name=JOB_NAME,
+    job_name=SEGMENT_JOB,
     minimum_interval_seconds=LAUNCH_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches a run of segment_job for every NEW segment job (run key = job id and attempt).",
@@ -94,7 +85,7 @@ def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult
             continue
         request = service.claim_for_launch(job_id)
         if request is not None:
-            requests.append(run_request(request))
+            requests.append(dagster_run_request(request))
     if not requests:
         reason = (
             f"{waiting} NEW job(s) wait for the code location to load their definitions." if waiting else ""
@@ -107,7 +98,7 @@ def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult
 def _sync(context: dg.RunStatusSensorContext, error=None) -> dg.SkipReason | None:
     run = context.dagster_run
     tags = run.tags
-    if tags.get(TAG_KIND) != KIND or TAG_JOB_ID not in tags:
+    if tags.get(TAG_KIND) != KIND_SEGMENT_JOB or TAG_JOB_ID not in tags:
         return dg.SkipReason(f"Run {run.run_id} is not a segment job run.")
     ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
     job = SegmentJobsService(ctx).sync_with_run(tags[TAG_JOB_ID], run.status, run.run_id, error=error)
@@ -141,7 +132,7 @@ segment_job_canceled = _status_sensor("segment_job_canceled", dg.DagsterRunStatu
     description="Marks a segment job FAILED (with the run's errors) when its run fails.",
 )
 def segment_job_failed(context: dg.RunFailureSensorContext):
-    errors = dagster_runs.run_errors(context.instance, context.dagster_run.run_id)
+    errors = run_errors(context.instance, context.dagster_run.run_id)
     return _sync(context, error=errors or context.failure_event.message)
 
 
@@ -152,7 +143,7 @@ def segment_job_failed(context: dg.RunFailureSensorContext):
     description="Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
 )
 def segment_job_reconciler(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    done = reconcile_segment_jobs(get_settings(), context.instance)
+    done = reconcile_segment_jobs(get_settings())
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active segment jobs"
     return dg.SkipReason(summary)
 

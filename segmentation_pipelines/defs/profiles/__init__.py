@@ -12,6 +12,7 @@ from segmentation_pipelines.defs.profiles.assets import (
     merged_profiles_key,
     profile_definitions,
 )
+from segmentation_pipelines.defs.profiles.sensors import profile_store_refresher
 
 __all__ = ["EVENTS_KEY", "IDENTITY_GRAPH_KEY", "dataset_key", "defs", "merged_profiles_key"]
 
@@ -22,4 +23,6 @@ def defs() -> dg.Definitions:
 
     settings = get_settings()
     snapshot = pinned_snapshot("profiles_catalog", lambda: catalog_snapshot(settings))
-    return profile_definitions(snapshot, ProfileStoreResource())
+    return dg.Definitions.merge(
+        profile_definitions(snapshot, ProfileStoreResource()), dg.Definitions(sensors=[profile_store_refresher])
+    )

@@ -9,31 +9,43 @@ Which datasets and policies exist is read from the catalog when the code locatio
 for run workers); the work itself happens in ``profiles/`` when an asset materializes.
 """
 
-import re
 import time
 import warnings
 from typing import Any
 
 import dagster as dg
 
+from segmentation_pipelines.launcher import (
+    EVENTS_ASSET,
+    IDENTITY_GRAPH_ASSET,
+    PROFILE_STORE_JOB,
+    TAG_ORG,
+    TAG_SANDBOX,
+    dataset_asset_key,
+    merged_profiles_asset_key,
+)
 from segmentation_pipelines.settings import Settings, get_settings
 
 GROUP = "profiles"
-IDENTITY_GRAPH_KEY = dg.AssetKey(["profiles", "identity_graph"])
-EVENTS_KEY = dg.AssetKey(["profiles", "experience_events"])
-
-
-def key_part(value: str) -> str:
-    """Dagster key parts allow ``[A-Za-z0-9_]`` only."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", value)
+IDENTITY_GRAPH_KEY = dg.AssetKey(IDENTITY_GRAPH_ASSET)
+EVENTS_KEY = dg.AssetKey(EVENTS_ASSET)
 
 
 def merged_profiles_key(merge_policy_id: str) -> dg.AssetKey:
-    return dg.AssetKey(["profiles", "merged_profiles", key_part(merge_policy_id)])
+    return dg.AssetKey(merged_profiles_asset_key(merge_policy_id))
 
 
 def dataset_key(dataset_id: str) -> dg.AssetKey:
-    return dg.AssetKey(["datasets", key_part(dataset_id)])
+    return dg.AssetKey(dataset_asset_key(dataset_id))
+
+
+def _run_scopes(context: dg.AssetExecutionContext, scopes: list[dict]) -> list[dict]:
+    """The scopes a run refreshes: the (org, sandbox) of its tags (a refresh or a segment job), else all."""
+    tags = context.run.tags
+    org, sandbox = tags.get(TAG_ORG), tags.get(TAG_SANDBOX)
+    if not (org and sandbox):
+        return scopes
+    return [s for s in scopes if (s["org"], s["sandbox"]) == (org, sandbox)]
 
 
 class ProfileStoreResource(dg.ConfigurableResource):
@@ -137,19 +149,22 @@ def build_assets(snapshot: dict) -> list:
             "excluded_identities": 0,
             "largest_component": 0,
         }
-        for scope in scopes:
+        modes = []
+        for scope in _run_scopes(context, scopes):
             ctx = _context(settings, scope)
             batches = DatasetsService(ctx).successful_batches()
             stats = build_identity_graph_store(
                 StoreLayout(ctx.sandbox_root), batches["profile"], batches["experienceevent"]
             )
             context.log.info(f"{scope['org']}/{scope['sandbox']}: {stats}")
+            modes.append(f"{scope['sandbox']}: {stats.get('mode', 'full')}")
             for k in ("identities", "profiles", "excluded_components", "excluded_identities"):
                 totals[k] += stats[k]
             totals["largest_component"] = max(totals["largest_component"], stats["largest_component"])
             totals["fragments"] += sum(b.rows for b in batches["profile"])
             totals["events"] += sum(b.rows for b in batches["experienceevent"])
-        totals["sandboxes"] = len(scopes)
+        totals["sandboxes"] = len(modes)
+        totals["mode"] = ", ".join(modes)
         totals["duration_s"] = round(time.perf_counter() - started, 3)
         return dg.MaterializeResult(metadata=totals)
 
@@ -167,13 +182,16 @@ def build_assets(snapshot: dict) -> list:
 
         started = time.perf_counter()
         settings = profile_store.settings()
-        totals = {"events": 0, "events_excluded": 0}
-        for scope in scopes:
+        totals: dict[str, Any] = {"events": 0, "events_excluded": 0}
+        modes = []
+        for scope in _run_scopes(context, scopes):
             ctx = _context(settings, scope)
             batches = DatasetsService(ctx).successful_batches()
             stats = build_events_store(StoreLayout(ctx.sandbox_root), batches["experienceevent"])
             totals["events"] += stats["events"]
             totals["events_excluded"] += stats["events_excluded"]
+            modes.append(f"{scope['sandbox']}: {stats.get('mode', 'full')}")
+        totals["mode"] = ", ".join(modes)
         totals["duration_s"] = round(time.perf_counter() - started, 3)
         return dg.MaterializeResult(metadata=totals)
 
@@ -214,6 +232,8 @@ def build_assets(snapshot: dict) -> list:
                         "fragments": stats["fragments"],
                         "merge_policy_id": p["id"],
                         "attribute_merge": policy["attributeMerge"]["type"],
+                        "mode": stats.get("mode", "full"),
+                        "version": str(stats.get("version", "")),
                         "duration_s": stats["seconds"],
                         "path": dg.MetadataValue.path(
                             str(StoreLayout(ctx.sandbox_root).profiles_path(p["id"]))
@@ -225,7 +245,16 @@ def build_assets(snapshot: dict) -> list:
     return assets
 
 
+profile_store_job = dg.define_asset_job(
+    PROFILE_STORE_JOB,
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Brings the profile store current (runs select the stale assets via asset_selection).",
+)
+
+
 def profile_definitions(snapshot: dict, resource: ProfileStoreResource | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=build_assets(snapshot), resources={"profile_store": resource or ProfileStoreResource()}
+        assets=build_assets(snapshot),
+        jobs=[profile_store_job],
+        resources={"profile_store": resource or ProfileStoreResource()},
     )

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
+from segmentation_pipelines.dagster_launcher import dagster_run_request
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.schedules import (
@@ -46,14 +47,8 @@ def evaluate_tick(
     if "skip" in outcome:
         return dg.SkipReason(outcome["skip"])
     request = outcome["run_request"]
-    context.log.info(
-        "Schedule %s: segment job %s, run key %s", row["id"], outcome["job_id"], request["run_key"]
-    )
-    return dg.RunRequest(
-        run_key=request["run_key"],
-        asset_selection=[dg.AssetKey(parts) for parts in request["asset_selection"]],
-        tags=request["tags"],
-    )
+    context.log.info("Schedule %s: segment job %s, run key %s", row["id"], outcome["job_id"], request.run_key)
+    return dagster_run_request(request)
 
 
 def build_schedule(row: dict[str, Any]) -> dg.ScheduleDefinition:

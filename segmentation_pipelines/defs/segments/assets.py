@@ -23,7 +23,16 @@ import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
+from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
+from segmentation_pipelines.launcher import (  # the run contract, defined once
+    SEGMENT_JOB,
+    TAG_EVALUATION_TIME,
+    TAG_JOB_ID,
+    TAG_ORG,
+    TAG_SANDBOX,
+    segment_asset_key,
+)
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, iso
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
@@ -31,13 +40,6 @@ from segmentation_pipelines.service.segment_evaluation import (
     EvaluationSummary,
     run_evaluation,
     topological_order,
-)
-from segmentation_pipelines.service.segment_jobs import (  # the run-tag contract, defined once
-    JOB_NAME,
-    TAG_EVALUATION_TIME,
-    TAG_JOB_ID,
-    TAG_ORG,
-    TAG_SANDBOX,
 )
 from segmentation_pipelines.settings import get_settings
 
@@ -49,8 +51,11 @@ ASSET_NAME = "evaluate_segments"
 HISTORY_LENGTH = 30  # evaluations shown in the member-count series
 
 
+JOB_NAME = SEGMENT_JOB
+
+
 def asset_key(definition_id: str) -> dg.AssetKey:
-    return dg.AssetKey(["segment", definition_id.replace("-", "_")])
+    return dg.AssetKey(segment_asset_key(definition_id))
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
@@ -225,6 +230,7 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
 
 segment_job = dg.define_asset_job(
     JOB_NAME,
-    selection=dg.AssetSelection.groups(GROUP),
-    description="Evaluates the selected segment definitions (runs select their keys via asset_selection).",
+    selection=dg.AssetSelection.groups(GROUP, PROFILES_GROUP),
+    description="Evaluates the selected segment definitions, after the stale profile-store assets (runs select "
+    "their keys via asset_selection).",
 )

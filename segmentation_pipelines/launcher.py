@@ -1,0 +1,172 @@
+"""The run contract: how a request recorded in the catalog (a segment job, a profile-store refresh, and later an
+export or an external-audience ingestion) becomes a run, and how the run is read back.
+
+This module is the one home of the run tags, the run keys, the Dagster run-status names and the asset-key rules.
+It imports no Dagster: the service layer speaks to runs only through the :class:`Launcher` protocol, whose one
+implementation is :class:`segmentation_pipelines.dagster_launcher.DagsterLauncher`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# --- run tags ------------------------------------------------------------------------------------------------------
+TAG_KIND = "segmentation/kind"  # what the run is for: one of the KIND_* values
+TAG_REQUEST_ID = "segmentation/job_id"  # the catalog id of the request (a segment job's id)
+TAG_JOB_ID = TAG_REQUEST_ID
+TAG_ATTEMPT = "segmentation/attempt"
+TAG_ORG = "segmentation/org"
+TAG_SANDBOX = "segmentation/sandbox"
+TAG_EVALUATION_TIME = "segmentation/evaluation_time"
+TAG_WORKER = "segmentation/worker"  # host:pid of the process running an in-process run
+
+KIND_SEGMENT_JOB = "segment_job"
+KIND_PROFILE_STORE = "profile_store"
+
+# --- Dagster jobs the requests run -------------------------------------------------------------------------------
+SEGMENT_JOB = "segment_job"
+PROFILE_STORE_JOB = "profile_store"
+
+# --- Dagster run statuses (by name) ------------------------------------------------------------------------------
+RUN_QUEUED, RUN_STARTING, RUN_STARTED, RUN_CANCELING = "QUEUED", "STARTING", "STARTED", "CANCELING"
+RUN_SUCCESS, RUN_FAILURE, RUN_CANCELED = "SUCCESS", "FAILURE", "CANCELED"
+TERMINAL_RUN_STATUSES = frozenset({RUN_SUCCESS, RUN_FAILURE, RUN_CANCELED})
+
+# Dagster run status -> the status of the request it runs (segment jobs; exports and ingestions use the same).
+# Anything not listed (NOT_STARTED, MANAGED...) leaves the request as it is.
+RUN_STATUS_TO_REQUEST = {
+    RUN_QUEUED: "QUEUED",
+    RUN_STARTING: "QUEUED",
+    RUN_STARTED: "PROCESSING",
+    RUN_CANCELING: "CANCELLING",
+    RUN_SUCCESS: "SUCCEEDED",
+    RUN_FAILURE: "FAILED",
+    RUN_CANCELED: "CANCELLED",
+}
+
+# --- error codes of runs -------------------------------------------------------------------------------------------
+ERROR_RUN_FAILED = "SEGP-200500"
+ERROR_WORKER_LOST = "SEGP-200501"
+ERROR_RUN_VANISHED = "SEGP-200404"
+
+
+def run_status_name(status: Any) -> str:
+    """``DagsterRunStatus.SUCCESS``, ``"success"`` or ``"SUCCESS"`` -> ``"SUCCESS"``."""
+    return str(getattr(status, "value", status)).upper()
+
+
+# --- asset keys ----------------------------------------------------------------------------------------------------
+
+
+def key_part(value: str) -> str:
+    """Dagster key parts allow ``[A-Za-z0-9_]`` only."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", value)
+
+
+def segment_asset_key(definition_id: str) -> list[str]:
+    """The asset key (parts) of a segment definition: ``["segment", <id with "-" as "_">]``."""
+    return ["segment", definition_id.replace("-", "_")]
+
+
+def dagster_schedule_name(schedule_id: str) -> str:
+    """The Dagster schedule of a catalog schedule."""
+    return "schedule_" + key_part(schedule_id)
+
+
+IDENTITY_GRAPH_ASSET = ["profiles", "identity_graph"]
+EVENTS_ASSET = ["profiles", "experience_events"]
+
+
+def merged_profiles_asset_key(merge_policy_id: str) -> list[str]:
+    return ["profiles", "merged_profiles", key_part(merge_policy_id)]
+
+
+def dataset_asset_key(dataset_id: str) -> list[str]:
+    return ["datasets", key_part(dataset_id)]
+
+
+def store_part_asset_key(part: str) -> list[str]:
+    """The asset of a profile-store part as :func:`profiles.store.stale_parts` names it."""
+    if part == "identity_graph":
+        return IDENTITY_GRAPH_ASSET
+    if part == "events":
+        return EVENTS_ASSET
+    if part.startswith("merged/"):
+        return merged_profiles_asset_key(part.split("/", 1)[1])
+    raise ValueError(f"unknown profile store part {part!r}")
+
+
+# --- requests and runs ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run of one request: which Dagster job, which assets, which tags. ``run_key`` dedups sensor launches."""
+
+    kind: str
+    request_id: str
+    attempt: int
+    job_name: str
+    asset_selection: tuple[tuple[str, ...], ...]
+    org: str
+    sandbox: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.request_id}:{self.attempt}"
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        return {
+            TAG_KIND: self.kind,
+            TAG_REQUEST_ID: self.request_id,
+            TAG_ATTEMPT: str(self.attempt),
+            TAG_ORG: self.org,
+            TAG_SANDBOX: self.sandbox,
+            **self.tags,
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the service layer knows of a run."""
+
+    run_id: str
+    status: str  # a Dagster run status name (RUN_*)
+    tags: Mapping[str, str]
+    worker_lost: bool = False  # an in-process run whose process is gone
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+
+class Launcher(Protocol):
+    """How the service layer starts, stops and reads runs (one implementation: Dagster)."""
+
+    def new_run_id(self) -> str: ...
+
+    def execute(self, request: RunRequest, run_id: str) -> tuple[str, list[dict] | None]:
+        """Run ``request`` in this process and wait; ``(run status name, errors if it failed)``."""
+
+    def find_run(self, request_id: str, run_id: str | None = None) -> RunInfo | None:
+        """The run ``run_id``, else the newest run tagged with ``request_id``."""
+
+    def terminate(self, run_id: str) -> str | None:
+        """Ask the run to stop; its status afterwards (None if unknown)."""
+
+    def mark_canceling(self, run_id: str) -> None:
+        """Record that a running run is being cancelled (its work noticed the cancel itself)."""
+
+    def end_lost_run(self, run_id: str) -> RunInfo | None:
+        """End an unfinished run whose process is gone (failed, or cancelled if it was being cancelled)."""
+
+    def errors(self, run_id: str) -> list[dict]:
+        """``[{code, msg, callStack}]`` of a failed run."""
+
+    def daemon_running(self) -> bool:
+        """Whether a Dagster daemon is running sensors for this instance now."""
