@@ -62,6 +62,10 @@ def dev(host: str, port: int, dagster_port: int, home: Path | None) -> None:
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     env.setdefault("SEGMENTATION_DAGSTER_URL", f"http://{host}:{dagster_port}")
+    # The daemon sees definitions created over REST only when it next refreshes its workspace (every 60 s), so
+    # its launcher sensor would hold a new job that long: the API runs the jobs it is given at once instead
+    # (docs/decisions/user-path.md); the daemon keeps schedules, store refreshes and reconciliation.
+    env.setdefault("SEGMENTATION_RUNNER", "on")
     workspace = PROJECT_ROOT / "workspace.yaml"
     dagster_cmd = [_dagster_executable(), "dev", "-w", str(workspace), "-h", host, "-p", str(dagster_port)]
     api_cmd = [
