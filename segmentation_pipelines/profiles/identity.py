@@ -12,6 +12,7 @@ segmentation and reported.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -147,6 +148,21 @@ def restitch_identity_graph(
     started = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TEMP VIEW old_ids AS SELECT * FROM read_parquet('{old_path}')")
     _occurrences(con, sources, "id_occ")
+    # A set whose identities are all known, in one component, with no new primary flag changes nothing (events
+    # and fragments of known people, the common case): leave it out, so that its component is not re-stitched.
+    con.execute(
+        """DELETE FROM id_occ WHERE r IN (
+            SELECT o.r FROM id_occ o LEFT JOIN old_ids k ON k.namespace = o.ns AND k.id = o.id GROUP BY o.r
+            HAVING count(k.id) = count(*) AND count(DISTINCT k.profile_id) = 1
+               AND NOT bool_or(o.p AND NOT k."primary"))"""
+    )
+    if con.execute("SELECT count(*) FROM id_occ").fetchone()[0] == 0:
+        os.link(old_path, out_path)  # nothing changes: the same file, no rewrite
+        con.execute(
+            f"""COPY (SELECT *, profile_id AS old_profile_id, excluded AS old_excluded FROM old_ids WHERE false)
+                TO '{affected_path}' (FORMAT PARQUET)"""
+        )
+        return graph_stats(con, "old_ids", 0, started)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE touched AS
         SELECT DISTINCT o.profile_id FROM (SELECT DISTINCT ns, id FROM id_occ) n

@@ -3,6 +3,7 @@ the incremental one, which merges again only the profiles a step touches and cop
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -124,6 +125,9 @@ def incremental_merge(
         """CREATE OR REPLACE TEMP TABLE dropped AS
         SELECT profile_id FROM redo UNION SELECT old_profile_id FROM restitched WHERE old_profile_id IS NOT NULL"""
     )
+    if not con.execute("SELECT count(*) FROM dropped").fetchone()[0]:
+        os.link(previous / out.name, out)  # no profile changes: the same file, no rewrite
+        return {"profiles": int(stats["profiles"]), "fragments": int(stats["fragments"])}
     fragments, columns = merge_schema(con, layout, profile_batches)
     removed = added = 0
     if fragments is not None:
