@@ -273,7 +273,7 @@ def test_job_life_on_a_postgres_catalog(pg_url, tmp_path, monkeypatch):
         done = jobs.create([{"segmentId": a}], evaluation_time="2026-03-01T10:00:00Z", wait=True)
         assert done["status"] == "SUCCEEDED" and done["metrics"]["segmentedProfileCounter"] == {a: 3}
         queued = jobs.create([{"segmentId": "*"}])["id"]
-        assert jobs.claim_for_launch(queued)["run_key"] == f"{queued}:1"
+        assert jobs.claim_for_launch(queued).run_key == f"{queued}:1"
         jobs.delete(queued)
         assert jobs.get(queued)["status"] == "CANCELLING"
         assert [j["id"] for j in jobs.list(status="SUCCEEDED")["children"]] == [done["id"]]
