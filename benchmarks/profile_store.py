@@ -229,6 +229,8 @@ def phase_equality(home: str) -> dict:
     build_merged_profiles(fresh, b["profile"], policy)
     con = duckdb.connect()
     con.execute(f"SET temp_directory='{layout.tmp_dir()}'")
+    # EXCEPT ALL over 20M nested rows: spill under a limit rather than take the machine's memory.
+    con.execute("SET memory_limit='4GB'")
     out = {}
     for name, a, c in (
         ("identities", f"'{layout.identities_path()}'", f"'{fresh.identities_path()}'"),

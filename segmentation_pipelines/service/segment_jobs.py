@@ -53,6 +53,7 @@ SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 STATUSES = (NEW, QUEUED, PROCESSING, CANCELLING, CANCELLED, FAILED, SUCCEEDED)
 ACTIVE = frozenset({NEW, QUEUED, PROCESSING, CANCELLING})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# Order of the non-terminal statuses: a job never moves back (a late QUEUED event after STARTED is ignored).
 _RANK = {NEW: 0, QUEUED: 1, PROCESSING: 2, CANCELLING: 3}
 
 SCHEMA_NAME = "_xdm.context.profile"
