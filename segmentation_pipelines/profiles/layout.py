@@ -3,7 +3,8 @@
 ``datasets/<datasetId>/<batchId>/`` holds a batch (``part-*.parquet``, ``rejects.jsonl``); it is written under a
 temporary name and renamed into place when complete. ``store/<name>/current`` is a symbolic link to the newest
 complete version folder; a new version is written beside it and the link is replaced with ``os.replace``, so a
-reader never sees a half-written store (``docs/data-model.md``).
+reader never sees a half-written store; ``store/<name>/previous`` names the version it replaced, kept for readers
+that still have it open (``docs/data-model.md``).
 """
 
 from __future__ import annotations
