@@ -397,6 +397,10 @@ class Schedules(Resource):
     get = op("GET /config/schedules/{id}", "id")
     update = op("PATCH /config/schedules/{id}", "id", "patch_ops", body="patch_ops")
     delete = op("DELETE /config/schedules/{id}", "id")
+    add_audiences = op("POST /config/schedules/add-audiences", "body")
+    remove_audiences = op("POST /config/schedules/remove-audiences", "body")
+    audience_map = op("POST /config/schedules/audience-map", "body")
+    trigger = op("POST /config/schedules/trigger", "body")
 
 
 class Audiences(Resource):
