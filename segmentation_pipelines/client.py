@@ -463,6 +463,17 @@ class Search(Resource):
     taxonomy = op("GET /search/taxonomy", query=True, **_SEARCH)
 
 
+class Folders(Resource):
+    """Folders of definitions and audiences (an extension; segment search lists and walks them)."""
+
+    service = "folders"
+    create = op("POST /folders", "body")
+    list = op("GET /folders", query=True)
+    get = op("GET /folders/{id}", "id")
+    update = op("PATCH /folders/{id}", "id", "patch_ops", body="patch_ops")
+    delete = op("DELETE /folders/{id}", "id")
+
+
 class SegmentationClient:
     """The Segmentation API in Python: in-process on a home folder, or over HTTP when ``base_url`` is given."""
 
@@ -479,6 +490,7 @@ class SegmentationClient:
         "estimates": Estimates,
         "external_audiences": ExternalAudiences,
         "search": Search,
+        "folders": Folders,
     }
 
     datasets: Datasets
@@ -493,6 +505,7 @@ class SegmentationClient:
     estimates: Estimates
     external_audiences: ExternalAudiences
     search: Search
+    folders: Folders
 
     def __init__(
         self,
