@@ -21,10 +21,10 @@ MAX_FUZZY = 2
 
 
 class QueryError(ValueError):
-    def __init__(self, message: str, position: int | None = None):
+    def __init__(self, message: str, position: int | None = None, hint: str | None = None):
         self.position = position
         where = f" at position {position}" if position is not None else ""
-        super().__init__(f"{message}{where}")
+        super().__init__(f"{message}{where}" + (f"; {hint}" if hint else ""))
 
 
 # --- the tree (what the index translates) -----------------------------------------------------------------------
@@ -162,7 +162,7 @@ class _Builder:
         pos = getattr(node, "pos", None)
         if isinstance(node, tree.SearchField):
             if node.name not in FIELDS:
-                raise QueryError(f"unknown field '{node.name}' (use one of {', '.join(FIELDS)})", pos)
+                raise QueryError(f"unknown field '{node.name}'", pos, f"use one of {', '.join(FIELDS)}")
             if field is not None and field != node.name:
                 raise QueryError(f"field '{node.name}' inside field '{field}'", pos)
             return self.build(node.expr, node.name)
