@@ -73,7 +73,7 @@ class SearchIndex:
         self.entries = list(entries)
         self.schema = _schema()
         self.index = tantivy.Index(self.schema)
-        writer = self.index.writer(heap_size=50_000_000, num_threads=1)
+        writer = self.index.writer(heap_size=15_000_000, num_threads=1)
         for ord_, entry in enumerate(self.entries):
             doc = tantivy.Document()
             doc.add_unsigned("ord", ord_)
