@@ -1,6 +1,6 @@
 """Benchmark of segment search over N segment definitions: tantivy (what /search/* runs) against DuckDB.
 
-    .venv/bin/python benchmarks/search.py [--size 4000] [--repeat 50] [--home /tmp/search-bench]
+    .venv/bin/python benchmarks/search.py [--size 4000] [--repeat 50] [--home /tmp/search-bench] [--reuse]
 
 Seeds one sandbox through the in-process client (``--size`` definitions with varied names and descriptions, filed
 in 40 folders two levels deep), then times, per query, ``client.search.entities(...)`` end to end in this process:
@@ -127,16 +127,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--home", default="/tmp/search-bench")
+    parser.add_argument("--reuse", action="store_true", help="measure on the sandbox a previous run seeded")
     args = parser.parse_args()
     home = Path(args.home)
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    if not args.reuse:
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
     client = SegmentationClient(home=home / "home")
-    start = time.perf_counter()
-    seed(client, args.size, home)
-    print(
-        f"seeded {args.size} definitions + 40 folders through the client in {time.perf_counter() - start:.1f} s"
-    )
+    if not args.reuse:
+        start = time.perf_counter()
+        seed(client, args.size, home)
+        elapsed = time.perf_counter() - start
+        print(f"seeded {args.size} definitions + 40 folders through the client in {elapsed:.1f} s")
 
     from segmentation_pipelines.service.search import SearchService
 
@@ -150,8 +152,9 @@ def main() -> None:
         service.index()
         rebuilds.append((time.perf_counter() - t0) * 1000)
     folder = client.folders.list()["children"][0]["id"]
+    total = client.search.namespaces()["namespaces"][0]["count"]
     print(
-        f"\nindex rebuild (first search after a change), {args.size + 40} entities: "
+        f"\nindex rebuild (first search after a change), {total} entities: "
         f"median {statistics.median(rebuilds):.1f} ms, max {max(rebuilds):.1f} ms"
     )
     print("\n| query | s | tantivy median ms | p95 ms | matches | DuckDB token table median ms |")

@@ -186,16 +186,25 @@ class SearchService:
             )
             for f in folders
         ]
-        for a in self.ctx.repo(session, models.Audience).find():
-            body = a.body or {}
-            folder_id = body.get("folderId") or ROOT
+        # Only the fields searched, extracted by the database (an audience document is large: it carries the
+        # definition; loading 4,000 of them as JSON costs a second, these columns a few ms).
+        m = models.Audience
+        query = select(
+            m.id,
+            m.name,
+            m.body["namespace"].as_string(),
+            m.body["description"].as_string(),
+            m.body["folderId"].as_string(),
+        ).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
+        for ident, name, namespace, description, folder_id in session.execute(query.order_by(m.id)):
+            folder_id = folder_id or ROOT
             entries.append(
                 Entry(
-                    id=a.id,
-                    namespace=body.get("namespace") or DEFAULT_NAMESPACE,
+                    id=ident,
+                    namespace=namespace or DEFAULT_NAMESPACE,
                     is_folder=False,
-                    name=body.get("name") or a.name,
-                    description=body.get("description") or "",
+                    name=name or "",
+                    description=description or "",
                     folder_id=folder_id,
                     folder_location=location(folder_id),
                 )
