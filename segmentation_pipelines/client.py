@@ -397,6 +397,10 @@ class Schedules(Resource):
     get = op("GET /config/schedules/{id}", "id")
     update = op("PATCH /config/schedules/{id}", "id", "patch_ops", body="patch_ops")
     delete = op("DELETE /config/schedules/{id}", "id")
+    add_audiences = op("POST /config/schedules/add-audiences", "body")
+    remove_audiences = op("POST /config/schedules/remove-audiences", "body")
+    audience_map = op("POST /config/schedules/audience-map", "body")
+    trigger = op("POST /config/schedules/trigger", "body")
 
 
 class Audiences(Resource):
@@ -459,6 +463,17 @@ class Search(Resource):
     taxonomy = op("GET /search/taxonomy", query=True, **_SEARCH)
 
 
+class Folders(Resource):
+    """Folders of definitions and audiences (an extension; segment search lists and walks them)."""
+
+    service = "folders"
+    create = op("POST /folders", "body")
+    list = op("GET /folders", query=True)
+    get = op("GET /folders/{id}", "id")
+    update = op("PATCH /folders/{id}", "id", "patch_ops", body="patch_ops")
+    delete = op("DELETE /folders/{id}", "id")
+
+
 class SegmentationClient:
     """The Segmentation API in Python: in-process on a home folder, or over HTTP when ``base_url`` is given."""
 
@@ -475,6 +490,7 @@ class SegmentationClient:
         "estimates": Estimates,
         "external_audiences": ExternalAudiences,
         "search": Search,
+        "folders": Folders,
     }
 
     datasets: Datasets
@@ -489,6 +505,7 @@ class SegmentationClient:
     estimates: Estimates
     external_audiences: ExternalAudiences
     search: Search
+    folders: Folders
 
     def __init__(
         self,

@@ -61,6 +61,15 @@ class SegmentDefinition(Scoped, Base):
     batch_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class Folder(Scoped, Base):
+    """A folder of segment definitions and audiences (``/folders``, an extension; segment search walks them)."""
+
+    __tablename__ = "folders"
+    name: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(128))
+    parent_folder_id: Mapped[str] = mapped_column(String(64), index=True)  # "root" at the top
+
+
 class Audience(Scoped, Base):
     """Every audience: one per segment definition (type SegmentDefinition) and external ones."""
 

@@ -29,6 +29,7 @@ from segmentation_pipelines.service.audience_evaluations import (
     parse_time,
 )
 from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.folders import check_folder_id
 from segmentation_pipelines.service.query import parse_int
 from segmentation_pipelines.service.segment_definitions import (
     BULK_NONE_FOUND_CODE,
@@ -78,6 +79,7 @@ _DEFINITION_FIELDS = (
     "dataGovernancePolicy",
     "lifecycleState",
     "payloadSchema",
+    "folderId",
 )
 
 
@@ -408,6 +410,10 @@ class AudiencesService:
         for key in ("datasetId", "audienceMeta", "linkedAudienceRef", "sourceId"):
             if body.get(key) is not None:
                 fields[key] = body[key]
+        with self.ctx.catalog.session(readonly=True) as session:
+            folder_id = check_folder_id(self.ctx, session, body.get("folderId"), fields["namespace"])
+        if folder_id != "root":
+            fields["folderId"] = folder_id  # extension: the folder the audience is filed in
         return fields
 
     def _create_external(self, body: Mapping[str, Any], kind: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ SERVICE_CLASSES: dict[str, tuple[str, str]] = {
     "estimates": ("previews", "EstimatesService"),
     "external_audiences": ("external_audiences", "ExternalAudiencesService"),
     "search": ("search", "SearchService"),
+    "folders": ("folders", "FoldersService"),
 }
 
 

@@ -209,6 +209,37 @@ class SchedulesService:
         DagsterScheduleControl(self.ctx.settings).apply(schedule_id, None)
         return None
 
+    def record_dagster_state(self, schedule_id: str, state: str) -> None:
+        """Write a state set in Dagster (the UI's toggle) to the catalog, without writing it back to Dagster."""
+        if state not in STATES:
+            raise BadRequest(f"state: one of {', '.join(STATES)} (got {state!r}).")
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, schedule_id, for_update=True)
+            self.ctx.repo(session, models.Schedule).update(row, state=state, body={**row.body, "state": state})
+
+    # --- audience operations (Flexible Batch Schedules; service/schedule_audiences.py) -------------------------
+
+    def add_audiences(self, body: Any) -> dict:
+        self._ensure_default()
+        return self._audiences().add(body)
+
+    def remove_audiences(self, body: Any) -> dict:
+        self._ensure_default()
+        return self._audiences().remove(body)
+
+    def audience_map(self, body: Any) -> dict:
+        self._ensure_default()
+        return self._audiences().audience_map(body)
+
+    def trigger(self, body: Any) -> dict:
+        self._ensure_default()
+        return self._audiences().trigger(body)
+
+    def _audiences(self):
+        from segmentation_pipelines.service.schedule_audiences import ScheduleAudiences
+
+        return ScheduleAudiences(self.ctx, self)
+
     # --- Dagster ticks ------------------------------------------------------------------------------------------
 
     def fire(

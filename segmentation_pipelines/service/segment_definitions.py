@@ -447,6 +447,7 @@ class SegmentDefinitionsService:
             "dataGovernancePolicy": dict(governance),
             "profileInstanceId": body.get("profileInstanceId") or "ups",
             "payloadSchema": body.get("payloadSchema"),
+            "folderId": self._folder(body.get("folderId")),
         }
 
     @staticmethod
@@ -502,6 +503,13 @@ class SegmentDefinitionsService:
             out["batch"]["enabled"] = True  # as the contract: a definition is batch unless it says otherwise
         return out
 
+    def _folder(self, folder_id: Any) -> str:
+        """Extension: the folder the definition (and its audience) is filed in; ``root`` when none."""
+        from segmentation_pipelines.service.folders import check_folder_id
+
+        with self.ctx.catalog.session(readonly=True) as session:
+            return check_folder_id(self.ctx, session, folder_id, "AEPSegments")
+
     def _merge_policy(self, merge_policy_id: str | None) -> str:
         from segmentation_pipelines.service.context import Services
 
@@ -543,6 +551,8 @@ class SegmentDefinitionsService:
         }
         if fields.get("payloadSchema") is not None:
             doc["payloadSchema"] = fields["payloadSchema"]
+        if fields.get("folderId", "root") != "root":
+            doc["folderId"] = fields["folderId"]
         return doc
 
     def _ensure_name_free(self, session, name: str, ident: str) -> None:

@@ -530,7 +530,7 @@ class SegmentJobsService:
                 rows = [
                     r
                     for r in repo.find(m.batch_enabled.is_(True), order_by=[m.created_ms, m.id])
-                    if _batch(r)
+                    if batch_evaluated(r)
                 ]
                 if not rows:
                     raise BadRequest(
@@ -548,7 +548,7 @@ class SegmentJobsService:
             return [_segment_info(r) for r in rows]
 
 
-def _batch(row: models.SegmentDefinition) -> bool:
+def batch_evaluated(row: models.SegmentDefinition) -> bool:
     """Definitions a ``"*"`` job evaluates: batch ones whose audience is not inactive or deleted."""
     body = row.body or {}
     method = (body.get("evaluationInfo") or {}).get("batch") or {}

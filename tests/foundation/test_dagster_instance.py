@@ -35,6 +35,7 @@ def test_default_instance_is_sqlite_with_queue_monitoring_and_threads(tmp_path, 
         assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 4}
         assert instance.get_settings("schedules") == {"use_threads": True, "num_workers": 2}
         assert instance.get_settings("telemetry") == {"enabled": False}
+        assert instance.nux_enabled is False  # GraphQL shouldShowNux: no first-visit pop-up over the UI
     finally:
         instance.dispose()
 

@@ -49,6 +49,11 @@ def test_one_spec_per_definition_with_deps_and_description(store, three):
     assert any(p.path[:2] == ["profiles", "merged_profiles"] for p in node.parent_keys)
     assert node.group_name == "segments"
     assert "US gold" in node.description and "inSegment" in node.description
+    # Readable in the UI: the name as a tag and "audience" as a kind; the key stays the id (stable on rename).
+    assert node.tags["audience"] == "US_gold" and "dagster/kind/audience" in node.tags
+    Services(store).segment_definitions.update(both, definition("US & gold (renamed)", f'inSegment("{us}")'))
+    renamed = load_initial()[0].resolve_asset_graph().get(key(both))
+    assert renamed.key == key(both) and renamed.tags["audience"] == "US_gold_renamed"
     assert SNAPSHOT_KEY in pinned
     assert defs.resolve_job_def("segment_job") is not None
 
@@ -92,6 +97,7 @@ def test_materializing_a_subset_evaluates_only_it_in_dependency_order(store, thr
         assert meta[segments.asset_key(both)]["members"].value == 0
         series = meta[segments.asset_key(us)]["member_counts"].value
         assert [r.data["members"] for r in series.records] == [2]
+        assert meta[segments.asset_key(us)]["members_delta"].value == 2  # first evaluation: from 0
     audiences = Services(store).audiences
     assert audiences.members(gold)["evaluationTime"] is None
     assert audiences.members(us)["evaluationTime"] == "2026-03-01T00:00:00.000Z"

@@ -96,4 +96,6 @@ def build_schedules(rows: list[dict[str, Any]]) -> list[dg.ScheduleDefinition]:
 def defs() -> dg.Definitions:
     settings = get_settings()
     rows = pinned_snapshot(SNAPSHOT_KEY, lambda: schedule_snapshot(settings))
-    return dg.Definitions(schedules=build_schedules(rows))
+    from segmentation_pipelines.defs.schedules.state_sync import schedule_state_writeback
+
+    return dg.Definitions(schedules=build_schedules(rows), sensors=[schedule_state_writeback])

@@ -14,6 +14,7 @@ the current time, in each definition's own sandbox, with no job.
 
 import datetime as dt
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     TAG_SANDBOX,
     segment_asset_key,
 )
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, iso
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms, iso
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
@@ -86,7 +87,7 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
         description=f"{entry.get('name')}\n\n{expression.get('format', 'pql/text')}: {text}",
         deps=deps,
         group_name=GROUP,
-        kinds={"duckdb"},
+        kinds={"audience", "duckdb"},
         skippable=True,
         metadata={
             "definition_id": entry["id"],
@@ -96,8 +97,16 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
             "merge_policy_id": entry.get("mergePolicyId") or "",
             "pql": text,
         },
-        tags={"segmentation/sandbox": entry["sandbox"]},
+        # The readable name, searchable and shown in the UI (catalog filter, asset page); the key stays the id, so
+        # a rename changes the tag, never the key (docs/decisions/segments.md).
+        tags={"segmentation/sandbox": entry["sandbox"], "audience": name_tag(entry.get("name") or "")},
     )
+
+
+def name_tag(name: str) -> str:
+    """A definition's name as a Dagster tag value (letters, digits, ``-_.``; at most 63 characters)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("_.-")
+    return value[:63].rstrip("_.-") or "unnamed"
 
 
 def _should_cancel(context: dg.AssetExecutionContext, inner) -> Any:
@@ -151,12 +160,20 @@ def _materializations(
                 ]
             ),
         )
+        members = int(counts.get("members", 0))
+        evaluation_ms = datetime_to_ms(summary.evaluation_time) if summary.evaluation_time else None
+        earlier = [
+            e for e in history if evaluation_ms is None or datetime_to_ms(e.evaluation_time) < evaluation_ms
+        ]
+        delta = members - int(earlier[-1].counts.get("members", 0)) if earlier else members
         metadata: dict[str, Any] = {
             # Numeric entries are what Dagster plots across materializations (the asset's "Plots" tab).
             "members": dg.MetadataValue.int(int(counts.get("members", 0))),
             "realized": dg.MetadataValue.int(int(counts.get("realized", 0))),
             "existing": dg.MetadataValue.int(int(counts.get("existing", 0))),
             "exited": dg.MetadataValue.int(int(counts.get("exited", 0))),
+            # Members now minus members at the previous evaluation (by evaluation time, not run time).
+            "members_delta": dg.MetadataValue.int(delta),
             "by_namespace": dg.MetadataValue.json(dict(counts.get("by_namespace") or {})),
             "evaluation_time": dg.MetadataValue.text(iso(summary.evaluation_time) or ""),
             "duration_s": dg.MetadataValue.float(summary.durations_ms.get(ident, 0) / 1000.0),
