@@ -9,9 +9,9 @@ import sys
 import dagster as dg
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from segmentation_pipelines.dagster_launcher import definitions_scope
 
 from segmentation_pipelines import SegmentationClient
+from segmentation_pipelines.dagster_launcher import definitions_scope
 from segmentation_pipelines.defs.schedules.state_sync import schedule_state_writeback
 from segmentation_pipelines.service.schedules import dagster_schedule_name
 
