@@ -34,9 +34,8 @@ from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService,
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
-# The daemon evaluates sensors at most every 5 s (dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME): ask for every
-# loop, so a NEW job waits 2.5 s on average for its run.
-LAUNCH_INTERVAL_S = 1
+# The daemon evaluates sensors at most every 5 s anyway (dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME).
+LAUNCH_INTERVAL_S = 5
 RECONCILE_INTERVAL_S = 30
 NOT_LOADED_GRACE_S = 300  # how long a job waits for its definitions to appear in the code location
 ERROR_NOT_LOADED = "SEGP-200409"
