@@ -15,7 +15,7 @@ from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.profile_store import ProfileStoreService, sandboxes_with_data
 from segmentation_pipelines.settings import get_settings
 
-INTERVAL_S = 5
+INTERVAL_S = 30  # a catch-up: ingestion refreshes the store itself
 
 
 @dg.sensor(
