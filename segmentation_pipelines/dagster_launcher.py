@@ -176,6 +176,13 @@ def dagster_run_request(request: RunRequest) -> dg.RunRequest:
     )
 
 
+def loaded_asset_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey] | None:
+    """The asset keys of the code location a sensor tick runs in (None when the context has no repository): a run
+    request naming any other key would fail the whole tick."""
+    repository = context.repository_def
+    return None if repository is None else set(repository.asset_graph.get_all_asset_keys())
+
+
 class DagsterLauncher:
     """Runs requests in the Dagster instance of ``settings`` (see the module docstring)."""
 

@@ -18,7 +18,7 @@ import dagster as dg
 
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.dagster_launcher import dagster_run_request, run_errors
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
 from segmentation_pipelines.launcher import (
     KIND_SEGMENT_JOB,
     SEGMENT_JOB,
@@ -41,12 +41,6 @@ NOT_LOADED_GRACE_S = 300  # how long a job waits for its definitions to appear i
 ERROR_NOT_LOADED = "SEGP-200409"
 
 
-def _loaded_asset_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey] | None:
-    """The asset keys of the code location this tick runs in (None when the context has no repository)."""
-    repository = context.repository_def
-    return None if repository is None else set(repository.asset_graph.get_all_asset_keys())
-
-
 def _not_loaded(service: SegmentJobsService, job_id: str, loaded: set[dg.AssetKey] | None) -> list[str]:
     """Definitions of the job that the loaded code location has no asset for (created after it loaded)."""
     if loaded is None:
@@ -64,7 +58,7 @@ def _not_loaded(service: SegmentJobsService, job_id: str, loaded: set[dg.AssetKe
 def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     settings = get_settings()
     catalog = ServiceContext.create(settings).catalog
-    loaded = _loaded_asset_keys(context)
+    loaded = loaded_asset_keys(context)
     requests, waiting = [], 0
     for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = SegmentJobsService(ServiceContext.create(settings, org, sandbox))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from segmentation_pipelines.dagster_launcher import dagster_run_request
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
 from segmentation_pipelines.launcher import PROFILE_STORE_JOB
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.profile_store import ProfileStoreService, sandboxes_with_data
@@ -28,8 +28,7 @@ INTERVAL_S = 30  # a catch-up: ingestion refreshes the store itself
 def profile_store_refresher(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     settings = get_settings()
     catalog = ServiceContext.create(settings).catalog
-    repository = context.repository_def
-    loaded = None if repository is None else set(repository.asset_graph.get_all_asset_keys())
+    loaded = loaded_asset_keys(context)
     requests = []
     for org, sandbox in sandboxes_with_data(catalog):
         store = ProfileStoreService(ServiceContext.create(settings, org, sandbox))
