@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default="segmentation_pipelines.definitions",
         description="Python module of the code location (what workspace.yaml names)",
     )
+    landing_root: Path | None = Field(
+        default=None,
+        description="Folder of the landing areas (files remote callers may ingest); <home>/landing if unset",
+    )
     runner: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Whether the REST API process runs requests itself: 'auto' = when no Dagster daemon runs",
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
     def data_root(self) -> Path:
         """Parquet data (datasets, merged profiles, memberships, exports)."""
         return self.home / "data"
+
+    @property
+    def landing(self) -> Path:
+        """Root of the landing areas, one folder per (org, sandbox) below it."""
+        return Path(self.landing_root).expanduser().resolve() if self.landing_root else self.home / "landing"
 
     @property
     def dagster_home(self) -> Path:

@@ -71,6 +71,7 @@ def service_context(
         org_id=x_gw_ims_org_id,
         sandbox=sandbox,
         request_id=getattr(request.state, "request_id", None),
+        confined=True,
         extras={"api_key": x_api_key} if x_api_key else {},
     )
 

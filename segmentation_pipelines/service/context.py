@@ -9,6 +9,7 @@ from typing import Any
 
 from segmentation_pipelines.catalog import Catalog, Repository
 from segmentation_pipelines.dagster_launcher import DagsterLauncher
+from segmentation_pipelines.landing import landing_dir, safe_org
 from segmentation_pipelines.launcher import Launcher
 from segmentation_pipelines.settings import Settings
 
@@ -41,6 +42,8 @@ class ServiceContext:
     user: str = "segmentation-pipelines"
     extras: dict[str, Any] = field(default_factory=dict)
     launcher: Launcher | None = None
+    # True for remote callers (REST): files are read only from the sandbox's landing area (landing.py).
+    confined: bool = False
 
     def __post_init__(self) -> None:
         if self.launcher is None:
@@ -71,8 +74,12 @@ class ServiceContext:
     @property
     def sandbox_root(self) -> Path:
         """Data folder of this (org, sandbox): datasets, merged profiles, memberships, exports."""
-        safe_org = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.org_id)
-        return self.settings.data_root / safe_org / self.sandbox
+        return self.settings.data_root / safe_org(self.org_id) / self.sandbox
+
+    @property
+    def landing_dir(self) -> Path:
+        """Landing folder of this (org, sandbox): where uploads and operators put files to ingest."""
+        return landing_dir(self.settings.landing, self.org_id, self.sandbox)
 
 
 class Services:
