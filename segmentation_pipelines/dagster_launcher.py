@@ -34,6 +34,7 @@ import dagster as dg
 from segmentation_pipelines.dagster_home import prepare_dagster_home
 from segmentation_pipelines.launcher import (
     ERROR_RUN_FAILED,
+    TAG_PARTITION,
     TAG_REQUEST_ID,
     TAG_WORKER,
     RunInfo,
@@ -132,11 +133,17 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
                 message, stack = f"{message} Caused by: {cause.message.strip()}", cause.stack
                 cause = cause.cause
             errors.append(
-                {"code": ERROR_RUN_FAILED, "msg": f"step {event.step_key}: {message}", "callStack": "".join(stack)}
+                {
+                    "code": ERROR_RUN_FAILED,
+                    "msg": f"step {event.step_key}: {message}",
+                    "callStack": "".join(stack),
+                }
             )
     if not errors:
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-            errors.append({"code": ERROR_RUN_FAILED, "msg": record.dagster_event.message or "The run failed."})
+            errors.append(
+                {"code": ERROR_RUN_FAILED, "msg": record.dagster_event.message or "The run failed."}
+            )
     return errors
 
 
@@ -172,7 +179,8 @@ def dagster_run_request(request: RunRequest) -> dg.RunRequest:
         run_key=request.run_key,
         job_name=request.job_name,
         asset_selection=[dg.AssetKey(list(parts)) for parts in request.asset_selection],
-        tags=request.all_tags,
+        tags={k: v for k, v in request.all_tags.items() if k != TAG_PARTITION},
+        partition_key=request.partition_key,
     )
 
 
@@ -204,7 +212,11 @@ class DagsterLauncher:
             result = job.execute_in_process(
                 instance=instance,
                 asset_selection=[dg.AssetKey(list(parts)) for parts in request.asset_selection],
-                tags={**request.all_tags, TAG_WORKER: worker_tag()},
+                tags={
+                    **{k: v for k, v in request.all_tags.items() if k != TAG_PARTITION},
+                    TAG_WORKER: worker_tag(),
+                },
+                partition_key=request.partition_key,
                 run_id=run_id,
                 raise_on_error=False,
                 # The run's full event log (tracebacks included) stays in the instance, for the Dagster UI; the
@@ -268,4 +280,3 @@ class DagsterLauncher:
         except Exception:  # storage not ready: assume none
             return False
         return beat is not None and time.time() - float(beat.timestamp) < DAEMON_HEARTBEAT_FRESH_S
-

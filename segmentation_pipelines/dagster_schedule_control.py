@@ -41,8 +41,8 @@ class DagsterScheduleControl:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def apply(self, schedule_id: str, state: str | None) -> None:
-        name = dagster_schedule_name(schedule_id)
+    def apply(self, schedule_id: str, schedule_name: str, state: str | None) -> None:
+        name = dagster_schedule_name(schedule_id, schedule_name)
         try:
             if self.settings.dagster_url:
                 self._apply_graphql(name, state)

@@ -9,8 +9,10 @@ implementation is :class:`segmentation_pipelines.dagster_launcher.DagsterLaunche
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 # --- run tags ------------------------------------------------------------------------------------------------------
@@ -22,6 +24,7 @@ TAG_ORG = "segmentation/org"
 TAG_SANDBOX = "segmentation/sandbox"
 TAG_EVALUATION_TIME = "segmentation/evaluation_time"
 TAG_WORKER = "segmentation/worker"  # host:pid of the process running an in-process run
+TAG_PARTITION = "dagster/partition"  # Dagster's own: the partition a run materializes
 
 KIND_SEGMENT_JOB = "segment_job"
 KIND_PROFILE_STORE = "profile_store"
@@ -66,14 +69,72 @@ def key_part(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", value)
 
 
-def segment_asset_key(definition_id: str) -> list[str]:
-    """The asset key (parts) of a segment definition: ``["segment", <id with "-" as "_">]``."""
-    return ["segment", definition_id.replace("-", "_")]
+NAME_ID_SEPARATOR = "__"  # a slug never holds two underscores in a row, so the id suffix is unambiguous
+ID_SUFFIX_LENGTH = 8
+SLUG_LENGTH = 48
 
 
-def dagster_schedule_name(schedule_id: str) -> str:
-    """The Dagster schedule of a catalog schedule."""
-    return "schedule_" + key_part(schedule_id)
+def readable_slug(name: str) -> str:
+    """A name as a lower-case key part: accents folded, runs of anything else as one ``_`` ("Käufer (EU)" ->
+    ``kaufer_eu``)."""
+    ascii_name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_").lower()
+    return slug[:SLUG_LENGTH].rstrip("_")
+
+
+def id_suffix(ident: str) -> str:
+    """The first characters of an id, the part of a readable name that keeps it unique."""
+    return key_part(ident).replace("_", "")[:ID_SUFFIX_LENGTH].lower()
+
+
+def readable_name(name: str, ident: str, fallback: str) -> str:
+    """``<name as slug>__<first 8 characters of the id>``: what a person reads first, kept unique by the id."""
+    return f"{readable_slug(name) or fallback}{NAME_ID_SEPARATOR}{id_suffix(ident)}"
+
+
+def segment_asset_key(definition_id: str, name: str) -> list[str]:
+    """The asset key (parts) of a segment definition: ``["segment", "<name>__<id8>"]``.
+
+    The name comes first so the Dagster UI (asset catalog and its search, lineage nodes, asset pages) reads by
+    name; the id suffix keeps keys unique. The key follows the definition's *current* name: a rename starts a new
+    key, whose first materialization links the previous ones (``defs/segments/assets.py``; docs/decisions/dagster-ui.md).
+    """
+    return ["segment", readable_name(name, definition_id, "segment")]
+
+
+def is_segment_key_of(key_parts: list[str] | tuple[str, ...], definition_id: str) -> bool:
+    """Whether an asset key is (was) a segment key of ``definition_id``, under any name."""
+    return (
+        len(key_parts) == 2
+        and key_parts[0] == "segment"
+        and key_parts[1].endswith(NAME_ID_SEPARATOR + id_suffix(definition_id))
+    )
+
+
+def dagster_schedule_name(schedule_id: str, name: str) -> str:
+    """The Dagster schedule of a catalog schedule: ``<name>__<id8>`` (catalog schedule names never change)."""
+    return readable_name(name, schedule_id, "schedule")
+
+
+# --- evaluation-time partitions -------------------------------------------------------------------------------------
+# Segment assets are partitioned by evaluation day (UTC): partition D holds the evaluation as of the end of day D
+# (evaluation time D+1 00:00:00Z), as Dagster's daily partitions are processed once their day is over. A job
+# evaluating at time T lands in the day whose window (start, end] holds T, so a daily 00:00 UTC schedule fills
+# yesterday's partition and an evaluation "now" fills today's.
+PARTITION_START = "2020-01-01"
+PARTITION_FORMAT = "%Y-%m-%d"
+
+
+def evaluation_partition(evaluation_time: datetime) -> str:
+    """The daily partition key of an evaluation time (UTC; ``(start, end]`` windows)."""
+    when = evaluation_time.astimezone(UTC) - timedelta(milliseconds=1)
+    return when.strftime(PARTITION_FORMAT)
+
+
+def partition_evaluation_time(partition_key: str) -> datetime:
+    """The evaluation time of a daily partition: the end of its day (next midnight, UTC)."""
+    day = datetime.strptime(partition_key, PARTITION_FORMAT).replace(tzinfo=UTC)
+    return day + timedelta(days=1)
 
 
 IDENTITY_GRAPH_ASSET = ["profiles", "identity_graph"]
@@ -114,6 +175,7 @@ class RunRequest:
     org: str
     sandbox: str
     tags: Mapping[str, str] = field(default_factory=dict)
+    partition_key: str | None = None  # the evaluation-day partition of a segment evaluation
 
     @property
     def run_key(self) -> str:
@@ -127,6 +189,7 @@ class RunRequest:
             TAG_ATTEMPT: str(self.attempt),
             TAG_ORG: self.org,
             TAG_SANDBOX: self.sandbox,
+            **({TAG_PARTITION: self.partition_key} if self.partition_key else {}),
             **self.tags,
         }
 

@@ -132,7 +132,7 @@ class SchedulesService:
                 body=doc,
             )
             result = self._doc(row)
-        DagsterScheduleControl(self.ctx.settings).apply(result["id"], state)
+        DagsterScheduleControl(self.ctx.settings).apply(result["id"], result["name"], state)
         return result
 
     def get(self, schedule_id: str) -> dict:
@@ -193,20 +193,21 @@ class SchedulesService:
                 columns.update(cron=converted.quartz, dagster_cron=converted.cron)
                 doc["schedule"] = converted.quartz
             self.ctx.repo(session, models.Schedule).update(row, body=doc, **columns)
-            state = row.state
-        DagsterScheduleControl(self.ctx.settings).apply(schedule_id, state)
+            state, name = row.state, row.name
+        DagsterScheduleControl(self.ctx.settings).apply(schedule_id, name, state)
         return None
 
     def delete(self, schedule_id: str) -> None:
         self._ensure_default()
         with self.ctx.catalog.session() as session:
             row = self._row(session, schedule_id, for_update=True)
+            name = row.name
             repo = self.ctx.repo(session, models.Schedule)
             if row.id == default_schedule_id(self.ctx.org_id, self.ctx.sandbox):
                 repo.update(row, state=DELETED)  # tombstone: the default is not re-created
             else:
                 repo.delete(row)
-        DagsterScheduleControl(self.ctx.settings).apply(schedule_id, None)
+        DagsterScheduleControl(self.ctx.settings).apply(schedule_id, name, None)
         return None
 
     def record_dagster_state(self, schedule_id: str, state: str) -> None:
@@ -215,7 +216,9 @@ class SchedulesService:
             raise BadRequest(f"state: one of {', '.join(STATES)} (got {state!r}).")
         with self.ctx.catalog.session() as session:
             row = self._row(session, schedule_id, for_update=True)
-            self.ctx.repo(session, models.Schedule).update(row, state=state, body={**row.body, "state": state})
+            self.ctx.repo(session, models.Schedule).update(
+                row, state=state, body={**row.body, "state": state}
+            )
 
     # --- audience operations (Flexible Batch Schedules; service/schedule_audiences.py) -------------------------
 
@@ -379,7 +382,7 @@ class SchedulesService:
             "updateEpoch": row.updated_ms // 1000,
             # Extension: what Dagster runs (the schedule's name in the Dagster UI and its 5-field cron).
             "dagster": {
-                "scheduleName": dagster_schedule_name(row.id),
+                "scheduleName": dagster_schedule_name(row.id, row.name),
                 "cron": row.dagster_cron,
                 "executionTimezone": row.timezone,
             },
@@ -429,5 +432,3 @@ def _validate_export_request(properties: Mapping[str, Any]) -> None:
             raise BadRequest(
                 f"properties.filter.segments[{i}].status: '{bad[0]}' is not realized, existing or exited."
             )
-
-

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
@@ -32,14 +33,17 @@ from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
 from segmentation_pipelines.launcher import (
     ERROR_RUN_FAILED,
     KIND_SEGMENT_JOB,
+    PARTITION_START,
     RUN_STATUS_TO_REQUEST,
     SEGMENT_JOB,
     TAG_EVALUATION_TIME,
     RunRequest,
+    evaluation_partition,
+    partition_evaluation_time,
     run_status_name,
     segment_asset_key,
 )
-from segmentation_pipelines.service.audience_evaluations import datetime_to_ms
+from segmentation_pipelines.service.audience_evaluations import datetime_to_ms, ms_to_datetime
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import int_param
 
@@ -62,6 +66,7 @@ MAX_LIMIT = 1000
 MAX_BULK_IDS = 100
 SORTABLE = {"creationTime", "updateTime", "status", "id", "evaluationTime"}
 _INTERNAL = "_internal"  # stored in the row's body, never returned
+DAY_MS = 86_400_000
 
 
 def parse_evaluation_time(value: Any, where: str = "evaluation_time") -> datetime:
@@ -141,6 +146,14 @@ class SegmentJobsService:
         evaluation_ms = (
             None if evaluation_time is None else datetime_to_ms(parse_evaluation_time(evaluation_time))
         )
+        if (
+            evaluation_ms is not None
+            and evaluation_ms <= datetime_to_ms(partition_evaluation_time(PARTITION_START)) - DAY_MS
+        ):
+            # Evaluations are Dagster partitions by evaluation day (launcher.py); there are none before the first.
+            raise BadRequest(
+                f"evaluation_time: must be after {PARTITION_START}T00:00:00Z (the first evaluation day)."
+            )
         now = now_ms()
         mode = "in_process" if wait else ("sensor" if launch else "caller")
         status = NEW if mode == "sensor" else QUEUED
@@ -438,17 +451,34 @@ class SegmentJobsService:
 
         return ProfileStoreService(self.ctx).refresh_selection()
 
+    def definition_keys(self, job_id: str) -> dict[str, list[str]]:
+        """Definition id -> its asset key (by its current name), for the definitions of a job."""
+        with self.ctx.catalog.session(readonly=True) as session:
+            return self._definition_keys(session, self.definition_ids(job_id))
+
+    def _definition_keys(self, session, ids: list[str]) -> dict[str, list[str]]:
+        m = models.SegmentDefinition
+        rows = session.execute(
+            select(m.id, m.name).where(
+                m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox, m.id.in_(ids)
+            )
+        )
+        names = dict(rows.all())
+        return {i: segment_asset_key(i, names.get(i) or "") for i in ids}
+
     def _run_request(self, row: models.SegmentJob, store: list[list[str]]) -> RunRequest:
         ids = [s["segmentId"] for s in row.body.get("segments") or []]
+        keys = self._definition_keys(object_session(row), ids)
         return RunRequest(
             kind=KIND,
             request_id=row.id,
             attempt=max(int(row.attempt or 0), 1),
             job_name=JOB_NAME,
-            asset_selection=tuple(tuple(k) for k in [*store, *(segment_asset_key(i) for i in ids)]),
+            asset_selection=tuple(tuple(k) for k in [*store, *(keys[i] for i in ids)]),
             org=row.org_id,
             sandbox=row.sandbox,
             tags={TAG_EVALUATION_TIME: iso_ms(row.evaluation_ms)},
+            partition_key=evaluation_partition(ms_to_datetime(row.evaluation_ms)),
         )
 
     def _touch(self, session, row: models.SegmentJob) -> None:

@@ -1,6 +1,6 @@
 """A small real stand-in for the segments code location, for the job-plumbing tests of this folder.
 
-It has the contract's shape (one ``evaluate_segments`` multi_asset with a ``["segment", <id>]`` key per definition,
+It has the contract's shape (one ``evaluate_segments`` multi_asset with a ``["segment", <name>__<id8>]`` key per definition,
 group ``segments``, subsettable; the ``segment_job`` asset job), works for ``work_s`` seconds while polling the
 job's ``should_cancel``, writes one file per evaluated definition (``<home>/probe/<job id>/<definition id>``) and
 records a summary whose counts are fixed per definition (``PROBE_COUNTS``), so the tests can check the plumbing
@@ -15,9 +15,11 @@ from pathlib import Path
 import dagster as dg
 
 from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.defs.segments.partitions import EVALUATION_DAYS
 from segmentation_pipelines.launcher import TAG_JOB_ID, TAG_ORG, TAG_SANDBOX
 from segmentation_pipelines.launcher import segment_asset_key as asset_key_parts
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 
@@ -37,8 +39,10 @@ class ProbeCancelled(Exception):
 def probe_definitions(
     home: str, definition_ids: list[str], work_s: float = 0.0, fail: bool = False
 ) -> dg.Definitions:
-    by_key = {dg.AssetKey(asset_key_parts(i)): i for i in definition_ids}
-    specs = [dg.AssetSpec(key, group_name="segments") for key in by_key]
+    settings = get_settings(home=home)
+    names = {e["id"]: e["name"] for e in catalog_snapshot(ServiceContext.create(settings).catalog)}
+    by_key = {dg.AssetKey(asset_key_parts(i, names.get(i, ""))): i for i in definition_ids}
+    specs = [dg.AssetSpec(key, group_name="segments", partitions_def=EVALUATION_DAYS) for key in by_key]
 
     @dg.multi_asset(specs=specs, can_subset=True, name="evaluate_segments")
     def evaluate_segments(context):

@@ -56,7 +56,7 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
     from segmentation_pipelines.definitions import defs
 
     repository = defs().get_repository_def()
-    schedule_def = repository.get_schedule_def(dagster_schedule_name(schedule["id"]))
+    schedule_def = repository.get_schedule_def(dagster_schedule_name(schedule["id"], schedule["name"]))
     scheduled = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
         # Exited before the instance (see test_ticks._tick): the context enters a copy of the instance.

@@ -46,7 +46,7 @@ def _tick(schedule_def, instance, when=SCHEDULED):
 def test_the_dagster_schedule_mirrors_the_catalog(schedules, settings):
     created = _create(schedules, timezone="Europe/Berlin")
     definition = _definition(settings, created["id"])
-    assert definition.name == dagster_schedule_name(created["id"])
+    assert definition.name == dagster_schedule_name(created["id"], created["name"])
     assert definition.cron_schedule == "30 13 * * *"
     assert definition.execution_timezone == "Europe/Berlin"
     assert definition.job_name == "segment_job"
@@ -152,5 +152,5 @@ def test_rows_without_a_runnable_cron_are_left_out(schedules, settings):
     rows = schedule_snapshot(settings)
     broken = [{**r, "dagster_cron": "61 * * * *"} if r["id"] == created["id"] else r for r in rows]
     names = {s.name for s in build_schedules(broken)}
-    assert dagster_schedule_name(created["id"]) not in names
+    assert dagster_schedule_name(created["id"], created["name"]) not in names
     assert len(names) == len(rows) - 1

@@ -31,7 +31,7 @@ def test_a_ui_toggle_is_written_back(settings, monkeypatch):
         {"name": "nightly", "type": "batch_segmentation", "properties": {"segments": ["*"]}}
     )
     assert created["state"] == "inactive"
-    name = dagster_schedule_name(created["id"])
+    name = dagster_schedule_name(created["id"], created["name"])
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
             executable_path=sys.executable, module_name="segmentation_pipelines.definitions"

@@ -19,12 +19,20 @@ from .helpers import definition
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
 
+NAMES = {}  # id -> name of the definitions the fixture created
+
+
+def key(ident: str) -> dg.AssetKey:
+    return segments.asset_key(ident, NAMES[ident])
+
+
 @pytest.fixture
 def three(store):
     svc = Services(store).segment_definitions
     us = svc.create(definition("US", 'homeAddress.countryCode = "US"'))["id"]
     gold = svc.create(definition("Gold", 'loyalty.tier = "gold"'))["id"]
     both = svc.create(definition("US gold", f'inSegment("{us}") and inSegment("{gold}")'))["id"]
+    NAMES.update({us: "US", gold: "Gold", both: "US gold"})
     return us, gold, both
 
 
@@ -40,8 +48,9 @@ def test_one_spec_per_definition_with_deps_and_description(store, three):
     us, gold, both = three
     defs, pinned = load_initial()
     assets = defs.resolve_asset_graph()
-    key = segments.asset_key
-    assert key(us) == dg.AssetKey(["segment", us.replace("-", "_")])
+    # Readable keys: the name first (what the UI's catalog, search and lineage show), the id's start for uniqueness.
+    assert key(us) == dg.AssetKey(["segment", f"us__{us.replace('-', '')[:8]}"])
+    assert key(both).path[1].startswith("us_gold__")
     spec_keys = {k for k in assets.get_all_asset_keys() if k.path[0] == "segment"}
     assert spec_keys == {key(us), key(gold), key(both)}
     node = assets.get(key(both))
@@ -49,11 +58,14 @@ def test_one_spec_per_definition_with_deps_and_description(store, three):
     assert any(p.path[:2] == ["profiles", "merged_profiles"] for p in node.parent_keys)
     assert node.group_name == "segments"
     assert "US gold" in node.description and "inSegment" in node.description
-    # Readable in the UI: the name as a tag and "audience" as a kind; the key stays the id (stable on rename).
     assert node.tags["audience"] == "US_gold" and "dagster/kind/audience" in node.tags
+    assert node.partitions_def is not None and node.partitions_def.get_partition_keys()[0] == "2020-01-01"
     Services(store).segment_definitions.update(both, definition("US & gold (renamed)", f'inSegment("{us}")'))
-    renamed = load_initial()[0].resolve_asset_graph().get(key(both))
-    assert renamed.key == key(both) and renamed.tags["audience"] == "US_gold_renamed"
+    renamed_graph = load_initial()[0].resolve_asset_graph()
+    new_key = segments.asset_key(both, "US & gold (renamed)")
+    assert new_key.path[1] == f"us_gold_renamed__{both.replace('-', '')[:8]}"
+    assert renamed_graph.get(new_key).tags["audience"] == "US_gold_renamed"
+    assert key(both) not in renamed_graph.get_all_asset_keys()
     assert SNAPSHOT_KEY in pinned
     assert defs.resolve_job_def("segment_job") is not None
 
@@ -69,9 +81,9 @@ def test_run_worker_uses_the_pinned_snapshot(store, three):
     with DefinitionsLoadContext.scoped(context):
         defs = segments.defs()
     keys = defs.resolve_asset_graph().get_all_asset_keys()
-    assert segments.asset_key(both) in keys  # what the run was launched with
+    assert key(both) in keys  # what the run was launched with
     fresh, _ = load_initial()
-    assert segments.asset_key(both) not in fresh.resolve_asset_graph().get_all_asset_keys()
+    assert key(both) not in fresh.resolve_asset_graph().get_all_asset_keys()
     assert json.loads(pinned[SNAPSHOT_KEY])[0]["id"] in {us, gold, both}
 
 
@@ -82,22 +94,25 @@ def test_materializing_a_subset_evaluates_only_it_in_dependency_order(store, thr
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(
             instance=instance,
-            asset_selection=[segments.asset_key(both), segments.asset_key(us)],
+            asset_selection=[key(both), key(us)],
             tags={"segmentation/evaluation_time": "2026-03-01T00:00:00Z"},
+            partition_key="2026-02-28",  # the day whose end is the evaluation time
         )
         assert result.success
         mats = result.asset_materializations_for_node("evaluate_segments")
-        assert [m.asset_key for m in mats] == [segments.asset_key(us), segments.asset_key(both)]
+        assert [m.asset_key for m in mats] == [key(us), key(both)]
         meta = {m.asset_key: m.metadata for m in mats}
-        assert meta[segments.asset_key(us)]["members"].value == 2  # Ann and Cid live in the US
-        assert meta[segments.asset_key(us)]["realized"].value == 2
-        assert meta[segments.asset_key(us)]["by_namespace"].value == {"Email": 2}
-        assert meta[segments.asset_key(us)]["evaluation_time"].value == "2026-03-01T00:00:00.000Z"
+        assert meta[key(us)]["members"].value == 2  # Ann and Cid live in the US
+        assert meta[key(us)]["realized"].value == 2
+        assert meta[key(us)]["by_namespace"].value == {"Email": 2}
+        assert meta[key(us)]["evaluation_time"].value == "2026-03-01T00:00:00.000Z"
         # gold was not selected: never evaluated, so "US gold" has nobody yet
-        assert meta[segments.asset_key(both)]["members"].value == 0
-        series = meta[segments.asset_key(us)]["member_counts"].value
+        assert meta[key(both)]["members"].value == 0
+        series = meta[key(us)]["member_counts"].value
         assert [r.data["members"] for r in series.records] == [2]
-        assert meta[segments.asset_key(us)]["members_delta"].value == 2  # first evaluation: from 0
+        assert meta[key(us)]["members_delta"].value == 2  # first evaluation: from 0
+        assert meta[key(us)]["dagster/row_count"].value == 2  # what the lineage node shows
+        assert {m.partition for m in mats} == {"2026-02-28"}
     audiences = Services(store).audiences
     assert audiences.members(gold)["evaluationTime"] is None
     assert audiences.members(us)["evaluationTime"] == "2026-03-01T00:00:00.000Z"

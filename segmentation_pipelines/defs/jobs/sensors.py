@@ -26,7 +26,6 @@ from segmentation_pipelines.launcher import (
     TAG_KIND,
     TAG_ORG,
     TAG_SANDBOX,
-    segment_asset_key,
 )
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
@@ -45,7 +44,7 @@ def _not_loaded(service: SegmentJobsService, job_id: str, loaded: set[dg.AssetKe
     """Definitions of the job that the loaded code location has no asset for (created after it loaded)."""
     if loaded is None:
         return []
-    return [i for i in service.definition_ids(job_id) if dg.AssetKey(segment_asset_key(i)) not in loaded]
+    return [i for i, key in service.definition_keys(job_id).items() if dg.AssetKey(key) not in loaded]
 
 
 @dg.sensor(

@@ -59,7 +59,7 @@ def build_schedule(row: dict[str, Any]) -> dg.ScheduleDefinition:
 
     note = " Export schedules fire once export jobs exist." if row["type"] == EXPORT else ""
     return dg.ScheduleDefinition(
-        name=dagster_schedule_name(row["id"]),
+        name=dagster_schedule_name(row["id"], row["name"]),
         cron_schedule=row["dagster_cron"],
         execution_timezone=row["timezone"],
         job_name=JOB_NAME,

@@ -56,7 +56,7 @@ def write_back(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[s
     stored = dagster_states(instance, settings.code_location_name)
     written: list[str] = []
     for row in schedule_snapshot(settings):
-        name = dagster_schedule_name(row["id"])
+        name = dagster_schedule_name(row["id"], row["name"])
         state = stored.get(name)
         if state is None:  # runs by its default status: the catalog's state
             seen[name] = row["state"]
@@ -68,7 +68,7 @@ def write_back(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[s
         ctx = ServiceContext.create(settings, org_id=row["org_id"], sandbox=row["sandbox"])
         SchedulesService(ctx).record_dagster_state(row["id"], state)
         written.append(f"{row['name']} ({row['id']}): {row['state']} -> {state}")
-    live = {dagster_schedule_name(r["id"]) for r in schedule_snapshot(settings)}
+    live = {dagster_schedule_name(r["id"], r["name"]) for r in schedule_snapshot(settings)}
     return written, json.dumps({k: v for k, v in sorted(seen.items()) if k in live})
 
 

@@ -2,14 +2,16 @@
 
 The specs come from the catalog snapshot pinned when the code location loads (``defs/snapshot.py``;
 dagster-notes §1.2), so a run worker rebuilds exactly the assets its run was launched with. Each spec: key
-``["segment", <id with "-" as "_">]``, group ``segments``, description = the definition's name and PQL, deps on the
+``["segment", "<name>__<id8>"]`` (``launcher.segment_asset_key``), partitioned by evaluation day
+(``partitions.py``), group ``segments``, description = the definition's name and PQL, deps on the
 merged profiles asset of its merge policy, the experience events and the segments it references through ``inSegment``. ``can_subset=True``: any subset can
 be materialized, and the op evaluates the selected definitions in dependency order, in one evaluation (one engine
 pass per merge policy), through :func:`segmentation_pipelines.service.segment_evaluation.run_evaluation`.
 
 Run tags (contract with segment jobs and schedules): ``segmentation/job_id``, ``segmentation/evaluation_time``,
-``segmentation/org``, ``segmentation/sandbox``. Without them (a materialization from the UI) the evaluation is at
-the current time, in each definition's own sandbox, with no job.
+``segmentation/org``, ``segmentation/sandbox``, and the evaluation day as Dagster's partition. Without them (a
+materialization or backfill of evaluation days from the UI) each day is evaluated as of its end (now for today),
+in each definition's own sandbox, with no job.
 """
 
 import datetime as dt
@@ -25,6 +27,7 @@ import dagster as dg
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
+from segmentation_pipelines.defs.segments.partitions import EVALUATION_DAYS
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (  # the run contract, defined once
     SEGMENT_JOB,
@@ -32,6 +35,8 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     TAG_JOB_ID,
     TAG_ORG,
     TAG_SANDBOX,
+    is_segment_key_of,
+    partition_evaluation_time,
     segment_asset_key,
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms, iso
@@ -55,8 +60,13 @@ HISTORY_LENGTH = 30  # evaluations shown in the member-count series
 JOB_NAME = SEGMENT_JOB
 
 
-def asset_key(definition_id: str) -> dg.AssetKey:
-    return dg.AssetKey(segment_asset_key(definition_id))
+def asset_key(definition_id: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey(segment_asset_key(definition_id, name))
+
+
+def entry_key(entry: dict[str, Any]) -> dg.AssetKey:
+    """The asset key of a snapshot entry (a definition as the catalog snapshot gives it)."""
+    return asset_key(entry["id"], entry.get("name") or "")
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
@@ -81,9 +91,10 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
     deps: list[dg.AssetKey] = [merged_profiles_key(entry.get("mergePolicyId") or "default"), EVENTS_KEY]
     for ref in entry.get("dependencies") or []:
         if (entry["org_id"], entry["sandbox"], ref) in known:
-            deps.append(asset_key(ref))
+            deps.append(entry_key(known[(entry["org_id"], entry["sandbox"], ref)]))
     return dg.AssetSpec(
-        key=asset_key(entry["id"]),
+        key=entry_key(entry),
+        partitions_def=EVALUATION_DAYS,
         description=f"{entry.get('name')}\n\n{expression.get('format', 'pql/text')}: {text}",
         deps=deps,
         group_name=GROUP,
@@ -131,9 +142,14 @@ def _should_cancel(context: dg.AssetExecutionContext, inner) -> Any:
 
 
 def _materializations(
-    ctx: ServiceContext, summary: EvaluationSummary, by_id: dict[str, dict[str, Any]], job_id: str | None
+    ctx: ServiceContext,
+    summary: EvaluationSummary,
+    by_id: dict[str, dict[str, Any]],
+    job_id: str | None,
+    instance: dg.DagsterInstance | None = None,
 ) -> Iterator[dg.MaterializeResult]:
     evaluations = AudienceEvaluations(ctx)
+    known_keys = list(instance.get_asset_keys(prefix=["segment"])) if instance is not None else []
     for ident in summary.order:
         counts = summary.audiences.get(ident, {})
         history = evaluations.history(ident, HISTORY_LENGTH)
@@ -183,7 +199,24 @@ def _materializations(
         }
         if job_id:
             metadata["segment_job_id"] = dg.MetadataValue.text(job_id)
-        yield dg.MaterializeResult(asset_key=asset_key(ident), metadata=metadata)
+        metadata["dagster/row_count"] = dg.MetadataValue.int(members)  # shown on the asset's lineage node
+        key = entry_key(by_id[ident])
+        earlier_keys = renamed_from(instance, known_keys, key, ident) if instance is not None else []
+        if earlier_keys:
+            metadata["renamed_from"] = dg.MetadataValue.asset(earlier_keys[-1])
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+
+def renamed_from(
+    instance: dg.DagsterInstance, known_keys: list[dg.AssetKey], key: dg.AssetKey, definition_id: str
+) -> list[dg.AssetKey]:
+    """The earlier keys (earlier names) of a definition, on the first materialization under ``key``: its history
+    before the rename stays under them, and the new asset links to it (docs/decisions/dagster-ui.md).
+    ``known_keys``: the segment keys the instance has events for (read once per run)."""
+    earlier = [k for k in known_keys if k != key and is_segment_key_of(k.path, definition_id)]
+    if not earlier or instance.get_latest_materialization_event(key) is not None:
+        return []
+    return earlier
 
 
 def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefinition | None:
@@ -191,8 +224,20 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
     if not snapshot:
         return None
     known = {(e["org_id"], e["sandbox"], e["id"]): e for e in snapshot}
-    by_key = {asset_key(e["id"]): e for e in snapshot}
-    specs = [_spec(e, known) for e in snapshot]
+    by_key: dict[dg.AssetKey, dict[str, Any]] = {}
+    for entry in snapshot:
+        key = entry_key(entry)
+        if key in by_key:  # two definitions whose names and id prefixes agree: keep the first, say so
+            log.error(
+                "segment definitions %s and %s share asset key %s; %s is not loaded",
+                by_key[key]["id"],
+                entry["id"],
+                key.to_user_string(),
+                entry["id"],
+            )
+            continue
+        by_key[key] = entry
+    specs = [_spec(e, known) for e in by_key.values()]
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
@@ -201,8 +246,8 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         tags = context.run.tags
         job_id = tags.get(TAG_JOB_ID)
         when = tags.get(TAG_EVALUATION_TIME)
-        evaluation_time = (
-            dt.datetime.fromisoformat(when.replace("Z", "+00:00")) if when else dt.datetime.now(dt.UTC)
+        evaluation_time = run_evaluation_time(
+            when, context.partition_key if context.has_partition_key else None
         )
         selected = [by_key[k] for k in context.selected_asset_keys if k in by_key]
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -240,9 +285,22 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
             )
             if jobs is not None:
                 jobs.record_evaluation(job_id, summary)
-            yield from _materializations(ctx, summary, {e["id"]: e for e in entries}, job_id)
+            yield from _materializations(
+                ctx, summary, {e["id"]: e for e in entries}, job_id, context.instance
+            )
 
     return evaluate_segments
+
+
+def run_evaluation_time(tag: str | None, partition_key: str | None) -> dt.datetime:
+    """A segment job's evaluation time (its tag); else the partition's (a UI materialization or backfill of an
+    evaluation day: the end of that day, or now for today); else now."""
+    now = dt.datetime.now(dt.UTC)
+    if tag:
+        return dt.datetime.fromisoformat(tag.replace("Z", "+00:00"))
+    if partition_key:
+        return min(partition_evaluation_time(partition_key), now)
+    return now
 
 
 segment_job = dg.define_asset_job(
