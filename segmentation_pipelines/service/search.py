@@ -3,10 +3,11 @@
 The searchable entities are the sandbox's folders and audiences (every segment definition is an audience,
 namespace ``AEPSegments``; external audiences carry their own namespace, e.g. ``CustomerAudienceUpload``). The
 query ``s`` is parsed by :mod:`segmentation_pipelines.search.lucene` and run on an in-memory tantivy index
-(:mod:`segmentation_pipelines.search.index`), kept per sandbox in this process and rebuilt when the catalog's
-folders or audiences changed: every search first reads a fingerprint (row count, largest and summed update time
-of both tables), one small query, so a change made by any process (API, Dagster run, another worker) is seen by
-the next search. See docs/decisions/search.md.
+(:mod:`segmentation_pipelines.search.index`), kept per sandbox in this process and brought up to date
+incrementally when the catalog's folders or audiences changed: every search first reads a fingerprint (row count,
+largest and summed update time of both tables), one small query, so a change made by any process (API, Dagster
+run, another worker) is seen by the next search, which re-indexes only the rows changed since (``_catch_up``).
+See docs/decisions/search.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import json
 import math
 import threading
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -39,8 +41,38 @@ DISPLAY_NAMES = {
 }
 SUCCESS = {"message": "Success"}
 
-_cache: dict[tuple[str, str, str], tuple[tuple, SearchIndex]] = {}
 _lock = threading.Lock()
+
+
+@dataclass
+class _Indexed:
+    """A sandbox's index and what it reflects: the catalog fingerprint, the folders, each audience's update time."""
+
+    index: SearchIndex = field(default_factory=SearchIndex)
+    fingerprint: tuple | None = None
+    folders: dict[str, Any] = field(default_factory=dict)
+    audience_updated_ms: dict[str, int] = field(default_factory=dict)
+
+
+_cache: dict[tuple[str, str, str], _Indexed] = {}
+
+
+def _locations(folders: dict[str, Any]):
+    """``folder id -> "/"-joined names from the root down to it`` (memoised for one catch-up)."""
+    names = {f.id: (f.name, f.parent_folder_id) for f in folders.values()}
+    memo: dict[str, str] = {}
+
+    def location(folder_id: str) -> str:
+        if folder_id not in memo:
+            parts, seen, current = [], set(), folder_id
+            while current in names and current not in seen:
+                seen.add(current)
+                name, current = names[current]
+                parts.append(name)
+            memo[folder_id] = "/".join(reversed(parts))
+        return memo[folder_id]
+
+    return location
 
 
 def check_version(value: str | None) -> None:
@@ -138,20 +170,20 @@ class SearchService:
 
     # --- the index -------------------------------------------------------------------------------------------------
     def index(self) -> SearchIndex:
-        """This sandbox's index, rebuilt if the catalog's folders or audiences changed since it was built."""
+        """This sandbox's index, brought up to date with the catalog first (only what changed is re-indexed)."""
         key = (self.ctx.catalog.url, self.ctx.org_id, self.ctx.sandbox)
         with self.ctx.catalog.session(readonly=True) as session:
             fingerprint = self._fingerprint(session)
             cached = _cache.get(key)
-            if cached is not None and cached[0] == fingerprint:
-                return cached[1]
+            if cached is not None and cached.fingerprint == fingerprint:
+                return cached.index
             with _lock:
                 cached = _cache.get(key)
-                if cached is not None and cached[0] == fingerprint:
-                    return cached[1]
-                index = SearchIndex(self._entries(session))
-                _cache[key] = (fingerprint, index)
-                return index
+                if cached is None:
+                    cached = _cache[key] = _Indexed()
+                if cached.fingerprint != fingerprint:
+                    self._catch_up(session, cached, fingerprint)
+                return cached.index
 
     def _fingerprint(self, session) -> tuple:
         out: list[Any] = []
@@ -162,30 +194,61 @@ class SearchService:
             out.extend(session.execute(query).one())
         return tuple(out)
 
-    def _entries(self, session) -> list[Entry]:
-        folders = self.ctx.repo(session, models.Folder).find()
-        names = {f.id: (f.name, f.parent_folder_id) for f in folders}
-
-        def location(folder_id: str) -> str:
-            parts, seen = [], set()
-            while folder_id in names and folder_id not in seen:
-                seen.add(folder_id)
-                name, folder_id = names[folder_id]
-                parts.append(name)
-            return "/".join(reversed(parts))
-
-        entries = [
-            Entry(
-                id=f.id,
-                namespace=f.namespace,
-                is_folder=True,
-                name=f.name,
-                description=(f.body or {}).get("description") or "",
-                folder_id=f.parent_folder_id,
-                folder_location=location(f.parent_folder_id),
+    def _catch_up(self, session, state: _Indexed, fingerprint: tuple) -> None:
+        """Apply the catalog's changes since ``state`` was current: the audiences updated since its newest update
+        (a small query), the ids gone (read only when the counts say something was deleted or missed), and, when
+        folders changed, the folders and the locations of whatever they hold."""
+        folders_changed = state.fingerprint is None or state.fingerprint[:3] != fingerprint[:3]
+        if folders_changed:
+            state.folders = {f.id: f for f in self.ctx.repo(session, models.Folder).find()}
+        where = (models.Audience.org_id == self.ctx.org_id, models.Audience.sandbox == self.ctx.sandbox)
+        since = state.audience_updated_ms.values()
+        newest = max(since) if since else None
+        rows = self._audience_rows(
+            session, *where, *(() if newest is None else (models.Audience.updated_ms >= newest,))
+        )
+        changed = {r[0]: r for r in rows}
+        count, _, total = fingerprint[3:]
+        stamps = {**state.audience_updated_ms, **{i: r[-1] for i, r in changed.items()}}
+        gone: list[str] = []
+        if len(stamps) != (count or 0) or sum(stamps.values()) != (total or 0):
+            # Deleted rows, or rows written with an older update time than the newest seen (another process's
+            # clock): compare every (id, updated_ms) and fetch what differs.
+            live = dict(
+                session.execute(select(models.Audience.id, models.Audience.updated_ms).where(*where)).all()
             )
-            for f in folders
-        ]
+            gone = [i for i in stamps if i not in live]
+            missed = [i for i, ms in live.items() if stamps.get(i) != ms and i not in changed]
+            for chunk in range(0, len(missed), 500):
+                ids = missed[chunk : chunk + 500]
+                changed.update(
+                    {r[0]: r for r in self._audience_rows(session, *where, models.Audience.id.in_(ids))}
+                )
+            stamps = {
+                i: ms for i, ms in {**stamps, **{i: r[-1] for i, r in changed.items()}}.items() if i in live
+            }
+        location = _locations(state.folders)
+        upserts = [self._audience_entry(r, location) for r in changed.values()]
+        if folders_changed:
+            current = {i for i in stamps}
+            upserts += [self._folder_entry(f, location) for f in state.folders.values()]
+            upserts += [
+                replace(e, folder_location=location(e.folder_id))
+                for e in state.index.entries
+                if not e.is_folder
+                and e.id in current
+                and e.id not in changed
+                and e.folder_location != location(e.folder_id)
+            ]
+            gone_folders = [e.id for e in state.index.entries if e.is_folder and e.id not in state.folders]
+        else:
+            gone_folders = []
+        state.index.apply(upserts, [(i, False) for i in gone] + [(i, True) for i in gone_folders])
+        state.audience_updated_ms = stamps
+        state.fingerprint = fingerprint
+
+    @staticmethod
+    def _audience_rows(session, *where: Any) -> list[tuple]:
         # Only the fields searched, extracted by the database (an audience document is large: it carries the
         # definition; loading 4,000 of them as JSON costs a second, these columns a few ms).
         m = models.Audience
@@ -195,21 +258,35 @@ class SearchService:
             m.body["namespace"].as_string(),
             m.body["description"].as_string(),
             m.body["folderId"].as_string(),
-        ).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
-        for ident, name, namespace, description, folder_id in session.execute(query.order_by(m.id)):
-            folder_id = folder_id or ROOT
-            entries.append(
-                Entry(
-                    id=ident,
-                    namespace=namespace or DEFAULT_NAMESPACE,
-                    is_folder=False,
-                    name=name or "",
-                    description=description or "",
-                    folder_id=folder_id,
-                    folder_location=location(folder_id),
-                )
-            )
-        return entries
+            m.updated_ms,
+        ).where(*where)
+        return list(session.execute(query.order_by(m.id)))
+
+    @staticmethod
+    def _audience_entry(row: tuple, location) -> Entry:
+        ident, name, namespace, description, folder_id, _ = row
+        folder_id = folder_id or ROOT
+        return Entry(
+            id=ident,
+            namespace=namespace or DEFAULT_NAMESPACE,
+            is_folder=False,
+            name=name or "",
+            description=description or "",
+            folder_id=folder_id,
+            folder_location=location(folder_id),
+        )
+
+    @staticmethod
+    def _folder_entry(folder: models.Folder, location) -> Entry:
+        return Entry(
+            id=folder.id,
+            namespace=folder.namespace,
+            is_folder=True,
+            name=folder.name,
+            description=(folder.body or {}).get("description") or "",
+            folder_id=folder.parent_folder_id,
+            folder_location=location(folder.parent_folder_id),
+        )
 
     # --- helpers ---------------------------------------------------------------------------------------------------
     def _matches(self, index: SearchIndex, s: Any) -> list[tuple[Entry, float]]:

@@ -23,7 +23,9 @@ from .probe_segments import PROBE_COUNTS, probe_definitions
 
 
 def with_probe(ctx, ids, work_s=0.0):
-    ctx.launcher = DagsterLauncher(ctx.settings, definitions=probe_definitions(str(ctx.settings.home), ids, work_s=work_s))
+    ctx.launcher = DagsterLauncher(
+        ctx.settings, definitions=probe_definitions(str(ctx.settings.home), ids, work_s=work_s)
+    )
     return SegmentJobsService(ctx)
 
 
@@ -89,7 +91,8 @@ def test_run_request_and_launch_claim(ctx, jobs):
     request = jobs.claim_for_launch(job["id"])
     assert request.run_key == f"{job['id']}:1"
     assert request.job_name == "segment_job"
-    assert request.asset_selection == (("segment", a.replace("-", "_")),)  # no data, so no store to refresh
+    assert request.asset_selection == (("segment", f"a__{a.replace('-', '')[:8]}"),)  # no store to refresh
+    assert request.partition_key == "2026-03-01"  # the evaluation day
     assert request.all_tags == {
         "segmentation/job_id": job["id"],
         "segmentation/evaluation_time": "2026-03-01T10:00:00.000Z",

@@ -36,7 +36,13 @@ def run_as_requested(ctx, request, work_s: float = 0.0, fail: bool = False):
     probe = probe_definitions(str(ctx.settings.home), definition_ids(ctx), work_s=work_s, fail=fail)
     job = probe.resolve_job_def("segment_job")
     instance = dagster_runs.instance_for(ctx.settings)
-    return job.execute_in_process(instance=instance, asset_selection=keys, tags=tags, raise_on_error=False)
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=keys,
+        tags=tags,
+        partition_key=request.partition_key,
+        raise_on_error=False,
+    )
 
 
 def definition_ids(ctx) -> list[str]:
@@ -62,7 +68,7 @@ def test_launcher_requests_new_jobs_once(ctx, jobs):
     assert isinstance(result, dg.SensorResult)
     [request] = result.run_requests
     assert request.run_key == f"{new}:1" and request.job_name == "segment_job"
-    assert request.asset_selection == [dg.AssetKey(["segment", a.replace("-", "_")])]
+    assert request.asset_selection == [dg.AssetKey(["segment", f"a__{a.replace('-', '')[:8]}"])]
     assert request.tags["segmentation/job_id"] == new
     assert request.tags["segmentation/evaluation_time"] == "2026-03-01T00:00:00.000Z"
     assert jobs.get(new)["status"] == "QUEUED"

@@ -67,6 +67,7 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
             instance=instance,
             asset_selection=request.asset_selection,
             tags=request.tags,
+            partition_key=request.partition_key,
             raise_on_error=False,
         )
         assert result.success
@@ -75,7 +76,7 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
             for e in result.get_asset_materialization_events()
             if e.asset_key is not None
         }
-    assert materialized == {("segment", us["id"].replace("-", "_"))}  # not DE
+    assert materialized == {("segment", f"{us['name'].lower()}__{us['id'].replace('-', '')[:8]}")}  # not DE
 
     (segment_job,) = services.segment_jobs.list()["children"]
     assert segment_job["source"] == "scheduler"

@@ -59,7 +59,7 @@ def test_create_get_and_the_contract_shape(schedules, ctx):
     assert created["sandbox"]["sandboxName"] == "prod"
     assert created["schedule"] == "0 30 13 * * ?"  # the user's Quartz string
     assert created["dagster"] == {
-        "scheduleName": "schedule_" + created["id"].replace("-", "_"),
+        "scheduleName": "nightly__" + created["id"].replace("-", "")[:8],  # readable in the Dagster UI
         "cron": "30 13 * * *",
         "executionTimezone": "UTC",
     }

@@ -299,3 +299,20 @@ def test_http_headers_and_schema_name(settings, monkeypatch):
             headers={"x-ups-search-version": "1.0"},
         )
         assert entities.status_code == 200, entities.text
+
+
+def test_the_index_follows_changes_that_keep_the_counts(client, world):
+    """One delete and one create between two searches (same number of rows), a nested folder renamed, a
+    definition moved back to the root: each is seen by the next search (the index applies only what changed)."""
+    assert names(client, "segmentName:rose") == ["Rose growers"]
+    client.segment_definitions.delete(world["roses"])
+    tulips = define(client, "Tulip growers", "Garden people with tulips", folderId=world["fast"])
+    assert names(client, "segmentName:rose") == []
+    assert names(client, "segmentDescription:garden") == ["Tulip growers"]
+    client.folders.update(world["fast"], [{"op": "replace", "path": "/name", "value": "Racing"}])
+    assert set(names(client, "folderLocation:racing")) == {"Red sports car owners", "Tulip growers"}
+    assert names(client, 'folderLocation:"fast cars"') == []
+    body = client.segment_definitions.get(tulips)
+    client.segment_definitions.update(tulips, {**body, "folderId": "root"})
+    assert names(client, "folderLocation:racing") == ["Red sports car owners"]
+    assert "Tulip growers" in names(client, entityId="root")
