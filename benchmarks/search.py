@@ -5,7 +5,9 @@
 Seeds one sandbox through the in-process client (``--size`` definitions with varied names and descriptions, filed
 in 40 folders two levels deep), then times, per query, ``client.search.entities(...)`` end to end in this process:
 the catalog fingerprint read, the Lucene parse, the index search, the sort (folders first) and the first page of
-50 entities. Also timed: the index rebuild (the first search after a catalog change) and, for comparison, the same
+50 entities. Also timed: the full index build (the baseline: what every first search after a catalog change cost
+before the index was kept current incrementally), the first search after a create / update / delete / folder
+rename (``after_change``), and, for comparison, the same
 leaf queries over a DuckDB token table (``entity, field, position, token``; equality, ``LIKE``, ``levenshtein``,
 ``regexp_full_match``, a positional self-join for phrases) since DuckDB's ``fts`` extension downloads on first use
 and is not allowed. Wall-clock (``time.perf_counter``) medians and 95th percentiles, in ms.
@@ -122,6 +124,37 @@ DUCKDB_SQL = {
 }
 
 
+def after_change(client: SegmentationClient, folder: str, rebuild_ms: float, repeat: int) -> None:
+    """The first search after each kind of catalog change (the change itself untimed), end to end: what a user
+    waits for after a create, an update (rename and refile), a delete, and a folder rename."""
+    client.search.entities(namespace="AEPSegments", s="segmentName:garden")  # current index
+    first = lambda: client.search.entities(namespace="AEPSegments", s="segmentName:garden")  # noqa: E731
+    samples: dict[str, list[float]] = {"create": [], "update": [], "delete": [], "folder rename": []}
+    for i in range(max(5, repeat // 4)):
+        created = client.segment_definitions.create(
+            {
+                "name": f"garden bench {i}",
+                "description": "added after the index was built",
+                "expression": {"type": "PQL", "format": "pql/text", "value": "loyalty.points > 1"},
+            }
+        )
+        samples["create"].append(timed(first, 1)[0])
+        body = client.segment_definitions.get(created["id"])
+        client.segment_definitions.update(
+            created["id"], {**body, "name": f"garden bench {i} b", "folderId": folder}
+        )
+        samples["update"].append(timed(first, 1)[0])
+        client.segment_definitions.delete(created["id"])
+        samples["delete"].append(timed(first, 1)[0])
+        client.folders.update(folder, [{"op": "replace", "path": "/name", "value": f"Team renamed {i}"}])
+        samples["folder rename"].append(timed(first, 1)[0])
+    print("\n| first search after a | median ms | max ms | ratio to the full build (median) |")
+    print("|---|---|---|---|")
+    for label, values in samples.items():
+        median = statistics.median(values)
+        print(f"| {label} | {median:.1f} | {max(values):.1f} | {median / rebuild_ms:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=4000)
@@ -154,9 +187,10 @@ def main() -> None:
     folder = client.folders.list()["children"][0]["id"]
     total = client.search.namespaces()["namespaces"][0]["count"]
     print(
-        f"\nindex rebuild (first search after a change), {total} entities: "
-        f"median {statistics.median(rebuilds):.1f} ms, max {max(rebuilds):.1f} ms"
+        f"\nbaseline, full index build (every first search after a change before issue 17's incremental index), "
+        f"{total} entities: median {statistics.median(rebuilds):.1f} ms, max {max(rebuilds):.1f} ms"
     )
+    after_change(client, folder, statistics.median(rebuilds), args.repeat)
     print("\n| query | s | tantivy median ms | p95 ms | matches | DuckDB token table median ms |")
     print("|---|---|---|---|---|---|")
     con = duckdb_tables(client)

@@ -179,8 +179,9 @@ def dagster_run_request(request: RunRequest) -> dg.RunRequest:
         run_key=request.run_key,
         job_name=request.job_name,
         asset_selection=[dg.AssetKey(list(parts)) for parts in request.asset_selection],
-        tags={k: v for k, v in request.all_tags.items() if k != TAG_PARTITION},
-        partition_key=request.partition_key,
+        # The evaluation day travels as Dagster's own partition tag, which is all a run's partition is: a
+        # RunRequest.partition_key would also have Dagster resolve the job's partitions at tick time.
+        tags=request.all_tags,
     )
 
 

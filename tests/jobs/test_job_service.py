@@ -100,6 +100,7 @@ def test_run_request_and_launch_claim(ctx, jobs):
         "segmentation/sandbox": "prod",
         "segmentation/kind": "segment_job",
         "segmentation/attempt": "1",
+        "dagster/partition": "2026-03-01",
     }
     assert jobs.get(job["id"])["status"] == "QUEUED"
     assert jobs.claim_for_launch(job["id"]) is None  # claimed once

@@ -40,7 +40,6 @@ def run_as_requested(ctx, request, work_s: float = 0.0, fail: bool = False):
         instance=instance,
         asset_selection=keys,
         tags=tags,
-        partition_key=request.partition_key,
         raise_on_error=False,
     )
 

@@ -67,7 +67,6 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
             instance=instance,
             asset_selection=request.asset_selection,
             tags=request.tags,
-            partition_key=request.partition_key,
             raise_on_error=False,
         )
         assert result.success

@@ -116,3 +116,37 @@ def test_materializing_a_subset_evaluates_only_it_in_dependency_order(store, thr
     audiences = Services(store).audiences
     assert audiences.members(gold)["evaluationTime"] is None
     assert audiences.members(us)["evaluationTime"] == "2026-03-01T00:00:00.000Z"
+
+
+def test_a_partition_evaluates_as_of_its_day_and_a_rename_links_the_old_asset(store, three):
+    """A run of an evaluation-day partition without a job (the UI's materialize/backfill) evaluates as of the end of
+    that day; after a rename, the first materialization under the new key links the old one."""
+    us, _, _ = three
+    with dg.instance_for_test() as instance:
+        job = load_initial()[0].resolve_job_def("segment_job")
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[key(us)], partition_key="2026-03-05"
+        )
+        assert result.success
+        (mat,) = result.asset_materializations_for_node("evaluate_segments")
+        assert mat.partition == "2026-03-05"
+        assert mat.metadata["evaluation_time"].value == "2026-03-06T00:00:00.000Z"
+        assert "renamed_from" not in mat.metadata
+        body = Services(store).segment_definitions.get(us)
+        Services(store).segment_definitions.update(us, {**body, "name": "United States"})
+        job = load_initial()[0].resolve_job_def("segment_job")
+        renamed = segments.asset_key(us, "United States")
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[renamed], partition_key="2026-03-06"
+        )
+        (mat,) = result.asset_materializations_for_node("evaluate_segments")
+        assert mat.asset_key == renamed and mat.metadata["renamed_from"].value == key(us)
+        assert mat.metadata["members_delta"].value == 0  # the history follows the definition, not the key
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[renamed], partition_key="2026-03-07"
+        )
+        (mat,) = result.asset_materializations_for_node("evaluate_segments")
+        assert (
+            "renamed_from" not in mat.metadata
+        )  # linked once, on the first materialization under the new name
+    assert Services(store).audiences.members(us)["evaluationTime"] == "2026-03-08T00:00:00.000Z"
