@@ -30,11 +30,12 @@ from segmentation_pipelines import engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.profile_store import ProfileStoreService
 from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
+from segmentation_pipelines.timeutil import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def run_evaluation(
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     t = t.astimezone(dt.UTC)
-    evaluation_ms = datetime_to_ms(t)
+    evaluation_ms = to_ms(t)
     ids = list(dict.fromkeys(definition_ids))
     summary = EvaluationSummary(evaluation_time=t, evaluation_ms=evaluation_ms)
     if not ids:
@@ -266,7 +267,7 @@ def publish_memberships(
     """
     layout = StoreLayout(ctx.sandbox_root)
     evaluations = AudienceEvaluations(ctx)
-    evaluation_ms = datetime_to_ms(evaluation_time)
+    evaluation_ms = to_ms(evaluation_time)
     if profiles_paths is None:
         from segmentation_pipelines.service.context import Services
 

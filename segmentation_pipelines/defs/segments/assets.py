@@ -39,7 +39,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     partition_evaluation_time,
     segment_asset_key,
 )
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms, iso
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
@@ -48,6 +48,7 @@ from segmentation_pipelines.service.segment_evaluation import (
     topological_order,
 )
 from segmentation_pipelines.settings import get_settings
+from segmentation_pipelines.timeutil import iso, parse_time, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,8 @@ def _materializations(
             ),
         )
         members = int(counts.get("members", 0))
-        evaluation_ms = datetime_to_ms(summary.evaluation_time) if summary.evaluation_time else None
-        earlier = [
-            e for e in history if evaluation_ms is None or datetime_to_ms(e.evaluation_time) < evaluation_ms
-        ]
+        evaluation_ms = to_ms(summary.evaluation_time) if summary.evaluation_time else None
+        earlier = [e for e in history if evaluation_ms is None or to_ms(e.evaluation_time) < evaluation_ms]
         delta = members - int(earlier[-1].counts.get("members", 0)) if earlier else members
         metadata: dict[str, Any] = {
             # Numeric entries are what Dagster plots across materializations (the asset's "Plots" tab).
@@ -297,7 +296,7 @@ def run_evaluation_time(tag: str | None, partition_key: str | None) -> dt.dateti
     evaluation day: the end of that day, or now for today); else now."""
     now = dt.datetime.now(dt.UTC)
     if tag:
-        return dt.datetime.fromisoformat(tag.replace("Z", "+00:00"))
+        return parse_time(tag, f"run tag {TAG_EVALUATION_TIME}")
     if partition_key:
         return min(partition_evaluation_time(partition_key), now)
     return now
