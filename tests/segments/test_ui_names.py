@@ -1,0 +1,64 @@
+"""What the Dagster UI lists, by name: the loaded code location's segment assets, schedules, sensors and jobs (a
+snapshot of the names; a UUID-named object, or a sensor renamed without thought, fails it)."""
+
+from __future__ import annotations
+
+from segmentation_pipelines.launcher import dagster_schedule_name
+from segmentation_pipelines.service.context import Services
+
+from .helpers import definition
+
+
+def _id8(ident: str) -> str:
+    return ident.replace("-", "")[:8]
+
+
+def test_the_code_location_reads_by_name(store):
+    services = Services(store)
+    vip = services.segment_definitions.create(
+        definition("Käufer (EU) — VIP", 'homeAddress.countryCode = "US"')
+    )
+    us = services.segment_definitions.create(definition("US", 'homeAddress.countryCode = "US"'))
+    nightly = services.schedules.create(
+        {
+            "name": "Nightly US refresh",
+            "type": "batch_segmentation",
+            "properties": {"segments": [us["id"]]},
+            "schedule": "0 0 1 * * ?",
+        }
+    )
+    from segmentation_pipelines.definitions import defs
+
+    repository = defs().get_repository_def()
+    segment_keys = sorted(
+        k.to_user_string() for k in repository.asset_graph.get_all_asset_keys() if k.path[0] == "segment"
+    )
+    assert segment_keys == sorted(
+        [f"segment/kaufer_eu_vip__{_id8(vip['id'])}", f"segment/us__{_id8(us['id'])}"]
+    )
+    assert sorted(s.name for s in repository.schedule_defs) == sorted(
+        [
+            f"nightly_us_refresh__{_id8(nightly['id'])}",
+            *(
+                dagster_schedule_name(s["id"], s["name"])  # the sandbox's default schedule
+                for s in services.schedules.list()["children"]
+                if s["id"] != nightly["id"]
+            ),
+        ]
+    )
+    assert nightly["dagster"]["scheduleName"] == f"nightly_us_refresh__{_id8(nightly['id'])}"
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "profile_store_refresher",
+        "schedule_state_writeback",
+        "segment_job_canceled",
+        "segment_job_failed",
+        "segment_job_launcher",
+        "segment_job_reconciler",
+        "segment_job_started",
+        "segment_job_succeeded",
+    ]
+    assert sorted(j.name for j in repository.get_all_jobs()) == [
+        "__ASSET_JOB",
+        "profile_store",
+        "segment_job",
+    ]
