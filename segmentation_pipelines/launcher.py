@@ -103,11 +103,13 @@ def segment_asset_key(definition_id: str, name: str) -> list[str]:
 
 
 def is_segment_key_of(key_parts: list[str] | tuple[str, ...], definition_id: str) -> bool:
-    """Whether an asset key is (was) a segment key of ``definition_id``, under any name."""
-    return (
-        len(key_parts) == 2
-        and key_parts[0] == "segment"
-        and key_parts[1].endswith(NAME_ID_SEPARATOR + id_suffix(definition_id))
+    """Whether an asset key is (was) a segment key of ``definition_id``, under any name, or the id-only key
+    (``segment/<id with "-" as "_">``) segment assets had before keys were readable."""
+    if len(key_parts) != 2 or key_parts[0] != "segment":
+        return False
+    last = key_parts[1]
+    return last.endswith(NAME_ID_SEPARATOR + id_suffix(definition_id)) or last == definition_id.replace(
+        "-", "_"
     )
 
 

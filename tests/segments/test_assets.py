@@ -150,3 +150,16 @@ def test_a_partition_evaluates_as_of_its_day_and_a_rename_links_the_old_asset(st
             "renamed_from" not in mat.metadata
         )  # linked once, on the first materialization under the new name
     assert Services(store).audiences.members(us)["evaluationTime"] == "2026-03-08T00:00:00.000Z"
+
+
+def test_history_under_the_id_only_key_of_earlier_versions_is_linked(store, three):
+    us, _, _ = three
+    with dg.instance_for_test() as instance:
+        old = dg.AssetKey(["segment", us.replace("-", "_")])  # what earlier versions materialized
+        instance.report_runless_asset_event(dg.AssetMaterialization(old, metadata={"members": 2}))
+        job = load_initial()[0].resolve_job_def("segment_job")
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[key(us)], partition_key="2026-03-05"
+        )
+        (mat,) = result.asset_materializations_for_node("evaluate_segments")
+        assert mat.metadata["renamed_from"].value == old
