@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import ApiError, BadRequest
@@ -41,6 +43,7 @@ DISPLAY_NAMES = {
 }
 SUCCESS = {"message": "Success"}
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 
 
@@ -170,9 +173,66 @@ class SearchService:
 
     # --- the index -------------------------------------------------------------------------------------------------
     def index(self) -> SearchIndex:
+        return SandboxIndex(self.ctx.catalog, self.ctx.org_id, self.ctx.sandbox).current()
+
+    # --- helpers ---------------------------------------------------------------------------------------------------
+    def _matches(self, index: SearchIndex, s: Any) -> list[tuple[Entry, float]]:
+        if s is not None and not isinstance(s, str):
+            raise BadRequest("query parameter 's': expected a Lucene query string.")
+        try:
+            return index.search(lucene.parse(s or ""))
+        except lucene.QueryError as exc:
+            raise BadRequest(f"query parameter 's': {exc}.") from None
+
+    @staticmethod
+    def _schema(query: dict[str, Any], also: str | None = None) -> None:
+        value = query.get("schema.name") or (query.get(also) if also else None)
+        if value != SCHEMA_NAME:
+            got = "missing" if value is None else f"'{str(value)[:80]}'"
+            names = "'schema.name'" + (f" (or '{also}')" if also else "")
+            raise BadRequest(f"query parameter {names}: required, '{SCHEMA_NAME}' (got {got}).")
+
+    @staticmethod
+    def _namespace(query: dict[str, Any]) -> str:
+        value = query.get("namespace")
+        if not isinstance(value, str) or not value:
+            raise BadRequest(
+                "query parameter 'namespace': required, e.g. 'AEPSegments' (see /search/namespaces)."
+            )
+        return value
+
+    @staticmethod
+    def _namespaces(index: SearchIndex) -> set[str]:
+        return {DEFAULT_NAMESPACE} | {e.namespace for e in index.entries}
+
+    @staticmethod
+    def _entity(entry: Entry) -> dict[str, Any]:
+        return {
+            "id": entry.id,
+            "base64EncodedSourceId": _encoded(entry),
+            "sourceId": _source_id(entry),
+            "isFolder": entry.is_folder,
+            "parentFolderId": entry.folder_id,
+            "name": entry.name,
+            "description": entry.description,
+            # Extension: the folder path of the entity (what folderLocation searches).
+            "folderLocation": entry.folder_location,
+        }
+
+
+class SandboxIndex:
+    """The index of one sandbox of one catalog, kept in this process (``_cache``) and brought up to date with the
+    catalog on demand (:meth:`current`): by every search, and right after a commit that touched the sandbox's
+    folders or audiences (:func:`_after_commit`), so the first search after a change usually finds it current."""
+
+    def __init__(self, catalog, org_id: str, sandbox: str):
+        self.catalog, self.org_id, self.sandbox = catalog, org_id, sandbox
+        _catalogs[id(catalog.engine)] = catalog
+
+    def current(self) -> SearchIndex:
         """This sandbox's index, brought up to date with the catalog first (only what changed is re-indexed)."""
-        key = (self.ctx.catalog.url, self.ctx.org_id, self.ctx.sandbox)
-        with self.ctx.catalog.session(readonly=True) as session:
+        key = (self.catalog.url, self.org_id, self.sandbox)
+        with self.catalog.session(readonly=True) as session:
             fingerprint = self._fingerprint(session)
             cached = _cache.get(key)
             if cached is not None and cached.fingerprint == fingerprint:
@@ -189,7 +249,7 @@ class SearchService:
         out: list[Any] = []
         for model in (models.Folder, models.Audience):
             query = select(func.count(), func.max(model.updated_ms), func.sum(model.updated_ms)).where(
-                model.org_id == self.ctx.org_id, model.sandbox == self.ctx.sandbox
+                model.org_id == self.org_id, model.sandbox == self.sandbox
             )
             out.extend(session.execute(query).one())
         return tuple(out)
@@ -200,8 +260,10 @@ class SearchService:
         folders changed, the folders and the locations of whatever they hold."""
         folders_changed = state.fingerprint is None or state.fingerprint[:3] != fingerprint[:3]
         if folders_changed:
-            state.folders = {f.id: f for f in self.ctx.repo(session, models.Folder).find()}
-        where = (models.Audience.org_id == self.ctx.org_id, models.Audience.sandbox == self.ctx.sandbox)
+            m = models.Folder
+            folders = session.scalars(select(m).where(m.org_id == self.org_id, m.sandbox == self.sandbox))
+            state.folders = {f.id: f for f in folders}
+        where = (models.Audience.org_id == self.org_id, models.Audience.sandbox == self.sandbox)
         since = state.audience_updated_ms.values()
         newest = max(since) if since else None
         rows = self._audience_rows(
@@ -288,46 +350,38 @@ class SearchService:
             folder_location=location(folder.parent_folder_id),
         )
 
-    # --- helpers ---------------------------------------------------------------------------------------------------
-    def _matches(self, index: SearchIndex, s: Any) -> list[tuple[Entry, float]]:
-        if s is not None and not isinstance(s, str):
-            raise BadRequest("query parameter 's': expected a Lucene query string.")
-        try:
-            return index.search(lucene.parse(s or ""))
-        except lucene.QueryError as exc:
-            raise BadRequest(f"query parameter 's': {exc}.") from None
 
-    @staticmethod
-    def _schema(query: dict[str, Any], also: str | None = None) -> None:
-        value = query.get("schema.name") or (query.get(also) if also else None)
-        if value != SCHEMA_NAME:
-            got = "missing" if value is None else f"'{str(value)[:80]}'"
-            names = "'schema.name'" + (f" (or '{also}')" if also else "")
-            raise BadRequest(f"query parameter {names}: required, '{SCHEMA_NAME}' (got {got}).")
+# --- keeping indexes current on commit -------------------------------------------------------------------------------
+# A commit in this process that touched a sandbox's folders or audiences (a definition, audience or folder written by
+# the API or the client) brings that sandbox's index up to date at once, if this process has one: the first search
+# afterwards then only reads the fingerprint. Changes made by other processes are caught up by the next search.
+_catalogs: dict[int, Any] = {}  # id(engine) -> the catalog whose sandboxes have indexes here
+_TOUCHED = "segmentation_pipelines.search.touched"
 
-    @staticmethod
-    def _namespace(query: dict[str, Any]) -> str:
-        value = query.get("namespace")
-        if not isinstance(value, str) or not value:
-            raise BadRequest(
-                "query parameter 'namespace': required, e.g. 'AEPSegments' (see /search/namespaces)."
-            )
-        return value
 
-    @staticmethod
-    def _namespaces(index: SearchIndex) -> set[str]:
-        return {DEFAULT_NAMESPACE} | {e.namespace for e in index.entries}
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush_context) -> None:
+    touched = session.info.setdefault(_TOUCHED, set())
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, models.Audience | models.Folder):
+            touched.add((obj.org_id, obj.sandbox))
 
-    @staticmethod
-    def _entity(entry: Entry) -> dict[str, Any]:
-        return {
-            "id": entry.id,
-            "base64EncodedSourceId": _encoded(entry),
-            "sourceId": _source_id(entry),
-            "isFolder": entry.is_folder,
-            "parentFolderId": entry.folder_id,
-            "name": entry.name,
-            "description": entry.description,
-            # Extension: the folder path of the entity (what folderLocation searches).
-            "folderLocation": entry.folder_location,
-        }
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_TOUCHED, None)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    touched = session.info.pop(_TOUCHED, None)
+    bind = session.bind
+    catalog = _catalogs.get(id(getattr(bind, "engine", bind))) if touched else None
+    if catalog is None:
+        return
+    for org_id, sandbox in touched:
+        if (catalog.url, org_id, sandbox) in _cache:
+            try:
+                SandboxIndex(catalog, org_id, sandbox).current()
+            except Exception:  # the write stands; the next search catches up
+                log.exception("search index of %s/%s: catching up after a commit failed", org_id, sandbox)
