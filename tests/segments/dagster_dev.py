@@ -1,4 +1,4 @@
-"""``segmentation-pipelines dev`` as a user starts it (API, Dagster webserver and daemon), for the tests that go
+"""``segmentation-pipelines dev`` (or ``serve``) as a user starts it (API, Dagster webserver and daemon), for the tests that go
 through Dagster's own GraphQL API: yields the API's URL and the webserver's once both answer and every daemon is
 healthy."""
 
@@ -38,11 +38,13 @@ def _daemons_healthy(dagster_url: str) -> bool:
 
 
 @contextmanager
-def dagster_dev(home: Path, startup_s: float = 240) -> Iterator[tuple[str, str]]:
+def dagster_dev(home: Path, startup_s: float = 240, command: str = "dev") -> Iterator[tuple[str, str]]:
+    """``command`` ``dev`` (API + Dagster) or ``serve`` (the API alone: the second URL answers nothing)."""
     port, dagster_port = free_port(), free_port()
-    args = [SCRIPT, "dev", "--port", str(port), "--home", str(home), "--dagster-port", str(dagster_port)]
+    args = [SCRIPT, command, "--port", str(port), "--home", str(home)]
+    args += ["--dagster-port", str(dagster_port)] if command == "dev" else []
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENTATION_", "DAGSTER_"))}
-    log_path = home.parent / "dev.log"
+    log_path = home.parent / f"{command}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         url, dagster_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{dagster_port}"
@@ -54,7 +56,7 @@ def dagster_dev(home: Path, startup_s: float = 240) -> Iterator[tuple[str, str]]
                     up = httpx.get(f"{url}/health", timeout=2).status_code == 200
                 except httpx.TransportError:
                     up = False
-                if up and _daemons_healthy(dagster_url):
+                if up and (command != "dev" or _daemons_healthy(dagster_url)):
                     break
                 assert time.monotonic() < deadline, f"dev did not come up:\n{log_path.read_text()[-5000:]}"
                 time.sleep(0.5)
