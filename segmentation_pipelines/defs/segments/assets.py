@@ -109,8 +109,7 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
             "merge_policy_id": entry.get("mergePolicyId") or "",
             "pql": text,
         },
-        # The readable name, searchable and shown in the UI (catalog filter, asset page); the key stays the id, so
-        # a rename changes the tag, never the key (docs/decisions/segments.md).
+        # The name as a tag too (the catalog's tag filter); the key carries it as well (docs/decisions/dagster-ui.md).
         tags={"segmentation/sandbox": entry["sandbox"], "audience": name_tag(entry.get("name") or "")},
     )
 
