@@ -68,6 +68,19 @@ _INTERNAL = "_internal"  # stored in the row's body, never returned
 DAY_MS = 86_400_000
 
 
+def check_evaluation_day(evaluation_ms: int) -> None:
+    """Evaluations are Dagster partitions by evaluation day (``launcher.evaluation_partition``): the time must fall
+    in a day that exists, from the first one to today (UTC)."""
+    first = to_ms(partition_evaluation_time(PARTITION_START)) - DAY_MS
+    last = to_ms(partition_evaluation_time(from_ms(now_ms()).strftime("%Y-%m-%d")))
+    if evaluation_ms <= first:
+        raise BadRequest(
+            f"evaluation_time: must be after {PARTITION_START}T00:00:00Z (the first evaluation day)."
+        )
+    if evaluation_ms > last:
+        raise BadRequest(f"evaluation_time: must not be later than {iso_ms(last)} (the end of today, UTC).")
+
+
 def _field(obj: Any, name: str, default: Any = None) -> Any:
     """``obj.name`` or ``obj[name]``: the evaluation summary may be a dataclass or a dict."""
     if isinstance(obj, Mapping):
@@ -117,14 +130,8 @@ class SegmentJobsService:
             )
         evaluation_ms = None if evaluation_time is None else to_ms(parse_time(evaluation_time))
         segments = self._resolve_segments(body)
-        if (
-            evaluation_ms is not None
-            and evaluation_ms <= to_ms(partition_evaluation_time(PARTITION_START)) - DAY_MS
-        ):
-            # Evaluations are Dagster partitions by evaluation day (launcher.py); there are none before the first.
-            raise BadRequest(
-                f"evaluation_time: must be after {PARTITION_START}T00:00:00Z (the first evaluation day)."
-            )
+        if evaluation_ms is not None:
+            check_evaluation_day(evaluation_ms)
         now = now_ms()
         mode = "in_process" if wait else ("sensor" if launch else "caller")
         status = NEW if mode == "sensor" else QUEUED

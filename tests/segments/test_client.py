@@ -124,3 +124,15 @@ def test_audiences_crud(client, store):
     with pytest.raises(SegmentationError) as err:
         client.segment_definitions.get(seg["id"])
     assert err.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "when, named",
+    [("2019-12-31T12:00:00Z", "must be after 2020-01-01"), ("2999-01-01T00:00:00Z", "must not be later than")],
+)
+def test_an_evaluation_time_without_an_evaluation_day_is_refused(client, store, when, named):
+    us = client.segment_definitions.create(definition("US", 'homeAddress.countryCode = "US"'))["id"]
+    with pytest.raises(SegmentationError) as err:
+        client.segment_jobs.create([{"segmentId": us}], evaluation_time=when)
+    assert err.value.status == 400 and "evaluation_time" in str(err.value) and named in str(err.value)
+    assert client.segment_jobs.list()["children"] == []  # nothing stored
