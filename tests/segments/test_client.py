@@ -128,7 +128,10 @@ def test_audiences_crud(client, store):
 
 @pytest.mark.parametrize(
     "when, named",
-    [("2019-12-31T12:00:00Z", "must be after 2020-01-01"), ("2999-01-01T00:00:00Z", "must not be later than")],
+    [
+        ("2019-12-31T12:00:00Z", "must be after 2020-01-01"),
+        ("2999-01-01T00:00:00Z", "must not be later than"),
+    ],
 )
 def test_an_evaluation_time_without_an_evaluation_day_is_refused(client, store, when, named):
     us = client.segment_definitions.create(definition("US", 'homeAddress.countryCode = "US"'))["id"]
