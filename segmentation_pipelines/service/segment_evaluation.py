@@ -29,6 +29,7 @@ from typing import Any
 from segmentation_pipelines import engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
+from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_order
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
@@ -63,32 +64,17 @@ class EvaluationSummary:
     durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
     order: list[str] = field(default_factory=list)  # evaluation (topological) order
     files: dict[str, str] = field(default_factory=dict)
-    store_version: dict[str, Any] = field(default_factory=dict)  # the profile store it read (profile_store.py)
+    store_version: dict[str, Any] = field(
+        default_factory=dict
+    )  # the profile store it read (profile_store.py)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
-    """``ids`` so that every definition comes after the ones it references (among ``ids``); stable by id."""
-    wanted = sorted(set(ids))
-    selected = set(wanted)
-    done: set[str] = set()
-    order: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(node: str) -> None:
-        if node in done:
-            return
-        if node in visiting:
-            raise ApiError(400, f"inSegment references form a cycle through definition '{node}'.")
-        visiting.add(node)
-        for dep in sorted(set(dependencies.get(node, ())) & selected):
-            visit(dep)
-        visiting.discard(node)
-        done.add(node)
-        order.append(node)
-
-    for node in wanted:
-        visit(node)
-    return order
+    """``ids`` so that every definition comes after the ones it references (among ``ids``); a cycle is a 400."""
+    try:
+        return evaluation_order(ids, dependencies)
+    except ReferenceCycle as exc:
+        raise ApiError(400, f"{exc} (among the definitions of this job).") from None
 
 
 def _passes(
