@@ -13,10 +13,10 @@ import os
 import time
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 from sqlglot import exp
 
+from segmentation_pipelines import duck
 from segmentation_pipelines.engine import plan
 from segmentation_pipelines.engine.event_aggregates_sql import as_bits, event_aggregate_select, positive
 from segmentation_pipelines.engine.interrupt import run_interruptible
@@ -39,13 +39,7 @@ def _q(name: str) -> str:
 class _Runner:
     def __init__(self, req: EvaluationRequest):
         self.req = req
-        self.con = duckdb.connect()
-        self.con.execute(f"SET memory_limit = {_lit(req.memory_limit)}")
-        if req.temp_dir is not None:
-            Path(req.temp_dir).mkdir(parents=True, exist_ok=True)
-            self.con.execute(f"SET temp_directory = {_lit(req.temp_dir)}")
-        self.con.execute(f"SET threads = {os.cpu_count() or 1}")
-        self.con.execute("SET preserve_insertion_order = false")
+        self.con = duck.connect(req.temp_dir, req.memory_limit, threads=os.cpu_count() or 1)
 
         self.timings: dict[str, float] = {}
 

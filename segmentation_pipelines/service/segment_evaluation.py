@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segmentation_pipelines import engine
+from segmentation_pipelines import duck, engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
 from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_order
@@ -317,19 +317,17 @@ def _external_members(
     needed = sorted({r for i in batch for r in deps.get(i, ()) if r not in in_batch})
     if not needed:
         return {}
-    import duckdb
-
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     stored = evaluations.latest_for([r for r in needed if r not in produced], before_ms=evaluation_ms + 1)
     for k, ref in enumerate(needed):
         target = folder / f"{k}.parquet"
         if ref in produced:
-            con = duckdb.connect()
+            con = duck.connect()
             try:
                 con.execute(
                     "COPY (SELECT DISTINCT profile_id FROM read_parquet($src) WHERE audience_id = $aid) TO "
-                    f"'{str(target).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)",
+                    f"{duck.sql_str(target)} (FORMAT parquet)",
                     {"src": str(produced[ref]), "aid": ref},
                 )
             finally:
