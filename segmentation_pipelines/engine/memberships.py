@@ -392,6 +392,9 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
         src = f"read_parquet({_sql_str(membership_file)})"
         total = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
         im = "identityMap" if _has_identity_map(con, Path(membership_file)) else "NULL AS identityMap"
+        # External audiences' files also carry validUntil and payload (engine/external_ingest.py).
+        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        im += "".join(f", {c}" for c in ("validUntil", "payload") if c in columns)
         cur = con.execute(
             f"""SELECT profile_id, status, lastQualificationTime, {im} FROM {src}
                 ORDER BY profile_id LIMIT $limit OFFSET $start""",

@@ -101,6 +101,18 @@ def identity_map_doc(entries: Any) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _external_member_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An external audience member's ``validUntil`` and enrichment ``payload`` (JSON values), when it has them."""
+    out: dict[str, Any] = {}
+    if "validUntil" in row:
+        out["validUntil"] = iso(row["validUntil"])
+    if isinstance(row.get("payload"), Mapping):
+        out["payload"] = {
+            k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row["payload"].items()
+        }
+    return out
+
+
 class AudiencesService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -351,6 +363,7 @@ class AudiencesService:
                         "identityMap": identity_map_doc(r.get("identityMap")),
                         "status": r["status"],
                         "lastQualificationTime": iso(r["lastQualificationTime"]),
+                        **_external_member_fields(r),
                     }
                     for r in rows
                 ],

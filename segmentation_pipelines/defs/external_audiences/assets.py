@@ -7,7 +7,6 @@ both ingestion stages through :meth:`ExternalAudiencesService.execute` and recor
 as materialization metadata. Materialized from the UI (no run tags), it records a full ingestion run itself.
 """
 
-from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
