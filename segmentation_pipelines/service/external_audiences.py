@@ -409,7 +409,7 @@ class ExternalAudiencesService:
         with self.ctx.catalog.session(readonly=True) as session:
             row = self._run_row(session, id, run_id)
             doc, status, dagster_run = self._run_doc(row), row.status, row.run_id
-        if status in (QUEUED, PROCESSING) and dagster_run:
+        if status in (QUEUED, PROCESSING):  # a run launched by a sensor is found by its tags
             run = self.ctx.launcher.find_run(run_id, dagster_run)
             if run is not None and run.finished:
                 errors = self.ctx.launcher.errors(dagster_run) if run.status == RUN_FAILURE else None
@@ -882,7 +882,12 @@ class ExternalAudiencesService:
         """``(format, files)`` of the audience's source in the landing area (the landing rule of ``landing.py``)."""
         params = doc["sourceSpec"]["params"]
         kind = params.get("type") or "file"
-        path = resolve_path(params["path"], self.ctx.landing_dir, confined=confined, kind=kind, what="sourceSpec.params.path")
+        try:
+            path = resolve_path(
+                params["path"], self.ctx.landing_dir, confined=confined, kind=kind, what="sourceSpec.params.path"
+            )
+        except ApiError as exc:  # the landing rule's message, with this API's code
+            raise bad(exc.message) from None
         if kind == "file":
             files = [path]
         else:
