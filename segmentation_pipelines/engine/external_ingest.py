@@ -152,22 +152,31 @@ def ingest_rows(
             f"WHEN NOT ({has_known}) THEN '{MISSING_IDENTITY}|no identity value (identity fields: "
             f"{', '.join(f['name'] for f in ident_fields).replace(chr(39), chr(39) * 2)})' END"
         )
+        # No row numbers: a window over the whole scan would serialize it; a reject names its file and values.
         con.execute(
             f"""CREATE TEMP TABLE src AS SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
-                FROM (SELECT row_number() OVER () AS _row, filename AS _file, {", ".join(values)} FROM {scan})"""
+                FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan})"""
         )
-        rows_read = con.execute("SELECT count(*) FROM src").fetchone()[0]
-        rejects = {
-            reason: int(n)
-            for reason, n in con.execute(
-                "SELECT split_part(err, '|', 1), count(*) FROM src WHERE err IS NOT NULL GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        }
+        rows_read = 0
+        rejects = {}
+        for reason, n in con.execute(
+            "SELECT split_part(err, '|', 1), count(*) FROM src GROUP BY 1 ORDER BY 1 NULLS FIRST"
+        ).fetchall():
+            rows_read += int(n)
+            if reason:
+                rejects[reason] = int(n)
+        value_list = ", ".join(f"v{i}" for i in range(len(fields)))
+        names = [f["name"] for f in fields]
         samples = [
-            {"row": int(r), "file": Path(fname).name, "reason": reason, "message": message}
-            for r, fname, reason, message in con.execute(
-                f"""SELECT _row, _file, split_part(err, '|', 1), split_part(err, '|', 2) FROM src
-                    WHERE err IS NOT NULL ORDER BY _row LIMIT {SAMPLE_REJECTS}"""
+            {
+                "file": Path(fname).name,
+                "reason": reason,
+                "message": message,
+                "values": dict(zip(names, vals, strict=True)),
+            }
+            for fname, reason, message, vals in con.execute(
+                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), [{value_list}] FROM src
+                    WHERE err IS NOT NULL LIMIT {SAMPLE_REJECTS}"""
             ).fetchall()
         ]
         rejected = sum(rejects.values())
@@ -177,7 +186,7 @@ def ingest_rows(
             first = samples[0] if samples else {}
             raise IngestError(
                 f"all {rows_read} rows were rejected ({', '.join(f'{k}: {v}' for k, v in rejects.items())}); "
-                f"first: row {first.get('row')} of {first.get('file')}: {first.get('message')}"
+                f"e.g. in {first.get('file')}: {first.get('message')} (row {first.get('values')})"
             )
         ids = ", ".join(
             f"CASE WHEN v{index[f['name']]} IS NOT NULL THEN {{'ns': {_q(namespaces[f['name']])}, "
@@ -194,20 +203,23 @@ def ingest_rows(
             if payload_fields
             else "NULL::STRUCT(none BOOLEAN)"
         )
+        # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
+        # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
         con.execute(
             f"""CREATE TEMP TABLE good AS
-                SELECT DISTINCT md5(to_json({{'ids': ids, 'payload': payload}})::VARCHAR) AS row_hash, ids, payload
-                FROM (SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
-                      FROM src WHERE err IS NULL)"""
+                SELECT hash(ids, payload) AS row_hash, ids, payload FROM (
+                    SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
+                    FROM src WHERE err IS NULL)"""
         )
         accepted = con.execute("SELECT count(*) FROM good").fetchone()[0]
         prev = previous_data is not None and Path(previous_data).exists()
         if prev:
             con.execute(
-                f"CREATE TEMP TABLE prev AS SELECT row_hash, ingested_ms FROM read_parquet({_q(previous_data)})"
+                "CREATE TEMP TABLE prev AS SELECT row_hash, min(ingested_ms) AS ingested_ms "
+                f"FROM read_parquet({_q(previous_data)}) GROUP BY row_hash"
             )
         else:
-            con.execute("CREATE TEMP TABLE prev (row_hash VARCHAR, ingested_ms BIGINT)")
+            con.execute("CREATE TEMP TABLE prev (row_hash UBIGINT, ingested_ms BIGINT)")
         kept = "p.ingested_ms" if differential else "NULL"
         con.execute(
             f"""COPY (SELECT g.row_hash, g.ids, g.payload, coalesce({kept}, $t)::BIGINT AS ingested_ms
@@ -215,7 +227,7 @@ def ingest_rows(
                 TO {_q(out_path)} (FORMAT parquet)""",
             {"t": int(ingestion_ms)},
         )
-        changed, removed = con.execute(
+        changed, removed = (accepted, 0) if not prev else con.execute(
             """SELECT (SELECT count(*) FROM good ANTI JOIN prev USING (row_hash)),
                       (SELECT count(*) FROM prev ANTI JOIN good USING (row_hash))"""
         ).fetchone()
@@ -271,24 +283,33 @@ def build_membership(
         else:
             graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
         # Row -> the profiles its identities belong to (a row may name identities of two profiles: both are in).
+        # Row -> the profiles its identities belong to (a row may name identities of two profiles: both are in);
+        # kept with the unmatched identities, whose rows are pending.
         con.execute(
             f"""CREATE TEMP TABLE resolved AS
-                SELECT DISTINCT d.row_hash, g.profile_id, d.ingested_ms
-                FROM (SELECT row_hash, ingested_ms, unnest(ids) AS i FROM data) d
-                JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id"""
+                SELECT d.row_hash, g.profile_id, d.ingested_ms, d.payload
+                FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data) d
+                LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id"""
         )
-        pending = con.execute(
-            "SELECT count(*) FROM data ANTI JOIN (SELECT DISTINCT row_hash FROM resolved) USING (row_hash)"
-        ).fetchone()[0]
+        total_rows, resolved_rows = con.execute(
+            "SELECT (SELECT count(DISTINCT row_hash) FROM data), "
+            "count(DISTINCT row_hash) FILTER (WHERE profile_id IS NOT NULL) FROM resolved"
+        ).fetchone()
+        pending = int(total_rows) - int(resolved_rows)
         # Per profile: its newest row's ingestion time and payload (ties broken by the row's content).
         con.execute(
-            f"""CREATE TEMP TABLE cur AS
-                SELECT r.profile_id, max(r.ingested_ms) AS ms,
-                       arg_max(d.payload, r.ingested_ms::VARCHAR || r.row_hash) AS payload
-                FROM resolved r JOIN data d USING (row_hash) GROUP BY r.profile_id"""
+            """CREATE TEMP TABLE cur AS
+               SELECT profile_id, max(ingested_ms) AS ms, arg_max(payload, (ingested_ms, row_hash)) AS payload
+               FROM resolved WHERE profile_id IS NOT NULL GROUP BY profile_id"""
         )
         has_profiles = profiles_path is not None and Path(profiles_path).exists()
         im = _identity_map_of("identityMap")
+        if has_profiles:
+            shape = dict(
+                (r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT identityMap FROM read_parquet({_q(profiles_path)})").fetchall()
+            )
+            if shape.get("identityMap", "").replace('"', "") == IDENTITY_MAP_TYPE.replace('"', ""):
+                im = "identityMap"  # already in the documented shape: no per-row rewrite
         profiles = (
             f"SELECT profile_id::VARCHAR AS profile_id, {im}::{IDENTITY_MAP_TYPE} AS identityMap "
             f"FROM read_parquet({_q(profiles_path)})"
@@ -313,8 +334,9 @@ def build_membership(
                 f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload WHERE false"
             )
         ttl = int(ttl_days) * DAY_MS
+        out_file = _q(out_path)
         con.execute(
-            f"""CREATE TEMP TABLE out AS
+            f"""COPY (
                 SELECT * FROM (
                   SELECT coalesce(c.profile_id, p.profile_id) AS profile_id,
                          CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN 'realized' ELSE 'exited' END
@@ -331,34 +353,33 @@ def build_membership(
                          p.status IS DISTINCT FROM 'exited' AS was_current
                   FROM cur c
                   FULL JOIN ({prev}) p ON p.profile_id = c.profile_id
-                  LEFT JOIN ({profiles}) pr ON pr.profile_id = coalesce(c.profile_id, p.profile_id))
-                WHERE status = 'realized' OR lastQualificationTime >= $cutoff""",
+                  LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
+                WHERE status = 'realized' OR lastQualificationTime >= $cutoff
+            ) TO {out_file} (FORMAT parquet)""",
             {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
         )
-        con.execute(
-            f"""COPY (SELECT profile_id, status, lastQualificationTime, identityMap, validUntil, payload FROM out)
-                TO {_q(out_path)} (FORMAT parquet)"""
-        )
-        src = "out"
+        src = f"read_parquet({out_file})"
         realized, exited, exited_now, next_expiry = con.execute(
-            """SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
-                      count(*) FILTER (WHERE status = 'exited' AND was_current),
-                      min(validUntil) FILTER (WHERE status = 'realized')
-               FROM out"""
+            f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
+                       count(*) FILTER (WHERE status = 'exited' AND was_current),
+                       min(validUntil) FILTER (WHERE status = 'realized')
+                FROM {src}"""
         ).fetchone()
-        by_namespace = dict(
-            con.execute(
-                f"""SELECT ns, count(*) FROM (SELECT DISTINCT profile_id, unnest(list_transform(identityMap,
-                        lambda e: e.key)) AS ns FROM {src} WHERE status = 'realized') GROUP BY ns ORDER BY ns"""
-            ).fetchall()
-        )
+        # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace.
+        by_namespace: dict[str, int] = {}
+        for keys, n in con.execute(
+            f"""SELECT list_sort(list_distinct(list_transform(identityMap, lambda e: e.key))), count(*)
+                FROM {src} WHERE status = 'realized' GROUP BY 1"""
+        ).fetchall():
+            for key in keys or []:
+                by_namespace[key] = by_namespace.get(key, 0) + int(n)
         counts = {
             "members": int(realized),
             "realized": int(realized),
             "existing": 0,
             "exited": int(exited_now),
             "exitedRetained": int(exited),
-            "by_namespace": {str(k): int(v) for k, v in by_namespace.items()},
+            "by_namespace": dict(sorted(by_namespace.items())),
             "pending": int(pending),
         }
         next_ms = None
