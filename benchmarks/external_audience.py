@@ -177,7 +177,10 @@ def main() -> None:
     if args.record:
         from results_file import append_result
 
-        print("recorded in", append_result("external_audience.md", "External-audience ingestion benchmark (issue 15)", table))
+        print(
+            "recorded in",
+            append_result("external_audience.md", "External-audience ingestion benchmark (issue 15)", table),
+        )
 
 
 if __name__ == "__main__":

@@ -470,7 +470,9 @@ class ExternalAudiences(Resource):
         )
         return {"operationId": created["operationId"], "operationDetails": done}
 
-    def start_run(self, id: str, body: Any = None, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002
+    def start_run(
+        self, id: str, body: Any = None, wait: bool = False, timeout: float = 600.0, poll: float = 0.5
+    ) -> Any:  # noqa: A002
         """Start an ingestion run; ``wait=True`` returns the ended run (in-process it runs here, through Dagster)."""
         if self.local:
             return self.transport.service(self.service).start_run(id, body, wait=wait)

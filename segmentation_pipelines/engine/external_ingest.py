@@ -227,10 +227,14 @@ def ingest_rows(
                 TO {_q(out_path)} (FORMAT parquet)""",
             {"t": int(ingestion_ms)},
         )
-        changed, removed = (accepted, 0) if not prev else con.execute(
-            """SELECT (SELECT count(*) FROM good ANTI JOIN prev USING (row_hash)),
+        changed, removed = (
+            (accepted, 0)
+            if not prev
+            else con.execute(
+                """SELECT (SELECT count(*) FROM good ANTI JOIN prev USING (row_hash)),
                       (SELECT count(*) FROM prev ANTI JOIN good USING (row_hash))"""
-        ).fetchone()
+            ).fetchone()
+        )
         return RowsResult(
             data_path=out_path,
             rows_read=int(rows_read),
@@ -306,7 +310,10 @@ def build_membership(
         im = _identity_map_of("identityMap")
         if has_profiles:
             shape = dict(
-                (r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT identityMap FROM read_parquet({_q(profiles_path)})").fetchall()
+                (r[0], r[1])
+                for r in con.execute(
+                    f"DESCRIBE SELECT identityMap FROM read_parquet({_q(profiles_path)})"
+                ).fetchall()
             )
             if shape.get("identityMap", "").replace('"', "") == IDENTITY_MAP_TYPE.replace('"', ""):
                 im = "identityMap"  # already in the documented shape: no per-row rewrite
@@ -320,7 +327,10 @@ def build_membership(
         payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
         if previous_membership is not None and Path(previous_membership).exists():
             cols = {
-                r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_q(previous_membership)})").fetchall()
+                r[0]
+                for r in con.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet({_q(previous_membership)})"
+                ).fetchall()
             }
             vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
             pl = "payload" if "payload" in cols else "NULL AS payload"

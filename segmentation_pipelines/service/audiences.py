@@ -301,6 +301,10 @@ class AudiencesService:
         if kind == TYPE_SEGMENT_DEFINITION:
             self.definitions.delete(id)
             return None
+        if (row.body.get("linkedAudienceRef") or {}).get("externalAudienceId") == id:
+            # An /data/core/ais external audience: deleted with its runs and data, by its own rules.
+            Services(self.ctx).external_audiences.delete(id)
+            return None
         with self.ctx.catalog.session() as session:
             row = self._row(session, id)
             dependents = self.definitions.dependents_of(session, id)

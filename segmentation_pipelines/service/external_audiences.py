@@ -98,7 +98,9 @@ def unprocessable(message: str) -> ApiError:
 
 
 def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(404, f"{what} '{ident}' was not found in this sandbox.", code=NOT_FOUND, title="NOT_FOUND")
+    return ApiError(
+        404, f"{what} '{ident}' was not found in this sandbox.", code=NOT_FOUND, title="NOT_FOUND"
+    )
 
 
 def _day_start_ms(ms: int) -> int:
@@ -190,7 +192,9 @@ class ExternalAudiencesService:
                     code=DUPLICATE,
                     title="DUPLICATE_RESOURCE",
                 )
-            if self.ctx.repo(session, models.ExternalAudience).find(models.ExternalAudience.name == doc["name"]):
+            if self.ctx.repo(session, models.ExternalAudience).find(
+                models.ExternalAudience.name == doc["name"]
+            ):
                 raise ApiError(
                     409,
                     f"name: an external audience named '{doc['name']}' already exists.",
@@ -222,7 +226,9 @@ class ExternalAudiencesService:
         if files:
             run = self._new_run(ident, {"differentialIngestion": False}, trigger="create", mode=wait)
             with self.ctx.catalog.session() as session:
-                row = self.ctx.repo(session, models.ExternalAudienceOperation).get(operation_id, for_update=True)
+                row = self.ctx.repo(session, models.ExternalAudienceOperation).get(
+                    operation_id, for_update=True
+                )
                 row.body = {**row.body, "runId": run["runId"]}
         if wait and run is not None:
             self.run_in_process(run["runId"])
@@ -251,7 +257,9 @@ class ExternalAudiencesService:
         if run_id and audience is not None:
             run = self.get_run(audience_id, run_id)
             out["runId"] = run_id
-            out["status"] = {SUCCESS: SUCCESS, FAILED: "FAILED", CANCELLED: "FAILED"}.get(run["status"], PROCESSING)
+            out["status"] = {SUCCESS: SUCCESS, FAILED: "FAILED", CANCELLED: "FAILED"}.get(
+                run["status"], PROCESSING
+            )
             if run.get("errors"):
                 out["errors"] = run["errors"]
         return out
@@ -265,7 +273,10 @@ class ExternalAudiencesService:
             counts = latest.counts
             doc["metrics"] = {
                 "totalProfiles": counts.get("members", 0),
-                "totalProfilesByStatus": {"realized": counts.get("realized", 0), "exited": counts.get("exited", 0)},
+                "totalProfilesByStatus": {
+                    "realized": counts.get("realized", 0),
+                    "exited": counts.get("exited", 0),
+                },
                 "pendingRows": counts.get("pending", 0),
                 "lastIngestionTime": iso(latest.evaluation_time),
             }
@@ -336,7 +347,9 @@ class ExternalAudiencesService:
                     "through inSegment. Change or delete those first."
                 )
             runs = self.ctx.repo(session, models.ExternalAudienceRun)
-            active = runs.find(models.ExternalAudienceRun.audience_id == id, models.ExternalAudienceRun.status.in_(ACTIVE))
+            active = runs.find(
+                models.ExternalAudienceRun.audience_id == id, models.ExternalAudienceRun.status.in_(ACTIVE)
+            )
             if active:
                 raise unprocessable(
                     f"External audience '{id}' has a run in progress ({active[0].id}); delete it when the run ended."
@@ -365,7 +378,9 @@ class ExternalAudiencesService:
                 models.ExternalAudienceRun.audience_id == id, models.ExternalAudienceRun.status.in_(ACTIVE)
             )
         if busy:
-            raise unprocessable(f"External audience '{id}' has a run in progress ({busy[0].id}); extend it later.")
+            raise unprocessable(
+                f"External audience '{id}' has a run in progress ({busy[0].id}); extend it later."
+            )
         data = (doc.get(_INTERNAL) or {}).get("dataPath")
         if not data or not Path(data).exists():
             raise unprocessable(f"External audience '{id}' has no successful ingestion to extend yet.")
@@ -426,12 +441,22 @@ class ExternalAudiencesService:
 
     # --- run life (sensors, runner, in-process) ----------------------------------------------------------------
 
-    def _new_run(self, audience_id: str, body: Mapping[str, Any], trigger: str, mode: bool, **extra: Any) -> dict:
+    def _new_run(
+        self, audience_id: str, body: Mapping[str, Any], trigger: str, mode: bool, **extra: Any
+    ) -> dict:
         differential = body.get("differentialIngestion", True)
         if not isinstance(differential, bool):
             raise bad("differentialIngestion: expected true or false.")
-        start = _epoch_ms(body["dataFilterStartTime"], "dataFilterStartTime") if "dataFilterStartTime" in body else None
-        end = _epoch_ms(body["dataFilterEndTime"], "dataFilterEndTime") if body.get("dataFilterEndTime") else None
+        start = (
+            _epoch_ms(body["dataFilterStartTime"], "dataFilterStartTime")
+            if "dataFilterStartTime" in body
+            else None
+        )
+        end = (
+            _epoch_ms(body["dataFilterEndTime"], "dataFilterEndTime")
+            if body.get("dataFilterEndTime")
+            else None
+        )
         if start is not None and end is not None and end < start:
             raise bad("dataFilterEndTime: must not be before dataFilterStartTime.")
         ingestion_ms = None
@@ -471,7 +496,11 @@ class ExternalAudiencesService:
                 "createdBy": self.ctx.user,
                 "trigger": trigger,
                 "details": [{"stage": s, "status": "NOT_STARTED", "flowRunId": None} for s in STAGES],
-                _INTERNAL: {"launch": "in_process" if mode else "sensor", "ingestionMs": ingestion_ms, **extra},
+                _INTERNAL: {
+                    "launch": "in_process" if mode else "sensor",
+                    "ingestionMs": ingestion_ms,
+                    **extra,
+                },
             }
             runs.add(
                 id=run_id,
@@ -537,8 +566,14 @@ class ExternalAudiencesService:
                     if target == FAILED and not body.get("errors"):
                         body["errors"] = _errors(error)
                     body["details"] = [
-                        {**d, "status": d["status"] if d["status"] in (SUCCESS, FAILED) else
-                         ("FAILED" if target == FAILED and d["status"] == PROCESSING else d["status"])}
+                        {
+                            **d,
+                            "status": d["status"]
+                            if d["status"] in (SUCCESS, FAILED)
+                            else (
+                                "FAILED" if target == FAILED and d["status"] == PROCESSING else d["status"]
+                            ),
+                        }
                         for d in body.get("details") or []
                     ]
                     row.body = body
@@ -565,7 +600,9 @@ class ExternalAudiencesService:
             self._set_status(session, row, NEW)
             return True
 
-    def execute(self, run_id: str, dagster_run: str | None = None, report: Callable[[str], None] | None = None) -> dict:
+    def execute(
+        self, run_id: str, dagster_run: str | None = None, report: Callable[[str], None] | None = None
+    ) -> dict:
         """The ingestion itself (the asset's body): both stages, then the membership is published. Raises
         :class:`segmentation_pipelines.engine.external_ingest.IngestError` with what is wrong (nothing published)."""
         say = report or (lambda _msg: None)
@@ -633,7 +670,9 @@ class ExternalAudiencesService:
         self._stage(run_id, 0, SUCCESS, dagster_run, metrics=metrics)
         self._stage(run_id, 1, PROCESSING, dagster_run)
         try:
-            counts = self._publish_membership(audience_id, final, now, run_id=run_id, ttl=int(doc["ttlInDays"]))
+            counts = self._publish_membership(
+                audience_id, final, now, run_id=run_id, ttl=int(doc["ttlInDays"])
+            )
         except Exception as exc:
             final.unlink(missing_ok=True)
             self._fail(run_id, 1, f"{type(exc).__name__}: {exc}")
@@ -653,7 +692,9 @@ class ExternalAudiencesService:
         version = None
         done = 0
         with self.ctx.catalog.session(readonly=True) as session:
-            rows = [(r.id, copy.deepcopy(r.body)) for r in self.ctx.repo(session, models.ExternalAudience).find()]
+            rows = [
+                (r.id, copy.deepcopy(r.body)) for r in self.ctx.repo(session, models.ExternalAudience).find()
+            ]
             busy = {
                 r.audience_id
                 for r in self.ctx.repo(session, models.ExternalAudienceRun).find(
@@ -680,7 +721,9 @@ class ExternalAudiencesService:
         ingestion (its files' fingerprint); ``[(run id, fingerprint)]`` of the runs written."""
         out = []
         with self.ctx.catalog.session(readonly=True) as session:
-            rows = [(r.id, copy.deepcopy(r.body)) for r in self.ctx.repo(session, models.ExternalAudience).find()]
+            rows = [
+                (r.id, copy.deepcopy(r.body)) for r in self.ctx.repo(session, models.ExternalAudience).find()
+            ]
             m = models.ExternalAudienceRun
             seen = {
                 (r.audience_id, (r.body.get(_INTERNAL) or {}).get("fingerprint"))
@@ -691,7 +734,9 @@ class ExternalAudiencesService:
             if ident in busy:
                 continue
             try:
-                _fmt, files = self._source_files(doc, confined=bool((doc.get(_INTERNAL) or {}).get("confined")))
+                _fmt, files = self._source_files(
+                    doc, confined=bool((doc.get(_INTERNAL) or {}).get("confined"))
+                )
             except ApiError:
                 continue  # the source is gone: nothing arrived
             if not files:
@@ -700,7 +745,9 @@ class ExternalAudiencesService:
             if fp == (doc.get(_INTERNAL) or {}).get("fingerprint") or (ident, fp) in seen:
                 continue
             try:
-                run = self._new_run(ident, {"differentialIngestion": True}, trigger="file", mode=False, fingerprint=fp)
+                run = self._new_run(
+                    ident, {"differentialIngestion": True}, trigger="file", mode=False, fingerprint=fp
+                )
             except ApiError as exc:  # a limit: the next tick tries again
                 log.warning("External audience %s: new files not ingested yet: %s", ident, exc.message)
                 continue
@@ -716,7 +763,9 @@ class ExternalAudiencesService:
 
             con = duckdb.connect()
             try:
-                for (ns,) in con.execute("SELECT DISTINCT namespace FROM read_parquet($p)", {"p": str(graph)}).fetchall():
+                for (ns,) in con.execute(
+                    "SELECT DISTINCT namespace FROM read_parquet($p)", {"p": str(graph)}
+                ).fetchall():
                     known[str(ns).lower()] = str(ns)
             finally:
                 con.close()
@@ -724,7 +773,9 @@ class ExternalAudiencesService:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _publish_membership(self, audience_id: str, data: Path, now: int, run_id: str | None, ttl: int) -> dict:
+    def _publish_membership(
+        self, audience_id: str, data: Path, now: int, run_id: str | None, ttl: int
+    ) -> dict:
         """Build the membership from ``data`` at ``now`` and publish it (file renamed into place, then the catalog
         row, then the audience's pointers)."""
         from segmentation_pipelines.service.profile_store import ProfileStoreService
@@ -779,7 +830,9 @@ class ExternalAudiencesService:
             Path(old).unlink(missing_ok=True)
         return result.counts
 
-    def _stage(self, run_id: str, index: int, status: str, dagster_run: str | None, metrics: dict | None = None) -> None:
+    def _stage(
+        self, run_id: str, index: int, status: str, dagster_run: str | None, metrics: dict | None = None
+    ) -> None:
         with self.ctx.catalog.session() as session:
             row = self._run_row(session, None, run_id, lock=True)
             body = dict(row.body)
@@ -801,7 +854,9 @@ class ExternalAudiencesService:
             row = self._run_row(session, None, run_id, lock=True)
             row.body = {
                 **row.body,
-                "errors": [{"code": INTERNAL if index else BAD_REQUEST, "msg": f"{STAGES[index]}: {message}"}],
+                "errors": [
+                    {"code": INTERNAL if index else BAD_REQUEST, "msg": f"{STAGES[index]}: {message}"}
+                ],
             }
             session.flush()
 
@@ -878,13 +933,19 @@ class ExternalAudiencesService:
             "updateEpoch": now // 1000,
         }
 
-    def _source_files(self, doc: Mapping[str, Any], *, confined: bool, required: bool = False) -> tuple[str, list[Path]]:
+    def _source_files(
+        self, doc: Mapping[str, Any], *, confined: bool, required: bool = False
+    ) -> tuple[str, list[Path]]:
         """``(format, files)`` of the audience's source in the landing area (the landing rule of ``landing.py``)."""
         params = doc["sourceSpec"]["params"]
         kind = params.get("type") or "file"
         try:
             path = resolve_path(
-                params["path"], self.ctx.landing_dir, confined=confined, kind=kind, what="sourceSpec.params.path"
+                params["path"],
+                self.ctx.landing_dir,
+                confined=confined,
+                kind=kind,
+                what="sourceSpec.params.path",
             )
         except ApiError as exc:  # the landing rule's message, with this API's code
             raise bad(exc.message) from None
@@ -896,9 +957,13 @@ class ExternalAudiencesService:
         if None in formats:
             raise bad(f"sourceSpec.params.path: '{path.name}' is neither a .csv nor a .parquet file.")
         if len(formats) > 1:
-            raise bad("sourceSpec.params.path: the folder mixes CSV and Parquet files; use one format per audience.")
+            raise bad(
+                "sourceSpec.params.path: the folder mixes CSV and Parquet files; use one format per audience."
+            )
         if required and not files:
-            raise unprocessable(f"sourceSpec.params.path: the folder '{params['path']}' has no .csv or .parquet file yet.")
+            raise unprocessable(
+                f"sourceSpec.params.path: the folder '{params['path']}' has no .csv or .parquet file yet."
+            )
         return (formats.pop() if formats else "csv"), files
 
     def _validated(self, body: Any) -> dict:
@@ -915,7 +980,9 @@ class ExternalAudiencesService:
             raise bad("customAudienceId: expected a non-empty string.")
         fields = body.get("fields")
         if not isinstance(fields, list) or not 1 <= len(fields) <= MAX_FIELDS:
-            raise bad(f"fields: expected a list of 1 to {MAX_FIELDS} fields (got {len(fields) if isinstance(fields, list) else type(fields).__name__}).")
+            raise bad(
+                f"fields: expected a list of 1 to {MAX_FIELDS} fields (got {len(fields) if isinstance(fields, list) else type(fields).__name__})."
+            )
         clean, names = [], set()
         for i, f in enumerate(fields):
             where = f"fields[{i}]"
@@ -930,7 +997,11 @@ class ExternalAudiencesService:
             ftype = f.get("type")
             if ftype not in ingest.FIELD_TYPES:
                 raise bad(f"{where}.type: '{ftype}' is not one of {', '.join(ingest.FIELD_TYPES)}.")
-            item: dict[str, Any] = {"name": fname, "type": ftype, "labels": _labels(f.get("labels", []), f"{where}.labels")}
+            item: dict[str, Any] = {
+                "name": fname,
+                "type": ftype,
+                "labels": _labels(f.get("labels", []), f"{where}.labels"),
+            }
             ns = f.get("identityNs")
             if ns is not None:
                 if not isinstance(ns, str) or not NAMESPACE_CODE.match(ns):
@@ -941,7 +1012,7 @@ class ExternalAudiencesService:
                 raise bad(f"{where}.{extra[0]}: unknown property.")
             clean.append(item)
         if not any("identityNs" in f for f in clean):
-            raise bad("fields: at least one field must be an identity field (with identityNs, e.g. \"Email\").")
+            raise bad('fields: at least one field must be an identity field (with identityNs, e.g. "Email").')
         spec = body.get("sourceSpec")
         params = spec.get("params") if isinstance(spec, Mapping) else None
         if not isinstance(params, Mapping):
@@ -982,7 +1053,15 @@ class ExternalAudiencesService:
         }
         if custom:
             doc["customAudienceId"] = custom.strip()
-        known = {"name", "description", "customAudienceId", "fields", "sourceSpec", "ttlInDays", "audienceType"}
+        known = {
+            "name",
+            "description",
+            "customAudienceId",
+            "fields",
+            "sourceSpec",
+            "ttlInDays",
+            "audienceType",
+        }
         known |= {"originName", "namespace", "labels", "tags"}
         extra = [k for k in body if k not in known]
         if extra:
@@ -1005,7 +1084,7 @@ def _version_key(version: Mapping[str, Any]) -> str:
 
 def _labels(value: Any, where: str) -> builtins.list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad(f"{where}: expected a list of strings (e.g. [\"C1\"]).")
+        raise bad(f'{where}: expected a list of strings (e.g. ["C1"]).')
     return list(value)
 
 
@@ -1021,7 +1100,12 @@ def _errors(error: Any) -> builtins.list[dict]:
     if isinstance(error, str):
         return [{"code": ERROR_RUN_FAILED, "msg": error}]
     if isinstance(error, Mapping):
-        return [{"code": str(error.get("code") or ERROR_RUN_FAILED), **{k: v for k, v in error.items() if k != "code"}}]
+        return [
+            {
+                "code": str(error.get("code") or ERROR_RUN_FAILED),
+                **{k: v for k, v in error.items() if k != "code"},
+            }
+        ]
     return [e for item in error for e in _errors(item)]
 
 
@@ -1042,7 +1126,10 @@ def reconcile_runs(settings, grace_s: float = RECONCILE_GRACE_S) -> dict[str, in
                 if not stale:
                     what = "waiting"
                 elif dagster_run:
-                    error = {"code": ERROR_RUN_VANISHED, "msg": f"Dagster run {dagster_run} no longer exists."}
+                    error = {
+                        "code": ERROR_RUN_VANISHED,
+                        "msg": f"Dagster run {dagster_run} no longer exists.",
+                    }
                     service.sync_with_run(run_id, RUN_FAILURE, dagster_run, error=error)
                     what = "failed"
                 else:

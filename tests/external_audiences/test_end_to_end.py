@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jobs.scenario import Scenario
+from jobs.test_user_path import run_command
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
 from segmentation_pipelines.landing import landing_dir
 from segmentation_pipelines.settings import get_settings
-from jobs.scenario import Scenario
-from jobs.test_user_path import run_command
 
 HEADER = "email,score,tier,since\n"
 ROWS = [
@@ -68,7 +68,7 @@ def members(client, audience_id: str) -> dict[str, dict]:
 
 def test_external_audience_end_to_end(world, tmp_path):
     client, landing = world
-    scenario = Scenario(client, tmp_path).load()
+    Scenario(client, tmp_path).load()
     write_csv(landing / "crm_upload.csv", ROWS)
 
     body = {
@@ -95,7 +95,11 @@ def test_external_audience_end_to_end(world, tmp_path):
     assert first["metrics"]["pendingRows"] == 1  # zed
 
     found = members(client, audience_id)
-    assert {k: v["status"] for k, v in found.items()} == {"ann": "realized", "bob": "realized", "cat": "realized"}
+    assert {k: v["status"] for k, v in found.items()} == {
+        "ann": "realized",
+        "bob": "realized",
+        "cat": "realized",
+    }
     assert found["ann"]["payload"] == {"score": 1.5, "tier": "gold", "since": "2025-01-01"}
     qualified, valid = found["ann"]["lastQualificationTime"], found["ann"]["validUntil"]
     assert _ms(valid) - _ms(qualified) == 30 * 86_400_000
@@ -126,22 +130,35 @@ def test_external_audience_end_to_end(world, tmp_path):
     assert second["status"] == "SUCCESS", second
     assert second["differentialIngestion"] is True and second["metrics"]["rowsRemoved"] == 1
     after = members(client, audience_id)
-    assert {k: v["status"] for k, v in after.items()} == {"ann": "realized", "bob": "exited", "cat": "realized"}
+    assert {k: v["status"] for k, v in after.items()} == {
+        "ann": "realized",
+        "bob": "exited",
+        "cat": "realized",
+    }
     assert after["ann"]["lastQualificationTime"] == qualified  # unchanged row, unchanged time
 
     # TTL: rows ingested as of three days ago with a one-day TTL have expired -> exited.
     assert client.external_audiences.update(audience_id, {"ttlInDays": 1})["ttlInDays"] == 1
     old = int(time.time()) - 3 * 86_400
     third = client.external_audiences.start_run(
-        audience_id, {"dataFilterStartTime": 0, "differentialIngestion": False, "ingestionTime": old}, wait=True
+        audience_id,
+        {"dataFilterStartTime": 0, "differentialIngestion": False, "ingestionTime": old},
+        wait=True,
     )
     assert third["status"] == "SUCCESS", third
     assert {v["status"] for v in members(client, audience_id).values()} == {"exited"}
 
     # Extending the TTL re-ingests the last data now: members again, valid for another day.
-    assert client.external_audiences.extend_ttl(audience_id) == {"audienceId": audience_id, "name": "CRM upload"}
+    assert client.external_audiences.extend_ttl(audience_id) == {
+        "audienceId": audience_id,
+        "name": "CRM upload",
+    }
     extended = members(client, audience_id)
-    assert {k: v["status"] for k, v in extended.items()} == {"ann": "realized", "bob": "exited", "cat": "realized"}
+    assert {k: v["status"] for k, v in extended.items()} == {
+        "ann": "realized",
+        "bob": "exited",
+        "cat": "realized",
+    }
 
     # Delete: refused while the definition references it.
     with pytest.raises(SegmentationError) as refused:

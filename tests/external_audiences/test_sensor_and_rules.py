@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import time
-
 import dagster as dg
-import httpx
 import pytest
+from jobs.scenario import Scenario
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.dagster_launcher import instance_for, load_definitions
@@ -15,8 +12,6 @@ from segmentation_pipelines.defs.external_audiences.sensors import external_audi
 from segmentation_pipelines.errors import SegmentationError
 from segmentation_pipelines.landing import landing_dir
 from segmentation_pipelines.settings import get_settings
-
-from jobs.scenario import Scenario
 
 FIELDS = [{"name": "email", "type": "string", "identityNs": "Email"}, {"name": "score", "type": "integer"}]
 
@@ -75,7 +70,9 @@ def test_file_dropped_into_the_landing_area_is_picked_up_by_the_sensor(home, tmp
 
     # Dagster runs the request (as the daemon would); reading the run settles it from the Dagster run.
     job = definitions.resolve_job_def(request.job_name)
-    outcome = job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
+    outcome = job.execute_in_process(
+        instance=instance, asset_selection=request.asset_selection, tags=request.tags
+    )
     assert outcome.success
     done = client.external_audiences.get_run(audience_id, run["runId"])
     assert done["status"] == "SUCCESS" and done["metrics"]["rowsAccepted"] == 2
@@ -88,7 +85,13 @@ def test_validation_errors_name_the_field(home):
     (landing(home) / "a.csv").write_text("email,score\nx@y.z,1\n")
     cases = [
         (body("a.csv", fields=[]), "fields"),
-        (body("a.csv", fields=[{"name": f"f{i}", "type": "string", "identityNs": "Email"} for i in range(42)]), "fields"),
+        (
+            body(
+                "a.csv",
+                fields=[{"name": f"f{i}", "type": "string", "identityNs": "Email"} for i in range(42)],
+            ),
+            "fields",
+        ),
         (body("a.csv", fields=[{"name": "score", "type": "integer"}]), "identity field"),
         (body("a.csv", fields=[{"name": "email", "type": "text", "identityNs": "Email"}]), "fields[0].type"),
         (body("a.csv", ttlInDays=0), "ttlInDays"),
@@ -120,9 +123,14 @@ def test_bad_rows_are_counted_and_an_all_bad_run_fails(home, tmp_path):
 
     # Unknown namespace: rows whose only identities are in a namespace the sandbox does not know.
     (folder / "loyal.csv").write_text("card,score\nL-1,1\n")
-    fields = [{"name": "card", "type": "string", "identityNs": "Loyalty42"}, {"name": "score", "type": "integer"}]
+    fields = [
+        {"name": "card", "type": "string", "identityNs": "Loyalty42"},
+        {"name": "score", "type": "integer"},
+    ]
     created = client.external_audiences.create(body("loyal.csv", name="loyal", fields=fields), wait=True)
-    (run,) = client.external_audiences.runs(client.external_audiences.operation(created["operationId"])["audienceId"])["runs"]
+    (run,) = client.external_audiences.runs(
+        client.external_audiences.operation(created["operationId"])["audienceId"]
+    )["runs"]
     assert run["status"] == "FAILED" and "UNKNOWN_NAMESPACE" in run["errors"][0]["msg"]
 
 

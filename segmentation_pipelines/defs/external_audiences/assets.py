@@ -7,7 +7,6 @@ both ingestion stages through :meth:`ExternalAudiencesService.execute` and recor
 as materialization metadata. Materialized from the UI (no run tags), it records a full ingestion run itself.
 """
 
-
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -100,12 +99,14 @@ def build_ingest_assets(snapshot: list[dict[str, Any]]) -> dg.AssetsDefinition |
             entry = by_key.get(key)
             if entry is None:
                 continue
-            service = ExternalAudiencesService(ServiceContext.create(settings, entry["org_id"], entry["sandbox"]))
+            service = ExternalAudiencesService(
+                ServiceContext.create(settings, entry["org_id"], entry["sandbox"])
+            )
             run_id, own = requested, False
             if run_id is None:  # materialized from the UI: a full ingestion, recorded like any run
-                run_id = service._new_run(entry["id"], {"differentialIngestion": False}, trigger="ui", mode=True)[
-                    "runId"
-                ]
+                run_id = service._new_run(
+                    entry["id"], {"differentialIngestion": False}, trigger="ui", mode=True
+                )["runId"]
                 service.sync_with_run(run_id, "STARTED", context.run_id)
                 own = True
             try:

@@ -23,8 +23,8 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
-from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.external_audiences.assets import load_snapshot as load_external_snapshot
+from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (  # the run contract, defined once
