@@ -298,10 +298,11 @@ class AudiencesService:
         with self.ctx.catalog.session(readonly=True) as session:
             row = self._row(session, id)
             kind = row.type
+            external = (row.body.get("linkedAudienceRef") or {}).get("externalAudienceId") == id
         if kind == TYPE_SEGMENT_DEFINITION:
             self.definitions.delete(id)
             return None
-        if (row.body.get("linkedAudienceRef") or {}).get("externalAudienceId") == id:
+        if external:
             # An /data/core/ais external audience: deleted with its runs and data, by its own rules.
             Services(self.ctx).external_audiences.delete(id)
             return None

@@ -38,7 +38,7 @@ FIELDS = [
 ]
 
 
-@pytest.fixture(params=["in-process", "serve"])
+@pytest.fixture(params=["in-process", pytest.param("serve", marks=pytest.mark.slow)])
 def world(request, tmp_path) -> Iterator[tuple[SegmentationClient, Path]]:
     home = tmp_path / "home"
     landing = landing_dir(get_settings(home=home).landing, get_settings(home=home).default_org, "prod")
@@ -66,6 +66,7 @@ def members(client, audience_id: str) -> dict[str, dict]:
     return {row["identityMap"]["Email"][0]["id"].split("@")[0]: row for row in page["children"]}
 
 
+@pytest.mark.slow
 def test_external_audience_end_to_end(world, tmp_path):
     client, landing = world
     Scenario(client, tmp_path).load()

@@ -160,3 +160,33 @@ def test_rest_errors_have_the_aep_shape_and_paths_are_confined(home, tmp_path):
         (item,) = answer.json()["errors"]["400"]
         assert item["code"] == "100910-400" and "landing area" in item["message"]
         assert http.get("/data/core/ais/external-audience/nope").status_code == 404
+
+
+def test_deleting_through_audiences_removes_the_external_audience(home):
+    client = SegmentationClient(home=home)
+    (landing(home) / "empty").mkdir()
+    created = client.external_audiences.create(body("empty", "folder"))
+    audience_id = client.external_audiences.operation(created["operationId"])["audienceId"]
+    assert client.audiences.get(audience_id)["type"] == "ExternalSegment"
+    client.audiences.delete(audience_id)
+    with pytest.raises(SegmentationError) as gone:
+        client.external_audiences.get(audience_id)
+    assert gone.value.status == 404
+
+
+@pytest.mark.slow
+def test_daily_limit_per_audience(home, tmp_path):
+    client = SegmentationClient(home=home)
+    Scenario(client, tmp_path).load()
+    (landing(home) / "a.csv").write_text("email,score\nann@example.com,1\n")
+    created = client.external_audiences.create(body("a.csv"), wait=True)
+    audience_id = client.external_audiences.operation(created["operationId"])["audienceId"]
+    for _ in range(9):  # the creation's run was the first of today
+        assert (
+            client.external_audiences.start_run(audience_id, {"dataFilterStartTime": 0}, wait=True)["status"]
+            == "SUCCESS"
+        )
+    with pytest.raises(SegmentationError) as limited:
+        client.external_audiences.start_run(audience_id, {"dataFilterStartTime": 0})
+    assert limited.value.status == 422 and "10 runs today" in limited.value.message
+    assert len(client.external_audiences.runs(audience_id)["runs"]) == 10
