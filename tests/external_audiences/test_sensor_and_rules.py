@@ -190,3 +190,31 @@ def test_daily_limit_per_audience(home, tmp_path):
         client.external_audiences.start_run(audience_id, {"dataFilterStartTime": 0})
     assert limited.value.status == 422 and "10 runs today" in limited.value.message
     assert len(client.external_audiences.runs(audience_id)["runs"]) == 10
+
+
+def test_parquet_folder_source_with_typed_columns(home, tmp_path):
+    import duckdb
+
+    client = SegmentationClient(home=home)
+    Scenario(client, tmp_path).load()
+    folder = landing(home) / "parquet"
+    folder.mkdir()
+    duckdb.sql(
+        "COPY (SELECT * FROM (VALUES ('ann@example.com', 7, TIMESTAMPTZ '2025-05-23 20:19:00+00', true),"
+        " ('cat@example.com', 8, TIMESTAMPTZ '2025-05-24 08:00:00+00', false)) t(email, visits, seen, vip))"
+        f" TO '{folder}/part-1.parquet' (FORMAT parquet)"
+    )
+    fields = [
+        {"name": "email", "type": "string", "identityNs": "email"},  # matched case-insensitively
+        {"name": "visits", "type": "long"},
+        {"name": "seen", "type": "datetime"},
+        {"name": "vip", "type": "boolean"},
+    ]
+    created = client.external_audiences.create(body("parquet", "folder", fields=fields), wait=True)
+    audience_id = client.external_audiences.operation(created["operationId"])["audienceId"]
+    rows = client.audiences.members(audience_id)["children"]
+    payloads = {r["identityMap"]["Email"][0]["id"]: r["payload"] for r in rows}
+    assert payloads == {
+        "ann@example.com": {"visits": 7, "seen": "2025-05-23T20:19:00+00:00", "vip": True},
+        "cat@example.com": {"visits": 8, "seen": "2025-05-24T08:00:00+00:00", "vip": False},
+    }
