@@ -8,7 +8,8 @@ rows ``email,score,tier`` (90% of the emails known, 10% not: pending). Then, in 
   resolved; the membership file with identity maps, validUntil and payload), first run and a differential rerun;
 * **baseline**: plain DuckDB ``read_csv`` + join of the same file to the identity graph, written to Parquet.
 
-Each measurement runs in a fresh subprocess; peak RSS is that process's ``ru_maxrss``.
+Each measurement runs in a fresh subprocess, twice (interleaved; the better counts: the machine is shared); peak
+RSS is that process's ``ru_maxrss``.
 
     .venv/bin/python benchmarks/external_audience.py --rows 1000000 [--record]
 """
@@ -154,10 +155,14 @@ def main() -> None:
         started = time.perf_counter()
         generate(folder, args.rows)
         print(f"generated {args.rows:,} profiles and CSV rows in {time.perf_counter() - started:.1f} s")
+        # The machine is shared: each side twice, interleaved, and the better of each counts.
         baseline = run_child("baseline", folder)
         ingested = run_child("ingest", folder)
-        baseline_again = run_child("baseline", folder)  # the machine is shared: take the better baseline
+        baseline_again = run_child("baseline", folder)
+        ingested_again = run_child("ingest", folder)
     base = min(baseline["baseline_s"], baseline_again["baseline_s"])
+    if ingested_again["first_s"] < ingested["first_s"]:
+        ingested = ingested_again
     load = os.getloadavg()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = (

@@ -4,7 +4,7 @@ Two stages, the ones the contract names:
 
 * ``DATASET_INGEST`` (:func:`ingest_rows`): reads the CSV (header row) or Parquet files, types every declared field
   (``TRY_CAST``), rejects each bad row with its reason (a value of the wrong type, no identity, only identities
-  in a namespace the sandbox does not know) and writes the good rows, deduplicated, as the audience's data
+  in a namespace the sandbox does not know) and writes the good rows as the audience's data
   snapshot: ``row_hash`` (the row's content), ``ids`` (``[{ns, id}]``), ``payload`` (the enrichment fields, typed),
   ``ingested_ms``. A differential run keeps the ingestion time of rows that did not change.
 * ``PROFILE_STORE_INGEST`` (:func:`build_membership`): resolves each row's identities to merged profiles through
@@ -205,36 +205,30 @@ def ingest_rows(
         )
         # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
         # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
-        con.execute(
-            f"""CREATE TEMP TABLE good AS
-                SELECT hash(ids, payload) AS row_hash, ids, payload FROM (
-                    SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
-                    FROM src WHERE err IS NULL)"""
-        )
-        accepted = con.execute("SELECT count(*) FROM good").fetchone()[0]
+        # Written straight from the scan (no table of the good rows in between).
+        accepted = rows_read - rejected
         prev = previous_data is not None and Path(previous_data).exists()
-        if prev:
+        good = f"""SELECT hash(ids, payload) AS row_hash, ids, payload FROM (
+                       SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
+                       FROM src WHERE err IS NULL)"""
+        if prev and differential:
             con.execute(
                 "CREATE TEMP TABLE prev AS SELECT row_hash, min(ingested_ms) AS ingested_ms "
                 f"FROM read_parquet({_q(previous_data)}) GROUP BY row_hash"
             )
+            rows = f"""SELECT g.row_hash, g.ids, g.payload, coalesce(p.ingested_ms, $t)::BIGINT AS ingested_ms
+                       FROM ({good}) g LEFT JOIN prev p USING (row_hash)"""
         else:
-            con.execute("CREATE TEMP TABLE prev (row_hash UBIGINT, ingested_ms BIGINT)")
-        kept = "p.ingested_ms" if differential else "NULL"
-        con.execute(
-            f"""COPY (SELECT g.row_hash, g.ids, g.payload, coalesce({kept}, $t)::BIGINT AS ingested_ms
-                      FROM good g LEFT JOIN prev p USING (row_hash))
-                TO {_q(out_path)} (FORMAT parquet)""",
-            {"t": int(ingestion_ms)},
-        )
-        changed, removed = (
-            (accepted, 0)
-            if not prev
-            else con.execute(
-                """SELECT (SELECT count(*) FROM good ANTI JOIN prev USING (row_hash)),
-                      (SELECT count(*) FROM prev ANTI JOIN good USING (row_hash))"""
+            rows = f"SELECT row_hash, ids, payload, $t::BIGINT AS ingested_ms FROM ({good})"
+        con.execute(f"COPY ({rows}) TO {_q(out_path)} (FORMAT parquet)", {"t": int(ingestion_ms)})
+        changed, removed = accepted, 0
+        if prev:
+            changed, removed = con.execute(
+                f"""WITH new AS (SELECT DISTINCT row_hash FROM read_parquet({_q(out_path)})),
+                         old AS (SELECT DISTINCT row_hash FROM read_parquet({_q(previous_data)}))
+                    SELECT (SELECT count(*) FROM new ANTI JOIN old USING (row_hash)),
+                           (SELECT count(*) FROM old ANTI JOIN new USING (row_hash))"""
             ).fetchone()
-        )
         return RowsResult(
             data_path=out_path,
             rows_read=int(rows_read),
@@ -242,7 +236,7 @@ def ingest_rows(
             rejected=int(rejected),
             rejects=rejects,
             samples=samples,
-            changed=int(accepted if not differential else changed),
+            changed=int(accepted if not differential else changed),  # a full run re-ingests every row
             removed=int(removed),
         )
     finally:
@@ -286,26 +280,31 @@ def build_membership(
             graph = f"SELECT namespace, id, profile_id FROM read_parquet({_q(identities_path)}) WHERE NOT excluded"
         else:
             graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
-        # Row -> the profiles its identities belong to (a row may name identities of two profiles: both are in).
-        # Row -> the profiles its identities belong to (a row may name identities of two profiles: both are in);
-        # kept with the unmatched identities, whose rows are pending.
+        # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion time
+        # and payload (ties broken by the row's content) and the namespaces that matched. A row naming identities of
+        # two profiles makes both members. The NULL group holds the identities no profile has.
         con.execute(
-            f"""CREATE TEMP TABLE resolved AS
-                SELECT d.row_hash, g.profile_id, d.ingested_ms, d.payload
+            f"""CREATE TEMP TABLE cur_all AS
+                SELECT g.profile_id, max(d.ingested_ms) AS ms,
+                       arg_max(d.payload, (d.ingested_ms, d.row_hash)) AS payload,
+                       list_sort(list_distinct(list(d.i.ns))) AS ns, count(*) AS n
                 FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data) d
-                LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id"""
+                LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id
+                GROUP BY g.profile_id"""
         )
-        total_rows, resolved_rows = con.execute(
-            "SELECT (SELECT count(DISTINCT row_hash) FROM data), "
-            "count(DISTINCT row_hash) FILTER (WHERE profile_id IS NOT NULL) FROM resolved"
-        ).fetchone()
-        pending = int(total_rows) - int(resolved_rows)
-        # Per profile: its newest row's ingestion time and payload (ties broken by the row's content).
-        con.execute(
-            """CREATE TEMP TABLE cur AS
-               SELECT profile_id, max(ingested_ms) AS ms, arg_max(payload, (ingested_ms, row_hash)) AS payload
-               FROM resolved WHERE profile_id IS NOT NULL GROUP BY profile_id"""
-        )
+        con.execute("CREATE TEMP VIEW cur AS SELECT * FROM cur_all WHERE profile_id IS NOT NULL")
+        # Pending rows: rows none of whose identities a profile has. With one identity per row (the usual upload)
+        # that is the NULL group's size; otherwise rows are checked one by one.
+        if (con.execute("SELECT max(len(ids)) FROM data").fetchone()[0] or 0) <= 1:
+            pending = con.execute(
+                "SELECT coalesce(sum(n), 0) FROM cur_all WHERE profile_id IS NULL"
+            ).fetchone()[0]
+        else:
+            pending = con.execute(
+                f"""SELECT count(*) FROM data ANTI JOIN (
+                        SELECT DISTINCT x.row_hash FROM (SELECT row_hash, unnest(ids) AS i FROM data) x
+                        JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
+            ).fetchone()[0]
         has_profiles = profiles_path is not None and Path(profiles_path).exists()
         im = _identity_map_of("identityMap")
         if has_profiles:
@@ -375,11 +374,11 @@ def build_membership(
                        min(validUntil) FILTER (WHERE status = 'realized')
                 FROM {src}"""
         ).fetchone()
-        # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace.
+        # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
         by_namespace: dict[str, int] = {}
+        # (the namespaces of the identities that matched each member: no second read of the identity maps).
         for keys, n in con.execute(
-            f"""SELECT list_sort(list_distinct(list_transform(identityMap, lambda e: e.key))), count(*)
-                FROM {src} WHERE status = 'realized' GROUP BY 1"""
+            f"SELECT ns, count(*) FROM cur WHERE ms + {ttl} > $now GROUP BY ns", {"now": int(evaluation_ms)}
         ).fetchall():
             for key in keys or []:
                 by_namespace[key] = by_namespace.get(key, 0) + int(n)
