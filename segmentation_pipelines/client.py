@@ -453,12 +453,14 @@ class ExternalAudiences(Resource):
     def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
         """Create an external audience; 202 ``{operationId, operationDetails}``.
 
-        ``wait=True``: return once its first ingestion has ended (the operation's ``status`` is ``SUCCESS`` or
-        ``FAILED``). In-process the ingestion runs here, through Dagster; over HTTP this polls the operation.
+        ``wait=True``: return once its first ingestion has ended, with the operation's ``status`` (``SUCCESS`` or
+        ``FAILED``) and ``audienceId``. In-process the ingestion runs here, through Dagster; over HTTP this polls
+        the operation.
         """
         if self.local:
-            return self.transport.service(self.service).create(body, wait=wait)
-        created = self._create(body)
+            created = self.transport.service(self.service).create(body, wait=wait)
+        else:
+            created = self._create(body)
         if not wait:
             return created
         done = _poll(
@@ -468,7 +470,7 @@ class ExternalAudiences(Resource):
             poll,
             f"The creation {created['operationId']}",
         )
-        return {"operationId": created["operationId"], "operationDetails": done}
+        return {**created, "status": done["status"], "audienceId": done["audienceId"]}
 
     def start_run(
         self, id: str, body: Any = None, wait: bool = False, timeout: float = 600.0, poll: float = 0.5

@@ -232,7 +232,7 @@ class ExternalAudiencesService:
                 row.body = {**row.body, "runId": run["runId"]}
         if wait and run is not None:
             self.run_in_process(run["runId"])
-        return {"operationId": operation_id, "operationDetails": self.operation(operation_id)}
+        return {"operationId": operation_id, "operationDetails": dict(body)}
 
     def operation(self, operation_id: str) -> dict:
         with self.ctx.catalog.session(readonly=True) as session:

@@ -85,6 +85,8 @@ def test_external_audience_end_to_end(world, tmp_path):
     operation = client.external_audiences.operation(created["operationId"])
     assert operation["status"] == "SUCCESS", operation
     audience_id = operation["audienceId"]
+    assert (created["status"], created["audienceId"]) == ("SUCCESS", audience_id)
+    assert created["operationDetails"]["name"] == "CRM upload"  # the request, echoed
     (first,) = client.external_audiences.runs(audience_id)["runs"]
     assert first["status"] == "SUCCESS"
     assert [(d["stage"], d["status"]) for d in first["details"]] == [
