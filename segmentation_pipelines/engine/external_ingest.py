@@ -268,8 +268,11 @@ def build_membership(
     out_path: Path,
     retention_days: int = RETENTION_DAYS,
     memory_limit: str = "2GB",
+    namespaces: list[str] | None = None,
 ) -> MembershipResult:
-    """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``."""
+    """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``.
+
+    ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
     t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
     cutoff = t - dt.timedelta(days=retention_days)
     con = connect(memory_limit, out_path.parent / "spill")
@@ -280,14 +283,23 @@ def build_membership(
             graph = f"SELECT namespace, id, profile_id FROM read_parquet({_q(identities_path)}) WHERE NOT excluded"
         else:
             graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
+        if namespaces is None:
+            namespaces = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT i.ns FROM (SELECT unnest(ids) AS i FROM data)"
+                ).fetchall()
+            ]
+        namespaces = sorted(set(namespaces))
+        ns_columns = "".join(f"bool_or(d.i.ns = {_q(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces))
         # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion time
         # and payload (ties broken by the row's content) and the namespaces that matched. A row naming identities of
         # two profiles makes both members. The NULL group holds the identities no profile has.
         con.execute(
             f"""CREATE TEMP TABLE cur_all AS
                 SELECT g.profile_id, max(d.ingested_ms) AS ms,
-                       arg_max(d.payload, (d.ingested_ms, d.row_hash)) AS payload,
-                       list_sort(list_distinct(list(d.i.ns))) AS ns, count(*) AS n
+                       arg_max(d.payload, (d.ingested_ms::HUGEINT << 64) + d.row_hash) AS payload,
+                       {ns_columns}count(*) AS n
                 FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data) d
                 LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id
                 GROUP BY g.profile_id"""
@@ -377,11 +389,12 @@ def build_membership(
         # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
         by_namespace: dict[str, int] = {}
         # (the namespaces of the identities that matched each member: no second read of the identity maps).
-        for keys, n in con.execute(
-            f"SELECT ns, count(*) FROM cur WHERE ms + {ttl} > $now GROUP BY ns", {"now": int(evaluation_ms)}
-        ).fetchall():
-            for key in keys or []:
-                by_namespace[key] = by_namespace.get(key, 0) + int(n)
+        if namespaces:
+            sums = ", ".join(f"count(*) FILTER (WHERE ns_{k})" for k in range(len(namespaces)))
+            row = con.execute(
+                f"SELECT {sums} FROM cur WHERE ms + {ttl} > $now", {"now": int(evaluation_ms)}
+            ).fetchone()
+            by_namespace = {ns: int(n) for ns, n in zip(namespaces, row, strict=True) if n}
         counts = {
             "members": int(realized),
             "realized": int(realized),

@@ -671,7 +671,12 @@ class ExternalAudiencesService:
         self._stage(run_id, 1, PROCESSING, dagster_run)
         try:
             counts = self._publish_membership(
-                audience_id, final, now, run_id=run_id, ttl=int(doc["ttlInDays"])
+                audience_id,
+                final,
+                now,
+                run_id=run_id,
+                ttl=int(doc["ttlInDays"]),
+                namespaces=[ns for ns in namespaces.values() if ns],
             )
         except Exception as exc:
             final.unlink(missing_ok=True)
@@ -774,7 +779,13 @@ class ExternalAudiencesService:
     # --- internals ---------------------------------------------------------------------------------------------
 
     def _publish_membership(
-        self, audience_id: str, data: Path, now: int, run_id: str | None, ttl: int
+        self,
+        audience_id: str,
+        data: Path,
+        now: int,
+        run_id: str | None,
+        ttl: int,
+        namespaces: builtins.list[str] | None = None,
     ) -> dict:
         """Build the membership from ``data`` at ``now`` and publish it (file renamed into place, then the catalog
         row, then the audience's pointers)."""
@@ -796,6 +807,7 @@ class ExternalAudiencesService:
                 evaluation_ms=now,
                 ttl_days=ttl,
                 out_path=staging / "members.parquet",
+                namespaces=namespaces,
             )
             diff = memberships.DiffResult(staging=staging, files={audience_id: result.path}, counts={})
             files = memberships.publish_files(diff, self.layout.memberships_dir(), now)
