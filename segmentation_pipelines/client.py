@@ -439,15 +439,71 @@ class Estimates(Resource):
 class ExternalAudiences(Resource):
     service = "external_audiences"
     prefix = AIS
-    create = op("POST /external-audience/", "body")
+    _create = op("POST /external-audience/", "body", service_method="create")
     operation = op("GET /external-audiences/operations/{operation_id}", "operation_id")
+    list = op("GET /external-audiences", query=True)
     get = op("GET /external-audience/{id}", "id")
     update = op("PATCH /external-audience/{id}", "id", "body")
     delete = op("DELETE /external-audience/{id}", "id")
-    start_run = op("POST /external-audience/{id}/runs", "id", "body")
+    _start_run = op("POST /external-audience/{id}/runs", "id", "body", service_method="start_run")
     runs = op("GET /external-audience/{id}/runs", "id")
     get_run = op("GET /external-audience/{id}/runs/{run_id}", "id", "run_id")
     extend_ttl = op("POST /external-audience/extend-ttl/{id}", "id")
+
+    def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
+        """Create an external audience; 202 ``{operationId, operationDetails}``.
+
+        ``wait=True``: return once its first ingestion has ended, with the operation's ``status`` (``SUCCESS`` or
+        ``FAILED``) and ``audienceId``. In-process the ingestion runs here, through Dagster; over HTTP this polls
+        the operation.
+        """
+        if self.local:
+            created = self.transport.service(self.service).create(body, wait=wait)
+        else:
+            created = self._create(body)
+        if not wait:
+            return created
+        done = _poll(
+            lambda: self.operation(created["operationId"]),
+            lambda o: o["status"] != "PROCESSING",
+            timeout,
+            poll,
+            f"The creation {created['operationId']}",
+        )
+        return {**created, "status": done["status"], "audienceId": done["audienceId"]}
+
+    def start_run(
+        self, id: str, body: Any = None, wait: bool = False, timeout: float = 600.0, poll: float = 0.5
+    ) -> Any:  # noqa: A002
+        """Start an ingestion run; ``wait=True`` returns the ended run (in-process it runs here, through Dagster)."""
+        if self.local:
+            return self.transport.service(self.service).start_run(id, body, wait=wait)
+        run = self._start_run(id, body)
+        return self.wait_run(id, run["runId"], timeout, poll) if wait else run
+
+    def wait_run(self, id: str, run_id: str, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002
+        """Poll a run until it is ``SUCCESS``, ``FAILED`` or ``CANCELLED``."""
+        return _poll(
+            lambda: self.get_run(id, run_id),
+            lambda r: r["status"] in ("SUCCESS", "FAILED", "CANCELLED"),
+            timeout,
+            poll,
+            f"Run {run_id}",
+        )
+
+
+def _poll(read: Any, done: Any, timeout: float, poll: float, what: str) -> Any:
+    import tenacity
+
+    polling = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(poll),
+        retry=tenacity.retry_if_result(lambda value: not done(value)),
+    )
+    try:
+        return polling(read)
+    except tenacity.RetryError as exc:
+        raise TimeoutError(f"{what} did not end within {timeout} s.") from exc
 
 
 _SEARCH = {

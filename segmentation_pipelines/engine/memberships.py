@@ -344,10 +344,13 @@ def discard(paths) -> None:
             pass
 
 
-def write_current_members(membership_file: Path | None, out_path: Path) -> Path:
+def write_current_members(
+    membership_file: Path | None, out_path: Path, at: dt.datetime | None = None
+) -> Path:
     """A Parquet of ``profile_id`` of the current members (realized/existing) of a membership file.
 
     This is what the engine reads for an ``inSegment`` reference to an audience not evaluated in the same run.
+    ``at``: members whose ``validUntil`` (external audiences' TTL) has passed by then are not current.
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     con = connect()
@@ -357,9 +360,13 @@ def write_current_members(membership_file: Path | None, out_path: Path) -> Path:
                 f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out_path)} (FORMAT parquet)"
             )
         else:
+            src = f"read_parquet({sql_str(membership_file)})"
+            columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            valid = ""
+            if at is not None and "validUntil" in columns:
+                valid = f" AND (validUntil IS NULL OR validUntil > TIMESTAMP '{naive_utc(at).isoformat()}')"
             con.execute(
-                f"""COPY (SELECT profile_id FROM read_parquet({sql_str(membership_file)})
-                          WHERE status IN ('realized', 'existing'))
+                f"""COPY (SELECT profile_id FROM {src} WHERE status IN ('realized', 'existing'){valid})
                     TO {sql_str(out_path)} (FORMAT parquet)"""
             )
     finally:
@@ -374,6 +381,9 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
         src = f"read_parquet({sql_str(membership_file)})"
         total = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
         im = "identityMap" if _has_identity_map(con, Path(membership_file)) else "NULL AS identityMap"
+        # External audiences' files also carry validUntil and payload (engine/external_ingest.py).
+        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        im += "".join(f", {c}" for c in ("validUntil", "payload") if c in columns)
         cur = con.execute(
             f"""SELECT profile_id, status, lastQualificationTime, {im} FROM {src}
                 ORDER BY profile_id LIMIT $limit OFFSET $start""",

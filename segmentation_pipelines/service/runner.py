@@ -42,6 +42,7 @@ class Runner:
         self._thread: threading.Thread | None = None
         self._next_store_check = 0.0
         self._next_reconcile = 0.0
+        self._next_external_check = 0.0
 
     def start(self) -> Runner:
         self._thread = threading.Thread(target=self._loop, name="segmentation-runner", daemon=True)
@@ -77,6 +78,7 @@ class Runner:
                 log.info("runner: running segment job %s", job_id)
                 jobs.run_in_process(job_id)
                 ran += 1
+        ran += self._external_audiences(now)
         if now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY_S
             for org, sandbox in sandboxes_with_data(ctx.catalog):
@@ -88,4 +90,29 @@ class Runner:
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
             reconcile_segment_jobs(self.settings)
+        return ran
+
+    def _external_audiences(self, now: float) -> int:
+        """External-audience ingestion: new files (what ``external_audience_files`` does), ``NEW`` runs, then
+        now and then TTL maintenance and reconciliation of their runs."""
+        from segmentation_pipelines.service import external_audiences as ext
+
+        catalog = ServiceContext.create(self.settings).catalog
+        sandboxes = sorted({(org, sandbox) for org, sandbox, _ in ext.audiences_everywhere(catalog)})
+        if now >= self._next_external_check:
+            self._next_external_check = now + STORE_CHECK_EVERY_S
+            for org, sandbox in sandboxes:
+                service = ext.ExternalAudiencesService(ServiceContext.create(self.settings, org, sandbox))
+                service.arrivals()
+                service.maintain()
+            ext.reconcile_runs(self.settings)
+        ran = 0
+        for org, sandbox, run_id in ext.runs_in_status(catalog, [ext.NEW]):
+            if self._stop.is_set():
+                break
+            service = ext.ExternalAudiencesService(ServiceContext.create(self.settings, org, sandbox))
+            if service.claim_for_launch(run_id) is not None:
+                log.info("runner: running external audience run %s", run_id)
+                service.run_in_process(run_id)
+                ran += 1
         return ran

@@ -334,6 +334,7 @@ def _external_members(
                 con.close()
         else:
             evaluation = stored.get(ref)
-            memberships.write_current_members(evaluation.path if evaluation else None, target)
+            at = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC)  # external audiences' TTL
+            memberships.write_current_members(evaluation.path if evaluation else None, target, at=at)
         out[ref] = target
     return out

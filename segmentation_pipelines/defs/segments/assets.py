@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.defs.external_audiences.assets import load_snapshot as load_external_snapshot
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
@@ -36,6 +37,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.external_audiences import asset_key as external_audience_asset_key
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
     EvaluationSummary,
@@ -75,7 +77,11 @@ def load_snapshot() -> list[dict[str, Any]]:
     return pinned_snapshot(SNAPSHOT_KEY, fetch_snapshot)
 
 
-def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any]]) -> dg.AssetSpec:
+def _spec(
+    entry: dict[str, Any],
+    known: dict[tuple[str, str, str], dict[str, Any]],
+    external: frozenset[tuple[str, str, str]] = frozenset(),
+) -> dg.AssetSpec:
     expression = entry.get("expression") or {}
     text = expression.get("value")
     text = text if isinstance(text, str) else str(text)
@@ -83,6 +89,8 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
     for ref in entry.get("dependencies") or []:
         if (entry["org_id"], entry["sandbox"], ref) in known:
             deps.append(asset_key(ref))
+        elif (entry["org_id"], entry["sandbox"], ref) in external:  # an external audience: ingested upstream
+            deps.append(dg.AssetKey(external_audience_asset_key(ref)))
     return dg.AssetSpec(
         key=asset_key(entry["id"]),
         description=f"{entry.get('name')}\n\n{expression.get('format', 'pql/text')}: {text}",
@@ -191,7 +199,8 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         return None
     known = {(e["org_id"], e["sandbox"], e["id"]): e for e in snapshot}
     by_key = {asset_key(e["id"]): e for e in snapshot}
-    specs = [_spec(e, known) for e in snapshot]
+    external = frozenset((e["org_id"], e["sandbox"], e["id"]) for e in load_external_snapshot())
+    specs = [_spec(e, known, external) for e in snapshot]
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
