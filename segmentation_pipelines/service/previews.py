@@ -92,6 +92,7 @@ class _Preview:
     chunks: list[dict[str, Any]] = field(default_factory=list)  # per chunk done: output, counts, profiles
     namespaces: dict[str, int] = field(default_factory=dict)
     sample: dict[str, Any] = field(default_factory=dict)
+    sample_folder: Path | None = None  # the version it read (pages join its profiles for their identities)
     timings: dict[str, float] = field(default_factory=dict)
 
     def count(self, kind: str) -> int:
@@ -233,6 +234,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any) -> None:
         p.timings["sample_s"] = round(time.monotonic() - started, 3)
         p.deadline = time.monotonic() + p.time_limit_s  # drawing a shared sample is not this preview's time
         p.total, p.to_read, p.exact = sample.total_profiles, sample.size, sample.exact
+        p.sample_folder = sample.folder
         p.sample = {
             "size": sample.size,
             "chunks": len(sample.chunks),
@@ -337,7 +339,7 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
     done = sum(c["counts"][kind] for c in chunks)
     if p.state not in TERMINAL and done < offset + limit:
         return [], False
-    sample = sampling.Sample.load(sample_dir(ctx, p.merge_policy_id) / "current")
+    sample = sampling.Sample.load(p.sample_folder) if p.sample_folder is not None else None
     items: list[dict] = []
     skip, want = offset, limit
     con = duckdb.connect()
@@ -354,7 +356,7 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
                     f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
                     f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
                 ).fetchall()
-            else:  # the sample was drawn again meanwhile: ids only
+            else:  # the sample this preview read was replaced twice since: ids only
                 rows = [(r[0], None) for r in con.execute(ids_sql).fetchall()]
             items.extend(_entity(pid, identity_map, p.merge_policy_id) for pid, identity_map in rows)
             skip, want = 0, limit - len(items)

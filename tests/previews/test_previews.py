@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from jobs.scenario import BUY, DEFINITIONS, PAGE, Scenario
+from jobs.test_user_path import run_command
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
-
-from jobs.scenario import BUY, DEFINITIONS, PAGE, Scenario
-from jobs.test_user_path import run_command
 
 
 @pytest.fixture(params=["in-process", "serve"])
@@ -47,12 +46,14 @@ def emails(results: list[dict]) -> set[str]:
 def test_preview_pages_equal_segment_job_members_and_estimate_is_exact(client, world):
     names = ["us", "loyal", "big", "frequent", "view_then_buy"]
     previews = {name: client.previews.run(DEFINITIONS[name]) for name in names}
-    for name, preview in previews.items():
+    for preview in previews.values():
         assert preview["state"] == "RESULT_READY", preview.get("error")
         assert preview["relativeTimesAnchoredTo"] == "request"
     # The segment job evaluates at the preview's own time: relative times mean the same thing in both.
     when = previews["us"]["evaluationTime"]
-    job = client.segment_jobs.create([{"segmentId": world.ids[n]} for n in names], evaluation_time=when, wait=True)
+    job = client.segment_jobs.create(
+        [{"segmentId": world.ids[n]} for n in names], evaluation_time=when, wait=True
+    )
     assert job["status"] == "SUCCEEDED", job.get("errors")
     for name, preview in previews.items():
         members = set(world.members(name))
@@ -65,7 +66,10 @@ def test_preview_pages_equal_segment_job_members_and_estimate_is_exact(client, w
         assert estimate["estimatedSizeLow"] == estimate["estimatedSizeHigh"] == len(members)
         assert estimate["profilesReadSoFar"] == estimate["totalRows"] == estimate["numRowsToRead"] == 6
     # us = ann, bob, eve: each has an Email and a CRMID.
-    distribution = {d["namespaceId"]: d["profilesMatchedSoFar"] for d in previews["us"]["estimate"]["estimatedNamespaceDistribution"]}
+    distribution = {
+        d["namespaceId"]: d["profilesMatchedSoFar"]
+        for d in previews["us"]["estimate"]["estimatedNamespaceDistribution"]
+    }
     assert distribution == {"CRMID": 3, "Email": 3}
 
 
@@ -101,7 +105,9 @@ def test_pages_are_stable_and_link_to_the_profile_lookup(client, world):
 
 def test_bad_pql_is_a_400_with_its_position(client, world):
     with pytest.raises(SegmentationError) as err:
-        client.previews.create({"predicateExpression": 'homeAddress.countryCode = "US" and and', "predicateType": "pql/text"})
+        client.previews.create(
+            {"predicateExpression": 'homeAddress.countryCode = "US" and and', "predicateType": "pql/text"}
+        )
     assert err.value.status == 400
     item = err.value.body["errors"]["400"][0]
     assert item["field"] == "predicateExpression" and item["line"] == 1 and item["column"] > 30

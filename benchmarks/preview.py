@@ -1,0 +1,212 @@
+"""Benchmark of previews and estimates (issue 16) against a full evaluation of the same definition, same run.
+
+    .venv/bin/python benchmarks/preview.py [--profiles 1000000] [--events 20000000] [--chunks 16] [--record]
+                                           [--coverage-sample 50000 --coverage-seeds 3]
+
+Data: the seeded synthetic store of ``benchmarks/evaluation.py`` (generated into ``benchmarks/.data/`` once and
+reused). The sample is drawn once with ``engine/sampling.py`` at the platform's tier (the whole store below 1M
+profiles, 1M for 1M-20M: at 1M profiles the sample is the whole store, cut in ``--chunks`` random chunks) and
+reused while present ("the sample prepared"); its drawing time is reported.
+
+Measured in this process, each twice (cold = first in the process, then warm), for one realistic definition:
+
+* the estimate as ``POST /preview`` computes it: the chunks evaluated in order with the segment jobs' engine
+  (``sampling.evaluate_chunks``), the time and the 95% interval after the first chunk (what ``GET /estimate``
+  shows first), and when every chunk is read (exact at this size);
+* the first preview page (1000 profiles with their identities, the service's query) once the first chunk is done;
+* the baseline: one engine evaluation of the definition over the whole store (what a segment job's evaluation
+  step runs; the job adds Dagster and the membership diff on top).
+
+``--coverage-seeds N`` also measures the interval's coverage over 200 random definitions for N samples of
+``--coverage-sample`` profiles (true sizes from one full evaluation of all 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evaluation import DATA, EVENT_SCHEMA, NOW, PROFILE_SCHEMA, definitions, prepare
+from results_file import append_result
+
+DEFINITION = (
+    'homeAddress.countryCode = "US" and xEvent[eventType = "commerce.purchases" and '
+    "timestamp occurs <= 30 days before today].count() >= 1"
+)
+
+
+def load() -> str:
+    return (
+        subprocess.run(["uptime"], capture_output=True, text=True)
+        .stdout.strip()
+        .split("load average:")[-1]
+        .strip()
+    )
+
+
+def first_page(output: Path, profiles: Path, limit: int = 1000) -> list:
+    """The service's page query (service/previews.py ``_page``) on one chunk's output."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            f"SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet('{output}') "
+            f"WHERE audience_id = 'q' ORDER BY profile_id LIMIT {limit}) AS k "
+            f"LEFT JOIN read_parquet('{profiles}') AS p USING (profile_id) ORDER BY k.profile_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def preview_once(sample, definition, schema, work: Path) -> dict:
+    from segmentation_pipelines.engine import sampling
+
+    started = time.perf_counter()
+    marks: list[tuple[float, int, int]] = []
+    page: dict = {}
+
+    def on_chunk(r) -> None:
+        marks.append((time.perf_counter() - started, r.profiles, r.counts["q"]))
+        if not page:
+            rows = first_page(r.output_path, sample.chunks[r.index].profiles_path)
+            page["seconds"] = time.perf_counter() - started
+            page["rows"] = len(rows)
+
+    sampling.evaluate_chunks(sample, [definition], schema, NOW, work, on_chunk=on_chunk)
+    read = matched = 0
+    first = None
+    for _t, p, m in marks:
+        read += p
+        matched += m
+        if first is None:
+            first = sampling.estimate(matched, read, sample.total_profiles)
+    final = sampling.estimate(matched, read, sample.total_profiles)
+    return {
+        "first_s": marks[0][0],
+        "first": first,
+        "all_s": marks[-1][0],
+        "final": final,
+        "page_s": page["seconds"],
+        "page_rows": page["rows"],
+    }
+
+
+def full_once(definition, schema, folder: Path, work: Path) -> tuple[float, int]:
+    from segmentation_pipelines import engine
+
+    started = time.perf_counter()
+    result = engine.evaluate(
+        engine.EvaluationRequest(
+            [definition], folder / "profiles.parquet", folder / "events", NOW, work / "full.parquet", schema
+        )
+    )
+    return time.perf_counter() - started, result.counts["q"]
+
+
+def coverage(folder: Path, schema, size: int, seeds: int, work: Path) -> list[tuple[int, float]]:
+    from segmentation_pipelines import engine, pql
+    from segmentation_pipelines.engine import sampling
+
+    defs = [engine.EngineDefinition(i, pql.parse(t)) for i, t in definitions(200, seed=11)]
+    truth = engine.evaluate(
+        engine.EvaluationRequest(
+            defs, folder / "profiles.parquet", folder / "events", NOW, work / "truth.parquet", schema
+        )
+    )
+    out = []
+    for seed in range(seeds):
+        sample = sampling.build_sample(
+            folder / "profiles.parquet", folder / "events", work / f"cov-{seed}", size=size, seed=100 + seed
+        )
+        results = sampling.evaluate_chunks(sample, defs, schema, NOW, work / f"cov-{seed}-out")
+        inside = 0
+        for d in defs:
+            matched = sum(r.counts[d.id] for r in results)
+            e = sampling.estimate(matched, sample.size, sample.total_profiles)
+            inside += e.low <= truth.counts[d.id] <= e.high
+        out.append((seed, inside / len(defs)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profiles", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=20_000_000)
+    ap.add_argument("--chunks", type=int, default=16)
+    ap.add_argument("--coverage-sample", type=int, default=50_000)
+    ap.add_argument("--coverage-seeds", type=int, default=0)
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+
+    from segmentation_pipelines import engine, pql
+    from segmentation_pipelines.engine import sampling
+    from segmentation_pipelines.pql.schema import Schema
+
+    folder = DATA / f"p{args.profiles}-e{args.events}"
+    prepare(folder, args.profiles, args.events)
+    schema = Schema.from_dicts(profile=PROFILE_SCHEMA, event=EVENT_SCHEMA)
+    size = sampling.sample_size(args.profiles)
+    sample_folder = folder / f"preview-sample-{size}-{args.chunks}"
+    sample = sampling.Sample.load(sample_folder)
+    drawn = "reused"
+    if sample is None:
+        started = time.perf_counter()
+        sample = sampling.build_sample(
+            folder / "profiles.parquet", folder / "events", sample_folder, size=size, chunks=args.chunks
+        )
+        drawn = f"{time.perf_counter() - started:.1f} s"
+    definition = engine.EngineDefinition("q", pql.parse(DEFINITION))
+    work = folder / f"preview-work-{os.getpid()}"
+    rows = []
+    for label in ("cold", "warm"):
+        before = load()
+        p = preview_once(sample, definition, schema, work / label)
+        full_s, full_n = full_once(definition, schema, folder, work / label)
+        rows.append((label, p, full_s, full_n, before, load()))
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"### {stamp} — {args.profiles:,} profiles, {args.events:,} events, sample {sample.size:,} in "
+        f"{len(sample.chunks)} chunks (drawn: {drawn}), 2 cores",
+        "",
+        f"Command: `.venv/bin/python benchmarks/preview.py --profiles {args.profiles} --events {args.events} "
+        f"--chunks {args.chunks}{' --coverage-seeds ' + str(args.coverage_seeds) if args.coverage_seeds else ''}`. "
+        f"Definition: `{DEFINITION}`.",
+        "",
+        "| run | first estimate (s) | its 95% interval | first page, 1000 profiles (s) | all chunks read (s) | "
+        "final estimate | full evaluation (s) | true size | full / first estimate | full / first page | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, p, full_s, full_n, before, after in rows:
+        f, z = p["first"], p["final"]
+        lines.append(
+            f"| {label} | {p['first_s']:.2f} | {f.size:,} [{f.low:,}, {f.high:,}] | {p['page_s']:.2f} "
+            f"({p['page_rows']} rows) | {p['all_s']:.2f} | {z.size:,} [{z.low:,}, {z.high:,}] | {full_s:.2f} | "
+            f"{full_n:,} | {full_s / p['first_s']:.1f}x | {full_s / p['page_s']:.1f}x | {before} → {after} |"
+        )
+    if args.coverage_seeds:
+        cov = coverage(folder, schema, args.coverage_sample, args.coverage_seeds, folder / "coverage-work")
+        shutil.rmtree(folder / "coverage-work", ignore_errors=True)
+        figures = ", ".join(f"seed {s}: {c:.1%}" for s, c in cov)
+        mean = sum(c for _, c in cov) / len(cov)
+        lines += [
+            "",
+            f"Coverage of the 95% interval, 200 random definitions (benchmarks/evaluation.py templates, seed 11), "
+            f"samples of {args.coverage_sample:,} profiles: {figures}; mean {mean:.1%} (load {load()}).",
+        ]
+    table = "\n".join(lines)
+    print(table)
+    if args.record:
+        append_result("preview.md", "Preview and estimate benchmark (issue 16)", table)
+
+
+if __name__ == "__main__":
+    main()
