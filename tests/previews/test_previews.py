@@ -18,9 +18,9 @@ from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
 
 
-@pytest.fixture(params=["in-process", "serve"])
-def client(request, tmp_path) -> Iterator[SegmentationClient]:
-    home = tmp_path / "home"
+@pytest.fixture(scope="module", params=["in-process", "serve"])
+def client(request, tmp_path_factory) -> Iterator[SegmentationClient]:
+    home = tmp_path_factory.mktemp(request.param) / "home"
     if request.param == "in-process":
         with SegmentationClient(home=home) as local:
             yield local
@@ -30,9 +30,10 @@ def client(request, tmp_path) -> Iterator[SegmentationClient]:
             yield remote
 
 
-@pytest.fixture
-def world(client, tmp_path) -> Scenario:
-    return Scenario(client, tmp_path).load()
+@pytest.fixture(scope="module")
+def world(client, tmp_path_factory) -> Scenario:
+    """One loaded world per transport (tests only read it, but the last, which adds day two's events)."""
+    return Scenario(client, tmp_path_factory.mktemp("world")).load()
 
 
 def emails(results: list[dict]) -> set[str]:
@@ -157,3 +158,13 @@ def test_cancel_and_time_limit(client, world):
     started = time.monotonic()
     assert client.previews.run("loyalty.points >= 500")["state"] == "RESULT_READY"
     assert time.monotonic() - started < 30
+
+
+def test_the_sample_follows_the_store(client, world):
+    buyers = f'xEvent[eventType = "{BUY}"].count() >= 1'
+    before = client.previews.run(buyers)
+    assert emails(before["results"]) == {"ann", "bob", "cat", "fay"}
+    world.add_day_two_events()  # dan and eve buy: the store changes, the next preview reads the new store
+    after = client.previews.run(buyers)
+    assert emails(after["results"]) == {"ann", "bob", "cat", "fay", "dan", "eve"}
+    assert after["estimate"]["estimatedSize"] == 6 and after["estimate"]["exact"] is True
