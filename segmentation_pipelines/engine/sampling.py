@@ -2,7 +2,7 @@
 
 A sample is a simple random sample (without replacement) of the merged profiles, drawn by ranking profiles on a
 seeded hash of their id, with every event of the sampled profiles. It is written as ``chunks`` folders, each its own
-random sample (rank modulo ``chunks``) holding ``profiles.parquet`` and ``events.parquet``: a preview evaluates the
+random sample (rank modulo ``chunks``) holding ``profiles/`` and ``events/`` Parquet files: a preview evaluates the
 chunks one after the other with the segment jobs' engine (:func:`evaluate_chunks`), so the estimate refines as it
 reads, and after ``k`` chunks the profiles read are still a simple random sample of the store.
 
@@ -54,8 +54,8 @@ def default_chunks(size: int) -> int:
 
 @dataclass(frozen=True)
 class Chunk:
-    profiles_path: Path
-    events_path: Path
+    profiles_path: Path  # a glob of the chunk's Parquet files of merged profiles
+    events_path: Path  # the folder of its events' Parquet files
     profiles: int
 
 
@@ -83,7 +83,7 @@ class Sample:
             return None
         folder = Path(folder).resolve()
         chunks = [
-            Chunk(folder / c["dir"] / "profiles.parquet", folder / c["dir"] / "events.parquet", c["profiles"])
+            Chunk(folder / c["dir"] / "profiles" / "*.parquet", folder / c["dir"] / "events", c["profiles"])
             for c in doc["chunks"]
         ]
         return cls(
@@ -142,25 +142,27 @@ def build_sample(
             f"FROM {profiles}) WHERE r < {n}"
         )
         sizes = dict(con.execute("SELECT chunk, count(*) FROM pick GROUP BY chunk").fetchall())
+        staging = folder / ".staging"
+        staging.mkdir(exist_ok=True)
         for part, table in (("profiles", profiles), ("events", events)):
-            staging = folder / f".{part}"
+            # One pass per part writes every chunk (a partitioned COPY); the folders are then renamed, so that
+            # readers see no hive-style partition column.
             run(
-                f"COPY (SELECT t.*, s.chunk AS __chunk FROM {table} AS t JOIN pick AS s USING (profile_id) "
-                f"ORDER BY s.chunk, t.profile_id) TO {_lit(staging)} "
-                f"(FORMAT parquet, PARTITION_BY (__chunk), OVERWRITE_OR_IGNORE)"
+                f"COPY (SELECT t.*, s.chunk AS __chunk FROM {table} AS t JOIN pick AS s USING (profile_id)) "
+                f"TO {_lit(staging / part)} (FORMAT parquet, PARTITION_BY (__chunk), OVERWRITE_OR_IGNORE)"
             )
             for c in range(k):
-                target = folder / f"chunk-{c:03d}" / f"{part}.parquet"
+                target = folder / f"chunk-{c:03d}" / part
                 target.parent.mkdir(exist_ok=True)
-                files = sorted((staging / f"__chunk={c}").glob("*.parquet"))
-                if files:
+                written = staging / part / f"__chunk={c}"
+                if written.is_dir() and any(written.glob("*.parquet")):
+                    os.replace(written, target)
+                else:  # an empty chunk still has a file, with the columns the engine reads
+                    target.mkdir()
                     run(
-                        f"COPY (SELECT * FROM read_parquet([{', '.join(_lit(f) for f in files)}])) "
-                        f"TO {_lit(target)} (FORMAT parquet)"
+                        f"COPY (SELECT * FROM {table} LIMIT 0) TO {_lit(target / 'empty.parquet')} (FORMAT parquet)"
                     )
-                else:  # an empty chunk still has files, with the columns the engine reads
-                    run(f"COPY (SELECT * FROM {table} LIMIT 0) TO {_lit(target)} (FORMAT parquet)")
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     finally:
         con.close()
     shutil.rmtree(folder / ".spill", ignore_errors=True)

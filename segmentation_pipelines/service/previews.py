@@ -351,7 +351,7 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
                 continue
             profiles = sample.chunks[c["index"]].profiles_path if sample else None
             ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-            if profiles is not None and profiles.exists():
+            if profiles is not None and profiles.parent.is_dir():
                 rows = con.execute(
                     f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
                     f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
