@@ -1,11 +1,11 @@
 """Benchmark of previews and estimates (issue 16) against a full evaluation of the same definition, same run.
 
-    .venv/bin/python benchmarks/preview.py [--profiles 1000000] [--events 20000000] [--chunks 16] [--record]
+    .venv/bin/python benchmarks/preview.py [--profiles 1000000] [--events 20000000] [--chunks N] [--record]
                                            [--coverage-sample 50000 --coverage-seeds 3]
 
 Data: the seeded synthetic store of ``benchmarks/evaluation.py`` (generated into ``benchmarks/.data/`` once and
 reused). The sample is drawn once with ``engine/sampling.py`` at the platform's tier (the whole store below 1M
-profiles, 1M for 1M-20M: at 1M profiles the sample is the whole store, cut in ``--chunks`` random chunks) and
+profiles, 1M for 1M-20M: at 1M profiles the sample is the whole store, cut in random chunks, small first, then doubling) and
 reused while present ("the sample prepared"); its drawing time is reported.
 
 Measured in this process, each twice (cold = first in the process, then warm), for one realistic definition:
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -69,11 +70,18 @@ def preview_once(sample, definition, schema, work: Path) -> dict:
     started = time.perf_counter()
     marks: list[tuple[float, int, int]] = []
     page: dict = {}
+    outputs: list = []
 
     def on_chunk(r) -> None:
         marks.append((time.perf_counter() - started, r.profiles, r.counts["q"]))
-        if not page:
-            rows = first_page(r.output_path, sample.chunks[r.index].profiles_path)
+        outputs.append((r.output_path, sample.chunks[r.index].profiles_path, r.counts["q"]))
+        # The service serves page 1 once the chunks read hold 1000 members (or all are read).
+        if not page and (sum(n for *_, n in outputs) >= 1000 or len(outputs) == len(sample.chunks)):
+            rows = []
+            for output, profiles, _n in outputs:
+                rows += first_page(output, profiles, 1000 - len(rows))
+                if len(rows) >= 1000:
+                    break
             page["seconds"] = time.perf_counter() - started
             page["rows"] = len(rows)
 
@@ -108,7 +116,9 @@ def full_once(definition, schema, folder: Path, work: Path) -> tuple[float, int]
     return time.perf_counter() - started, result.counts["q"]
 
 
-def coverage(folder: Path, schema, size: int, seeds: int, work: Path) -> list[tuple[int, float]]:
+def coverage(
+    folder: Path, schema, size: int, seeds: int, work: Path
+) -> list[tuple[int, float, float, float]]:
     from segmentation_pipelines import engine, pql
     from segmentation_pipelines.engine import sampling
 
@@ -124,12 +134,16 @@ def coverage(folder: Path, schema, size: int, seeds: int, work: Path) -> list[tu
             folder / "profiles.parquet", folder / "events", work / f"cov-{seed}", size=size, seed=100 + seed
         )
         results = sampling.evaluate_chunks(sample, defs, schema, NOW, work / f"cov-{seed}-out")
-        inside = 0
+        inside, zs = 0, []
         for d in defs:
             matched = sum(r.counts[d.id] for r in results)
             e = sampling.estimate(matched, sample.size, sample.total_profiles)
             inside += e.low <= truth.counts[d.id] <= e.high
-        out.append((seed, inside / len(defs)))
+            if (
+                e.standard_error > 0
+            ):  # (estimate - truth) / standard error: mean 0, sd 1 if the error is honest
+                zs.append((e.size - truth.counts[d.id]) / e.standard_error)
+        out.append((seed, inside / len(defs), statistics.mean(zs), statistics.pstdev(zs)))
     return out
 
 
@@ -137,7 +151,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profiles", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=20_000_000)
-    ap.add_argument("--chunks", type=int, default=16)
+    ap.add_argument("--chunks", type=int, default=None, help="default: engine/sampling.py default_chunks")
     ap.add_argument("--coverage-sample", type=int, default=50_000)
     ap.add_argument("--coverage-seeds", type=int, default=0)
     ap.add_argument("--record", action="store_true")
@@ -151,13 +165,14 @@ def main() -> None:
     prepare(folder, args.profiles, args.events)
     schema = Schema.from_dicts(profile=PROFILE_SCHEMA, event=EVENT_SCHEMA)
     size = sampling.sample_size(args.profiles)
-    sample_folder = folder / f"preview-sample-{size}-{args.chunks}"
+    chunks = args.chunks or sampling.default_chunks(size)
+    sample_folder = folder / f"preview-sample-{size}-{chunks}"
     sample = sampling.Sample.load(sample_folder)
     drawn = "reused"
     if sample is None:
         started = time.perf_counter()
         sample = sampling.build_sample(
-            folder / "profiles.parquet", folder / "events", sample_folder, size=size, chunks=args.chunks
+            folder / "profiles.parquet", folder / "events", sample_folder, size=size, chunks=chunks
         )
         drawn = f"{time.perf_counter() - started:.1f} s"
     definition = engine.EngineDefinition("q", pql.parse(DEFINITION))
@@ -178,7 +193,7 @@ def main() -> None:
         f"{len(sample.chunks)} chunks (drawn: {drawn}), 2 cores",
         "",
         f"Command: `.venv/bin/python benchmarks/preview.py --profiles {args.profiles} --events {args.events} "
-        f"--chunks {args.chunks}{' --coverage-seeds ' + str(args.coverage_seeds) if args.coverage_seeds else ''}`. "
+        f"{' --chunks ' + str(args.chunks) if args.chunks else ''}{' --coverage-seeds ' + str(args.coverage_seeds) if args.coverage_seeds else ''}`. "
         f"Definition: `{DEFINITION}`.",
         "",
         "| run | first estimate (s) | its 95% interval | first page, 1000 profiles (s) | all chunks read (s) | "
@@ -195,8 +210,8 @@ def main() -> None:
     if args.coverage_seeds:
         cov = coverage(folder, schema, args.coverage_sample, args.coverage_seeds, folder / "coverage-work")
         shutil.rmtree(folder / "coverage-work", ignore_errors=True)
-        figures = ", ".join(f"seed {s}: {c:.1%}" for s, c in cov)
-        mean = sum(c for _, c in cov) / len(cov)
+        figures = ", ".join(f"seed {s}: {c:.1%} (z mean {zm:+.2f}, sd {zs:.2f})" for s, c, zm, zs in cov)
+        mean = sum(c for _, c, _, _ in cov) / len(cov)
         lines += [
             "",
             f"Coverage of the 95% interval, 200 random definitions (benchmarks/evaluation.py templates, seed 11), "

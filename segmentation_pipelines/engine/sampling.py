@@ -1,8 +1,9 @@
 """Samples of the profile store for previews and estimates, and the estimate with its 95% interval.
 
 A sample is a simple random sample (without replacement) of the merged profiles, drawn by ranking profiles on a
-seeded hash of their id, with every event of the sampled profiles. It is written as ``chunks`` folders, each its own
-random sample (rank modulo ``chunks``) holding ``profiles/`` and ``events/`` Parquet files: a preview evaluates the
+seeded hash of their id, with every event of the sampled profiles. It is written as ``chunks`` folders, each a
+range of ranks and so its own random sample (small first, then doubling), holding ``profiles/`` and ``events/``
+Parquet files: a preview evaluates the
 chunks one after the other with the segment jobs' engine (:func:`evaluate_chunks`), so the estimate refines as it
 reads, and after ``k`` chunks the profiles read are still a simple random sample of the store.
 
@@ -47,9 +48,23 @@ def sample_size(total: int) -> int:
     return math.ceil(total * LARGE_FRACTION)
 
 
+MIN_CHUNK = 20_000  # profiles: below this a pass costs more in fixed overhead than it reads
+MAX_CHUNKS = 7
+
+
 def default_chunks(size: int) -> int:
-    """Chunks of a sample: enough for the estimate to refine several times, each big enough to be worth a pass."""
-    return max(1, min(16, size // 20_000))
+    """Chunks of a sample: the first two of ``size / 2**(k-1)`` profiles each, then doubling (:func:`chunk_ends`),
+    so that a first estimate comes after a small part is read and the whole costs few passes."""
+    k = 1
+    while k < MAX_CHUNKS and size / 2**k >= MIN_CHUNK:
+        k += 1
+    return k
+
+
+def chunk_ends(size: int, chunks: int) -> list[int]:
+    """Exclusive end rank of each chunk: ``size / 2**(k-1)``, then doubling up to ``size`` (so the first two chunks
+    are equal and every later one holds as many profiles as all before it)."""
+    return [math.ceil(size / 2 ** (chunks - 1 - i)) for i in range(chunks)]
 
 
 @dataclass(frozen=True)
@@ -135,9 +150,12 @@ def build_sample(
         def run(sql: str) -> None:
             run_interruptible(lambda: con.execute(sql), con.interrupt, should_cancel)
 
-        # A seeded hash ranks the profiles: the first n are a simple random sample, rank % k splits it in k.
+        # A seeded hash ranks the profiles: the first n are a simple random sample, and so is every rank range.
+        ends = chunk_ends(n, k)
+        whens = " ".join(f"WHEN r < {e} THEN {i}" for i, e in enumerate(ends[:-1]))
+        chunk_of = f"CASE {whens} ELSE {k - 1} END" if whens else "0"
         run(
-            f"CREATE TEMP TABLE pick AS SELECT profile_id, CAST(r % {k} AS INTEGER) AS chunk FROM ("
+            f"CREATE TEMP TABLE pick AS SELECT profile_id, CAST({chunk_of} AS INTEGER) AS chunk FROM ("
             f"SELECT profile_id, row_number() OVER (ORDER BY hash(profile_id, {int(seed)}), profile_id) - 1 AS r "
             f"FROM {profiles}) WHERE r < {n}"
         )
