@@ -221,7 +221,9 @@ def _chunk_extras(p: _Preview, output: Path, profiles_path: Path) -> tuple[dict[
         con.close()
 
 
-def _run(p: _Preview, ctx: ServiceContext, checked: Any) -> None:
+def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> None:
+    if p.cancel.is_set():  # deleted while it waited for a worker
+        return
     started = time.monotonic()
     p.deadline = started + p.time_limit_s
     p.state = RUNNING
@@ -247,7 +249,6 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any) -> None:
             definitions.append(engine.EngineDefinition(p.base["id"], p.base["checked"].checked))
             deps[p.base["id"]] = list(p.base["checked"].references)
         ids = [d.id for d in definitions]
-        schema = p.base["schema"] if p.base is not None else checked_schema(ctx)
         external = _external_members(
             ids,
             deps,
@@ -309,10 +310,6 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any) -> None:
         p.ended = time.time()
         if p.cancel.is_set():
             shutil.rmtree(p.work, ignore_errors=True)
-
-
-def checked_schema(ctx: ServiceContext) -> pql.Schema:
-    return profile_schema(ctx)
 
 
 # --- reading the results ---------------------------------------------------------------------------------------------
@@ -475,7 +472,6 @@ class PreviewsService:
                 "name": definition.get("name"),
                 "expression": base_text,
                 "checked": self._check(base_text, f"baseSegmentId '{base_id}'", schema),
-                "schema": schema,
             }
             policy = services.merge_policies.resolve(
                 body.get("mergePolicyId") or definition.get("mergePolicyId")
@@ -512,7 +508,7 @@ class PreviewsService:
         )
         with _lock:
             _previews[p.id] = p
-        _executor().submit(_run, p, self.ctx, checked)
+        _executor().submit(_run, p, self.ctx, checked, schema)
         return {
             "state": NEW,
             "previewQueryId": query_id,
