@@ -116,13 +116,32 @@ def full_once(definition, schema, folder: Path, work: Path) -> tuple[float, int]
     return time.perf_counter() - started, result.counts["q"]
 
 
+def distinct_definitions(n: int = 200, seed: int = 11) -> list[tuple[str, str]]:
+    """``n`` distinct random definitions of benchmarks/evaluation.py's templates: its generator repeats some texts
+    (a template with 3 choices), and identical definitions would count one sampling error several times."""
+    import re
+
+    for pool in range(n, 20 * n, n):
+        seen: set[str] = set()
+        out: list[tuple[str, str]] = []
+        for ident, text in definitions(pool, seed=seed):
+            refs = set(re.findall(r'inSegment\("([^"]+)"\)', text))
+            if text in seen or not refs <= {i for i, _ in out}:
+                continue
+            seen.add(text)
+            out.append((ident, text))
+        if len(out) >= n:
+            return out[:n]
+    raise ValueError(f"the templates do not give {n} distinct definitions")
+
+
 def coverage(
     folder: Path, schema, size: int, seeds: int, work: Path
 ) -> list[tuple[int, float, float, float]]:
     from segmentation_pipelines import engine, pql
     from segmentation_pipelines.engine import sampling
 
-    defs = [engine.EngineDefinition(i, pql.parse(t)) for i, t in definitions(200, seed=11)]
+    defs = [engine.EngineDefinition(i, pql.parse(t)) for i, t in distinct_definitions(200, seed=11)]
     truth = engine.evaluate(
         engine.EvaluationRequest(
             defs, folder / "profiles.parquet", folder / "events", NOW, work / "truth.parquet", schema
@@ -214,7 +233,7 @@ def main() -> None:
         mean = sum(c for _, c, _, _ in cov) / len(cov)
         lines += [
             "",
-            f"Coverage of the 95% interval, 200 random definitions (benchmarks/evaluation.py templates, seed 11), "
+            f"Coverage of the 95% interval, 200 distinct random definitions (benchmarks/evaluation.py templates, seed 11), "
             f"samples of {args.coverage_sample:,} profiles: {figures}; mean {mean:.1%} (load {load()}).",
         ]
     table = "\n".join(lines)
