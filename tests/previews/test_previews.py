@@ -168,3 +168,19 @@ def test_the_sample_follows_the_store(client, world):
     after = client.previews.run(buyers)
     assert emails(after["results"]) == {"ann", "bob", "cat", "fay", "dan", "eve"}
     assert after["estimate"]["estimatedSize"] == 6 and after["estimate"]["exact"] is True
+
+
+def test_a_sampled_store_reports_an_honest_interval(tmp_path, monkeypatch):
+    """A sample smaller than the store (``SEGMENTATION_PREVIEW_SAMPLE_SIZE``): the estimate says it is not exact,
+    reads only the sample, and its interval holds the true size."""
+    monkeypatch.setenv("SEGMENTATION_PREVIEW_SAMPLE_SIZE", "4")
+    with SegmentationClient(home=tmp_path / "home") as local:
+        Scenario(local, tmp_path).load()
+        preview = local.previews.run('homeAddress.countryCode = "US"')  # ann, bob, eve: 3 of 6
+    estimate = preview["estimate"]
+    assert preview["state"] == "RESULT_READY" and preview["sampled"] is True
+    assert estimate["exact"] is False and estimate["sample"]["size"] == 4
+    assert estimate["numRowsToRead"] == estimate["profilesReadSoFar"] == 4 and estimate["totalRows"] == 6
+    assert len(preview["results"]) == estimate["profilesMatchedSoFar"] <= 3
+    assert estimate["estimatedSizeLow"] <= 3 <= estimate["estimatedSizeHigh"]
+    assert estimate["standardError"] >= 0 and estimate["confidenceInterval"] == "95%"
