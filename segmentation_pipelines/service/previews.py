@@ -62,6 +62,7 @@ DEFAULT_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 60.0, 600.0
 MAX_CONCURRENT = 2  # previews evaluating at once in one process (the machine's cores are shared with jobs)
 MAX_ACTIVE = 32  # previews queued or running in one process; more is a 429
 RETENTION_S = 3600.0  # a finished preview stays readable this long
+MAX_KEPT = 1000  # finished previews kept per process (the oldest are forgotten first)
 MODELS = {"_xdm.context.profile", "xdm.model.profile"}
 GRAPH_TYPES = {"pdg", "none"}
 
@@ -117,13 +118,29 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _forget_old() -> None:
+    """Forget previews ended more than ``RETENTION_S`` ago, and the oldest beyond ``MAX_KEPT``, with their files."""
     now = time.time()
     with _lock:
-        old = [p for p in _previews.values() if p.ended is not None and now - p.ended > RETENTION_S]
+        ended = sorted((p for p in _previews.values() if p.ended is not None), key=lambda p: p.ended)
+        old = [p for p in ended if now - p.ended > RETENTION_S]
+        old += [p for p in ended[: max(0, len(ended) - MAX_KEPT)] if p not in old]
         for p in old:
             _previews.pop(p.id, None)
     for p in old:
         shutil.rmtree(p.work, ignore_errors=True)
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Work folders no preview of this process owns and older than the retention (a process that was stopped)."""
+    now = time.time()
+    with _lock:
+        owned = {p.work.name for p in _previews.values()}
+    for work in folder.glob("*") if folder.is_dir() else ():
+        try:
+            if work.name not in owned and now - work.stat().st_mtime > RETENTION_S:
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -485,6 +502,7 @@ class PreviewsService:
                 "data first (ingestion builds the store).",
             )
         _forget_old()
+        _remove_orphans(StoreLayout(self.ctx.sandbox_root).tmp_dir() / "previews")
         with _lock:
             active = sum(1 for q in _previews.values() if q.state not in TERMINAL)
         if active >= MAX_ACTIVE:
