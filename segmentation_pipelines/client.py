@@ -38,6 +38,7 @@ import httpx
 from segmentation_pipelines.errors import ApiError, SegmentationError, error_body
 from segmentation_pipelines.service.context import ServiceContext, Services
 from segmentation_pipelines.settings import get_settings
+from segmentation_pipelines.timeutil import iso, parse_time
 
 UPS = "/data/core/ups"
 AIS = "/data/core/ais"
@@ -362,11 +363,10 @@ class SegmentJobs(Resource):
         ``wait=True``: return the finished job. In-process the job runs here, through Dagster; over HTTP the REST
         API queues it (its sensor launches the run) and this polls ``GET`` until the job ends (``timeout`` s).
         """
-        from segmentation_pipelines.service.segment_jobs import iso_ms, parse_evaluation_time
 
         when = None
         if evaluation_time is not None:
-            when = iso_ms(int(parse_evaluation_time(evaluation_time).timestamp() * 1000))
+            when = iso(parse_time(evaluation_time))
         if self.local:
             return self.transport.service(self.service).create(body, evaluation_time=when, wait=wait)
         job = self._create(body, evaluation_time=when)

@@ -23,6 +23,7 @@ from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
 from segmentation_pipelines.pql import compile_sql
+from segmentation_pipelines.pql.references import referenced_audiences
 
 D = "duckdb"
 
@@ -89,7 +90,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # Pairs stream to the output as each batch is done; only audiences a later stage reads stay in `members`.
-    referenced = set().union(*(plan.referenced_audiences(d.ast) for d in req.definitions))
+    referenced = set().union(*(referenced_audiences(d.ast) for d in req.definitions))
     writer = pairs_writer(tmp)
     try:
         r.run("CREATE TEMP TABLE members (audience_id VARCHAR, profile_id VARCHAR)")

@@ -31,6 +31,7 @@ import duckdb
 
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled
+from segmentation_pipelines.timeutil import naive_utc
 
 RETENTION_DAYS = 30
 CURRENT_STATUSES = ("realized", "existing")
@@ -90,12 +91,6 @@ def safe_name(audience_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in audience_id)
 
 
-def _naive_utc(t: dt.datetime) -> dt.datetime:
-    if t.tzinfo is not None:
-        t = t.astimezone(dt.UTC).replace(tzinfo=None)
-    return t
-
-
 def _sql_str(value: str | os.PathLike) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -135,7 +130,7 @@ def diff_memberships(
     ``profiles_paths``: audience id -> the merged ``profiles.parquet`` its members' identityMap comes from.
     """
     cancelled = should_cancel or (lambda: False)
-    t = _naive_utc(evaluation_time)
+    t = naive_utc(evaluation_time)
     cutoff = t - dt.timedelta(days=retention_days)
     staging = Path(staging_root) / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)

@@ -27,6 +27,7 @@ from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import timewindows as tw
 from segmentation_pipelines.pql.errors import PQLError
 from segmentation_pipelines.pql.schema import ClassSchema, Schema
+from segmentation_pipelines.timeutil import naive_utc
 
 NUMERIC = {"integer", "number"}
 TEMPORAL = {"date", "date-time"}
@@ -137,7 +138,7 @@ class Lowering:
     def __init__(self, backend: Any, schema: Schema, evaluation_time: datetime):
         self.b = backend
         self.schema = schema
-        self.now = tw.naive_utc(evaluation_time)
+        self.now = naive_utc(evaluation_time)
         self.needs_profile = False  # set while compiling an aggregate whose rows read profile fields
         self.captures = False  # set while compiling a lambda body that reads anything but its element
 

@@ -25,12 +25,13 @@ Semantics (pql.md §0, §7; decisions in docs/decisions/engine.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql.errors import PQLError
+from segmentation_pipelines.timeutil import naive_utc
 
 FIXED_UNITS = {
     "millisecond": timedelta(milliseconds=1),
@@ -90,13 +91,6 @@ def truncate(t: datetime, unit: str) -> datetime:
         return day.replace(day=1)
     years = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[u]
     return day.replace(year=max(1, day.year - day.year % years), month=1, day=1)
-
-
-def naive_utc(t: datetime) -> datetime:
-    """The evaluation time as a naive UTC datetime (the data files' convention)."""
-    if t.tzinfo is not None:
-        t = t.astimezone(UTC).replace(tzinfo=None)
-    return t
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from sqlalchemy import delete, func, select
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.errors import BadRequest
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.timeutil import from_ms
 
 Row = models.AudienceEvaluation
 
@@ -33,45 +33,7 @@ class Evaluation:
 
     @property
     def evaluation_time(self) -> dt.datetime:
-        return ms_to_datetime(self.evaluation_ms)
-
-
-def ms_to_datetime(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-
-
-def datetime_to_ms(t: dt.datetime) -> int:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(round(t.timestamp() * 1000))
-
-
-def iso(t: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z`` (naive datetimes are UTC)."""
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(value: Any, name: str = "evaluation_time") -> dt.datetime | None:
-    """An ISO 8601 time (naive = UTC) or epoch milliseconds, as an aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    text = str(value).strip()
-    try:
-        if text.lstrip("-").isdigit():
-            return ms_to_datetime(int(text))
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest(
-            f"query parameter '{name}': '{text}' is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z) "
-            "or epoch milliseconds."
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        return from_ms(self.evaluation_ms)
 
 
 def _evaluation(row: Row) -> Evaluation:

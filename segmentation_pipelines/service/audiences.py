@@ -22,12 +22,7 @@ from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFound
-from segmentation_pipelines.service.audience_evaluations import (
-    AudienceEvaluations,
-    datetime_to_ms,
-    iso,
-    parse_time,
-)
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext, Services
 from segmentation_pipelines.service.folders import check_folder_id
 from segmentation_pipelines.service.query import parse_int
@@ -50,6 +45,7 @@ from segmentation_pipelines.service.segment_definitions import (
     sort_docs,
     values_of,
 )
+from segmentation_pipelines.timeutil import iso, parse_optional_time, to_ms
 
 EXTERNAL_TYPES = ("ExternalSegment", "ExternalAudience")
 LIFECYCLE_STATES = ("draft", "published", "inactive")
@@ -320,12 +316,10 @@ class AudiencesService:
         )
         start_n = parse_int(start, "start", 0)
         limit_n = parse_int(limit, "limit", MEMBERS_DEFAULT_LIMIT, minimum=1, maximum=MEMBERS_MAX_LIMIT)
-        at = parse_time(evaluation_time)
+        at = parse_optional_time(evaluation_time, "query parameter 'evaluationTime'")
         with self.ctx.catalog.session(readonly=True) as session:
             self._row(session, audience_id)
-        evaluation = self.evaluations.latest(
-            audience_id, at_or_before_ms=None if at is None else datetime_to_ms(at)
-        )
+        evaluation = self.evaluations.latest(audience_id, at_or_before_ms=None if at is None else to_ms(at))
         result: dict[str, Any] = {
             "audienceId": audience_id,
             "evaluationTime": None,

@@ -29,12 +29,14 @@ from typing import Any
 from segmentation_pipelines import engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
+from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_order
 from segmentation_pipelines.profiles.layout import StoreLayout
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.profile_store import ProfileStoreService
 from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
+from segmentation_pipelines.timeutil import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +64,17 @@ class EvaluationSummary:
     durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
     order: list[str] = field(default_factory=list)  # evaluation (topological) order
     files: dict[str, str] = field(default_factory=dict)
-    store_version: dict[str, Any] = field(default_factory=dict)  # the profile store it read (profile_store.py)
+    store_version: dict[str, Any] = field(
+        default_factory=dict
+    )  # the profile store it read (profile_store.py)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
-    """``ids`` so that every definition comes after the ones it references (among ``ids``); stable by id."""
-    wanted = sorted(set(ids))
-    selected = set(wanted)
-    done: set[str] = set()
-    order: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(node: str) -> None:
-        if node in done:
-            return
-        if node in visiting:
-            raise ApiError(400, f"inSegment references form a cycle through definition '{node}'.")
-        visiting.add(node)
-        for dep in sorted(set(dependencies.get(node, ())) & selected):
-            visit(dep)
-        visiting.discard(node)
-        done.add(node)
-        order.append(node)
-
-    for node in wanted:
-        visit(node)
-    return order
+    """``ids`` so that every definition comes after the ones it references (among ``ids``); a cycle is a 400."""
+    try:
+        return evaluation_order(ids, dependencies)
+    except ReferenceCycle as exc:
+        raise ApiError(400, f"{exc} (among the definitions of this job).") from None
 
 
 def _passes(
@@ -148,7 +135,7 @@ def run_evaluation(
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     t = t.astimezone(dt.UTC)
-    evaluation_ms = datetime_to_ms(t)
+    evaluation_ms = to_ms(t)
     ids = list(dict.fromkeys(definition_ids))
     summary = EvaluationSummary(evaluation_time=t, evaluation_ms=evaluation_ms)
     if not ids:
@@ -266,7 +253,7 @@ def publish_memberships(
     """
     layout = StoreLayout(ctx.sandbox_root)
     evaluations = AudienceEvaluations(ctx)
-    evaluation_ms = datetime_to_ms(evaluation_time)
+    evaluation_ms = to_ms(evaluation_time)
     if profiles_paths is None:
         from segmentation_pipelines.service.context import Services
 

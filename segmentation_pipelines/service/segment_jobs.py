@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,9 +38,9 @@ from segmentation_pipelines.launcher import (
     run_status_name,
     segment_asset_key,
 )
-from segmentation_pipelines.service.audience_evaluations import datetime_to_ms
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import int_param
+from segmentation_pipelines.timeutil import iso_ms, parse_time, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +61,6 @@ MAX_LIMIT = 1000
 MAX_BULK_IDS = 100
 SORTABLE = {"creationTime", "updateTime", "status", "id", "evaluationTime"}
 _INTERNAL = "_internal"  # stored in the row's body, never returned
-
-
-def parse_evaluation_time(value: Any, where: str = "evaluation_time") -> datetime:
-    """A UTC datetime from a datetime, an ISO 8601 string or epoch milliseconds; naive means UTC."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value / 1000, tz=UTC)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        except ValueError:
-            raise BadRequest(
-                f"{where}: '{value[:60]}' is not an ISO 8601 date-time (e.g. 2026-01-31T12:00:00Z)."
-            ) from None
-    else:
-        raise BadRequest(f"{where}: expected an ISO 8601 date-time string, got {type(value).__name__}.")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 UTC with millisecond precision and a ``Z``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -137,10 +110,8 @@ class SegmentJobsService:
             raise BadRequest(
                 "wait=True runs the job in this process; it cannot be combined with launch=False."
             )
+        evaluation_ms = None if evaluation_time is None else to_ms(parse_time(evaluation_time))
         segments = self._resolve_segments(body)
-        evaluation_ms = (
-            None if evaluation_time is None else datetime_to_ms(parse_evaluation_time(evaluation_time))
-        )
         now = now_ms()
         mode = "in_process" if wait else ("sensor" if launch else "caller")
         status = NEW if mode == "sensor" else QUEUED

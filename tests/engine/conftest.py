@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "pql_compile"))
-
-from compile_fixture_data import write_store  # noqa: E402
+from pql_compile.compile_fixture_data import write_store
 
 
 @pytest.fixture()

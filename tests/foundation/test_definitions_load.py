@@ -8,9 +8,17 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from segmentation_pipelines.dagster_home import PROJECT_ROOT
 from segmentation_pipelines.defs import DOMAINS
+
+
+@pytest.fixture(autouse=True)
+def empty_home(tmp_path, monkeypatch):
+    """The definitions load from a fresh, empty home: not from whatever ``./.segmentation`` holds."""
+    monkeypatch.setenv("SEGMENTATION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SEGMENTATION_CATALOG_URL", raising=False)
 
 
 def _load_definitions() -> dg.Definitions:
@@ -43,7 +51,7 @@ def test_definitions_resolve_every_object():
 
 
 def test_dagster_definitions_validate_on_workspace(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}  # SEGMENTATION_HOME: the fresh home of empty_home
     (tmp_path / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     dagster = Path(sys.executable).with_name("dagster")
     result = subprocess.run(

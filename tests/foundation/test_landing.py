@@ -28,7 +28,16 @@ def test_relative_and_absolute_paths_inside_resolve(landing):
 
 
 @pytest.mark.parametrize(
-    "raw", ["../../secret.csv", "in/../../../secret.csv", "in/link.csv", "/etc/passwd", "missing.csv", "in", "a\x00b"]
+    "raw",
+    [
+        "../../secret.csv",
+        "in/../../../secret.csv",
+        "in/link.csv",
+        "/etc/passwd",
+        "missing.csv",
+        "in",
+        "a\x00b",
+    ],
 )
 def test_confined_refusals_all_read_alike(landing, raw):
     with pytest.raises(BadRequest) as err:

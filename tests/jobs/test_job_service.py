@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,16 @@ import pytest
 from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.dagster_launcher import DagsterLauncher
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.segment_jobs import SegmentJobsService, parse_evaluation_time
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
 from .conftest import CANCEL_WITHIN_S, PROBE_WORK_S, add_definition_row
 from .probe_segments import PROBE_COUNTS, probe_definitions
 
 
 def with_probe(ctx, ids, work_s=0.0):
-    ctx.launcher = DagsterLauncher(ctx.settings, definitions=probe_definitions(str(ctx.settings.home), ids, work_s=work_s))
+    ctx.launcher = DagsterLauncher(
+        ctx.settings, definitions=probe_definitions(str(ctx.settings.home), ids, work_s=work_s)
+    )
     return SegmentJobsService(ctx)
 
 
@@ -74,12 +75,9 @@ def test_star_in_empty_sandbox_is_400(jobs):
         jobs.create([{"segmentId": "*"}])
 
 
-def test_evaluation_time_parsing():
-    assert parse_evaluation_time("2026-01-02T03:04:05Z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert parse_evaluation_time("2026-01-02T04:04:05+01:00") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert parse_evaluation_time(datetime(2026, 1, 2)) == datetime(2026, 1, 2, tzinfo=UTC)
-    with pytest.raises(SegmentationError, match="ISO 8601"):
-        parse_evaluation_time("yesterday")
+def test_bad_evaluation_time_is_400_naming_the_field(jobs):
+    with pytest.raises(SegmentationError, match="evaluation_time: 'yesterday' is not an ISO 8601"):
+        jobs.create([{"segmentId": "*"}], evaluation_time="yesterday")
 
 
 def test_run_request_and_launch_claim(ctx, jobs):

@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from compile_fixture_data import NOW, SCHEMA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pql_compile.compile_fixture_data import NOW, SCHEMA
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
 from segmentation_pipelines.pql import parse
 
@@ -313,7 +313,7 @@ def boolean(depth: int = 2):
 
 
 def _write(tmp: Path, profiles: list[dict], events: list[dict]) -> tuple[Path, Path]:
-    from compile_fixture_data import events_table, profiles_table
+    from pql_compile.compile_fixture_data import events_table, profiles_table
 
     p_schema, e_schema = profiles_table().schema, events_table().schema
     prows = [

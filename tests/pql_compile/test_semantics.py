@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from compile_fixture_data import NOW, SCHEMA
 
+from pql_compile.compile_fixture_data import NOW, SCHEMA
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
 from segmentation_pipelines.pql import compile_polars, compile_sql, parse
 from segmentation_pipelines.pql.compile_lowering import CompileError

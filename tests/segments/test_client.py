@@ -61,7 +61,7 @@ def test_definitions_members_and_errors(client, store):
     assert {m["status"] for m in past["children"]} == {"realized"}
     with pytest.raises(SegmentationError) as err:
         client.audiences.members(us["id"], evaluation_time="yesterday")
-    assert err.value.status == 400 and "evaluation_time" in err.value.message
+    assert err.value.status == 400 and "evaluationTime" in err.value.message
 
     bulk = defs.bulk_get({"ids": [{"id": us["id"]}, {"id": top["id"]}]})
     assert set(bulk["results"]) == {us["id"], top["id"]}

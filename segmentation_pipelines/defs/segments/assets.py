@@ -34,7 +34,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     TAG_SANDBOX,
     segment_asset_key,
 )
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms, iso
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
@@ -43,6 +43,7 @@ from segmentation_pipelines.service.segment_evaluation import (
     topological_order,
 )
 from segmentation_pipelines.settings import get_settings
+from segmentation_pipelines.timeutil import iso, parse_time, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,8 @@ def _materializations(
             ),
         )
         members = int(counts.get("members", 0))
-        evaluation_ms = datetime_to_ms(summary.evaluation_time) if summary.evaluation_time else None
-        earlier = [
-            e for e in history if evaluation_ms is None or datetime_to_ms(e.evaluation_time) < evaluation_ms
-        ]
+        evaluation_ms = to_ms(summary.evaluation_time) if summary.evaluation_time else None
+        earlier = [e for e in history if evaluation_ms is None or to_ms(e.evaluation_time) < evaluation_ms]
         delta = members - int(earlier[-1].counts.get("members", 0)) if earlier else members
         metadata: dict[str, Any] = {
             # Numeric entries are what Dagster plots across materializations (the asset's "Plots" tab).
@@ -202,7 +201,7 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         job_id = tags.get(TAG_JOB_ID)
         when = tags.get(TAG_EVALUATION_TIME)
         evaluation_time = (
-            dt.datetime.fromisoformat(when.replace("Z", "+00:00")) if when else dt.datetime.now(dt.UTC)
+            parse_time(when, f"run tag {TAG_EVALUATION_TIME}") if when else dt.datetime.now(dt.UTC)
         )
         selected = [by_key[k] for k in context.selected_asset_keys if k in by_key]
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
