@@ -38,20 +38,21 @@ import duckdb
 from segmentation_pipelines import engine, pql
 from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
+from segmentation_pipelines.pql.references import canonical_references
 from segmentation_pipelines.profiles import store
 from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir, publish_version
 from segmentation_pipelines.profiles.manifest import part_lock
-from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext, Services
 from segmentation_pipelines.service.segment_evaluation import _external_members
 from segmentation_pipelines.service.segment_pql import (
     CheckedExpression,
     SegmentPql,
-    canonical_references,
     expression_text,
     pql_error,
     profile_schema,
 )
+from segmentation_pipelines.timeutil import iso, to_ms
 
 UPS = "/data/core/ups"
 NEW, RUNNING, RESULT_READY, FAILED = "NEW", "RUNNING", "RESULT_READY", "FAILED"
@@ -141,10 +142,6 @@ def _remove_orphans(folder: Path) -> None:
                 shutil.rmtree(work, ignore_errors=True)
         except OSError:
             pass
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _sql(value: str | Path) -> str:
@@ -271,7 +268,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
             deps,
             {},
             AudienceEvaluations(ctx),
-            datetime_to_ms(p.evaluation_time),
+            to_ms(p.evaluation_time),
             p.work / "external",
         )
 
@@ -533,7 +530,7 @@ class PreviewsService:
             "previewQueryStatus": NEW,
             "previewId": p.id,
             "previewExecutionId": 0,
-            "evaluationTime": _iso(p.evaluation_time),
+            "evaluationTime": iso(p.evaluation_time),
             "relativeTimesAnchoredTo": "request",
         }
 
@@ -557,7 +554,7 @@ class PreviewsService:
             "link": links,
             "links": links,
             "previewId": p.id,
-            "evaluationTime": _iso(p.evaluation_time),
+            "evaluationTime": iso(p.evaluation_time),
             "relativeTimesAnchoredTo": "request",
             "profilesMatchedSoFar": matched,
             "sampled": not p.exact,
@@ -642,7 +639,7 @@ class EstimatesService:
             ],
             "state": p.state,
             "exact": p.exact and p.state == RESULT_READY,
-            "evaluationTime": _iso(p.evaluation_time),
+            "evaluationTime": iso(p.evaluation_time),
             "relativeTimesAnchoredTo": "request",
             "sample": dict(p.sample),
             "error": p.error or {"description": "", "traceback": ""},

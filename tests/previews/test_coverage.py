@@ -1,12 +1,11 @@
 """The estimate's 95% interval holds: over 200 random definitions on a seeded store larger than its sample, the
 true size (a full evaluation) lies inside the reported interval for at least 93% of them (distinct definitions:
 identical ones would count one sampling error several times). Same sample code, same
-engine and same estimator as ``POST /preview``; the store is the seeded synthetic one of benchmarks/evaluation.py.
+engine and same estimator as ``POST /preview``, on the seeded synthetic store of ``synthetic.py``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ from segmentation_pipelines import engine, pql
 from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.pql.schema import Schema
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import evaluation as synthetic  # noqa: E402
-import preview as bench  # noqa: E402
+from . import synthetic
 
 PROFILES, EVENTS, SAMPLE = 20_000, 200_000, 2_000
 
@@ -25,8 +22,7 @@ PROFILES, EVENTS, SAMPLE = 20_000, 200_000, 2_000
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("coverage")
-    synthetic.generate(PROFILES, EVENTS, folder)
-    return folder
+    return synthetic.write_store(folder, PROFILES, EVENTS)
 
 
 def test_estimate_is_exact_once_everything_is_read():
@@ -41,9 +37,7 @@ def test_estimate_is_exact_once_everything_is_read():
 @pytest.mark.slow
 def test_interval_covers_the_true_size_for_93_percent_of_200_definitions(store, tmp_path):
     schema = Schema.from_dicts(profile=synthetic.PROFILE_SCHEMA, event=synthetic.EVENT_SCHEMA)
-    definitions = [
-        engine.EngineDefinition(i, pql.parse(t)) for i, t in bench.distinct_definitions(200, seed=11)
-    ]
+    definitions = [engine.EngineDefinition(i, pql.parse(t)) for i, t in synthetic.definitions(200, seed=11)]
     truth = engine.evaluate(
         engine.EvaluationRequest(
             definitions,
