@@ -13,7 +13,8 @@ Measured in this process, each twice (cold = first in the process, then warm), f
 * the estimate as ``POST /preview`` computes it: the chunks evaluated in order with the segment jobs' engine
   (``sampling.evaluate_chunks``), the time and the 95% interval after the first chunk (what ``GET /estimate``
   shows first), and when every chunk is read (exact at this size);
-* the first preview page (1000 profiles with their identities, the service's query) once the first chunk is done;
+* the first preview page (1000 profiles with their identities, the service's query) once the chunks read hold
+  1000 members; every chunk also runs the service's per-chunk query (namespaces of the matches), as a preview does;
 * the baseline: one engine evaluation of the definition over the whole store (what a segment job's evaluation
   step runs; the job adds Dagster and the membership diff on top).
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from evaluation import DATA, EVENT_SCHEMA, NOW, PROFILE_SCHEMA, definitions, prepare
 from results_file import append_result
 
+Q = "__preview__"  # the service's audience id of a previewed expression
 DEFINITION = (
     'homeAddress.countryCode = "US" and xEvent[eventType = "commerce.purchases" and '
     "timestamp occurs <= 30 days before today].count() >= 1"
@@ -57,7 +59,7 @@ def first_page(output: Path, profiles: Path, limit: int = 1000) -> list:
     try:
         return con.execute(
             f"SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet('{output}') "
-            f"WHERE audience_id = 'q' ORDER BY profile_id LIMIT {limit}) AS k "
+            f"WHERE audience_id = '{Q}' ORDER BY profile_id LIMIT {limit}) AS k "
             f"LEFT JOIN read_parquet('{profiles}') AS p USING (profile_id) ORDER BY k.profile_id"
         ).fetchall()
     finally:
@@ -65,7 +67,10 @@ def first_page(output: Path, profiles: Path, limit: int = 1000) -> list:
 
 
 def preview_once(sample, definition, schema, work: Path) -> dict:
+    from types import SimpleNamespace
+
     from segmentation_pipelines.engine import sampling
+    from segmentation_pipelines.service.previews import _chunk_extras
 
     started = time.perf_counter()
     marks: list[tuple[float, int, int]] = []
@@ -73,8 +78,11 @@ def preview_once(sample, definition, schema, work: Path) -> dict:
     outputs: list = []
 
     def on_chunk(r) -> None:
-        marks.append((time.perf_counter() - started, r.profiles, r.counts["q"]))
-        outputs.append((r.output_path, sample.chunks[r.index].profiles_path, r.counts["q"]))
+        _chunk_extras(
+            SimpleNamespace(base=None), r.output_path, sample.chunks[r.index].profiles_path
+        )  # as served
+        marks.append((time.perf_counter() - started, r.profiles, r.counts[Q]))
+        outputs.append((r.output_path, sample.chunks[r.index].profiles_path, r.counts[Q]))
         # The service serves page 1 once the chunks read hold 1000 members (or all are read).
         if not page and (sum(n for *_, n in outputs) >= 1000 or len(outputs) == len(sample.chunks)):
             rows = []
@@ -113,7 +121,7 @@ def full_once(definition, schema, folder: Path, work: Path) -> tuple[float, int]
             [definition], folder / "profiles.parquet", folder / "events", NOW, work / "full.parquet", schema
         )
     )
-    return time.perf_counter() - started, result.counts["q"]
+    return time.perf_counter() - started, result.counts[Q]
 
 
 def distinct_definitions(n: int = 200, seed: int = 11) -> list[tuple[str, str]]:
@@ -194,7 +202,7 @@ def main() -> None:
             folder / "profiles.parquet", folder / "events", sample_folder, size=size, chunks=chunks
         )
         drawn = f"{time.perf_counter() - started:.1f} s"
-    definition = engine.EngineDefinition("q", pql.parse(DEFINITION))
+    definition = engine.EngineDefinition(Q, pql.parse(DEFINITION))
     work = folder / f"preview-work-{os.getpid()}"
     rows = []
     for label in ("cold", "warm"):
