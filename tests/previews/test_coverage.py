@@ -34,7 +34,6 @@ def test_estimate_is_exact_once_everything_is_read():
     assert sampling.sample_size(40_000_000) == 2_000_000
 
 
-@pytest.mark.slow
 def test_interval_covers_the_true_size_for_93_percent_of_200_definitions(store, tmp_path):
     schema = Schema.from_dicts(profile=synthetic.PROFILE_SCHEMA, event=synthetic.EVENT_SCHEMA)
     definitions = [engine.EngineDefinition(i, pql.parse(t)) for i, t in synthetic.definitions(200, seed=11)]
