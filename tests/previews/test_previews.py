@@ -84,6 +84,13 @@ def test_pages_are_stable_and_link_to_the_profile_lookup(client, world):
         }
     )
     assert created["state"] == "NEW" and created["previewId"]
+    if not client.local:  # over REST: 201 with the preview's location, as the contract says
+        answer = client.transport.http.post(
+            "/data/core/ups/preview", json={"predicateExpression": "loyalty.points >= 0"}
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["X-Location"] == f"/data/core/ups/preview/{answer.json()['previewId']}"
+        assert client.transport.http.get(answer.headers["X-Location"]).status_code == 200
     full = client.previews.wait(created["previewId"])
     assert full["state"] == "RESULT_READY" and len(full["results"]) == 6
     pages, offset = [], 0
