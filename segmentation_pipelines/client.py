@@ -429,6 +429,36 @@ class Previews(Resource):
     create = op("POST /preview", "body")
     get = op("GET /preview/{id}", "id", query=True)
     delete = op("DELETE /preview/{id}", "id")
+    cancel = op("DELETE /preview/{id}", "id", service_method="delete")
+
+    def run(
+        self, expression: str, wait: bool = True, timeout: float = 120.0, poll: float = 0.1, **fields: Any
+    ) -> Any:
+        """Create a preview of the PQL ``expression`` (``fields``: more body fields, e.g. ``baseSegmentId``).
+
+        ``wait=True``: poll until it is ``RESULT_READY`` or ``FAILED`` and return its first page (``limit``
+        from ``fields``, default 1000) with its estimate under ``"estimate"``; otherwise the created preview."""
+        limit = fields.pop("limit", None)
+        created = self.create({"predicateExpression": expression, "predicateType": "pql/text", **fields})
+        if not wait:
+            return created
+        preview = self.wait(created["previewId"], timeout=timeout, poll=poll, limit=limit)
+        preview["estimate"] = Estimates(self.transport).get(created["previewId"])
+        return preview
+
+    def wait(self, id: str, timeout: float = 120.0, poll: float = 0.1, **query: Any) -> Any:  # noqa: A002
+        """Poll ``GET /preview/{id}`` until ``RESULT_READY`` or ``FAILED`` (TimeoutError after ``timeout`` s)."""
+        import tenacity
+
+        polling = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+            retry=tenacity.retry_if_result(lambda p: p["state"] not in ("RESULT_READY", "FAILED")),
+        )
+        try:
+            return polling(self.get, id, **query)
+        except tenacity.RetryError as exc:
+            raise TimeoutError(f"Preview {id} did not finish within {timeout} s.") from exc
 
 
 class Estimates(Resource):
