@@ -24,9 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from segmentation_pipelines import engine
+from segmentation_pipelines import duck, engine
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.plan import events_source
 from segmentation_pipelines.pql.schema import Schema
@@ -136,11 +134,8 @@ def build_sample(
     started = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = duck.connect(folder / ".spill", memory_limit)
     try:
-        con.execute(f"SET memory_limit = {_lit(memory_limit)}")
-        con.execute(f"SET temp_directory = {_lit(folder / '.spill')}")
-        con.execute("SET preserve_insertion_order = false")
         profiles = f"read_parquet({_lit(profiles_path)})"
         events = f"read_parquet({_lit(events_source(events_path))}, union_by_name = true)"
         total = con.execute(f"SELECT count(*) FROM {profiles}").fetchone()[0]

@@ -33,9 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import duckdb
-
-from segmentation_pipelines import engine, pql
+from segmentation_pipelines import duck, engine, pql
 from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.pql.references import canonical_references
@@ -44,7 +42,7 @@ from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir,
 from segmentation_pipelines.profiles.manifest import part_lock
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext, Services
-from segmentation_pipelines.service.segment_evaluation import _external_members
+from segmentation_pipelines.service.segment_evaluation import external_members
 from segmentation_pipelines.service.segment_pql import (
     CheckedExpression,
     SegmentPql,
@@ -212,7 +210,7 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
 
 def _chunk_extras(p: _Preview, output: Path, profiles_path: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Of one chunk's output: enter/exit counts (shadow diff) and the namespaces of its matching profiles."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         counts: dict[str, int] = {}
         if p.base is not None:
@@ -263,7 +261,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
             definitions.append(engine.EngineDefinition(p.base["id"], p.base["checked"].checked))
             deps[p.base["id"]] = list(p.base["checked"].references)
         ids = [d.id for d in definitions]
-        external = _external_members(
+        external = external_members(
             ids,
             deps,
             {},
@@ -353,7 +351,7 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
     sample = sampling.Sample.load(p.sample_folder) if p.sample_folder is not None else None
     items: list[dict] = []
     skip, want = offset, limit
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         for c in sorted(chunks, key=lambda c: c["index"]):
             n = c["counts"][kind]

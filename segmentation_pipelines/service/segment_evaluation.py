@@ -185,7 +185,7 @@ def run_evaluation(
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
                     f"({profiles_path}): ingest profile data first (ingestion builds the store).",
                 )
-            external = _external_members(
+            external = external_members(
                 batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
             )
             output = work / f"pass-{n}" / "qualified.parquet"
@@ -300,7 +300,7 @@ def _remove_stale_work(layout: StoreLayout) -> None:
             pass
 
 
-def _external_members(
+def external_members(
     batch: list[str],
     deps: Mapping[str, Iterable[str]],
     produced: Mapping[str, Path],
