@@ -323,6 +323,8 @@ class DatasetsService:
             for b in self.ctx.repo(s, models.Batch).find(
                 models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]
             ):
+                if b.body.get("exportJobId") is not None:
+                    continue  # an export's output is never read back as profile data
                 if b.dataset_id in classes:
                     out[CLASS_KEYS[classes[b.dataset_id]]].append(
                         BatchRef(

@@ -4,7 +4,7 @@
 ``SEGMENTATION_RUNNER=auto`` (the default) the API process starts this runner; each turn it asks the launcher
 whether a Dagster daemon is running and, only when none is, does the daemon's work itself:
 
-* claims ``NEW`` segment jobs (the same ``claim_for_launch`` as the launcher sensor, so a daemon that starts later
+* claims ``NEW`` segment jobs and export jobs (the same ``claim_for_launch`` as the launcher sensor, so a daemon that starts later
   never launches one twice) and runs each in this process through Dagster, one at a time, on a worker thread;
 * brings stale profile stores current (what ``profile_store_refresher`` does);
 * every ``RECONCILE_EVERY_S``, runs the reconciliation pass (``service/reconcile.py``).
@@ -77,6 +77,18 @@ class Runner:
                 log.info("runner: running segment job %s", job_id)
                 jobs.run_in_process(job_id)
                 ran += 1
+        from segmentation_pipelines.service.export_jobs import NEW as EXPORT_NEW
+        from segmentation_pipelines.service.export_jobs import ExportJobsService
+        from segmentation_pipelines.service.export_jobs import jobs_in_status as export_jobs_in_status
+
+        for org, sandbox, export_id in export_jobs_in_status(ctx.catalog, [EXPORT_NEW], limit=10):
+            if self._stop.is_set():
+                break
+            exports = ExportJobsService(ServiceContext.create(self.settings, org, sandbox))
+            if exports.claim_for_launch(export_id) is not None:
+                log.info("runner: running export job %s", export_id)
+                exports.run_in_process(export_id)
+                ran += 1
         if now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY_S
             for org, sandbox in sandboxes_with_data(ctx.catalog):
@@ -88,4 +100,7 @@ class Runner:
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
             reconcile_segment_jobs(self.settings)
+            from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
+
+            reconcile_export_jobs(self.settings)
         return ran

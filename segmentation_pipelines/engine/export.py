@@ -1,0 +1,285 @@
+"""Export writer: audience members joined with their merged profiles, streamed to Parquet (or CSV) by DuckDB COPY.
+
+One statement per output batch: the selected rows of the membership files (status and qualification-time
+filters), grouped per profile into the platform's ``segmentMembership`` map
+``{"ups": {<segmentId>: {status, lastQualificationTime}}}``, joined to ``profiles.parquet`` for the profile fields,
+written with ``COPY ... TO`` (streamed: DuckDB never collects the result, memory is bounded by ``memory_limit`` and
+spills to ``temp_directory``). A single-segment batch needs no grouping (each member is one row).
+
+Nothing here touches the catalog or publishes anything: the caller writes into a staging folder and renames it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from segmentation_pipelines.engine.interrupt import run_interruptible
+from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE
+from segmentation_pipelines.engine.model import EvaluationCancelled
+
+MEMBERSHIP_VALUE = "STRUCT(status VARCHAR, lastQualificationTime TIMESTAMP)"
+ALWAYS = ("identityMap", "segmentMembership")  # exported whatever ``fields`` says
+INTERNAL = ("profile_id",)
+
+
+class ExportCancelled(Exception):
+    """The caller asked to stop; the staging output is incomplete and must be discarded."""
+
+
+class FieldError(ValueError):
+    """A requested field path does not exist in the profiles."""
+
+
+@dataclass(frozen=True)
+class SegmentSource:
+    """One segment's published membership file and which of its rows to export."""
+
+    segment_id: str
+    path: Path
+    statuses: tuple[str, ...] = ("realized", "existing")
+    namespace: str = "ups"
+
+
+@dataclass
+class ExportResult:
+    rows: int = 0
+    by_namespace: dict[str, int] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def sql_str(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(memory_limit: str, temp_directory: Path | None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+    if temp_directory is not None:
+        Path(temp_directory).mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {sql_str(temp_directory)}")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET preserve_insertion_order = false")  # lets COPY stream without keeping row order
+    return con
+
+
+# --- field selection -------------------------------------------------------------------------------------------
+
+
+def profile_columns(con: duckdb.DuckDBPyConnection, profiles_path: Path) -> dict[str, str]:
+    """Top-level columns of ``profiles.parquet`` and their DuckDB types."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(profiles_path)})").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _struct_fields(con: duckdb.DuckDBPyConnection, sql_type: str) -> dict[str, str] | None:
+    """The fields of a STRUCT type (None for any other type), asked of DuckDB itself rather than parsed."""
+    if not sql_type.upper().startswith("STRUCT"):
+        return None
+    rows = con.execute(f"DESCRIBE SELECT s.* FROM (SELECT NULL::{sql_type} AS s)").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: Sequence[str] | None) -> str:
+    """SELECT list over ``p`` (the profiles) for the requested dot paths: the nested structs rebuilt with only the
+    requested leaves, so ``person.name.firstName`` exports ``person: {name: {firstName}}``. All columns if None."""
+    attrs = [c for c in columns if c not in (*ALWAYS, *INTERNAL)]
+    if fields is None:
+        return "".join(f"p.{quote(c)}, " for c in attrs)
+    tree: dict = {}
+    for path in fields:
+        parts = [s for s in path.strip().split(".")]
+        if not path.strip() or any(not s for s in parts):
+            raise FieldError(f"'{path}' is not a dot path such as person.name.firstName")
+        if parts[0] in ALWAYS:
+            continue  # always exported
+        node = tree
+        for part in parts[:-1]:
+            if node.get(part) is True:
+                break
+            node = node.setdefault(part, {})
+        else:
+            node[parts[-1]] = True
+
+    def build(node: dict, sql_type: str, expr: str, where: str) -> str:
+        if node is True:
+            return expr
+        inner = _struct_fields(con, sql_type)
+        if inner is None:
+            raise FieldError(f"'{where}' is not an object, so it has no field '{next(iter(node))}'")
+        parts = []
+        for name, child in node.items():
+            if name not in inner:
+                raise FieldError(f"'{where}.{name}' is not a profile field (known under {where}: {', '.join(inner)})")
+            parts.append(
+                f"{quote(name)} := {build(child, inner[name], f'struct_extract({expr}, {sql_str(name)})', f'{where}.{name}')}"
+            )
+        return f"struct_pack({', '.join(parts)})"
+
+    out = []
+    for name, child in tree.items():
+        if name not in columns or name in INTERNAL:
+            known = ", ".join(attrs) or "none"
+            raise FieldError(f"'{name}' is not a profile field (top-level fields: {known})")
+        out.append(f"{build(child, columns[name], f'p.{quote(name)}', name)} AS {quote(name)}, ")
+    return "".join(out)
+
+
+# --- the statement ---------------------------------------------------------------------------------------------
+
+
+def _members_sql(sources: Sequence[SegmentSource], window: tuple[dt.datetime | None, dt.datetime | None]) -> str:
+    """Union of the selected rows of every source: (profile_id, segment_id, namespace, status, lqt, identityMap)."""
+    start, end = window
+    selects = []
+    for s in sources:
+        conds = [f"status IN ({', '.join(sql_str(x) for x in s.statuses)})"]
+        if start is not None:
+            conds.append(f"lastQualificationTime >= {sql_str(start.isoformat(sep=' '))}::TIMESTAMP")
+        if end is not None:
+            conds.append(f"lastQualificationTime <= {sql_str(end.isoformat(sep=' '))}::TIMESTAMP")
+        selects.append(
+            f"SELECT profile_id::VARCHAR AS profile_id, {sql_str(s.segment_id)} AS segment_id, "
+            f"{sql_str(s.namespace)} AS ns, status, lastQualificationTime AS lqt, "
+            f"identityMap::{IDENTITY_MAP_TYPE} AS identityMap "
+            f"FROM read_parquet({sql_str(s.path)}) WHERE {' AND '.join(conds)}"
+        )
+    return " UNION ALL ".join(selects)
+
+
+def _record_data(columns: dict[str, str]) -> str:
+    """True for a profile with record (profile-fragment) attributes; false for one known only from events."""
+    attrs = [c for c in columns if c not in (*ALWAYS, *INTERNAL)]
+    return "(" + " OR ".join(f"p.{quote(c)} IS NOT NULL" for c in attrs) + ")" if attrs else "false"
+
+
+def export_sql(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    profiles_path: Path,
+    sources: Sequence[SegmentSource],
+    fields: Sequence[str] | None = None,
+    window: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+    empty_profiles: bool = False,
+    profile_ids_path: Path | None = None,
+    all_profiles: bool = False,
+) -> str:
+    """The SELECT whose rows are the batch. ``all_profiles``: every profile (no segment filter), with the
+    memberships of ``sources`` where it has some. ``profile_ids_path``: Parquet of ``profile_id`` to keep
+    (``fromIngestTimestamp``)."""
+    columns = profile_columns(con, profiles_path)
+    select = projection(con, columns, fields)
+    profiles = f"read_parquet({sql_str(profiles_path)})"
+    conds = []
+    if not empty_profiles:
+        conds.append(_record_data(columns))
+    if profile_ids_path is not None:
+        conds.append(f"p.profile_id IN (SELECT profile_id FROM read_parquet({sql_str(profile_ids_path)}))")
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    entry = f"{{'status': m.status, 'lastQualificationTime': m.lqt}}::{MEMBERSHIP_VALUE}"
+    if not sources:
+        memberships = f"NULL::MAP(VARCHAR, MAP(VARCHAR, {MEMBERSHIP_VALUE}))"
+        return f"SELECT p.profile_id, {select}p.identityMap, {memberships} AS segmentMembership FROM {profiles} p {where}"
+    namespaces = {s.namespace for s in sources}
+    if len(sources) == 1 and not all_profiles:
+        # One segment: one row per member, the map built in place (no GROUP BY).
+        (s,) = sources
+        membership = f"MAP {{{sql_str(s.namespace)}: MAP {{m.segment_id: {entry}}}}}"
+        return (
+            f"SELECT m.profile_id, {select}m.identityMap, {membership} AS segmentMembership "
+            f"FROM ({_members_sql(sources, window)}) m JOIN {profiles} p ON p.profile_id = m.profile_id {where}"
+        )
+    # Several segments: one row per profile; segmentMembership groups its entries by namespace, then segment.
+    grouped = (
+        f"SELECT profile_id, any_value(identityMap) AS identityMap, "
+        f"map_from_entries(list({{'key': ns, 'value': seg}})) AS segmentMembership FROM ("
+        f"SELECT profile_id, ns, any_value(identityMap) AS identityMap, "
+        f"map_from_entries(list({{'key': segment_id, 'value': {entry}}})) AS seg "
+        f"FROM ({_members_sql(sources, window)}) m GROUP BY profile_id, ns) GROUP BY profile_id"
+    )
+    if len(namespaces) == 1:
+        (ns,) = namespaces
+        grouped = (
+            f"SELECT profile_id, any_value(identityMap) AS identityMap, "
+            f"MAP {{{sql_str(ns)}: map_from_entries(list({{'key': segment_id, 'value': {entry}}}))}} "
+            f"AS segmentMembership FROM ({_members_sql(sources, window)}) m GROUP BY profile_id"
+        )
+    if all_profiles:
+        return (
+            f"SELECT p.profile_id, {select}p.identityMap, g.segmentMembership "
+            f"FROM {profiles} p LEFT JOIN ({grouped}) g ON g.profile_id = p.profile_id {where}"
+        )
+    return (
+        f"SELECT g.profile_id, {select}g.identityMap, g.segmentMembership "
+        f"FROM ({grouped}) g JOIN {profiles} p ON p.profile_id = g.profile_id {where}"
+    )
+
+
+def write_export(
+    *,
+    profiles_path: Path,
+    sources: Sequence[SegmentSource],
+    out_dir: Path,
+    fields: Sequence[str] | None = None,
+    window: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+    empty_profiles: bool = False,
+    profile_ids_path: Path | None = None,
+    all_profiles: bool = False,
+    fmt: str = "parquet",
+    memory_limit: str = "2GB",
+    temp_directory: Path | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    threads: int | None = None,
+) -> ExportResult:
+    """Write one batch (``part-00000.parquet`` or ``.csv``) under ``out_dir``; its row and namespace counts."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"part-00000.{fmt}"
+    con = connect(memory_limit, temp_directory, threads)
+    cancelled = should_cancel or (lambda: False)
+
+    def run(sql: str):
+        if cancelled():
+            raise ExportCancelled()
+        try:
+            return run_interruptible(lambda: con.execute(sql).fetchall(), con.interrupt, cancelled)
+        except EvaluationCancelled:
+            raise ExportCancelled() from None
+
+    try:
+        query = export_sql(
+            con,
+            profiles_path=profiles_path,
+            sources=sources,
+            fields=fields,
+            window=window,
+            empty_profiles=empty_profiles,
+            profile_ids_path=profile_ids_path,
+            all_profiles=all_profiles,
+        )
+        if fmt == "csv":
+            # CSV has no nested types: the maps and structs are written as JSON text.
+            options = "FORMAT csv, HEADER true"
+            query = f"SELECT COLUMNS(*)::JSON FROM ({query})" if query else query
+        else:
+            options = "FORMAT parquet, COMPRESSION zstd"
+        ((rows,),) = run(f"COPY ({query}) TO {sql_str(target)} ({options})")
+        by_namespace: dict[str, int] = {}
+        if rows and fmt != "csv":
+            for ns, n in run(
+                f"SELECT ns, count(*) FROM (SELECT unnest(list_distinct(list_transform(identityMap, lambda e: e.key))) "
+                f"AS ns FROM read_parquet({sql_str(target)})) GROUP BY ns"
+            ):
+                by_namespace[str(ns)] = int(n)
+        return ExportResult(rows=int(rows), by_namespace=by_namespace, files=[target])
+    finally:
+        con.close()
