@@ -182,11 +182,12 @@ class ExportJobsService:
         with self.ctx.catalog.session(readonly=True) as session:
             row = self._row(session, ident)
             doc, run_id = self._doc(row), row.run_id
-        if doc["status"] == PROCESSING and run_id:
+        if doc["status"] == PROCESSING:
+            # A run launched by a schedule tick or the sensor may not be recorded on the job yet: found by its tag.
             run = self.ctx.launcher.find_run(str(ident), run_id)
             if run is not None and run.finished:
-                errors = self.ctx.launcher.errors(run_id) if run.status == "FAILURE" else None
-                return self.sync_with_run(ident, run.status, run_id, error=errors)
+                errors = self.ctx.launcher.errors(run.run_id) if run.status == "FAILURE" else None
+                return self.sync_with_run(ident, run.status, run.run_id, error=errors)
         return doc
 
     def list(self, **query: Any) -> dict:
@@ -270,6 +271,20 @@ class ExportJobsService:
             if run_status in ("CANCELED", "FAILURE", "SUCCESS"):
                 self.sync_with_run(ident, run_status, run_id)
         return {"status": True, "message": "Export job has been marked for cancelling"}
+
+    def fire_schedule(self, schedule_id: str, run_id: str, request: Mapping[str, Any]) -> tuple[RunRequest, int]:
+        """One tick of an ``export`` schedule: the export job of the tick (created once: a tick evaluated twice
+        finds the job it created) and its run."""
+        m = models.ExportJob
+        with self.ctx.catalog.session(readonly=True) as session:
+            for row in session.scalars(
+                select(m).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox).order_by(m.id.desc())
+            ):
+                if (row.body.get("properties") or {}).get("runId") == run_id:
+                    return self._run_request(row), row.id
+        body = {k: v for k, v in request.items()}
+        job = self.create(body, launch=False, properties={"scheduleId": schedule_id, "runId": run_id})
+        return self.run_request_for(job["id"]), job["id"]
 
     # --- publish gates (extension: /export/gates/{definitionId}) ----------------------------------------------
 

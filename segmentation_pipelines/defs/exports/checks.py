@@ -2,8 +2,9 @@
 
 One check per configured gate (``publish_gate_size_change``, ``publish_gate_exit_share``,
 ``publish_gate_min_members``), run after every evaluation of the segment (segment jobs, schedules, an export that
-evaluates first). A failure is an ERROR, so it blocks what is downstream in the same run: the export step is skipped
-and the export job fails naming the check. An export run that overrides the gate (tag
+evaluates first). In an export run a failure is an ERROR, so it blocks what is downstream in the same run: the export
+step does not run and the export job fails naming the check; in a segment job's run it is a WARN (the evaluation is
+published anyway; the gate is read again by every export of the segment). An export run that overrides the gate (tag
 ``segmentation/gate_override``) records the failure as a WARN, which does not block.
 """
 
@@ -14,7 +15,7 @@ import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
-from segmentation_pipelines.launcher import TAG_GATE_OVERRIDE, segment_asset_key
+from segmentation_pipelines.launcher import KIND_EXPORT_JOB, TAG_GATE_OVERRIDE, TAG_KIND, segment_asset_key
 from segmentation_pipelines.service.export_gates import CHECKS
 from segmentation_pipelines.settings import get_settings
 
@@ -49,6 +50,9 @@ def build_gate_checks(gates: list[dict[str, Any]], segment_snapshot: list[dict[s
         from segmentation_pipelines.service.context import ServiceContext
         from segmentation_pipelines.service.export_gates import PublishGates
 
+        # Blocking only where something downstream would publish: in an export run. A segment job's evaluation is
+        # published whatever its gates say (they gate exports), so there a failed gate is a WARN.
+        exporting = context.run.tags.get(TAG_KIND) == KIND_EXPORT_JOB
         override = context.run.tags.get(TAG_GATE_OVERRIDE, "")
         overridden = {c.strip() for c in override.split(",") if c.strip()}
         for check_key in context.selected_asset_check_keys:
@@ -60,7 +64,7 @@ def build_gate_checks(gates: list[dict[str, Any]], segment_snapshot: list[dict[s
                 asset_key=check_key.asset_key,
                 check_name=check_key.name,
                 passed=result.passed,
-                severity=dg.AssetCheckSeverity.WARN if waived else dg.AssetCheckSeverity.ERROR,
+                severity=dg.AssetCheckSeverity.ERROR if exporting and not waived else dg.AssetCheckSeverity.WARN,
                 description=result.description + (" Overridden by the export job." if waived else ""),
                 metadata={k: v for k, v in result.metadata.items() if v is not None},
             )
