@@ -276,8 +276,9 @@ def write_export(
         by_namespace: dict[str, int] = {}
         if rows and fmt != "csv":
             for ns, n in run(
-                f"SELECT ns, count(*) FROM (SELECT unnest(list_distinct(list_transform(identityMap, lambda e: e.key))) "
-                f"AS ns FROM read_parquet({sql_str(target)})) GROUP BY ns"
+                # identityMap has each namespace once per profile: counting its entries counts profiles.
+                f"SELECT e.key, count(*) FROM (SELECT unnest(identityMap) AS e FROM read_parquet({sql_str(target)})) "
+                "GROUP BY ALL"
             ):
                 by_namespace[str(ns)] = int(n)
         return ExportResult(rows=int(rows), by_namespace=by_namespace, files=[target])

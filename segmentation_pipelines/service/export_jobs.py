@@ -277,11 +277,10 @@ class ExportJobsService:
         finds the job it created) and its run."""
         m = models.ExportJob
         with self.ctx.catalog.session(readonly=True) as session:
-            for row in session.scalars(
-                select(m).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox).order_by(m.id.desc())
-            ):
-                if (row.body.get("properties") or {}).get("runId") == run_id:
-                    return self._run_request(row), row.id
+            scoped = select(m.id, m.body).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
+            earlier = [i for i, body in session.execute(scoped) if (body.get("properties") or {}).get("runId") == run_id]
+        if earlier:
+            return self.run_request_for(earlier[0]), earlier[0]
         body = {k: v for k, v in request.items()}
         job = self.create(body, launch=False, properties={"scheduleId": schedule_id, "runId": run_id})
         return self.run_request_for(job["id"]), job["id"]
@@ -302,12 +301,13 @@ class ExportJobsService:
     def run_request_for(self, job_id: int) -> RunRequest:
         """The run of this job: the destination's export asset, after the segments it reads (and the stale
         profile-store assets) when it evaluates them first."""
+        store = self._store_keys(job_id)
         with self.ctx.catalog.session(readonly=True) as session:
-            row = self._row(session, job_id)
-            return self._run_request(row)
+            return self._run_request(self._row(session, job_id), store)
 
     def claim_for_launch(self, job_id: int) -> RunRequest | None:
         """``NEW`` -> ``PROCESSING`` with the next attempt; the run to launch (``None`` if no longer ``NEW``)."""
+        store = self._store_keys(job_id)
         with self.ctx.catalog.session() as session:
             row = self._row(session, job_id, lock=True)
             if row.status != NEW:
@@ -317,7 +317,7 @@ class ExportJobsService:
             internal["queued_ms"] = now_ms()
             row.body = {**row.body, _INTERNAL: internal}
             self._set_status(session, row, PROCESSING)
-            return self._run_request(row)
+            return self._run_request(row, store)
 
     def requeue(self, job_id: int, reason: str) -> bool:
         """A claimed job whose run never appeared goes back to ``NEW`` (relaunched with the next attempt)."""
@@ -618,14 +618,23 @@ class ExportJobsService:
             row.body = {**row.body, _INTERNAL: internal}
             self._touch(session, row)
 
-    def _run_request(self, row: models.ExportJob) -> RunRequest:
+    def _store_keys(self, job_id: int) -> list[list[str]]:
+        """The stale profile-store assets a run refreshes before it evaluates (only when it evaluates). Read
+        before the job row is locked: it opens its own catalog session."""
+        with self.ctx.catalog.session(readonly=True) as session:
+            doc = self._row(session, job_id).body
+        if not ((doc.get("evaluationInfo") or {}).get("segmentation") and (doc.get("filter") or {}).get("segments")):
+            return []
+        from segmentation_pipelines.service.profile_store import ProfileStoreService
+
+        return ProfileStoreService(self.ctx).refresh_selection()
+
+    def _run_request(self, row: models.ExportJob, store: list[list[str]]) -> RunRequest:
         doc = row.body
         ids = [s["segmentId"] for s in (doc.get("filter") or {}).get("segments") or []]
         keys: list[list[str]] = []
         if (doc.get("evaluationInfo") or {}).get("segmentation") and ids:
-            from segmentation_pipelines.service.profile_store import ProfileStoreService
-
-            keys += ProfileStoreService(self.ctx).refresh_selection()
+            keys += store
             keys += [segment_asset_key(i) for i in ids]
         keys.append(export_asset_key(doc["destination"]["datasetId"]))
         override = (doc.get("publishGates") or {}).get("override")
