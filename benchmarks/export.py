@@ -85,13 +85,19 @@ def measure(kind: str, profiles: Path, membership: Path, out: Path) -> dict:
         ).fetchall()
         con.close()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": rows, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def child(kind: str, profiles: Path, membership: Path, out: Path) -> dict:
     answer = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(profiles), str(membership), str(out)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(answer.stdout.strip().splitlines()[-1])
 

@@ -60,7 +60,9 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def connect(memory_limit: str, temp_directory: Path | None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    memory_limit: str, temp_directory: Path | None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
     if temp_directory is not None:
@@ -119,7 +121,9 @@ def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: 
         parts = []
         for name, child in node.items():
             if name not in inner:
-                raise FieldError(f"'{where}.{name}' is not a profile field (known under {where}: {', '.join(inner)})")
+                raise FieldError(
+                    f"'{where}.{name}' is not a profile field (known under {where}: {', '.join(inner)})"
+                )
             parts.append(
                 f"{quote(name)} := {build(child, inner[name], f'struct_extract({expr}, {sql_str(name)})', f'{where}.{name}')}"
             )
@@ -137,7 +141,9 @@ def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: 
 # --- the statement ---------------------------------------------------------------------------------------------
 
 
-def _members_sql(sources: Sequence[SegmentSource], window: tuple[dt.datetime | None, dt.datetime | None]) -> str:
+def _members_sql(
+    sources: Sequence[SegmentSource], window: tuple[dt.datetime | None, dt.datetime | None]
+) -> str:
     """Union of the selected rows of every source: (profile_id, segment_id, namespace, status, lqt, identityMap)."""
     start, end = window
     selects = []

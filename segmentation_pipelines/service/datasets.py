@@ -160,7 +160,11 @@ class DatasetsService:
         digest = content_hash(files)
         duplicate = self._duplicate(dataset_id, digest)
         if duplicate is not None:
-            return {**duplicate, "duplicate": True, "profileStore": self._refresh_store(f"batch {duplicate['id']}")}
+            return {
+                **duplicate,
+                "duplicate": True,
+                "profileStore": self._refresh_store(f"batch {duplicate['id']}"),
+            }
         with self.ctx.catalog.session() as s:
             dataset = self._row(s, dataset_id)
             xdm_class = dataset.xdm_class

@@ -44,7 +44,7 @@ class GateResult:
 
 def validate_gates(body: Any) -> dict[str, float]:
     if not isinstance(body, Mapping):
-        raise BadRequest("body: expected an object such as {\"maxSizeChangePct\": 50, \"minMembers\": 100}.")
+        raise BadRequest('body: expected an object such as {"maxSizeChangePct": 50, "minMembers": 100}.')
     unknown = sorted(set(body) - set(CHECKS))
     if unknown:
         raise BadRequest(f"{unknown[0]}: not a publish gate; use {', '.join(CHECKS)}.")
@@ -62,7 +62,9 @@ def validate_gates(body: Any) -> dict[str, float]:
     return out
 
 
-def evaluate_gates(gates: Mapping[str, float], latest: Mapping | None, previous: Mapping | None) -> list[GateResult]:
+def evaluate_gates(
+    gates: Mapping[str, float], latest: Mapping | None, previous: Mapping | None
+) -> list[GateResult]:
     """Each configured gate against the latest evaluation's counts (and the one before it)."""
     if latest is None:
         return [GateResult(CHECKS[g], True, "Not evaluated yet.") for g in gates]

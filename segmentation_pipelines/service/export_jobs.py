@@ -76,7 +76,9 @@ def parse_rfc3339(value: Any, where: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
     except ValueError:
-        raise BadRequest(f"{where}: '{text[:60]}' is not an RFC 3339 date-time (e.g. 2026-01-31T00:00:00Z).") from None
+        raise BadRequest(
+            f"{where}: '{text[:60]}' is not an RFC 3339 date-time (e.g. 2026-01-31T00:00:00Z)."
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -109,7 +111,11 @@ def destinations_snapshot(catalog) -> list[dict[str, Any]]:
         if not isinstance(dataset, str):
             continue
         segments = ((body.get("filter") or {}).get("segments")) or []
-        ids = {s.get("segmentId") for s in segments if isinstance(s, Mapping) and isinstance(s.get("segmentId"), str)}
+        ids = {
+            s.get("segmentId")
+            for s in segments
+            if isinstance(s, Mapping) and isinstance(s.get("segmentId"), str)
+        }
         found.setdefault((org, sandbox, dataset), set()).update(ids)
     return [
         {"org_id": o, "sandbox": s, "dataset_id": d, "segments": sorted(ids)}
@@ -214,7 +220,9 @@ class ExportJobsService:
         if offset not in (None, ""):
             ms, _, ident = str(offset).partition("_")
             if not (ms.isdigit() and ident.isdigit()):
-                raise BadRequest(f"offset: '{offset}' is not a cursor '<creationTimeMs>_<id>' from page.pageOffset.")
+                raise BadRequest(
+                    f"offset: '{offset}' is not a cursor '<creationTimeMs>_<id>' from page.pageOffset."
+                )
             ms_i, id_i = int(ms), int(ident)
             where.append((m.created_ms < ms_i) | ((m.created_ms == ms_i) & (m.id < id_i)))
         with self.ctx.catalog.session(readonly=True) as session:
@@ -226,7 +234,11 @@ class ExportJobsService:
             if dataset is None:
                 rows = list(session.scalars(q.limit(limit + 1)))
             else:  # the destination is inside the document: filtered here
-                rows = [r for r in session.scalars(q) if (r.body.get("destination") or {}).get("datasetId") == dataset]
+                rows = [
+                    r
+                    for r in session.scalars(q)
+                    if (r.body.get("destination") or {}).get("datasetId") == dataset
+                ]
                 rows = rows[: limit + 1]
             more = len(rows) > limit
             records = [self._doc(r) for r in rows[:limit]]
@@ -237,7 +249,9 @@ class ExportJobsService:
             page["pageOffset"] = f"{last['creationTime']}_{last['id']}"
             if more:
                 params = "".join(
-                    f"&{k}={v}" for k, v in query.items() if k not in ("limit", "offset") and v not in (None, "")
+                    f"&{k}={v}"
+                    for k, v in query.items()
+                    if k not in ("limit", "offset") and v not in (None, "")
                 )
                 link["next"] = f"/export/jobs/?limit={limit}&offset={page['pageOffset']}{params}"
         return {"records": records, "page": page, "link": link}
@@ -252,7 +266,9 @@ class ExportJobsService:
                 raise Conflict(f"Export job '{ident}' has already ended with status {row.status}.")
             internal = dict(row.body.get(_INTERNAL) or {})
             if internal.get("published"):
-                raise Conflict(f"Export job '{ident}' has already published its batch; it can no longer be cancelled.")
+                raise Conflict(
+                    f"Export job '{ident}' has already published its batch; it can no longer be cancelled."
+                )
             status, run_id = row.status, row.run_id
             internal["cancelRequested"] = now_ms()
             row.body = {**row.body, _INTERNAL: internal}
@@ -272,13 +288,19 @@ class ExportJobsService:
                 self.sync_with_run(ident, run_status, run_id)
         return {"status": True, "message": "Export job has been marked for cancelling"}
 
-    def fire_schedule(self, schedule_id: str, run_id: str, request: Mapping[str, Any]) -> tuple[RunRequest, int]:
+    def fire_schedule(
+        self, schedule_id: str, run_id: str, request: Mapping[str, Any]
+    ) -> tuple[RunRequest, int]:
         """One tick of an ``export`` schedule: the export job of the tick (created once: a tick evaluated twice
         finds the job it created) and its run."""
         m = models.ExportJob
         with self.ctx.catalog.session(readonly=True) as session:
             scoped = select(m.id, m.body).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
-            earlier = [i for i, body in session.execute(scoped) if (body.get("properties") or {}).get("runId") == run_id]
+            earlier = [
+                i
+                for i, body in session.execute(scoped)
+                if (body.get("properties") or {}).get("runId") == run_id
+            ]
         if earlier:
             return self.run_request_for(earlier[0]), earlier[0]
         body = {k: v for k, v in request.items()}
@@ -348,7 +370,10 @@ class ExportJobsService:
                     if internal.get("cancelRequested"):
                         target = CANCELLED
                     else:
-                        target, error = FAILED, error or internal.get("errors") or "The export step did not run."
+                        target, error = (
+                            FAILED,
+                            error or internal.get("errors") or "The export step did not run.",
+                        )
                 if target == FAILED and internal.get("cancelRequested") and not internal.get("published"):
                     target = CANCELLED
                 errors = _errors(internal.get("errors") or error) if target == FAILED else None
@@ -371,7 +396,11 @@ class ExportJobsService:
     def cancel_requested(self, job_id: int) -> bool:
         with self.ctx.catalog.session(readonly=True) as session:
             row = session.get(models.ExportJob, int(job_id))
-            return row is None or row.status in TERMINAL or bool((row.body.get(_INTERNAL) or {}).get("cancelRequested"))
+            return (
+                row is None
+                or row.status in TERMINAL
+                or bool((row.body.get(_INTERNAL) or {}).get("cancelRequested"))
+            )
 
     def should_cancel(self, job_id: int, extra: Callable[[], bool] | None = None, every_s: float = 0.5):
         state = {"at": 0.0, "value": False}
@@ -392,7 +421,12 @@ class ExportJobsService:
         Returns a summary for the asset's metadata. Raises :class:`ApiError` on a refused or failed export (the
         message becomes the job's error) and ``ExportCancelled`` when cancelled (nothing published).
         """
-        from segmentation_pipelines.engine.export import ExportCancelled, FieldError, SegmentSource, write_export
+        from segmentation_pipelines.engine.export import (
+            ExportCancelled,
+            FieldError,
+            SegmentSource,
+            write_export,
+        )
 
         cancelled = should_cancel or self.should_cancel(job_id)
         with self.ctx.catalog.session(readonly=True) as session:
@@ -405,7 +439,9 @@ class ExportJobsService:
         if refused:
             self._record_errors(job_id, refused)
             raise ApiError(412, "; ".join(e["msg"] for e in refused), code=ERROR_GATE_FAILED)
-        evaluations = AudienceEvaluations(self.ctx).latest_for([s["segmentId"] for s in segments]) if segments else {}
+        evaluations = (
+            AudienceEvaluations(self.ctx).latest_for([s["segmentId"] for s in segments]) if segments else {}
+        )
         missing = [s["segmentId"] for s in segments if s["segmentId"] not in evaluations]
         if missing:
             error = {
@@ -425,11 +461,17 @@ class ExportJobsService:
         profiles_path = self.layout.profiles_path(policy_id)
         if not profiles_path.exists():
             raise ApiError(
-                409, f"The profile store has no merged profiles for merge policy '{policy_id}' yet: ingest data first."
+                409,
+                f"The profile store has no merged profiles for merge policy '{policy_id}' yet: ingest data first.",
             )
         fields = [f.strip() for f in doc["fields"].split(",")] if doc.get("fields") else None
         sources = [
-            SegmentSource(s["segmentId"], evaluations[s["segmentId"]].path, tuple(s["status"]), s.get("segmentNs", "ups"))
+            SegmentSource(
+                s["segmentId"],
+                evaluations[s["segmentId"]].path,
+                tuple(s["status"]),
+                s.get("segmentNs", "ups"),
+            )
             for s in segments
         ]
         ids_path = None
@@ -437,10 +479,16 @@ class ExportJobsService:
         staging_root = self.layout.dataset_dir(dataset_id)
         staging_root.mkdir(parents=True, exist_ok=True)
         staging = staging_root / f".export-{job_id}-{uuid.uuid4().hex[:8]}"
-        plan = [(s, [s]) for s in sources] if doc["destination"].get("segmentPerBatch") and sources else [(None, sources)]
+        plan = (
+            [(s, [s]) for s in sources]
+            if doc["destination"].get("segmentPerBatch") and sources
+            else [(None, sources)]
+        )
         try:
             if flt.get("fromIngestTimestamp"):
-                ids_path = self._updated_profiles(parse_rfc3339(flt["fromIngestTimestamp"], "fromIngestTimestamp"), staging)
+                ids_path = self._updated_profiles(
+                    parse_rfc3339(flt["fromIngestTimestamp"], "fromIngestTimestamp"), staging
+                )
             written = []
             for seg, batch_sources in plan:
                 batch_id = uuid.uuid4().hex
@@ -531,7 +579,12 @@ class ExportJobsService:
                     )
                     if seg is not None:
                         batches_doc.append(
-                            {"segmentId": seg.segment_id, "segmentNs": seg.namespace, "status": list(seg.statuses), "batchId": batch_id}
+                            {
+                                "segmentId": seg.segment_id,
+                                "segmentNs": seg.namespace,
+                                "status": list(seg.statuses),
+                                "batchId": batch_id,
+                            }
                         )
                 body = dict(row.body)
                 destination = dict(body["destination"])
@@ -541,7 +594,11 @@ class ExportJobsService:
                     destination["batchId"] = written[0][1]
                 metrics = dict(body.get("metrics") or {})
                 metrics.update(
-                    profileExportTime={"startTimeInMs": start, "endTimeInMs": end, "totalTimeInMs": end - start},
+                    profileExportTime={
+                        "startTimeInMs": start,
+                        "endTimeInMs": end,
+                        "totalTimeInMs": end - start,
+                    },
                     totalExportedProfileCounter=total,
                     exportedProfileByNamespaceCounter=by_namespace,
                 )
@@ -571,14 +628,18 @@ class ExportJobsService:
         from segmentation_pipelines.service.datasets import DatasetsService
 
         after_ms = int(after.timestamp() * 1000)
-        refs = [b for b in DatasetsService(self.ctx).successful_batches()["profile"] if b.ingested_ms > after_ms]
+        refs = [
+            b for b in DatasetsService(self.ctx).successful_batches()["profile"] if b.ingested_ms > after_ms
+        ]
         staging.mkdir(parents=True, exist_ok=True)
         out = staging / "updated_profiles.parquet"
         files = [str(p) for b in refs for p in self.layout.batch_files(b.dataset_id, b.batch_id)]
         con = connect("1GB", staging / "spill")
         try:
             if not files:
-                con.execute(f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out)} (FORMAT parquet)")
+                con.execute(
+                    f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out)} (FORMAT parquet)"
+                )
                 return out
             listing = "[" + ", ".join(sql_str(f) for f in files) + "]"
             con.execute(
@@ -623,7 +684,10 @@ class ExportJobsService:
         before the job row is locked: it opens its own catalog session."""
         with self.ctx.catalog.session(readonly=True) as session:
             doc = self._row(session, job_id).body
-        if not ((doc.get("evaluationInfo") or {}).get("segmentation") and (doc.get("filter") or {}).get("segments")):
+        if not (
+            (doc.get("evaluationInfo") or {}).get("segmentation")
+            and (doc.get("filter") or {}).get("segments")
+        ):
             return []
         from segmentation_pipelines.service.profile_store import ProfileStoreService
 
@@ -658,7 +722,9 @@ class ExportJobsService:
         seen: set[str] = set()
         m = models.ExportJob
         found = False
-        for body in session.scalars(select(m.body).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)):
+        for body in session.scalars(
+            select(m.body).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
+        ):
             if (body.get("destination") or {}).get("datasetId") == dataset:
                 found = True
                 seen.update(s.get("segmentId") for s in (body.get("filter") or {}).get("segments") or [])
@@ -729,7 +795,9 @@ class ExportJobsService:
         with self.ctx.catalog.session(readonly=True) as session:
             dataset = self.ctx.repo(session, models.Dataset).get(dataset_id)
             if dataset is None:
-                raise BadRequest(f"destination.datasetId: dataset '{dataset_id}' was not found in this sandbox.")
+                raise BadRequest(
+                    f"destination.datasetId: dataset '{dataset_id}' was not found in this sandbox."
+                )
             if dataset.xdm_class != PROFILE_CLASS:
                 raise BadRequest(
                     f"destination.datasetId: dataset '{dataset_id}' is of class {dataset.xdm_class}; "
@@ -742,7 +810,9 @@ class ExportJobsService:
         fields = body.get("fields")
         if fields is not None:
             if not isinstance(fields, str) or not fields.strip():
-                raise BadRequest("fields: expected a comma-separated string of dot paths (e.g. person.name,identityMap).")
+                raise BadRequest(
+                    "fields: expected a comma-separated string of dot paths (e.g. person.name,identityMap)."
+                )
             self._check_fields(fields)
             out["fields"] = fields
         segments = self._validated_filter(body.get("filter"), out)
@@ -753,7 +823,9 @@ class ExportJobsService:
                 raise BadRequest("evaluationInfo.segmentation: expected true or false.")
             out["evaluationInfo"] = {"segmentation": bool(info.get("segmentation", False))}
             if out["evaluationInfo"]["segmentation"] and not segments:
-                raise BadRequest("evaluationInfo.segmentation: needs filter.segments (the segments to evaluate).")
+                raise BadRequest(
+                    "evaluationInfo.segmentation: needs filter.segments (the segments to evaluate)."
+                )
         extra = body.get("additionalFields")
         if extra is not None:
             if not isinstance(extra, Mapping):
@@ -766,7 +838,11 @@ class ExportJobsService:
         gates = body.get("publishGates")
         if gates is not None:
             override = gates.get("override") if isinstance(gates, Mapping) else None
-            if not (override is True or override is False or (isinstance(override, list) and all(isinstance(c, str) for c in override))):
+            if not (
+                override is True
+                or override is False
+                or (isinstance(override, list) and all(isinstance(c, str) for c in override))
+            ):
                 raise BadRequest("publishGates.override: expected true (all gates) or a list of check names.")
             out["publishGates"] = {"override": override}
         return out
@@ -789,19 +865,27 @@ class ExportJobsService:
                         raise BadRequest(f"{where}.segmentId: required, a segment definition id.")
                     ident = seg["segmentId"]
                     if self.ctx.repo(session, models.SegmentDefinition).get(ident) is None:
-                        raise BadRequest(f"{where}.segmentId: segment definition '{ident}' was not found in this sandbox.")
+                        raise BadRequest(
+                            f"{where}.segmentId: segment definition '{ident}' was not found in this sandbox."
+                        )
                     namespace = seg.get("segmentNs", "ups")
                     if namespace != "ups":
-                        raise BadRequest(f"{where}.segmentNs: only 'ups' audiences are evaluated here (got {namespace!r}).")
+                        raise BadRequest(
+                            f"{where}.segmentNs: only 'ups' audiences are evaluated here (got {namespace!r})."
+                        )
                     statuses = seg.get("status", DEFAULT_STATUSES)
                     if not isinstance(statuses, list) or not statuses:
-                        raise BadRequest(f"{where}.status: expected a non-empty array of realized, existing, exited.")
+                        raise BadRequest(
+                            f"{where}.status: expected a non-empty array of realized, existing, exited."
+                        )
                     bad = [s for s in statuses if s not in MEMBER_STATUSES]
                     if bad:
                         raise BadRequest(f"{where}.status: '{bad[0]}' is not realized, existing or exited.")
                     if any(c["segmentId"] == ident for c in checked):
                         raise BadRequest(f"{where}.segmentId: segment '{ident}' is listed twice.")
-                    checked.append({"segmentId": ident, "segmentNs": namespace, "status": list(dict.fromkeys(statuses))})
+                    checked.append(
+                        {"segmentId": ident, "segmentNs": namespace, "status": list(dict.fromkeys(statuses))}
+                    )
             result["segments"] = checked
         window = flt.get("segmentQualificationTime")
         if window is not None:
@@ -830,10 +914,14 @@ class ExportJobsService:
                 if not isinstance(given, Mapping) or not isinstance(given.get("id"), str):
                     raise BadRequest("mergePolicy.id: expected the id of a merge policy.")
                 if self.ctx.repo(session, models.MergePolicy).get(given["id"]) is None:
-                    raise BadRequest(f"mergePolicy.id: merge policy '{given['id']}' was not found in this sandbox.")
+                    raise BadRequest(
+                        f"mergePolicy.id: merge policy '{given['id']}' was not found in this sandbox."
+                    )
                 return {"id": given["id"], "version": given.get("version", 1)}
             policies = {
-                (self.ctx.repo(session, models.SegmentDefinition).get(s["segmentId"]).body or {}).get("mergePolicyId")
+                (self.ctx.repo(session, models.SegmentDefinition).get(s["segmentId"]).body or {}).get(
+                    "mergePolicyId"
+                )
                 for s in segments
             }
             policies.discard(None)
@@ -846,7 +934,9 @@ class ExportJobsService:
                 return {"id": policies.pop(), "version": 1}
             default = self.ctx.repo(session, models.MergePolicy).find(models.MergePolicy.is_default.is_(True))
             if not default:
-                raise BadRequest("mergePolicy: this sandbox has no merge policy yet; ingest profile data first.")
+                raise BadRequest(
+                    "mergePolicy: this sandbox has no merge policy yet; ingest profile data first."
+                )
             return {"id": default[0].id, "version": 1}
 
     def _check_fields(self, fields: str) -> None:
@@ -856,7 +946,9 @@ class ExportJobsService:
         for i, path in enumerate(fields.split(",")):
             path = path.strip()
             if not path:
-                raise BadRequest(f"fields: entry {i + 1} is empty (fields is a comma-separated list of dot paths).")
+                raise BadRequest(
+                    f"fields: entry {i + 1} is empty (fields is a comma-separated list of dot paths)."
+                )
             if path.split(".")[0] in ("identityMap", "segmentMembership"):
                 continue
             if known and path not in known:
@@ -883,5 +975,10 @@ def _errors(error: Any) -> list[dict]:
     if isinstance(error, str):
         return [{"code": ERROR_RUN_FAILED, "msg": error}]
     if isinstance(error, Mapping):
-        return [{"code": str(error.get("code") or ERROR_RUN_FAILED), **{k: v for k, v in error.items() if k != "code"}}]
+        return [
+            {
+                "code": str(error.get("code") or ERROR_RUN_FAILED),
+                **{k: v for k, v in error.items() if k != "code"},
+            }
+        ]
     return [e for item in error for e in _errors(item)]

@@ -41,10 +41,15 @@ def reconcile_export_job(ctx: ServiceContext, job_id: int, grace_s: float = DEFA
             service.sync_with_run(job_id, RUN_CANCELED, None)
             return "cancelled"
         if run_id:
-            error = {"code": ERROR_RUN_VANISHED, "msg": f"Dagster run {run_id} of this export job no longer exists."}
+            error = {
+                "code": ERROR_RUN_VANISHED,
+                "msg": f"Dagster run {run_id} of this export job no longer exists.",
+            }
             service.sync_with_run(job_id, RUN_FAILURE, run_id, error=error)
             return "failed"
-        return "requeued" if service.requeue(job_id, "its run request never became a Dagster run") else "skipped"
+        return (
+            "requeued" if service.requeue(job_id, "its run request never became a Dagster run") else "skipped"
+        )
     lost = run.worker_lost
     if lost:
         run = launcher.end_lost_run(run.run_id) or run

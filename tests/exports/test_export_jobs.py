@@ -13,12 +13,11 @@ from datetime import timedelta
 import duckdb
 import polars as pl
 import pytest
+from jobs.scenario import T1, Scenario, T
+from jobs.test_user_path import run_command
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
-
-from jobs.scenario import T, T1, Scenario
-from jobs.test_user_path import run_command
 
 PROFILE = {"name": "_xdm.context.profile"}
 
@@ -60,7 +59,9 @@ def test_export_jobs_end_to_end(client, tmp_path):
     scenario = Scenario(client, tmp_path).load()
     ids = scenario.ids
     out = client.datasets.create({"name": "audience-export", "schema": PROFILE})
-    day_one = client.segment_jobs.create([{"segmentId": i} for i in ids.values()], evaluation_time=T, wait=True, poll=0.2)
+    day_one = client.segment_jobs.create(
+        [{"segmentId": i} for i in ids.values()], evaluation_time=T, wait=True, poll=0.2
+    )
     assert day_one["status"] == "SUCCEEDED", day_one.get("errors")
 
     # Two segments in one batch, two fields: one row per profile, its memberships grouped under "ups".
@@ -68,7 +69,9 @@ def test_export_jobs_end_to_end(client, tmp_path):
         client,
         {
             "fields": "person.name.firstName,loyalty.points",
-            "filter": {"segments": [{"segmentId": ids["us"]}, {"segmentId": ids["loyal"], "status": ["realized"]}]},
+            "filter": {
+                "segments": [{"segmentId": ids["us"]}, {"segmentId": ids["loyal"], "status": ["realized"]}]
+            },
             "destination": {"datasetId": out["id"]},
             "schema": PROFILE,
         },
@@ -78,7 +81,9 @@ def test_export_jobs_end_to_end(client, tmp_path):
     rows = {_who(r): r for r in _rows(client, job["destination"]["batchId"])}
     members = set(scenario.members("us")) | set(scenario.members("loyal"))
     assert set(rows) == members == {"ann", "bob", "eve", "cat", "fay"}
-    assert rows["ann"]["person"] == {"name": {"firstName": "Ann"}} and rows["ann"]["loyalty"] == {"points": 500}
+    assert rows["ann"]["person"] == {"name": {"firstName": "Ann"}} and rows["ann"]["loyalty"] == {
+        "points": 500
+    }
     assert "homeAddress" not in rows["ann"]  # not asked for
     assert set(rows["ann"]["segmentMembership"]["ups"]) == {ids["us"], ids["loyal"]}
     entry = rows["ann"]["segmentMembership"]["ups"][ids["us"]]
@@ -88,7 +93,9 @@ def test_export_jobs_end_to_end(client, tmp_path):
     assert metrics["totalExportedProfileCounter"] == 5
     assert metrics["exportedProfileByNamespaceCounter"] == {"Email": 5, "CRMID": 5}
     for phase in ("totalTime", "profileExportTime"):
-        assert metrics[phase]["totalTimeInMs"] == metrics[phase]["endTimeInMs"] - metrics[phase]["startTimeInMs"]
+        assert (
+            metrics[phase]["totalTimeInMs"] == metrics[phase]["endTimeInMs"] - metrics[phase]["startTimeInMs"]
+        )
 
     # One batch per segment.
     per_segment = _export(
@@ -126,14 +133,18 @@ def test_export_jobs_end_to_end(client, tmp_path):
     )
     assert delta["status"] == "SUCCEEDED", delta.get("errors")
     statuses = {
-        _who(r): r["segmentMembership"]["ups"][ids["recent"]]["status"] for r in _rows(client, delta["destination"]["batchId"])
+        _who(r): r["segmentMembership"]["ups"][ids["recent"]]["status"]
+        for r in _rows(client, delta["destination"]["batchId"])
     }
     assert statuses == {"ann": "exited", "dan": "realized", "eve": "realized"}
 
     # Listing: newest first, cursor paging, status filter; the exports never fed the profile store.
     page = client.export_jobs.list(limit=2)
     assert [r["id"] for r in page["records"]] == [delta["id"], per_segment["id"]]
-    assert page["link"]["next"] and page["page"]["pageOffset"] == f"{per_segment['creationTime']}_{per_segment['id']}"
+    assert (
+        page["link"]["next"]
+        and page["page"]["pageOffset"] == f"{per_segment['creationTime']}_{per_segment['id']}"
+    )
     rest = client.export_jobs.list(limit=2, offset=page["page"]["pageOffset"])
     assert [r["id"] for r in rest["records"]] == [job["id"]] and not rest["link"]
     assert client.export_jobs.list(status="FAILED")["records"] == []
@@ -154,7 +165,11 @@ def test_a_publish_gate_blocks_the_export_until_overridden(client, tmp_path):
     (status,) = client.export_jobs.get_gates(us)["status"]
     assert status["check"] == "publish_gate_min_members" and not status["passed"]
 
-    body = {"filter": {"segments": [{"segmentId": us}]}, "destination": {"datasetId": out["id"]}, "schema": PROFILE}
+    body = {
+        "filter": {"segments": [{"segmentId": us}]},
+        "destination": {"datasetId": out["id"]},
+        "schema": PROFILE,
+    }
     refused = _export(client, body)
     assert refused["status"] == "FAILED"
     assert any("publish_gate_min_members" in e["msg"] for e in refused["errors"]), refused["errors"]
@@ -165,7 +180,9 @@ def test_a_publish_gate_blocks_the_export_until_overridden(client, tmp_path):
     assert evaluated["status"] == "FAILED"
     assert any("publish_gate_min_members" in e["msg"] for e in evaluated["errors"]), evaluated["errors"]
 
-    passed = _export(client, {**body, "evaluationInfo": {"segmentation": True}, "publishGates": {"override": True}})
+    passed = _export(
+        client, {**body, "evaluationInfo": {"segmentation": True}, "publishGates": {"override": True}}
+    )
     assert passed["status"] == "SUCCEEDED", passed.get("errors")
     assert {_who(r) for r in _rows(client, passed["destination"]["batchId"])} == {"ann", "bob", "eve"}
 
@@ -181,9 +198,16 @@ def test_a_cancelled_export_leaves_no_batch(client, tmp_path):
     }
     job = client.export_jobs.create(body)
     assert job["status"] == "NEW"
-    assert client.export_jobs.cancel(job["id"]) == {"status": True, "message": "Export job has been marked for cancelling"}
+    assert client.export_jobs.cancel(job["id"]) == {
+        "status": True,
+        "message": "Export job has been marked for cancelling",
+    }
     deadline = time.monotonic() + 120
-    while (current := client.export_jobs.get(job["id"]))["status"] not in ("CANCELLED", "FAILED", "SUCCEEDED"):
+    while (current := client.export_jobs.get(job["id"]))["status"] not in (
+        "CANCELLED",
+        "FAILED",
+        "SUCCEEDED",
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert current["status"] == "CANCELLED"
@@ -199,10 +223,19 @@ def test_a_cancelled_export_leaves_no_batch(client, tmp_path):
         ({"schema": None}, "schema.name: required"),
         ({"destination": {}}, "destination.datasetId: required"),
         ({"destination": {"datasetId": "nope"}}, "dataset 'nope' was not found"),
-        ({"filter": {"segments": [{"segmentId": "nope"}]}}, "filter.segments[0].segmentId: segment definition 'nope'"),
-        ({"filter": {"segments": [{"segmentId": "US", "status": ["gone"]}]}}, "filter.segments[0].status: 'gone'"),
+        (
+            {"filter": {"segments": [{"segmentId": "nope"}]}},
+            "filter.segments[0].segmentId: segment definition 'nope'",
+        ),
+        (
+            {"filter": {"segments": [{"segmentId": "US", "status": ["gone"]}]}},
+            "filter.segments[0].status: 'gone'",
+        ),
         ({"fields": "person.shoeSize"}, "fields: 'person.shoeSize' is not a field"),
-        ({"filter": {"segmentQualificationTime": {"startTime": "yesterday"}}}, "startTime: 'yesterday' is not"),
+        (
+            {"filter": {"segmentQualificationTime": {"startTime": "yesterday"}}},
+            "startTime: 'yesterday' is not",
+        ),
     ],
 )
 def test_bad_requests_name_what_is_wrong_and_store_nothing(tmp_path, change, message):

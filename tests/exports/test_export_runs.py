@@ -13,7 +13,7 @@ import time
 import dagster as dg
 import httpx
 import pytest
-from jobs.scenario import T, Scenario
+from jobs.scenario import Scenario, T
 from jobs.test_user_path import SCRIPT, free_port
 
 from segmentation_pipelines import SegmentationClient
@@ -64,7 +64,10 @@ def test_an_export_schedule_tick_runs_an_export(tmp_path, monkeypatch):
         with settings_environment(settings):
             job_def = load_definitions(settings).resolve_job_def(request.job_name)
             result = job_def.execute_in_process(
-                instance=instance, asset_selection=list(request.asset_selection), tags=request.tags, raise_on_error=False
+                instance=instance,
+                asset_selection=list(request.asset_selection),
+                tags=request.tags,
+                raise_on_error=False,
             )
         assert result.success
         done = client.export_jobs.get(export["id"])  # reading the job settles it from its finished run
@@ -82,7 +85,10 @@ def test_a_killed_export_run_ends_failed_and_a_retry_succeeds(tmp_path):
         port = free_port()
         log = open(tmp_path / f"serve-{port}.log", "w")
         process = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port), "--home", str(home)], env=env, stdout=log, stderr=subprocess.STDOUT
+            [SCRIPT, "serve", "--port", str(port), "--home", str(home)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180

@@ -78,7 +78,9 @@ def test_a_tick_creates_exactly_one_segment_job_and_its_run(schedules, ctx, sett
         assert request.run_key == expected.run_key
         assert request.tags["segmentation/job_id"] == job["id"]
         assert request.tags["segmentation/kind"] == "segment_job"
-        assert sorted(k.path for k in request.asset_selection) == sorted(list(k) for k in expected.asset_selection)
+        assert sorted(k.path for k in request.asset_selection) == sorted(
+            list(k) for k in expected.asset_selection
+        )
 
         # the daemon evaluates the same tick again (e.g. after a restart): same job, same run key, nothing new
         again = _tick(definition, instance)

@@ -18,14 +18,18 @@ PREFIX = "/data/core/ups"
 router = APIRouter(tags=["export jobs"])
 
 
-@router.get("/export/jobs", summary="List export jobs (newest first; offset = page.pageOffset of the last page)")
+@router.get(
+    "/export/jobs", summary="List export jobs (newest first; offset = page.pageOffset of the last page)"
+)
 def list_export_jobs(request: Request, services: ServicesDep) -> dict:
     return services.export_jobs.list(**query_of(request))
 
 
 @router.post("/export/jobs", summary="Create an export job")
 def create_export_job(
-    services: ServicesDep, response: Response, body: Annotated[Any, Body(description="CreateExportJobRequest")]
+    services: ServicesDep,
+    response: Response,
+    body: Annotated[Any, Body(description="CreateExportJobRequest")],
 ) -> dict:
     job = services.export_jobs.create(body)
     response.headers["X-Location"] = f"/data/core/ups/export/jobs/{job['id']}"
@@ -42,7 +46,9 @@ def cancel_export_job(job_id: str, services: ServicesDep) -> dict:
     return services.export_jobs.delete(job_id)
 
 
-@router.put("/export/gates/{definition_id}", summary="Set the publish gates of a segment definition (extension)")
+@router.put(
+    "/export/gates/{definition_id}", summary="Set the publish gates of a segment definition (extension)"
+)
 def set_gates(definition_id: str, services: ServicesDep, body: Annotated[Any, Body()]) -> dict:
     return services.export_jobs.set_gates(definition_id, body)
 
@@ -52,6 +58,8 @@ def get_gates(definition_id: str, services: ServicesDep) -> dict:
     return services.export_jobs.get_gates(definition_id)
 
 
-@router.delete("/export/gates/{definition_id}", status_code=204, summary="Remove a definition's publish gates")
+@router.delete(
+    "/export/gates/{definition_id}", status_code=204, summary="Remove a definition's publish gates"
+)
 def delete_gates(definition_id: str, services: ServicesDep) -> None:
     services.export_jobs.delete_gates(definition_id)

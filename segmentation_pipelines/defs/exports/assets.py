@@ -7,15 +7,14 @@ reads when the export evaluates them first; the asset runs the export job named 
 (:meth:`ExportJobsService.execute`) and records its counts.
 """
 
-
 import time
 from typing import Any
 
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
-from segmentation_pipelines.defs.segments.assets import GROUP as SEGMENTS_GROUP
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
+from segmentation_pipelines.defs.segments.assets import GROUP as SEGMENTS_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
@@ -106,7 +105,9 @@ def build_export_audiences(snapshot: list[dict[str, Any]], segment_snapshot: lis
                 summary = service.execute(
                     job_id,
                     should_cancel=_should_cancel(context, service.should_cancel(job_id)),
-                    progress=lambda batch, result: context.log.info(f"batch {batch}: {result.rows} profile(s)"),
+                    progress=lambda batch, result: context.log.info(
+                        f"batch {batch}: {result.rows} profile(s)"
+                    ),
                 )
             except ExportCancelled:
                 raise dg.Failure("Export job cancelled: nothing was published.") from None

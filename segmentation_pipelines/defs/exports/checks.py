@@ -8,7 +8,6 @@ published anyway; the gate is read again by every export of the segment). An exp
 ``segmentation/gate_override``) records the failure as a WARN, which does not block.
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -64,7 +63,9 @@ def build_gate_checks(gates: list[dict[str, Any]], segment_snapshot: list[dict[s
                 asset_key=check_key.asset_key,
                 check_name=check_key.name,
                 passed=result.passed,
-                severity=dg.AssetCheckSeverity.ERROR if exporting and not waived else dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity.ERROR
+                if exporting and not waived
+                else dg.AssetCheckSeverity.WARN,
                 description=result.description + (" Overridden by the export job." if waived else ""),
                 metadata={k: v for k, v in result.metadata.items() if v is not None},
             )

@@ -14,7 +14,14 @@ import dagster as dg
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
-from segmentation_pipelines.launcher import EXPORT_JOB, KIND_EXPORT_JOB, TAG_JOB_ID, TAG_KIND, TAG_ORG, TAG_SANDBOX
+from segmentation_pipelines.launcher import (
+    EXPORT_JOB,
+    KIND_EXPORT_JOB,
+    TAG_JOB_ID,
+    TAG_KIND,
+    TAG_ORG,
+    TAG_SANDBOX,
+)
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService, jobs_in_status
 from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
@@ -42,11 +49,16 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
     for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = ExportJobsService(ServiceContext.create(settings, org, sandbox))
         request = service.run_request_for(job_id)
-        missing = [k for k in request.asset_selection if loaded is not None and dg.AssetKey(list(k)) not in loaded]
+        missing = [
+            k for k in request.asset_selection if loaded is not None and dg.AssetKey(list(k)) not in loaded
+        ]
         if missing:
             if service.get(job_id)["creationTime"] < now_ms() - NOT_LOADED_GRACE_S * 1000:
                 names = ", ".join("/".join(k) for k in missing)
-                error = {"code": ERROR_NOT_LOADED, "msg": f"Assets {names} are not in the code location: reload it."}
+                error = {
+                    "code": ERROR_NOT_LOADED,
+                    "msg": f"Assets {names} are not in the code location: reload it.",
+                }
                 service.sync_with_run(job_id, "FAILURE", None, error=error)
             else:
                 waiting += 1
@@ -56,7 +68,9 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
         if claimed is not None:
             requests.append(dagster_run_request(claimed))
     if not requests:
-        return dg.SkipReason(f"{waiting} NEW export job(s) wait for a reload." if waiting else "No NEW export jobs.")
+        return dg.SkipReason(
+            f"{waiting} NEW export job(s) wait for a reload." if waiting else "No NEW export jobs."
+        )
     return dg.SensorResult(run_requests=requests)
 
 
