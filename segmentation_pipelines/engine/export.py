@@ -272,21 +272,30 @@ def write_export(
             profile_ids_path=profile_ids_path,
             all_profiles=all_profiles,
         )
-        if fmt == "csv":
-            # CSV has no nested types: the maps and structs are written as JSON text.
-            options = "FORMAT csv, HEADER true"
-            query = f"SELECT COLUMNS(*)::JSON FROM ({query})" if query else query
-        else:
-            options = "FORMAT parquet, COMPRESSION zstd"
-        ((rows,),) = run(f"COPY ({query}) TO {sql_str(target)} ({options})")
+        parquet = target.with_suffix(".parquet")
+        options = "FORMAT parquet, COMPRESSION zstd"
+        ((rows,),) = run(f"COPY ({query}) TO {sql_str(parquet)} ({options})")
         by_namespace: dict[str, int] = {}
-        if rows and fmt != "csv":
+        if rows:
             for ns, n in run(
                 # identityMap has each namespace once per profile: counting its entries counts profiles.
-                f"SELECT e.key, count(*) FROM (SELECT unnest(identityMap) AS e FROM read_parquet({sql_str(target)})) "
+                f"SELECT e.key, count(*) FROM (SELECT unnest(identityMap) AS e FROM read_parquet({sql_str(parquet)})) "
                 "GROUP BY ALL"
             ):
                 by_namespace[str(ns)] = int(n)
+        if fmt == "csv":
+            # CSV has no nested types: structs, maps and lists become JSON text.
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(parquet)})").fetchall()
+            nested = ("STRUCT", "MAP", "[]")
+            columns = ", ".join(
+                f"to_json({quote(c)})::VARCHAR AS {quote(c)}" if any(k in t for k in nested) else quote(c)
+                for c, t, *_ in described
+            )
+            run(
+                f"COPY (SELECT {columns} FROM read_parquet({sql_str(parquet)})) TO {sql_str(target)} "
+                "(FORMAT csv, HEADER true)"
+            )
+            parquet.unlink()
         return ExportResult(rows=int(rows), by_namespace=by_namespace, files=[target])
     finally:
         con.close()

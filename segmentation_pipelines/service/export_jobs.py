@@ -18,6 +18,7 @@ A job row is the contract's ``ExportJob`` document (integer id) plus ``status``,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
@@ -98,6 +99,14 @@ def jobs_in_status(catalog, statuses: Iterable[str], limit: int | None = None) -
         return [tuple(row) for row in session.execute(query)]
 
 
+def destination_key(destination: Mapping[str, Any]) -> str:
+    """What names a destination in the asset graph: the dataset id, or ``folder_<hash of the path>``."""
+    folder = destination.get("folder")
+    if isinstance(folder, Mapping) and isinstance(folder.get("path"), str):
+        return "folder_" + hashlib.sha1(folder["path"].encode()).hexdigest()[:12]
+    return str(destination.get("datasetId"))
+
+
 def destinations_snapshot(catalog) -> list[dict[str, Any]]:
     """Every export destination (from export jobs and export schedules) and the segments exported to it: what the
     code location makes export assets of, downstream of those segments' assets."""
@@ -107,9 +116,10 @@ def destinations_snapshot(catalog) -> list[dict[str, Any]]:
         schedules = session.scalars(select(models.Schedule).where(models.Schedule.type == "export"))
         rows += [(r.org_id, r.sandbox, (r.body or {}).get("properties") or {}) for r in schedules]
     for org, sandbox, body in rows:
-        dataset = ((body or {}).get("destination") or {}).get("datasetId")
-        if not isinstance(dataset, str):
+        destination = (body or {}).get("destination") or {}
+        if not isinstance(destination.get("datasetId"), str) and not destination.get("folder"):
             continue
+        dataset = destination_key(destination)
         segments = ((body.get("filter") or {}).get("segments")) or []
         ids = {
             s.get("segmentId")
@@ -475,8 +485,10 @@ class ExportJobsService:
             for s in segments
         ]
         ids_path = None
-        dataset_id = doc["destination"]["datasetId"]
-        staging_root = self.layout.dataset_dir(dataset_id)
+        folder = doc["destination"].get("folder")
+        dataset_id = doc["destination"].get("datasetId")
+        staging_root = Path(folder["path"]) if folder else self.layout.dataset_dir(dataset_id)
+        fmt = folder.get("format", "parquet") if folder else "parquet"
         staging_root.mkdir(parents=True, exist_ok=True)
         staging = staging_root / f".export-{job_id}-{uuid.uuid4().hex[:8]}"
         plan = (
@@ -496,6 +508,7 @@ class ExportJobsService:
                     profiles_path=profiles_path,
                     sources=batch_sources,
                     out_dir=staging / batch_id,
+                    fmt=fmt,
                     fields=fields,
                     window=bounds,
                     empty_profiles=bool(flt.get("emptyProfiles")),
@@ -511,7 +524,7 @@ class ExportJobsService:
             end = now_ms()
             if cancelled():
                 raise ExportCancelled()
-            return self._publish(job_id, dataset_id, staging, written, evaluations, start, end)
+            return self._publish(job_id, dataset_id, staging, written, evaluations, start, end, folder)
         except FieldError as exc:
             error = {"code": "SEGP-EXPORT-400", "msg": f"fields: {exc}."}
             self._record_errors(job_id, [error])
@@ -521,7 +534,9 @@ class ExportJobsService:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _publish(self, job_id, dataset_id, staging: Path, written, evaluations, start, end) -> dict:
+    def _publish(
+        self, job_id, dataset_id, staging: Path, written, evaluations, start, end, folder=None
+    ) -> dict:
         """Rename the batch folders into the dataset and record the batches and the job's outcome in one
         transaction, unless the job was cancelled meanwhile (then the folders are removed: nothing published)."""
         from segmentation_pipelines.engine.export import ExportCancelled
@@ -540,11 +555,23 @@ class ExportJobsService:
                     raise ExportCancelled()
                 batches_doc = []
                 for seg, batch_id, result in written:
-                    final = self.layout.batch_dir(dataset_id, batch_id)
-                    (staging / batch_id / "spill").exists() and shutil.rmtree(staging / batch_id / "spill")
+                    if folder:  # extension: a folder of files, no dataset
+                        final = Path(folder["path"]) / f"export-{job_id}-{batch_id}"
+                    else:
+                        final = self.layout.batch_dir(dataset_id, batch_id)
+                    shutil.rmtree(staging / batch_id / "spill", ignore_errors=True)
                     staging.joinpath(batch_id).rename(final)
                     moved.append(final)
                     files = [str(final / f.name) for f in result.files]
+                    if folder:
+                        batches_doc.append(
+                            {
+                                "segmentId": seg.segment_id if seg else None,
+                                "batchId": batch_id,
+                                "files": files,
+                            }
+                        )
+                        continue
                     now = now_ms()
                     body = {
                         "id": batch_id,
@@ -588,7 +615,12 @@ class ExportJobsService:
                         )
                 body = dict(row.body)
                 destination = dict(body["destination"])
-                if batches_doc:
+                if folder:
+                    destination["batchId"] = written[0][1]
+                    destination["files"] = [f for b in batches_doc for f in b["files"]]
+                    if len(batches_doc) > 1 or batches_doc[0]["segmentId"]:
+                        destination["batches"] = batches_doc
+                elif batches_doc:
                     destination["batches"] = batches_doc
                 else:
                     destination["batchId"] = written[0][1]
@@ -614,7 +646,7 @@ class ExportJobsService:
                     "rows": total,
                     "by_namespace": by_namespace,
                     "batches": [b for _, b, _ in written],
-                    "files": [str(self.layout.batch_dir(dataset_id, b)) for _, b, _ in written],
+                    "files": [str(p) for p in moved],
                 }
         except BaseException:
             for path in moved:
@@ -700,7 +732,7 @@ class ExportJobsService:
         if (doc.get("evaluationInfo") or {}).get("segmentation") and ids:
             keys += store
             keys += [segment_asset_key(i) for i in ids]
-        keys.append(export_asset_key(doc["destination"]["datasetId"]))
+        keys.append(export_asset_key(destination_key(doc["destination"])))
         override = (doc.get("publishGates") or {}).get("override")
         tags = {}
         if override:
@@ -717,7 +749,7 @@ class ExportJobsService:
         )
 
     def _destination_known(self, session, request: dict) -> bool:
-        dataset = request["destination"]["datasetId"]
+        dataset = destination_key(request["destination"])
         wanted = {s["segmentId"] for s in (request.get("filter") or {}).get("segments") or []}
         seen: set[str] = set()
         m = models.ExportJob
@@ -725,7 +757,7 @@ class ExportJobsService:
         for body in session.scalars(
             select(m.body).where(m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox)
         ):
-            if (body.get("destination") or {}).get("datasetId") == dataset:
+            if destination_key(body.get("destination") or {}) == dataset:
                 found = True
                 seen.update(s.get("segmentId") for s in (body.get("filter") or {}).get("segments") or [])
         return found and wanted <= seen
@@ -786,6 +818,9 @@ class ExportJobsService:
         if schema["name"] != SCHEMA_NAME:
             raise BadRequest(f"schema.name: only '{SCHEMA_NAME}' is supported (got '{schema['name']}').")
         destination = body.get("destination")
+        if isinstance(destination, Mapping) and destination.get("folder") is not None:
+            out = {"destination": self._folder_destination(destination), "schema": {"name": SCHEMA_NAME}}
+            return self._validated_rest(body, out)
         if not isinstance(destination, Mapping) or not isinstance(destination.get("datasetId"), str):
             raise BadRequest("destination.datasetId: required, the id of a profile dataset to export to.")
         per_batch = destination.get("segmentPerBatch", False)
@@ -807,6 +842,34 @@ class ExportJobsService:
             "destination": {"datasetId": dataset_id, "segmentPerBatch": per_batch},
             "schema": {"name": SCHEMA_NAME},
         }
+        return self._validated_rest(body, out)
+
+    def _folder_destination(self, destination: Mapping) -> dict:
+        """Extension: ``{"folder": {"path", "format": "parquet"|"csv"}, "segmentPerBatch"}``: files in a folder
+        (inside the landing area for REST callers), written aside and renamed into ``export-<job>-<batch>/``."""
+        from segmentation_pipelines.landing import resolve_path
+
+        folder = destination["folder"]
+        if not isinstance(folder, Mapping) or not isinstance(folder.get("path"), str):
+            raise BadRequest(
+                'destination.folder: expected {"path": "<folder>", "format": "parquet" | "csv"}.'
+            )
+        fmt = folder.get("format", "parquet")
+        if fmt not in ("parquet", "csv"):
+            raise BadRequest(f"destination.folder.format: 'parquet' or 'csv' (got {fmt!r}).")
+        per_batch = destination.get("segmentPerBatch", False)
+        if not isinstance(per_batch, bool):
+            raise BadRequest("destination.segmentPerBatch: expected true or false.")
+        path = resolve_path(
+            folder["path"],
+            self.ctx.landing_dir,
+            confined=self.ctx.confined,
+            kind="folder",
+            what="destination.folder.path",
+        )
+        return {"folder": {"path": str(path), "format": fmt}, "segmentPerBatch": per_batch}
+
+    def _validated_rest(self, body: Mapping, out: dict) -> dict:
         fields = body.get("fields")
         if fields is not None:
             if not isinstance(fields, str) or not fields.strip():

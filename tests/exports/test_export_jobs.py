@@ -254,3 +254,69 @@ def test_bad_requests_name_what_is_wrong_and_store_nothing(tmp_path, change, mes
             client.export_jobs.create(body)
         assert raised.value.status == 400 and message in str(raised.value.body), raised.value.body
         assert client.export_jobs.list()["records"] == []
+
+
+def test_folder_exports_and_the_profile_filters(tmp_path):
+    import json
+    from datetime import UTC, datetime
+
+    with SegmentationClient(home=tmp_path / "home") as client:
+        scenario = Scenario(client, tmp_path).load()
+        zed = {
+            "_id": "zed-1",
+            "timestamp": "2026-03-09T10:00:00Z",
+            "eventType": "web.webpagedetails.pageViews",
+            "identityMap": {"ECID": [{"id": "zed-ecid", "primary": True}]},
+        }
+        (tmp_path / "zed.jsonl").write_text(json.dumps(zed) + "\n")
+        client.datasets.ingest(scenario.events["id"], [str(tmp_path / "zed.jsonl")])  # known from events only
+        us = scenario.ids["us"]
+        assert (
+            client.segment_jobs.create([{"segmentId": us}], evaluation_time=T, wait=True)["status"]
+            == "SUCCEEDED"
+        )
+
+        # Extension: a folder of CSV files (nested values as JSON text).
+        folder = tmp_path / "out"
+        folder.mkdir()
+        job = client.export_jobs.create(
+            {
+                "fields": "person.name.firstName",
+                "filter": {"segments": [{"segmentId": us}]},
+                "destination": {"folder": {"path": str(folder), "format": "csv"}},
+                "schema": PROFILE,
+            },
+            wait=True,
+        )
+        assert job["status"] == "SUCCEEDED", job.get("errors")
+        (path,) = job["destination"]["files"]
+        assert path.endswith(".csv") and path.startswith(str(folder)) and not list(folder.glob(".export-*"))
+        rows = duckdb.sql(f"SELECT * FROM read_csv('{path}', header = true)").fetchall()
+        firsts = sorted(json.loads(r[1])["name"]["firstName"] for r in rows)
+        assert firsts == ["Ann", "Bob", "Eve"]
+        assert all(json.loads(r[3])["ups"][us]["status"] == "realized" for r in rows)
+
+        # No segment filter: every profile with record data; emptyProfiles adds the event-only one.
+        out = client.datasets.create({"name": "everyone", "schema": PROFILE})
+        base = {"destination": {"datasetId": out["id"]}, "schema": PROFILE}
+        everyone = client.export_jobs.create(base, wait=True)
+        assert everyone["metrics"]["totalExportedProfileCounter"] == 6, everyone.get("errors")
+        with_empty = client.export_jobs.create({**base, "filter": {"emptyProfiles": True}}, wait=True)
+        assert with_empty["metrics"]["totalExportedProfileCounter"] == 7
+        assert with_empty["metrics"]["exportedProfileByNamespaceCounter"]["ECID"] == 1
+
+        # fromIngestTimestamp: only profiles updated by a batch ingested after it.
+        mark = datetime.now(UTC)
+        time.sleep(0.05)
+        update = {
+            "identityMap": {"Email": [{"id": "ann@example.com", "primary": True}]},
+            "loyalty": {"points": 9},
+        }
+        (tmp_path / "crm2.jsonl").write_text(json.dumps(update) + "\n")
+        (crm,) = [d for d in client.datasets.list().values() if d["name"] == "crm"]
+        client.datasets.ingest(crm["id"], [str(tmp_path / "crm2.jsonl")])
+        since = client.export_jobs.create(
+            {**base, "filter": {"fromIngestTimestamp": mark.isoformat().replace("+00:00", "Z")}}, wait=True
+        )
+        (row,) = _rows(client, since["destination"]["batchId"])
+        assert _who(row) == "ann" and row["loyalty"]["points"] == 9

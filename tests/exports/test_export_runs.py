@@ -141,3 +141,51 @@ def test_a_killed_export_run_ends_failed_and_a_retry_succeeds(tmp_path):
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_the_sensors_launch_new_exports_once_and_write_outcomes_back(tmp_path, monkeypatch):
+    from segmentation_pipelines.defs.exports import sensors
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SEGMENTATION_HOME", str(home))
+    with SegmentationClient(home=home) as client:
+        scenario = Scenario(client, tmp_path).load()
+        out = client.datasets.create({"name": "sensed", "schema": PROFILE})
+        body = {
+            "filter": {"segments": [{"segmentId": scenario.ids["loyal"]}]},
+            "destination": {"datasetId": out["id"]},
+            "schema": PROFILE,
+            "evaluationInfo": {"segmentation": True},
+        }
+        job = client.export_jobs.create(body)
+        assert job["status"] == "NEW"
+        settings = client.ctx.settings
+        instance = instance_for(settings)
+        result = sensors.export_job_launcher(dg.build_sensor_context(instance=instance))
+        (request,) = result.run_requests
+        assert request.run_key == f"{job['id']}:1" and request.job_name == "export_job"
+        keys = {"/".join(k.path) for k in request.asset_selection}
+        assert {f"segment/{scenario.ids['loyal'].replace('-', '_')}", f"exports/{out['id']}"} <= keys
+        assert isinstance(
+            sensors.export_job_launcher(dg.build_sensor_context(instance=instance)), dg.SkipReason
+        )
+        assert client.export_jobs.get(job["id"])["status"] == "PROCESSING"
+
+        with settings_environment(settings):
+            job_def = load_definitions(settings).resolve_job_def(request.job_name)
+            run = job_def.execute_in_process(
+                instance=instance, asset_selection=list(request.asset_selection), tags=request.tags
+            )
+        context = dg.build_run_status_sensor_context(
+            sensor_name="export_job_succeeded",
+            dagster_event=run.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=run.dagster_run,
+        )
+        sensors.export_job_succeeded(context)
+        done = client.export_jobs.get(job["id"])
+        assert done["status"] == "SUCCEEDED" and done["computeGatewayJobId"]["exportJob"] == run.run_id
+        assert done["metrics"]["totalExportedProfileCounter"] == 3
+        # The export asset is downstream of the segment it read, and recorded the export.
+        materialization = instance.get_latest_materialization_event(dg.AssetKey(["exports", out["id"]]))
+        assert materialization.asset_materialization.metadata["exported_profiles"].value == 3
