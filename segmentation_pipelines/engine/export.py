@@ -50,6 +50,7 @@ class ExportResult:
     rows: int = 0
     by_namespace: dict[str, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (name, PostgreSQL type) for a table load
 
 
 def sql_str(value: object) -> str:
@@ -283,19 +284,23 @@ def write_export(
                 "GROUP BY ALL"
             ):
                 by_namespace[str(ns)] = int(n)
+        columns: list[tuple[str, str]] = []
         if fmt == "csv":
             # CSV has no nested types: structs, maps and lists become JSON text.
             described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(parquet)})").fetchall()
+            from segmentation_pipelines.engine.export_postgres import TYPES
+
+            columns = [(c, TYPES.get(t, "jsonb")) for c, t, *_ in described]
             nested = ("STRUCT", "MAP", "[]")
-            columns = ", ".join(
+            select_list = ", ".join(
                 f"to_json({quote(c)})::VARCHAR AS {quote(c)}" if any(k in t for k in nested) else quote(c)
                 for c, t, *_ in described
             )
             run(
-                f"COPY (SELECT {columns} FROM read_parquet({sql_str(parquet)})) TO {sql_str(target)} "
+                f"COPY (SELECT {select_list} FROM read_parquet({sql_str(parquet)})) TO {sql_str(target)} "
                 "(FORMAT csv, HEADER true)"
             )
             parquet.unlink()
-        return ExportResult(rows=int(rows), by_namespace=by_namespace, files=[target])
+        return ExportResult(rows=int(rows), by_namespace=by_namespace, files=[target], columns=columns)
     finally:
         con.close()

@@ -104,6 +104,9 @@ def destination_key(destination: Mapping[str, Any]) -> str:
     folder = destination.get("folder")
     if isinstance(folder, Mapping) and isinstance(folder.get("path"), str):
         return "folder_" + hashlib.sha1(folder["path"].encode()).hexdigest()[:12]
+    table = destination.get("postgres")
+    if isinstance(table, Mapping) and isinstance(table.get("table"), str):
+        return f"postgres_{table.get('schema', 'public')}_{table['table']}"
     return str(destination.get("datasetId"))
 
 
@@ -117,7 +120,9 @@ def destinations_snapshot(catalog) -> list[dict[str, Any]]:
         rows += [(r.org_id, r.sandbox, (r.body or {}).get("properties") or {}) for r in schedules]
     for org, sandbox, body in rows:
         destination = (body or {}).get("destination") or {}
-        if not isinstance(destination.get("datasetId"), str) and not destination.get("folder"):
+        if not isinstance(destination.get("datasetId"), str) and not (
+            destination.get("folder") or destination.get("postgres")
+        ):
             continue
         dataset = destination_key(destination)
         segments = ((body.get("filter") or {}).get("segments")) or []
@@ -486,9 +491,14 @@ class ExportJobsService:
         ]
         ids_path = None
         folder = doc["destination"].get("folder")
+        table = doc["destination"].get("postgres")
         dataset_id = doc["destination"].get("datasetId")
-        staging_root = Path(folder["path"]) if folder else self.layout.dataset_dir(dataset_id)
-        fmt = folder.get("format", "parquet") if folder else "parquet"
+        if folder:
+            staging_root, fmt = Path(folder["path"]), folder.get("format", "parquet")
+        elif table:  # written as CSV under the sandbox, then loaded into the table
+            staging_root, fmt = self.ctx.sandbox_root / "exports", "csv"
+        else:
+            staging_root, fmt = self.layout.dataset_dir(dataset_id), "parquet"
         staging_root.mkdir(parents=True, exist_ok=True)
         staging = staging_root / f".export-{job_id}-{uuid.uuid4().hex[:8]}"
         plan = (
@@ -524,6 +534,8 @@ class ExportJobsService:
             end = now_ms()
             if cancelled():
                 raise ExportCancelled()
+            if table:
+                return self._publish_table(job_id, table, written, evaluations, start, end)
             return self._publish(job_id, dataset_id, staging, written, evaluations, start, end, folder)
         except FieldError as exc:
             error = {"code": "SEGP-EXPORT-400", "msg": f"fields: {exc}."}
@@ -653,6 +665,39 @@ class ExportJobsService:
                 shutil.rmtree(path, ignore_errors=True)
             raise
         return summary
+
+    def _publish_table(self, job_id, table: Mapping, written, evaluations, start, end) -> dict:
+        """Extension: replace the PostgreSQL table with this export (one transaction there), unless cancelled."""
+        from segmentation_pipelines.engine.export import ExportCancelled
+        from segmentation_pipelines.engine.export_postgres import replace_table
+
+        if len(written) != 1:
+            raise ApiError(400, "destination.postgres: segmentPerBatch is not supported for a table.")
+        _, batch_id, result = written[0]
+        (csv_path,) = result.files
+        url = table.get("url") or self.ctx.settings.export_pg_url
+        with self.ctx.catalog.session() as session:
+            row = self._row(session, job_id, lock=True)
+            internal = dict(row.body.get(_INTERNAL) or {})
+            if internal.get("cancelRequested") or row.status in TERMINAL:
+                raise ExportCancelled()
+            rows = replace_table(url, table.get("schema", "public"), table["table"], result.columns, csv_path)
+            body = dict(row.body)
+            destination = {**body["destination"], "batchId": batch_id, "rowCount": rows}
+            metrics = dict(body.get("metrics") or {})
+            metrics.update(
+                profileExportTime={"startTimeInMs": start, "endTimeInMs": end, "totalTimeInMs": end - start},
+                totalExportedProfileCounter=result.rows,
+                exportedProfileByNamespaceCounter=result.by_namespace,
+            )
+            internal["published"] = now_ms()
+            body.update(destination=destination, metrics=metrics, _internal=internal)
+            body["segmentEvaluations"] = [
+                {"segmentId": a, "evaluationTime": iso(e.evaluation_time)} for a, e in evaluations.items()
+            ]
+            row.body = body
+            self._touch(session, row)
+        return {"rows": result.rows, "by_namespace": result.by_namespace, "batches": [batch_id], "files": []}
 
     def _updated_profiles(self, after: datetime, staging: Path) -> Path:
         """Parquet of the profile ids having a profile fragment in a batch ingested after ``after``."""
@@ -818,6 +863,9 @@ class ExportJobsService:
         if schema["name"] != SCHEMA_NAME:
             raise BadRequest(f"schema.name: only '{SCHEMA_NAME}' is supported (got '{schema['name']}').")
         destination = body.get("destination")
+        if isinstance(destination, Mapping) and destination.get("postgres") is not None:
+            out = {"destination": self._table_destination(destination), "schema": {"name": SCHEMA_NAME}}
+            return self._validated_rest(body, out)
         if isinstance(destination, Mapping) and destination.get("folder") is not None:
             out = {"destination": self._folder_destination(destination), "schema": {"name": SCHEMA_NAME}}
             return self._validated_rest(body, out)
@@ -868,6 +916,33 @@ class ExportJobsService:
             what="destination.folder.path",
         )
         return {"folder": {"path": str(path), "format": fmt}, "segmentPerBatch": per_batch}
+
+    def _table_destination(self, destination: Mapping) -> dict:
+        """Extension: ``{"postgres": {"table", "schema"?: "public"}}`` in the database of
+        ``SEGMENTATION_EXPORT_PG_URL``; in-process callers may name another with ``url`` (REST callers may not)."""
+        from segmentation_pipelines.engine.export_postgres import valid_name
+
+        spec = destination["postgres"]
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("table"), str):
+            raise BadRequest('destination.postgres: expected {"table": "<name>", "schema": "public"}.')
+        for key in ("table", "schema"):
+            if key in spec and not valid_name(str(spec[key])):
+                raise BadRequest(f"destination.postgres.{key}: '{spec[key]}' is not a plain SQL name.")
+        if destination.get("segmentPerBatch"):
+            raise BadRequest("destination.segmentPerBatch: a PostgreSQL table holds one export; use false.")
+        url = spec.get("url")
+        if url is not None and self.ctx.confined:
+            raise BadRequest(
+                "destination.postgres.url: not accepted over REST; the server's SEGMENTATION_EXPORT_PG_URL is used."
+            )
+        if not (url or self.ctx.settings.export_pg_url):
+            raise BadRequest(
+                "destination.postgres: no database: set SEGMENTATION_EXPORT_PG_URL on the server."
+            )
+        out = {"table": spec["table"], "schema": spec.get("schema", "public")}
+        if url:
+            out["url"] = url
+        return {"postgres": out, "segmentPerBatch": False}
 
     def _validated_rest(self, body: Mapping, out: dict) -> dict:
         fields = body.get("fields")
