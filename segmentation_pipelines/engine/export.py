@@ -92,19 +92,26 @@ def _struct_fields(con: duckdb.DuckDBPyConnection, sql_type: str) -> dict[str, s
     return {r[0]: r[1] for r in rows}
 
 
-def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: Sequence[str] | None) -> str:
-    """SELECT list over ``p`` (the profiles) for the requested dot paths: the nested structs rebuilt with only the
-    requested leaves, so ``person.name.firstName`` exports ``person: {name: {firstName}}``. All columns if None."""
-    attrs = [c for c in columns if c not in (*ALWAYS, *INTERNAL)]
+def selected(
+    con: duckdb.DuckDBPyConnection,
+    columns: dict[str, str],
+    fields: Sequence[str] | None,
+    alias: str = "p",
+    skip: Sequence[str] = (*ALWAYS, *INTERNAL),
+    what: str = "profile",
+) -> list[tuple[str, str]]:
+    """``(name, expression)`` over ``alias`` for the requested dot paths: the nested structs rebuilt with only the
+    requested leaves, so ``person.name.firstName`` gives ``person: {name: {firstName}}``. All columns if None."""
+    attrs = [c for c in columns if c not in skip]
     if fields is None:
-        return "".join(f"p.{quote(c)}, " for c in attrs)
+        return [(c, f"{alias}.{quote(c)}") for c in attrs]
     tree: dict = {}
     for path in fields:
         parts = [s for s in path.strip().split(".")]
         if not path.strip() or any(not s for s in parts):
             raise FieldError(f"'{path}' is not a dot path such as person.name.firstName")
-        if parts[0] in ALWAYS:
-            continue  # always exported
+        if parts[0] in skip:
+            continue  # always exported (or never)
         node = tree
         for part in parts[:-1]:
             if node.get(part) is True:
@@ -123,20 +130,46 @@ def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: 
         for name, child in node.items():
             if name not in inner:
                 raise FieldError(
-                    f"'{where}.{name}' is not a profile field (known under {where}: {', '.join(inner)})"
+                    f"'{where}.{name}' is not a {what} field (known under {where}: {', '.join(inner)})"
                 )
-            parts.append(
-                f"{quote(name)} := {build(child, inner[name], f'struct_extract({expr}, {sql_str(name)})', f'{where}.{name}')}"
-            )
+            inner_expr = f"struct_extract({expr}, {sql_str(name)})"
+            parts.append(f"{quote(name)} := {build(child, inner[name], inner_expr, f'{where}.{name}')}")
         return f"struct_pack({', '.join(parts)})"
 
     out = []
     for name, child in tree.items():
-        if name not in columns or name in INTERNAL:
+        if name not in columns or name in skip:
             known = ", ".join(attrs) or "none"
-            raise FieldError(f"'{name}' is not a profile field (top-level fields: {known})")
-        out.append(f"{build(child, columns[name], f'p.{quote(name)}', name)} AS {quote(name)}, ")
-    return "".join(out)
+            raise FieldError(f"'{name}' is not a {what} field (top-level fields: {known})")
+        out.append((name, build(child, columns[name], f"{alias}.{quote(name)}", name)))
+    return out
+
+
+def projection(con: duckdb.DuckDBPyConnection, columns: dict[str, str], fields: Sequence[str] | None) -> str:
+    """SELECT list over ``p`` (the profiles) for the requested dot paths (see :func:`selected`)."""
+    return "".join(f"{expr} AS {quote(name)}, " for name, expr in selected(con, columns, fields))
+
+
+@dataclass(frozen=True)
+class EventsSpec:
+    """``additionalFields.eventList``: each exported profile's events (selected fields) in an ``events`` column."""
+
+    relation: (
+        str  # SQL relation with profile_id + the event columns (the store's events, or ingested batches)
+    )
+    fields: tuple[str, ...] | None = None
+
+
+def events_sql(con: duckdb.DuckDBPyConnection, spec: EventsSpec) -> str:
+    """``(profile_id, events)``: the events of each profile as a list of structs, oldest first."""
+    described = con.execute(f"DESCRIBE SELECT * FROM {spec.relation}").fetchall()
+    columns = {r[0]: r[1] for r in described}
+    pairs = selected(con, columns, spec.fields, alias="e", skip=("profile_id",), what="event")
+    struct = "struct_pack(" + ", ".join(f"{quote(n)} := {x}" for n, x in pairs) + ")"
+    order = " ORDER BY e.timestamp" if "timestamp" in columns else ""
+    return (
+        f"SELECT e.profile_id, list({struct}{order}) AS events FROM {spec.relation} e GROUP BY e.profile_id"
+    )
 
 
 # --- the statement ---------------------------------------------------------------------------------------------
@@ -179,10 +212,24 @@ def export_sql(
     empty_profiles: bool = False,
     profile_ids_path: Path | None = None,
     all_profiles: bool = False,
+    events: EventsSpec | None = None,
 ) -> str:
-    """The SELECT whose rows are the batch. ``all_profiles``: every profile (no segment filter), with the
+    """The SELECT whose rows are the batch (with an ``events`` column when ``events`` is given). ``all_profiles``: every profile (no segment filter), with the
     memberships of ``sources`` where it has some. ``profile_ids_path``: Parquet of ``profile_id`` to keep
     (``fromIngestTimestamp``)."""
+    query = _export_sql(
+        con, profiles_path, sources, fields, window, empty_profiles, profile_ids_path, all_profiles
+    )
+    if events is None:
+        return query
+    return (
+        f"SELECT x.*, ev.events FROM ({query}) x LEFT JOIN ({events_sql(con, events)}) ev USING (profile_id)"
+    )
+
+
+def _export_sql(
+    con, profiles_path, sources, fields, window, empty_profiles, profile_ids_path, all_profiles
+) -> str:
     columns = profile_columns(con, profiles_path)
     select = projection(con, columns, fields)
     profiles = f"read_parquet({sql_str(profiles_path)})"
@@ -241,6 +288,7 @@ def write_export(
     empty_profiles: bool = False,
     profile_ids_path: Path | None = None,
     all_profiles: bool = False,
+    events: EventsSpec | None = None,
     fmt: str = "parquet",
     memory_limit: str = "2GB",
     temp_directory: Path | None = None,
@@ -272,6 +320,7 @@ def write_export(
             empty_profiles=empty_profiles,
             profile_ids_path=profile_ids_path,
             all_profiles=all_profiles,
+            events=events,
         )
         parquet = target.with_suffix(".parquet")
         options = "FORMAT parquet, COMPRESSION zstd"

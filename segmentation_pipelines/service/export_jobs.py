@@ -506,6 +506,7 @@ class ExportJobsService:
             if doc["destination"].get("segmentPerBatch") and sources
             else [(None, sources)]
         )
+        events = self._events_spec((doc.get("additionalFields") or {}).get("eventList"), staging)
         try:
             if flt.get("fromIngestTimestamp"):
                 ids_path = self._updated_profiles(
@@ -524,6 +525,7 @@ class ExportJobsService:
                     empty_profiles=bool(flt.get("emptyProfiles")),
                     profile_ids_path=ids_path,
                     all_profiles=not segments,
+                    events=events,
                     memory_limit=MEMORY_LIMIT,
                     temp_directory=staging / "spill",
                     should_cancel=cancelled,
@@ -969,10 +971,7 @@ class ExportJobsService:
             if not isinstance(extra, Mapping):
                 raise BadRequest("additionalFields: expected an object with eventList.")
             if extra.get("eventList") is not None:
-                raise BadRequest(
-                    "additionalFields.eventList: exporting ExperienceEvents with profiles is not supported yet "
-                    "(docs/exports.md)."
-                )
+                out["additionalFields"] = {"eventList": self._validated_event_list(extra["eventList"])}
         gates = body.get("publishGates")
         if gates is not None:
             override = gates.get("override") if isinstance(gates, Mapping) else None
@@ -1045,6 +1044,70 @@ class ExportJobsService:
             result["emptyProfiles"] = flt["emptyProfiles"]
         out["filter"] = result
         return checked
+
+    def _validated_event_list(self, spec: Any) -> dict:
+        where = "additionalFields.eventList"
+        if not isinstance(spec, Mapping):
+            raise BadRequest(f"{where}: expected an object with fields and filter.")
+        out: dict[str, Any] = {}
+        fields = spec.get("fields")
+        if fields is not None:
+            if not isinstance(fields, str) or not fields.strip():
+                raise BadRequest(f"{where}.fields: expected a comma-separated string of event field paths.")
+            from segmentation_pipelines.service.datasets import DatasetsService
+
+            known = DatasetsService(self.ctx).schema().get("experienceevent") or {}
+            for path in (f.strip() for f in fields.split(",")):
+                if not path or (known and path not in known):
+                    raise BadRequest(
+                        f"{where}.fields: '{path}' is not a field of the event schema of this sandbox."
+                    )
+            out["fields"] = fields
+        flt = spec.get("filter")
+        if flt is not None:
+            if not isinstance(flt, Mapping):
+                raise BadRequest(f"{where}.filter: expected {{fromIngestTimestamp?, toIngestTimestamp?}}.")
+            out["filter"] = {}
+            for key in ("fromIngestTimestamp", "toIngestTimestamp"):
+                if flt.get(key) is not None:
+                    parse_rfc3339(flt[key], f"{where}.filter.{key}")
+                    out["filter"][key] = flt[key]
+        return out
+
+    def _events_spec(self, spec: Mapping | None, staging: Path):
+        """The events relation of ``additionalFields.eventList``: the store's events, or (with an ingestion-time
+        window) the event batches ingested in it, keyed to profiles as the store keys them."""
+        from segmentation_pipelines.engine.export import EventsSpec, sql_str
+        from segmentation_pipelines.profiles.events_store import EMPTY_EVENTS, _keyed_sql
+        from segmentation_pipelines.service.datasets import DatasetsService
+
+        if spec is None:
+            return None
+        fields = tuple(f.strip() for f in spec["fields"].split(",")) if spec.get("fields") else None
+        window = spec.get("filter") or {}
+        if not window:
+            if not list(self.layout.events_dir().glob("current/*.parquet")):
+                return EventsSpec(f"({EMPTY_EVENTS})", None)
+            return EventsSpec(
+                f"read_parquet({sql_str(self.layout.events_path())}, union_by_name = true)", fields
+            )
+        low = window.get("fromIngestTimestamp")
+        high = window.get("toIngestTimestamp")
+        low_ms = int(parse_rfc3339(low, "fromIngestTimestamp").timestamp() * 1000) if low else None
+        high_ms = int(parse_rfc3339(high, "toIngestTimestamp").timestamp() * 1000) if high else None
+        refs = [
+            b
+            for b in DatasetsService(self.ctx).successful_batches()["experienceevent"]
+            if (low_ms is None or b.ingested_ms > low_ms) and (high_ms is None or b.ingested_ms <= high_ms)
+        ]
+        files = [str(p) for b in refs for p in self.layout.batch_files(b.dataset_id, b.batch_id)]
+        if not files:
+            return EventsSpec(f"({EMPTY_EVENTS})", None)
+        listing = "[" + ", ".join(sql_str(f) for f in files) + "]"
+        relation = _keyed_sql(
+            f"read_parquet({listing}, union_by_name = true)", str(self.layout.identities_path())
+        )
+        return EventsSpec(f"({relation})", fields)
 
     def _merge_policy(self, given: Any, segments: list[dict]) -> dict:
         with self.ctx.catalog.session(readonly=True) as session:

@@ -320,3 +320,49 @@ def test_folder_exports_and_the_profile_filters(tmp_path):
         )
         (row,) = _rows(client, since["destination"]["batchId"])
         assert _who(row) == "ann" and row["loyalty"]["points"] == 9
+
+
+def test_events_are_exported_with_the_profiles_when_asked(tmp_path):
+    from datetime import UTC, datetime
+
+    with SegmentationClient(home=tmp_path / "home") as client:
+        scenario = Scenario(client, tmp_path).load()
+        us = scenario.ids["us"]
+        assert (
+            client.segment_jobs.create([{"segmentId": us}], evaluation_time=T, wait=True)["status"]
+            == "SUCCEEDED"
+        )
+        out = client.datasets.create({"name": "with-events", "schema": PROFILE})
+        body = {
+            "fields": "person.name.firstName",
+            "filter": {"segments": [{"segmentId": us}]},
+            "destination": {"datasetId": out["id"]},
+            "schema": PROFILE,
+            "additionalFields": {"eventList": {"fields": "eventType,commerce.order.priceTotal"}},
+        }
+        job = client.export_jobs.create(body, wait=True)
+        assert job["status"] == "SUCCEEDED", job.get("errors")
+        events = {_who(r): r["events"] for r in _rows(client, job["destination"]["batchId"])}
+        assert [e["eventType"] for e in events["ann"]] == ["commerce.productViews", "commerce.purchases"]
+        assert events["ann"][1] == {
+            "eventType": "commerce.purchases",
+            "commerce": {"order": {"priceTotal": 120.0}},
+        }
+        assert len(events["eve"]) == 3 and set(events["ann"][0]) == {"eventType", "commerce"}
+
+        # Only the events ingested after a time (ingestion time, not event time).
+        mark = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        time.sleep(0.05)
+        scenario.add_day_two_events()
+        body["additionalFields"]["eventList"]["filter"] = {"fromIngestTimestamp": mark}
+        later = client.export_jobs.create(body, wait=True)
+        events = {_who(r): r["events"] for r in _rows(client, later["destination"]["batchId"])}
+        assert events["eve"] == [
+            {"eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 10.0}}}
+        ]
+        assert events["ann"] is None and events["bob"] is None
+
+        with pytest.raises(SegmentationError, match="'shoeSize' is not a field of the event schema"):
+            client.export_jobs.create(
+                {**body, "additionalFields": {"eventList": {"fields": "shoeSize"}}},
+            )
