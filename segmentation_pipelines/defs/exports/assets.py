@@ -49,7 +49,8 @@ def _spec(entry: dict[str, Any], segments: set[tuple[str, str, str]]) -> dg.Asse
     ]
     return dg.AssetSpec(
         key=dg.AssetKey(export_asset_key(entry["dataset_id"])),
-        description=f"Export destination: dataset {entry['dataset_id']} ({entry['org_id']}/{entry['sandbox']}). "
+        description=f"Export destination {entry['dataset_id']} ({entry['org_id']}/{entry['sandbox']}): a dataset id, "
+        "or folder_/postgres_ for the extensions. "
         "Materialized by export jobs (POST /export/jobs); each materialization is one export.",
         deps=deps,
         group_name=GROUP,
