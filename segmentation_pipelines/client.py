@@ -417,11 +417,38 @@ class Audiences(Resource):
 
 class ExportJobs(Resource):
     service = "export_jobs"
-    create = op("POST /export/jobs", "body")
+    _create = op("POST /export/jobs", "body", service_method="create")
     list = op("GET /export/jobs", query=True)
     get = op("GET /export/jobs/{id}", "id")
     delete = op("DELETE /export/jobs/{id}", "id")
     cancel = op("DELETE /export/jobs/{id}", "id", service_method="delete")
+    set_gates = op("PUT /export/gates/{definition_id}", "definition_id", "body")
+    get_gates = op("GET /export/gates/{definition_id}", "definition_id")
+    delete_gates = op("DELETE /export/gates/{definition_id}", "definition_id")
+
+    def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
+        """Create an export job. ``wait=True``: return the finished job (in-process it runs here, through Dagster;
+        over HTTP this polls ``GET`` until the job ends, ``timeout`` s)."""
+        if self.local:
+            return self.transport.service(self.service).create(body, wait=wait)
+        job = self._create(body)
+        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
+
+    def wait(self, id: Any, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
+        """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED`` (TimeoutError after ``timeout`` s)."""
+        import tenacity
+
+        from segmentation_pipelines.service.export_jobs import TERMINAL
+
+        polling = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+            retry=tenacity.retry_if_result(lambda job: job["status"] not in TERMINAL),
+        )
+        try:
+            return polling(self.get, id)
+        except tenacity.RetryError as exc:
+            raise TimeoutError(f"Export job {id} did not finish within {timeout} s.") from exc
 
 
 class Previews(Resource):

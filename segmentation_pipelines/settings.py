@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         default=None,
         description="Folder of the landing areas (files remote callers may ingest); <home>/landing if unset",
     )
+    export_pg_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the PostgreSQL database export jobs may write tables to (an extension)",
+    )
     runner: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Whether the REST API process runs requests itself: 'auto' = when no Dagster daemon runs",

@@ -4,7 +4,7 @@
 ``SEGMENTATION_RUNNER=auto`` (the default) the API process starts this runner; each turn it asks the launcher
 whether a Dagster daemon is running and, only when none is, does the daemon's work itself:
 
-* claims ``NEW`` segment jobs (the same ``claim_for_launch`` as the launcher sensor, so a daemon that starts later
+* claims ``NEW`` segment jobs and export jobs (the same ``claim_for_launch`` as the launcher sensor, so a daemon that starts later
   never launches one twice) and runs each in this process through Dagster, one at a time, on a worker thread;
 * brings stale profile stores current (what ``profile_store_refresher`` does);
 * every ``RECONCILE_EVERY_S``, runs the reconciliation pass (``service/reconcile.py``).
@@ -19,7 +19,12 @@ import logging
 import threading
 import time
 
+from segmentation_pipelines.service import external_audiences as ext
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.export_jobs import NEW as EXPORT_NEW
+from segmentation_pipelines.service.export_jobs import ExportJobsService
+from segmentation_pipelines.service.export_jobs import jobs_in_status as export_jobs_in_status
+from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
 from segmentation_pipelines.service.profile_store import ProfileStoreService, sandboxes_with_data
 from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
 from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService, jobs_in_status
@@ -78,6 +83,7 @@ class Runner:
                 log.info("runner: running segment job %s", job_id)
                 jobs.run_in_process(job_id)
                 ran += 1
+        ran += self._exports()
         ran += self._external_audiences(now)
         if now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY_S
@@ -90,13 +96,26 @@ class Runner:
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
             reconcile_segment_jobs(self.settings)
+            reconcile_export_jobs(self.settings)
+        return ran
+
+    def _exports(self) -> int:
+        """Export jobs in ``NEW`` (what ``export_job_launcher`` does), run here one after the other."""
+        ctx = ServiceContext.create(self.settings)
+        ran = 0
+        for org, sandbox, export_id in export_jobs_in_status(ctx.catalog, [EXPORT_NEW], limit=10):
+            if self._stop.is_set():
+                break
+            exports = ExportJobsService(ServiceContext.create(self.settings, org, sandbox))
+            if exports.claim_for_launch(export_id) is not None:
+                log.info("runner: running export job %s", export_id)
+                exports.run_in_process(export_id)
+                ran += 1
         return ran
 
     def _external_audiences(self, now: float) -> int:
         """External-audience ingestion: new files (what ``external_audience_files`` does), ``NEW`` runs, then
         now and then TTL maintenance and reconciliation of their runs."""
-        from segmentation_pipelines.service import external_audiences as ext
-
         catalog = ServiceContext.create(self.settings).catalog
         sandboxes = sorted({(org, sandbox) for org, sandbox, _ in ext.audiences_everywhere(catalog)})
         if now >= self._next_external_check:

@@ -44,7 +44,9 @@ DEFAULT_CRON = "0 0 1 * * ?"  # 01:00 UTC daily
 DEFAULT_LIMIT = 100
 PATCH_PATHS = ("/state", "/schedule")
 PATCH_OPS = ("add", "replace")  # the contract says "add"; the FBS examples use "replace"
-EXPORT_NOTE = "Export schedules are validated and stored; they fire once export jobs exist."
+EXPORT_NOTE = (
+    "Export schedules create an export job on every tick (its request is the schedule's properties)."
+)
 
 # Dagster side (defs/schedules): the job every schedule targets and the name of the schedule of a row.
 JOB_NAME = "segment_job"
@@ -215,7 +217,9 @@ class SchedulesService:
             raise BadRequest(f"state: one of {', '.join(STATES)} (got {state!r}).")
         with self.ctx.catalog.session() as session:
             row = self._row(session, schedule_id, for_update=True)
-            self.ctx.repo(session, models.Schedule).update(row, state=state, body={**row.body, "state": state})
+            self.ctx.repo(session, models.Schedule).update(
+                row, state=state, body={**row.body, "state": state}
+            )
 
     # --- audience operations (Flexible Batch Schedules; service/schedule_audiences.py) -------------------------
 
@@ -274,10 +278,18 @@ class SchedulesService:
             return {
                 "skip": f"Schedule {schedule_id} changed since the code location loaded; waiting for a reload."
             }
-        if doc["type"] == EXPORT:
-            return {"skip": EXPORT_NOTE}
         scheduled_ms = int(round(scheduled_time.timestamp() * 1000))
         job_id, run_id = tick_ids(schedule_id, scheduled_ms)
+        if doc["type"] == EXPORT:
+            from segmentation_pipelines.service.export_jobs import ExportJobsService
+
+            try:
+                request, export_id = ExportJobsService(self.ctx).fire_schedule(
+                    schedule_id, run_id, doc["properties"]
+                )
+            except BadRequest as exc:  # e.g. the destination dataset was deleted
+                return {"skip": f"Schedule {schedule_id}: {exc.message}"}
+            return {"run_request": request, "job_id": export_id}
         jobs = SegmentJobsService(self.ctx)
         segments = [{"segmentId": s} for s in doc["properties"]["segments"]]
         try:
@@ -386,6 +398,7 @@ class SchedulesService:
         }
         if row.type == EXPORT:
             doc["notes"] = [EXPORT_NOTE]
+            doc["dagster"]["job"] = "export_job"
         return doc
 
 
@@ -429,5 +442,3 @@ def _validate_export_request(properties: Mapping[str, Any]) -> None:
             raise BadRequest(
                 f"properties.filter.segments[{i}].status: '{bad[0]}' is not realized, existing or exited."
             )
-
-

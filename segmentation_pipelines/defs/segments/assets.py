@@ -28,9 +28,11 @@ from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profi
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (  # the run contract, defined once
+    KIND_SEGMENT_JOB,
     SEGMENT_JOB,
     TAG_EVALUATION_TIME,
     TAG_JOB_ID,
+    TAG_KIND,
     TAG_ORG,
     TAG_SANDBOX,
     segment_asset_key,
@@ -207,7 +209,8 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
-        job_id = tags.get(TAG_JOB_ID)
+        # Only a segment job's run has a segment job to report to (an export that evaluates first has none).
+        job_id = tags.get(TAG_JOB_ID) if tags.get(TAG_KIND, KIND_SEGMENT_JOB) == KIND_SEGMENT_JOB else None
         when = tags.get(TAG_EVALUATION_TIME)
         evaluation_time = (
             parse_time(when, f"run tag {TAG_EVALUATION_TIME}") if when else dt.datetime.now(dt.UTC)
