@@ -417,11 +417,38 @@ class Audiences(Resource):
 
 class ExportJobs(Resource):
     service = "export_jobs"
-    create = op("POST /export/jobs", "body")
+    _create = op("POST /export/jobs", "body", service_method="create")
     list = op("GET /export/jobs", query=True)
     get = op("GET /export/jobs/{id}", "id")
     delete = op("DELETE /export/jobs/{id}", "id")
     cancel = op("DELETE /export/jobs/{id}", "id", service_method="delete")
+    set_gates = op("PUT /export/gates/{definition_id}", "definition_id", "body")
+    get_gates = op("GET /export/gates/{definition_id}", "definition_id")
+    delete_gates = op("DELETE /export/gates/{definition_id}", "definition_id")
+
+    def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
+        """Create an export job. ``wait=True``: return the finished job (in-process it runs here, through Dagster;
+        over HTTP this polls ``GET`` until the job ends, ``timeout`` s)."""
+        if self.local:
+            return self.transport.service(self.service).create(body, wait=wait)
+        job = self._create(body)
+        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
+
+    def wait(self, id: Any, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
+        """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED`` (TimeoutError after ``timeout`` s)."""
+        import tenacity
+
+        from segmentation_pipelines.service.export_jobs import TERMINAL
+
+        polling = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+            retry=tenacity.retry_if_result(lambda job: job["status"] not in TERMINAL),
+        )
+        try:
+            return polling(self.get, id)
+        except tenacity.RetryError as exc:
+            raise TimeoutError(f"Export job {id} did not finish within {timeout} s.") from exc
 
 
 class Previews(Resource):
@@ -429,6 +456,36 @@ class Previews(Resource):
     create = op("POST /preview", "body")
     get = op("GET /preview/{id}", "id", query=True)
     delete = op("DELETE /preview/{id}", "id")
+    cancel = op("DELETE /preview/{id}", "id", service_method="delete")
+
+    def run(
+        self, expression: str, wait: bool = True, timeout: float = 120.0, poll: float = 0.1, **fields: Any
+    ) -> Any:
+        """Create a preview of the PQL ``expression`` (``fields``: more body fields, e.g. ``baseSegmentId``).
+
+        ``wait=True``: poll until it is ``RESULT_READY`` or ``FAILED`` and return its first page (``limit``
+        from ``fields``, default 1000) with its estimate under ``"estimate"``; otherwise the created preview."""
+        limit = fields.pop("limit", None)
+        created = self.create({"predicateExpression": expression, "predicateType": "pql/text", **fields})
+        if not wait:
+            return created
+        preview = self.wait(created["previewId"], timeout=timeout, poll=poll, limit=limit)
+        preview["estimate"] = Estimates(self.transport).get(created["previewId"])
+        return preview
+
+    def wait(self, id: str, timeout: float = 120.0, poll: float = 0.1, **query: Any) -> Any:  # noqa: A002
+        """Poll ``GET /preview/{id}`` until ``RESULT_READY`` or ``FAILED`` (TimeoutError after ``timeout`` s)."""
+        import tenacity
+
+        polling = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+            retry=tenacity.retry_if_result(lambda p: p["state"] not in ("RESULT_READY", "FAILED")),
+        )
+        try:
+            return polling(self.get, id, **query)
+        except tenacity.RetryError as exc:
+            raise TimeoutError(f"Preview {id} did not finish within {timeout} s.") from exc
 
 
 class Estimates(Resource):
@@ -439,15 +496,71 @@ class Estimates(Resource):
 class ExternalAudiences(Resource):
     service = "external_audiences"
     prefix = AIS
-    create = op("POST /external-audience/", "body")
+    _create = op("POST /external-audience/", "body", service_method="create")
     operation = op("GET /external-audiences/operations/{operation_id}", "operation_id")
+    list = op("GET /external-audiences", query=True)
     get = op("GET /external-audience/{id}", "id")
     update = op("PATCH /external-audience/{id}", "id", "body")
     delete = op("DELETE /external-audience/{id}", "id")
-    start_run = op("POST /external-audience/{id}/runs", "id", "body")
+    _start_run = op("POST /external-audience/{id}/runs", "id", "body", service_method="start_run")
     runs = op("GET /external-audience/{id}/runs", "id")
     get_run = op("GET /external-audience/{id}/runs/{run_id}", "id", "run_id")
     extend_ttl = op("POST /external-audience/extend-ttl/{id}", "id")
+
+    def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
+        """Create an external audience; 202 ``{operationId, operationDetails}``.
+
+        ``wait=True``: return once its first ingestion has ended, with the operation's ``status`` (``SUCCESS`` or
+        ``FAILED``) and ``audienceId``. In-process the ingestion runs here, through Dagster; over HTTP this polls
+        the operation.
+        """
+        if self.local:
+            created = self.transport.service(self.service).create(body, wait=wait)
+        else:
+            created = self._create(body)
+        if not wait:
+            return created
+        done = _poll(
+            lambda: self.operation(created["operationId"]),
+            lambda o: o["status"] != "PROCESSING",
+            timeout,
+            poll,
+            f"The creation {created['operationId']}",
+        )
+        return {**created, "status": done["status"], "audienceId": done["audienceId"]}
+
+    def start_run(
+        self, id: str, body: Any = None, wait: bool = False, timeout: float = 600.0, poll: float = 0.5
+    ) -> Any:  # noqa: A002
+        """Start an ingestion run; ``wait=True`` returns the ended run (in-process it runs here, through Dagster)."""
+        if self.local:
+            return self.transport.service(self.service).start_run(id, body, wait=wait)
+        run = self._start_run(id, body)
+        return self.wait_run(id, run["runId"], timeout, poll) if wait else run
+
+    def wait_run(self, id: str, run_id: str, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002
+        """Poll a run until it is ``SUCCESS``, ``FAILED`` or ``CANCELLED``."""
+        return _poll(
+            lambda: self.get_run(id, run_id),
+            lambda r: r["status"] in ("SUCCESS", "FAILED", "CANCELLED"),
+            timeout,
+            poll,
+            f"Run {run_id}",
+        )
+
+
+def _poll(read: Any, done: Any, timeout: float, poll: float, what: str) -> Any:
+    import tenacity
+
+    polling = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(poll),
+        retry=tenacity.retry_if_result(lambda value: not done(value)),
+    )
+    try:
+        return polling(read)
+    except tenacity.RetryError as exc:
+        raise TimeoutError(f"{what} did not end within {timeout} s.") from exc
 
 
 _SEARCH = {

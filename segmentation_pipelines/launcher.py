@@ -28,10 +28,13 @@ TAG_PARTITION = "dagster/partition"  # Dagster's own: the partition a run materi
 
 KIND_SEGMENT_JOB = "segment_job"
 KIND_PROFILE_STORE = "profile_store"
+KIND_EXPORT_JOB = "export_job"
 
 # --- Dagster jobs the requests run -------------------------------------------------------------------------------
 SEGMENT_JOB = "segment_job"
 PROFILE_STORE_JOB = "profile_store"
+EXPORT_JOB = "export_job"
+TAG_GATE_OVERRIDE = "segmentation/gate_override"  # export runs: publish-gate checks overridden ("*" or names)
 
 # --- Dagster run statuses (by name) ------------------------------------------------------------------------------
 RUN_QUEUED, RUN_STARTING, RUN_STARTED, RUN_CANCELING = "QUEUED", "STARTING", "STARTED", "CANCELING"
@@ -149,6 +152,11 @@ def merged_profiles_asset_key(merge_policy_id: str) -> list[str]:
 
 def dataset_asset_key(dataset_id: str) -> list[str]:
     return ["datasets", key_part(dataset_id)]
+
+
+def export_asset_key(dataset_id: str) -> list[str]:
+    """The asset of an export destination (a dataset the export jobs write to)."""
+    return ["exports", key_part(dataset_id)]
 
 
 def store_part_asset_key(part: str) -> list[str]:

@@ -49,10 +49,19 @@ class Settings(BaseSettings):
         default=None,
         description="Folder of the landing areas (files remote callers may ingest); <home>/landing if unset",
     )
+    export_pg_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the PostgreSQL database export jobs may write tables to (an extension)",
+    )
     runner: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Whether the REST API process runs requests itself: 'auto' = when no Dagster daemon runs",
     )
+    preview_sample_size: int | None = Field(
+        default=None,
+        description="Profiles in the previews' sample; unset = the platform's tiers (whole store under 1M, 1M, 5%)",
+    )
+    preview_sample_seed: int = Field(default=0, description="Seed of the previews' sample")
 
     def model_post_init(self, __context) -> None:  # noqa: D401 - pydantic hook
         # Resolve once so that every process agrees on the same absolute folder.

@@ -158,3 +158,9 @@ class Preview(Scoped, Base):
 
     __tablename__ = "previews"
     state: Mapped[str] = mapped_column(String(32))
+
+
+class PublishGate(Scoped, Base):
+    """Publish-gate thresholds of one segment definition (id = the definition id; an export extension)."""
+
+    __tablename__ = "publish_gates"

@@ -13,16 +13,17 @@ import os
 import time
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 from sqlglot import exp
 
+from segmentation_pipelines import duck
 from segmentation_pipelines.engine import plan
 from segmentation_pipelines.engine.event_aggregates_sql import as_bits, event_aggregate_select, positive
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
 from segmentation_pipelines.pql import compile_sql
+from segmentation_pipelines.pql.references import referenced_audiences
 
 D = "duckdb"
 
@@ -38,13 +39,7 @@ def _q(name: str) -> str:
 class _Runner:
     def __init__(self, req: EvaluationRequest):
         self.req = req
-        self.con = duckdb.connect()
-        self.con.execute(f"SET memory_limit = {_lit(req.memory_limit)}")
-        if req.temp_dir is not None:
-            Path(req.temp_dir).mkdir(parents=True, exist_ok=True)
-            self.con.execute(f"SET temp_directory = {_lit(req.temp_dir)}")
-        self.con.execute(f"SET threads = {os.cpu_count() or 1}")
-        self.con.execute("SET preserve_insertion_order = false")
+        self.con = duck.connect(req.temp_dir, req.memory_limit, threads=os.cpu_count() or 1)
 
         self.timings: dict[str, float] = {}
 
@@ -89,7 +84,7 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # Pairs stream to the output as each batch is done; only audiences a later stage reads stay in `members`.
-    referenced = set().union(*(plan.referenced_audiences(d.ast) for d in req.definitions))
+    referenced = set().union(*(referenced_audiences(d.ast) for d in req.definitions))
     writer = pairs_writer(tmp)
     try:
         r.run("CREATE TEMP TABLE members (audience_id VARCHAR, profile_id VARCHAR)")

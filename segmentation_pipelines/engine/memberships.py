@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from segmentation_pipelines.duck import connect, sql_str
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled
 from segmentation_pipelines.timeutil import naive_utc
@@ -91,22 +92,8 @@ def safe_name(audience_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in audience_id)
 
 
-def _sql_str(value: str | os.PathLike) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def connect(memory_limit: str = "4GB", temp_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
-    if temp_directory is not None:
-        Path(temp_directory).mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {_sql_str(temp_directory)}")
-    con.execute("SET preserve_insertion_order = false")
-    return con
-
-
 def _has_identity_map(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
-    cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_str(path)})").fetchall()
+    cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(path)})").fetchall()
     return any(c[0] == "identityMap" for c in cols)
 
 
@@ -135,7 +122,7 @@ def diff_memberships(
     staging = Path(staging_root) / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        con = connect(memory_limit, staging / "spill")
+        con = connect(staging / "spill", memory_limit)
         try:
             return _diff(
                 con, qualified_path, audience_ids, previous, t, cutoff, profiles_paths, staging, cancelled
@@ -190,7 +177,7 @@ def _diff(
     selects = [
         f"SELECT {i} AS pidx, profile_id::VARCHAR AS profile_id, "
         f"{_identity_map_of('identityMap') if _has_identity_map(con, Path(path)) else 'NULL'}"
-        f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({_sql_str(path)})"
+        f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({sql_str(path)})"
         for path, i in paths.items()
     ] or [
         f"SELECT NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
@@ -207,7 +194,7 @@ def _diff(
     )
     sources = [p for p in sources if Path(p).exists()]
     if sources:
-        files = "[" + ", ".join(_sql_str(p) for p in sources) + "]"
+        files = "[" + ", ".join(sql_str(p) for p in sources) + "]"
         qualified = (
             f"SELECT a.aidx, a.pidx, q.profile_id::VARCHAR AS profile_id FROM read_parquet({files}) q "
             "JOIN audiences a ON a.audience_id = q.audience_id"
@@ -237,7 +224,7 @@ def _diff(
             aidx=("INTEGER", [i for i, _ in found]),
             filename=("VARCHAR", [f for _, f in found]),
         )
-        files = "[" + ", ".join(_sql_str(f) for _, f in found) + "]"
+        files = "[" + ", ".join(sql_str(f) for _, f in found) + "]"
         scan = f"read_parquet({files}, filename = true, union_by_name = true)"
         columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         # Written by this module, so already in the documented shape: a cast, not a per-row list_transform.
@@ -264,7 +251,7 @@ def _diff(
             {f"FULL JOIN ({prev}) p ON p.aidx = q.aidx AND p.profile_id = q.profile_id" if prev else f"CROSS JOIN ({nothing}) p"}
             LEFT JOIN profiles pr ON pr.pidx = q.pidx AND pr.profile_id = q.profile_id
             WHERE q.aidx IS NOT NULL OR p.status IN {current} OR (p.status = 'exited' AND p.lqt >= $cutoff)
-        ) TO {_sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx))""",
+        ) TO {sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx))""",
         {"t": t, "cutoff": cutoff},
     )
 
@@ -272,7 +259,7 @@ def _diff(
     if any(parts.glob("*/*.parquet")):  # nobody at all: DuckDB may still have made the folder
         written_rows = run(
             f"""SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 'exited' AND lastQualificationTime = $t)
-                FROM read_parquet({_sql_str(parts / "*" / "*.parquet")}, hive_partitioning = true) GROUP BY ALL""",
+                FROM read_parquet({sql_str(parts / "*" / "*.parquet")}, hive_partitioning = true) GROUP BY ALL""",
             {"t": t},
         )
         for aidx, status, n, exited_now in written_rows:
@@ -309,14 +296,14 @@ def _diff(
         target = staging / f"{aidx}.parquet"
         if found:
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({_sql_str(parts / f'aidx={aidx}' / '*.parquet')}, hive_partitioning = false)) "
-                f"TO {_sql_str(target)} (FORMAT parquet)"
+                f"COPY (SELECT * FROM read_parquet({sql_str(parts / f'aidx={aidx}' / '*.parquet')}, hive_partitioning = false)) "
+                f"TO {sql_str(target)} (FORMAT parquet)"
             )
         else:
             if not empty.exists():
                 con.execute(
                     "COPY (SELECT profile_id, status, lqt AS lastQualificationTime, identityMap "
-                    f"FROM ({nothing}) WHERE false) TO {_sql_str(empty)} (FORMAT parquet)"
+                    f"FROM ({nothing}) WHERE false) TO {sql_str(empty)} (FORMAT parquet)"
                 )
             shutil.copyfile(empty, target)
         files[audience_id] = target
@@ -357,23 +344,30 @@ def discard(paths) -> None:
             pass
 
 
-def write_current_members(membership_file: Path | None, out_path: Path) -> Path:
+def write_current_members(
+    membership_file: Path | None, out_path: Path, at: dt.datetime | None = None
+) -> Path:
     """A Parquet of ``profile_id`` of the current members (realized/existing) of a membership file.
 
     This is what the engine reads for an ``inSegment`` reference to an audience not evaluated in the same run.
+    ``at``: members whose ``validUntil`` (external audiences' TTL) has passed by then are not current.
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = connect()
     try:
         if membership_file is None or not Path(membership_file).exists():
             con.execute(
-                f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {_sql_str(out_path)} (FORMAT parquet)"
+                f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out_path)} (FORMAT parquet)"
             )
         else:
+            src = f"read_parquet({sql_str(membership_file)})"
+            columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            valid = ""
+            if at is not None and "validUntil" in columns:
+                valid = f" AND (validUntil IS NULL OR validUntil > TIMESTAMP '{naive_utc(at).isoformat()}')"
             con.execute(
-                f"""COPY (SELECT profile_id FROM read_parquet({_sql_str(membership_file)})
-                          WHERE status IN ('realized', 'existing'))
-                    TO {_sql_str(out_path)} (FORMAT parquet)"""
+                f"""COPY (SELECT profile_id FROM {src} WHERE status IN ('realized', 'existing'){valid})
+                    TO {sql_str(out_path)} (FORMAT parquet)"""
             )
     finally:
         con.close()
@@ -382,11 +376,14 @@ def write_current_members(membership_file: Path | None, out_path: Path) -> Path:
 
 def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
     """One page of a membership file, ordered by profile id: ``(total, rows)``; times as naive UTC datetimes."""
-    con = duckdb.connect()
+    con = connect()
     try:
-        src = f"read_parquet({_sql_str(membership_file)})"
+        src = f"read_parquet({sql_str(membership_file)})"
         total = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
         im = "identityMap" if _has_identity_map(con, Path(membership_file)) else "NULL AS identityMap"
+        # External audiences' files also carry validUntil and payload (engine/external_ingest.py).
+        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        im += "".join(f", {c}" for c in ("validUntil", "payload") if c in columns)
         cur = con.execute(
             f"""SELECT profile_id, status, lastQualificationTime, {im} FROM {src}
                 ORDER BY profile_id LIMIT $limit OFFSET $start""",
@@ -400,10 +397,10 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
 
 def read_profile_status(membership_file: Path, profile_id: str) -> dict[str, Any] | None:
     """The row of one profile in a membership file, or None."""
-    con = duckdb.connect()
+    con = connect()
     try:
         row = con.execute(
-            f"""SELECT status, lastQualificationTime FROM read_parquet({_sql_str(membership_file)})
+            f"""SELECT status, lastQualificationTime FROM read_parquet({sql_str(membership_file)})
                 WHERE profile_id = $pid LIMIT 1""",
             {"pid": profile_id},
         ).fetchone()

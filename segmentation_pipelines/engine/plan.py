@@ -8,32 +8,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from segmentation_pipelines.engine.model import EngineDefinition
-from segmentation_pipelines.pql import ast
+from segmentation_pipelines.pql import references
+from segmentation_pipelines.pql.references import referenced_audiences
 
 MAX_AGGREGATES_PER_PASS = 400  # aggregate columns of one GROUP BY over the events (bounded memory per pass)
 
 # A compiler's output (CompiledSQL, CompiledPolars): it has ``aggregates`` and ``profile_aggregates``.
 Compiled = TypeVar("Compiled")
-
-
-def referenced_audiences(query: ast.Query) -> set[str]:
-    """Audience ids of every ``inSegment("...")`` in the query."""
-    out: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, ast.Call) and node.name.lower() == "insegment":
-            for a in node.args:
-                if isinstance(a, ast.Literal) and a.kind == "string":
-                    out.add(str(a.value))
-        if isinstance(node, ast.Node):
-            for v in vars(node).values():
-                walk(v)
-        elif isinstance(node, tuple | list):
-            for v in node:
-                walk(v)
-
-    walk(query)
-    return out
 
 
 def stages(definitions: list[EngineDefinition], external: Iterable[str]) -> list[list[EngineDefinition]]:
@@ -47,17 +28,8 @@ def stages(definitions: list[EngineDefinition], external: Iterable[str]) -> list
         missing = refs - by_id.keys() - ext
         if missing:
             raise ValueError(f"definition {d.id} references audiences without members: {sorted(missing)}")
-        deps[d.id] = refs & by_id.keys()
-    done: set[str] = set()
-    out: list[list[EngineDefinition]] = []
-    while len(done) < len(by_id):
-        ready = [d for d in definitions if d.id not in done and deps[d.id] <= done]
-        if not ready:
-            cyclic = sorted(set(by_id) - done)
-            raise ValueError(f"inSegment references form a cycle among: {cyclic}")
-        out.append(ready)
-        done.update(d.id for d in ready)
-    return out
+        deps[d.id] = refs
+    return [[by_id[i] for i in stage] for stage in references.stages(by_id, deps)]
 
 
 def batches(items: list[tuple[str, Compiled]]) -> list[list[tuple[str, Compiled]]]:

@@ -22,6 +22,7 @@ from segmentation_pipelines.engine.interrupt import POLL_SECONDS
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.pql import compile_polars
 from segmentation_pipelines.pql.compile_polars import EVENT_LIST, PROFILE_PREFIX, CompiledPolars
+from segmentation_pipelines.pql.references import referenced_audiences
 
 PAIRS_SCHEMA = {"audience_id": pl.String, "profile_id": pl.String}
 
@@ -75,7 +76,7 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     known = pl.concat([m.collect() for m in members]) if members else pl.DataFrame(schema=PAIRS_SCHEMA)
     # Audiences read by later stages (inSegment): only their pairs stay in memory; every pair is streamed to the
     # output file as its definition is done (4,000 definitions make ~700M pairs: far more than memory).
-    referenced = set().union(*(plan.referenced_audiences(d.ast) for d in req.definitions))
+    referenced = set().union(*(referenced_audiences(d.ast) for d in req.definitions))
     counts = dict.fromkeys((d.id for d in req.definitions), 0)
     out = Path(req.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)

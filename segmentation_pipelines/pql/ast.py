@@ -7,7 +7,9 @@ mutates nodes); the compilers and the pql/json converter walk them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 from typing import Literal as L
 
 Pos = tuple[int, int]
@@ -31,7 +33,60 @@ CompOp = L["=", "!=", "<", "<=", ">", ">="]
 
 @dataclass(frozen=True)
 class Node:
+    """Base of every node; the one traversal of the tree (as sqlglot's ``walk``/``find_all``/``transform``)."""
+
     pos: Pos = field(default=NO_POS, compare=False, kw_only=True)
+
+    def children(self) -> Iterator[Node]:
+        """The direct child nodes, in field order (through tuples, e.g. an object literal's entries)."""
+        for f in fields(self):
+            if f.name != "pos":
+                yield from _nodes_in(getattr(self, f.name))
+
+    def walk(self) -> Iterator[Node]:
+        """This node and every node below it, in pre-order; iterative, so depth is no limit."""
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(tuple(node.children())))
+
+    def find_all(self, *types: type[N]) -> Iterator[N]:
+        """The nodes of the given types, in pre-order."""
+        return (node for node in self.walk() if isinstance(node, types))  # type: ignore[misc]
+
+    def transform(self, fn: Callable[[Node], Node]) -> Node:
+        """The tree rebuilt bottom-up with ``fn`` applied to every node (children first); unchanged subtrees are
+        shared, not copied."""
+        changes = {}
+        for f in fields(self):
+            if f.name == "pos":
+                continue
+            value = getattr(self, f.name)
+            new = _transform_in(value, fn)
+            if new is not value:
+                changes[f.name] = new
+        return fn(replace(self, **changes) if changes else self)
+
+
+N = TypeVar("N", bound=Node)
+
+
+def _nodes_in(value: Any) -> Iterator[Node]:
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _nodes_in(item)
+
+
+def _transform_in(value: Any, fn: Callable[[Node], Node]) -> Any:
+    if isinstance(value, Node):
+        return value.transform(fn)
+    if isinstance(value, tuple):
+        items = tuple(_transform_in(item, fn) for item in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 # --- literals ------------------------------------------------------------------------------------------------------

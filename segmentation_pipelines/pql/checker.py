@@ -32,18 +32,17 @@ What a :class:`CheckedQuery` gives the compilers (stable API):
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 from typing import Literal as L
 
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import types as T
 from segmentation_pipelines.pql.errors import PQLValidationError
 from segmentation_pipelines.pql.parser import parse
+from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.pql.schema import ClassSchema, Schema
 from segmentation_pipelines.pql.types import PQLType
 
@@ -458,26 +457,12 @@ class _Checker:
         if self.self_id is not None and canonical == self.self_id:
             raise self.fail(node, f'the definition refers to itself through inSegment("{ref}")', ref)
         if self.dependencies is not None and self.self_id is not None:
-            cycle = self._find_cycle(canonical)
+            cycle = find_cycle(self.self_id, [canonical], self.dependencies)
             if cycle:
-                chain = " -> ".join([self.self_id, *cycle])
+                chain = " -> ".join(cycle)
                 raise self.fail(node, f'inSegment("{ref}") makes a cycle of audiences: {chain}', ref)
         if canonical not in self.audiences:
             self.audiences.append(canonical)
-
-    def _find_cycle(self, start: str) -> list[str] | None:
-        """The path start -> ... -> self_id through the other definitions' references, if any."""
-        stack = [(start, [start])]
-        seen = {start}
-        while stack:
-            current, path = stack.pop()
-            for nxt in self.dependencies(current) or ():
-                if nxt == self.self_id:
-                    return [*path, nxt]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append((nxt, [*path, nxt]))
-        return None
 
     def _arity(self, node, low: int, high: int | None) -> None:
         n = len(node.args)
@@ -970,7 +955,7 @@ def _reject_value_constructs(checker: _Checker, body: ast.Node) -> None:
     """Segment definitions are conditions evaluated by the engines; the constructs that only build computed-attribute
     values (groups, maps, map entries, objects) are rejected here, with their position, so that the compilers cover
     everything ``check`` accepts on a segment definition (docs/decisions/engine.md)."""
-    for node in _walk(body):
+    for node in body.walk():
         if isinstance(node, ast.ObjectLiteral):
             raise checker.fail(
                 node, "an object literal '{...}' builds a computed-attribute value, not a condition"
@@ -992,16 +977,6 @@ def _reject_value_constructs(checker: _Checker, body: ast.Node) -> None:
                     raise checker.fail(
                         side, f"'{node.op}' compares values, not {_a(t)}: compare their fields", _short(side)
                     )
-
-
-def _walk(node: Any) -> Iterable[ast.Node]:
-    if isinstance(node, ast.Node):
-        yield node
-        for f in dataclasses.fields(node):
-            yield from _walk(getattr(node, f.name))
-    elif isinstance(node, tuple | list):
-        for x in node:
-            yield from _walk(x)
 
 
 def _is_path(node) -> bool:

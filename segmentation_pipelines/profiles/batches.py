@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from segmentation_pipelines.profiles.duck import sql_list
+from segmentation_pipelines.duck import sql_list
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.schema import Tree
 

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from segmentation_pipelines.profiles.duck import sql_list, sql_str
+from segmentation_pipelines.duck import sql_list, sql_str
 from segmentation_pipelines.profiles.xdm import IDENTITY_MAP_TYPE
 
 MAX_DELTA_PARTS = 12  # beyond this many delta parts, rebuild in full (re-cluster)

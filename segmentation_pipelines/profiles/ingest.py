@@ -20,9 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from segmentation_pipelines import duck
+from segmentation_pipelines.duck import sql_str
 from segmentation_pipelines.errors import BadRequest
-from segmentation_pipelines.profiles import duck
-from segmentation_pipelines.profiles.duck import sql_str
 from segmentation_pipelines.profiles.schema import (
     IDENTITY_MAP,
     Tree,

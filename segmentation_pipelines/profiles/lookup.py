@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from segmentation_pipelines.profiles import duck
-from segmentation_pipelines.profiles.duck import sql_str
+from segmentation_pipelines import duck
+from segmentation_pipelines.duck import sql_str
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.xdm import MAP_FIELDS
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from segmentation_pipelines.duck import sql_str
 from segmentation_pipelines.errors import BadRequest
-from segmentation_pipelines.profiles.duck import sql_str
 from segmentation_pipelines.profiles.schema import Tree, leaves, quote
 
 TIMESTAMP_ORDERED = "timestampOrdered"

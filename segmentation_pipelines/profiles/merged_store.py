@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from segmentation_pipelines.duck import sql_str
 from segmentation_pipelines.profiles.batches import BatchRef, batch_files, batch_relation
-from segmentation_pipelines.profiles.duck import sql_str
 from segmentation_pipelines.profiles.merge import merged_attributes_sql
 from segmentation_pipelines.profiles.schema import merge_columns
 

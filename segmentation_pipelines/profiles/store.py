@@ -18,9 +18,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from segmentation_pipelines.profiles import duck, events_store, merged_store
+from segmentation_pipelines import duck
+from segmentation_pipelines.duck import sql_list
+from segmentation_pipelines.profiles import events_store, merged_store
 from segmentation_pipelines.profiles.batches import BatchRef, batch_files
-from segmentation_pipelines.profiles.duck import sql_list
 from segmentation_pipelines.profiles.identity import build_identity_graph, restitch_identity_graph
 from segmentation_pipelines.profiles.layout import (
     StoreLayout,

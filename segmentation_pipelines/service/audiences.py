@@ -97,6 +97,18 @@ def identity_map_doc(entries: Any) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _external_member_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An external audience member's ``validUntil`` and enrichment ``payload`` (JSON values), when it has them."""
+    out: dict[str, Any] = {}
+    if "validUntil" in row:
+        out["validUntil"] = iso(row["validUntil"])
+    if isinstance(row.get("payload"), Mapping):
+        out["payload"] = {
+            k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row["payload"].items()
+        }
+    return out
+
+
 class AudiencesService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -282,8 +294,13 @@ class AudiencesService:
         with self.ctx.catalog.session(readonly=True) as session:
             row = self._row(session, id)
             kind = row.type
+            external = (row.body.get("linkedAudienceRef") or {}).get("externalAudienceId") == id
         if kind == TYPE_SEGMENT_DEFINITION:
             self.definitions.delete(id)
+            return None
+        if external:
+            # An /data/core/ais external audience: deleted with its runs and data, by its own rules.
+            Services(self.ctx).external_audiences.delete(id)
             return None
         with self.ctx.catalog.session() as session:
             row = self._row(session, id)
@@ -345,6 +362,7 @@ class AudiencesService:
                         "identityMap": identity_map_doc(r.get("identityMap")),
                         "status": r["status"],
                         "lastQualificationTime": iso(r["lastQualificationTime"]),
+                        **_external_member_fields(r),
                     }
                     for r in rows
                 ],

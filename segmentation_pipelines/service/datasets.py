@@ -160,7 +160,11 @@ class DatasetsService:
         digest = content_hash(files)
         duplicate = self._duplicate(dataset_id, digest)
         if duplicate is not None:
-            return {**duplicate, "duplicate": True, "profileStore": self._refresh_store(f"batch {duplicate['id']}")}
+            return {
+                **duplicate,
+                "duplicate": True,
+                "profileStore": self._refresh_store(f"batch {duplicate['id']}"),
+            }
         with self.ctx.catalog.session() as s:
             dataset = self._row(s, dataset_id)
             xdm_class = dataset.xdm_class
@@ -323,6 +327,8 @@ class DatasetsService:
             for b in self.ctx.repo(s, models.Batch).find(
                 models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]
             ):
+                if b.body.get("exportJobId") is not None:
+                    continue  # an export's output is never read back as profile data
                 if b.dataset_id in classes:
                     out[CLASS_KEYS[classes[b.dataset_id]]].append(
                         BatchRef(

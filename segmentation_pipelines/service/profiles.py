@@ -78,7 +78,7 @@ class ProfilesService:
         files = {aid: ev.path for aid, ev in latest.items() if ev.path and ev.path.exists()}
         if not files:
             return {}
-        from segmentation_pipelines.profiles import duck
+        from segmentation_pipelines import duck
 
         con = duck.connect(memory_limit="1GB")
         try:

@@ -44,7 +44,9 @@ DEFAULT_CRON = "0 0 1 * * ?"  # 01:00 UTC daily
 DEFAULT_LIMIT = 100
 PATCH_PATHS = ("/state", "/schedule")
 PATCH_OPS = ("add", "replace")  # the contract says "add"; the FBS examples use "replace"
-EXPORT_NOTE = "Export schedules are validated and stored; they fire once export jobs exist."
+EXPORT_NOTE = (
+    "Export schedules create an export job on every tick (its request is the schedule's properties)."
+)
 
 # Dagster side (defs/schedules): the job every schedule targets and the name of the schedule of a row.
 JOB_NAME = "segment_job"
@@ -277,10 +279,18 @@ class SchedulesService:
             return {
                 "skip": f"Schedule {schedule_id} changed since the code location loaded; waiting for a reload."
             }
-        if doc["type"] == EXPORT:
-            return {"skip": EXPORT_NOTE}
         scheduled_ms = int(round(scheduled_time.timestamp() * 1000))
         job_id, run_id = tick_ids(schedule_id, scheduled_ms)
+        if doc["type"] == EXPORT:
+            from segmentation_pipelines.service.export_jobs import ExportJobsService
+
+            try:
+                request, export_id = ExportJobsService(self.ctx).fire_schedule(
+                    schedule_id, run_id, doc["properties"]
+                )
+            except BadRequest as exc:  # e.g. the destination dataset was deleted
+                return {"skip": f"Schedule {schedule_id}: {exc.message}"}
+            return {"run_request": request, "job_id": export_id}
         jobs = SegmentJobsService(self.ctx)
         segments = [{"segmentId": s} for s in doc["properties"]["segments"]]
         try:
@@ -389,6 +399,7 @@ class SchedulesService:
         }
         if row.type == EXPORT:
             doc["notes"] = [EXPORT_NOTE]
+            doc["dagster"]["job"] = "export_job"
         return doc
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -27,6 +27,7 @@ from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
+from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import MAX_INT, parse_int
@@ -180,21 +181,6 @@ def not_found_entry(ctx: ServiceContext, ident: str, what: str) -> dict[str, Any
         "requestId": ctx.request_id,
         "errors": {"404": [{"code": "UPAPI-113430-404", "message": f"{what} '{ident}' was not found."}]},
     }
-
-
-def find_cycle(start: str, references: Iterable[str], graph: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """A path ``start -> ... -> start`` through ``references`` then ``graph`` (audience -> its references)."""
-    stack: list[tuple[str, list[str]]] = [(r, [start, r]) for r in references]
-    seen: set[str] = set()
-    while stack:
-        node, path = stack.pop()
-        if node == start:
-            return path
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.extend((nxt, [*path, nxt]) for nxt in graph.get(node, ()))
-    return None
 
 
 def drop_memberships(ctx: ServiceContext, session, audience_id: str) -> None:

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segmentation_pipelines import engine
+from segmentation_pipelines import duck, engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
+from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_order
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
@@ -63,32 +64,17 @@ class EvaluationSummary:
     durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
     order: list[str] = field(default_factory=list)  # evaluation (topological) order
     files: dict[str, str] = field(default_factory=dict)
-    store_version: dict[str, Any] = field(default_factory=dict)  # the profile store it read (profile_store.py)
+    store_version: dict[str, Any] = field(
+        default_factory=dict
+    )  # the profile store it read (profile_store.py)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
-    """``ids`` so that every definition comes after the ones it references (among ``ids``); stable by id."""
-    wanted = sorted(set(ids))
-    selected = set(wanted)
-    done: set[str] = set()
-    order: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(node: str) -> None:
-        if node in done:
-            return
-        if node in visiting:
-            raise ApiError(400, f"inSegment references form a cycle through definition '{node}'.")
-        visiting.add(node)
-        for dep in sorted(set(dependencies.get(node, ())) & selected):
-            visit(dep)
-        visiting.discard(node)
-        done.add(node)
-        order.append(node)
-
-    for node in wanted:
-        visit(node)
-    return order
+    """``ids`` so that every definition comes after the ones it references (among ``ids``); a cycle is a 400."""
+    try:
+        return evaluation_order(ids, dependencies)
+    except ReferenceCycle as exc:
+        raise ApiError(400, f"{exc} (among the definitions of this job).") from None
 
 
 def _passes(
@@ -199,7 +185,7 @@ def run_evaluation(
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
                     f"({profiles_path}): ingest profile data first (ingestion builds the store).",
                 )
-            external = _external_members(
+            external = external_members(
                 batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
             )
             output = work / f"pass-{n}" / "qualified.parquet"
@@ -314,7 +300,7 @@ def _remove_stale_work(layout: StoreLayout) -> None:
             pass
 
 
-def _external_members(
+def external_members(
     batch: list[str],
     deps: Mapping[str, Iterable[str]],
     produced: Mapping[str, Path],
@@ -331,25 +317,24 @@ def _external_members(
     needed = sorted({r for i in batch for r in deps.get(i, ()) if r not in in_batch})
     if not needed:
         return {}
-    import duckdb
-
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     stored = evaluations.latest_for([r for r in needed if r not in produced], before_ms=evaluation_ms + 1)
     for k, ref in enumerate(needed):
         target = folder / f"{k}.parquet"
         if ref in produced:
-            con = duckdb.connect()
+            con = duck.connect()
             try:
                 con.execute(
                     "COPY (SELECT DISTINCT profile_id FROM read_parquet($src) WHERE audience_id = $aid) TO "
-                    f"'{str(target).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)",
+                    f"{duck.sql_str(target)} (FORMAT parquet)",
                     {"src": str(produced[ref]), "aid": ref},
                 )
             finally:
                 con.close()
         else:
             evaluation = stored.get(ref)
-            memberships.write_current_members(evaluation.path if evaluation else None, target)
+            at = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC)  # external audiences' TTL
+            memberships.write_current_members(evaluation.path if evaluation else None, target, at=at)
         out[ref] = target
     return out

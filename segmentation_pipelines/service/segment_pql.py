@@ -7,9 +7,8 @@ line, column and reason (in the message, and as ``line``/``column`` on the error
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import func
 from segmentation_pipelines import pql
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import ApiError
+from segmentation_pipelines.pql.references import canonical_references
 from segmentation_pipelines.service.context import ServiceContext, Services
 
 INVALID_PQL_CODE = "UPAPI-113434-400"
@@ -55,38 +55,6 @@ def expression_text(expression: Mapping[str, Any]) -> str:
                 400, f"field 'expression.value': not a pql/json tree: {exc}", code=INVALID_PQL_CODE
             ) from None
     return str(value)
-
-
-def canonical_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
-    """The syntax tree with every ``inSegment("<name or audienceId>")`` rewritten to the audience's id.
-
-    The engine reads references as audience ids; names are a convenience of the text. Unknown references stay as
-    written (the checker reports them with their position).
-    """
-    if isinstance(node, tuple):
-        return tuple(canonical_references(item, resolve) for item in node)
-    if not isinstance(node, pql.ast.Node):
-        return node
-    if (
-        isinstance(node, pql.ast.Call)
-        and node.name == "inSegment"
-        and len(node.args) == 1
-        and isinstance(node.args[0], pql.ast.Literal)
-        and node.args[0].kind == "string"
-    ):
-        resolved = resolve(str(node.args[0].value))
-        if resolved is not None and resolved != node.args[0].value:
-            return dataclasses.replace(node, args=(dataclasses.replace(node.args[0], value=resolved),))
-        return node
-    changes = {}
-    for f in dataclasses.fields(node):
-        if f.name == "pos":
-            continue
-        value = getattr(node, f.name)
-        new = canonical_references(value, resolve)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(node, **changes) if changes else node
 
 
 def profile_schema(ctx: ServiceContext) -> pql.Schema:

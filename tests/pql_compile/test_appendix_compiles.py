@@ -14,8 +14,8 @@ from pql.test_appendix import PARSEABLE
 
 from pql_compile.compile_fixture_data import NOW
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
-from segmentation_pipelines.engine.plan import referenced_audiences
 from segmentation_pipelines.pql import PQLError, check, compile_polars, compile_sql, parse
+from segmentation_pipelines.pql.references import referenced_audiences
 from segmentation_pipelines.pql.schema import ClassSchema
 from segmentation_pipelines.profiles.schema import IDENTITY_MAP, duck_type
 from segmentation_pipelines.profiles.xdm import MAP_FIELDS

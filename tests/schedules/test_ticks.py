@@ -132,13 +132,13 @@ def test_a_schedule_changed_after_the_load_does_not_fire(schedules, ctx, setting
     assert SegmentJobsService(ctx).list()["_page"]["totalCount"] == 0
 
 
-def test_export_schedules_skip_with_a_reason(schedules, ctx, settings):
+def test_export_schedules_to_a_missing_dataset_skip_with_a_reason(schedules, ctx, settings):
     request = {"destination": {"datasetId": "ds-1"}, "schema": {"name": "_xdm.context.profile"}}
     created = _create(schedules, type="export", properties=request)
     with dg.instance_for_test() as instance:
         data = _tick(_definition(settings, created["id"]), instance)
     assert not data.run_requests
-    assert "fire once export jobs exist" in data.skip_message
+    assert "dataset 'ds-1' was not found" in data.skip_message  # firing export schedules: tests/exports
 
 
 def test_star_without_definitions_skips_with_the_reason(schedules, ctx, settings):

@@ -16,6 +16,7 @@ from dagster._utils.schedules import is_valid_cron_string
 
 from segmentation_pipelines.dagster_launcher import dagster_run_request
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
+from segmentation_pipelines.launcher import EXPORT_JOB
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.schedules import (
     ACTIVE,
@@ -57,12 +58,12 @@ def build_schedule(row: dict[str, Any]) -> dg.ScheduleDefinition:
     def tick(context: dg.ScheduleEvaluationContext):
         return evaluate_tick(row, context)
 
-    note = " Export schedules fire once export jobs exist." if row["type"] == EXPORT else ""
+    note = " Each tick creates an export job." if row["type"] == EXPORT else ""
     return dg.ScheduleDefinition(
         name=dagster_schedule_name(row["id"], row["name"]),
         cron_schedule=row["dagster_cron"],
         execution_timezone=row["timezone"],
-        job_name=JOB_NAME,
+        job_name=EXPORT_JOB if row["type"] == EXPORT else JOB_NAME,
         execution_fn=tick,
         default_status=(
             dg.DefaultScheduleStatus.RUNNING if row["state"] == ACTIVE else dg.DefaultScheduleStatus.STOPPED

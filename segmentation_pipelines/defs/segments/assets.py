@@ -25,14 +25,17 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.defs.external_audiences.assets import load_snapshot as load_external_snapshot
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.segments.partitions import EVALUATION_DAYS
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (  # the run contract, defined once
+    KIND_SEGMENT_JOB,
     SEGMENT_JOB,
     TAG_EVALUATION_TIME,
     TAG_JOB_ID,
+    TAG_KIND,
     TAG_ORG,
     TAG_SANDBOX,
     is_segment_key_of,
@@ -41,6 +44,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.external_audiences import asset_key as external_audience_asset_key
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
     EvaluationSummary,
@@ -85,7 +89,11 @@ def load_snapshot() -> list[dict[str, Any]]:
     return pinned_snapshot(SNAPSHOT_KEY, fetch_snapshot)
 
 
-def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any]]) -> dg.AssetSpec:
+def _spec(
+    entry: dict[str, Any],
+    known: dict[tuple[str, str, str], dict[str, Any]],
+    external: frozenset[tuple[str, str, str]] = frozenset(),
+) -> dg.AssetSpec:
     expression = entry.get("expression") or {}
     text = expression.get("value")
     text = text if isinstance(text, str) else str(text)
@@ -93,6 +101,8 @@ def _spec(entry: dict[str, Any], known: dict[tuple[str, str, str], dict[str, Any
     for ref in entry.get("dependencies") or []:
         if (entry["org_id"], entry["sandbox"], ref) in known:
             deps.append(entry_key(known[(entry["org_id"], entry["sandbox"], ref)]))
+        elif (entry["org_id"], entry["sandbox"], ref) in external:  # an external audience: ingested upstream
+            deps.append(dg.AssetKey(external_audience_asset_key(ref)))
     return dg.AssetSpec(
         key=entry_key(entry),
         partitions_def=EVALUATION_DAYS,
@@ -235,14 +245,16 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
             )
             continue
         by_key[key] = entry
-    specs = [_spec(e, known) for e in by_key.values()]
+    external = frozenset((e["org_id"], e["sandbox"], e["id"]) for e in load_external_snapshot())
+    specs = [_spec(e, known, external) for e in by_key.values()]
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
-        job_id = tags.get(TAG_JOB_ID)
+        # Only a segment job's run has a segment job to report to (an export that evaluates first has none).
+        job_id = tags.get(TAG_JOB_ID) if tags.get(TAG_KIND, KIND_SEGMENT_JOB) == KIND_SEGMENT_JOB else None
         when = tags.get(TAG_EVALUATION_TIME)
         evaluation_time = run_evaluation_time(
             when, context.partition_key if context.has_partition_key else None

@@ -1,4 +1,4 @@
-"""In-memory DuckDB connections for the store's heavy lifting: bounded memory, spill to disk, UTC."""
+"""DuckDB connections, in one place: in memory, bounded memory, spilling to disk, UTC; and SQL literals."""
 
 from __future__ import annotations
 

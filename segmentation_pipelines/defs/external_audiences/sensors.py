@@ -1,0 +1,190 @@
+"""Sensors of external-audience ingestion: file arrivals, launches, outcomes, reconciliation, TTL maintenance.
+
+* ``external_audience_files`` (file arrival): for every audience whose source in the landing area changed (its
+  files' fingerprint), records a differential run and launches it with run key ``<audience id>:<fingerprint>``
+  (Dagster launches one run per key, ever: the same files are never ingested twice by the sensor).
+* ``external_audience_launcher``: launches every ``NEW`` run (API or create) with run key ``<run id>:<attempt>``.
+  A run whose audience has no asset in the loaded code location yet waits for a reload.
+* ``external_audience_started`` / ``_succeeded`` / ``_failed`` / ``_canceled``: run-status sensors writing the
+  outcome onto the run (idempotent); ``external_audience_reconciler`` repairs what they missed.
+* ``external_audience_maintenance``: exits members whose TTL passed, re-resolves pending identities.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from segmentation_pipelines import code_location
+from segmentation_pipelines.dagster_launcher import loaded_asset_keys, run_errors
+from segmentation_pipelines.launcher import TAG_KIND, TAG_ORG, TAG_REQUEST_ID, TAG_SANDBOX
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.external_audiences import (
+    JOB_NAME,
+    KIND,
+    NEW,
+    ExternalAudiencesService,
+    asset_key,
+    audiences_everywhere,
+    reconcile_runs,
+    runs_in_status,
+)
+from segmentation_pipelines.settings import get_settings
+
+INTERVAL_S = 5
+FILES_INTERVAL_S = 15
+RECONCILE_INTERVAL_S = 30
+MAINTENANCE_INTERVAL_S = 60
+
+
+def _sandboxes(settings) -> list[tuple[str, str]]:
+    catalog = ServiceContext.create(settings).catalog
+    return sorted({(org, sandbox) for org, sandbox, _ in audiences_everywhere(catalog)})
+
+
+def _request(service: ExternalAudiencesService, run_id: str, run_key: str | None) -> dg.RunRequest | None:
+    request = service.claim_for_launch(run_id)
+    if request is None:
+        return None
+    return dg.RunRequest(
+        run_key=run_key or request.run_key,
+        job_name=request.job_name,
+        asset_selection=[dg.AssetKey(list(p)) for p in request.asset_selection],
+        tags=request.all_tags,
+    )
+
+
+def _loaded(context, service: ExternalAudiencesService, run_id: str) -> bool:
+    keys = loaded_asset_keys(context)
+    if keys is None:
+        return True
+    audience = service.get_run_audience(run_id)
+    return dg.AssetKey(asset_key(audience)) in keys
+
+
+@dg.sensor(
+    name="external_audience_files",
+    job_name=JOB_NAME,
+    minimum_interval_seconds=FILES_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ingests an external audience's source again when its files in the landing area change "
+    "(run key = audience id and file fingerprint).",
+)
+def external_audience_files(context: dg.SensorEvaluationContext):
+    settings = get_settings()
+    requests = []
+    for org, sandbox in _sandboxes(settings):
+        service = ExternalAudiencesService(ServiceContext.create(settings, org, sandbox))
+        for run_id, fp in service.arrivals():
+            if not _loaded(context, service, run_id):
+                code_location.request_reload(settings)
+                continue  # stays NEW: the launcher sensor launches it once the code location has its asset
+            request = _request(service, run_id, f"{service.get_run_audience(run_id)}:{fp}")
+            if request is not None:
+                requests.append(request)
+    if not requests:
+        return dg.SkipReason("No new files for any external audience.")
+    context.log.info("Ingesting new files of %d external audience(s)", len(requests))
+    return dg.SensorResult(run_requests=requests)
+
+
+@dg.sensor(
+    name="external_audience_launcher",
+    job_name=JOB_NAME,
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches a run of external_audience_ingest for every NEW external-audience run.",
+)
+def external_audience_launcher(context: dg.SensorEvaluationContext):
+    settings = get_settings()
+    catalog = ServiceContext.create(settings).catalog
+    requests, waiting = [], 0
+    for org, sandbox, run_id in runs_in_status(catalog, [NEW]):
+        service = ExternalAudiencesService(ServiceContext.create(settings, org, sandbox))
+        if not _loaded(context, service, run_id):
+            waiting += 1
+            code_location.request_reload(settings)
+            continue
+        request = _request(service, run_id, None)
+        if request is not None:
+            requests.append(request)
+    if not requests:
+        return dg.SkipReason(f"{waiting} run(s) wait for the code location." if waiting else "No NEW runs.")
+    return dg.SensorResult(run_requests=requests)
+
+
+def _sync(context, error=None):
+    run = context.dagster_run
+    tags = run.tags
+    if tags.get(TAG_KIND) != KIND or TAG_REQUEST_ID not in tags:
+        return dg.SkipReason(f"Run {run.run_id} is not an external-audience run.")
+    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
+    ExternalAudiencesService(ctx).sync_with_run(tags[TAG_REQUEST_ID], run.status, run.run_id, error=error)
+    return None
+
+
+def _status_sensor(name: str, status: dg.DagsterRunStatus):
+    @dg.run_status_sensor(
+        name=name,
+        run_status=status,
+        minimum_interval_seconds=INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Marks an external-audience run when its Dagster run reaches {status.value}.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext):
+        return _sync(context)
+
+    return _sensor
+
+
+external_audience_started = _status_sensor("external_audience_started", dg.DagsterRunStatus.STARTED)
+external_audience_succeeded = _status_sensor("external_audience_succeeded", dg.DagsterRunStatus.SUCCESS)
+external_audience_canceled = _status_sensor("external_audience_canceled", dg.DagsterRunStatus.CANCELED)
+
+
+@dg.run_failure_sensor(
+    name="external_audience_failed",
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks an external-audience run FAILED (with its errors) when its Dagster run fails.",
+)
+def external_audience_failed(context: dg.RunFailureSensorContext):
+    errors = run_errors(context.instance, context.dagster_run.run_id)
+    return _sync(context, error=errors or context.failure_event.message)
+
+
+@dg.sensor(
+    name="external_audience_reconciler",
+    minimum_interval_seconds=RECONCILE_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Repairs external-audience runs left QUEUED/PROCESSING whose Dagster run ended or vanished.",
+)
+def external_audience_reconciler(context: dg.SensorEvaluationContext):
+    done = reconcile_runs(get_settings())
+    return dg.SkipReason(", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active runs")
+
+
+@dg.sensor(
+    name="external_audience_maintenance",
+    minimum_interval_seconds=MAINTENANCE_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Exits external-audience members whose TTL passed; resolves pending identities after the "
+    "profile store changed.",
+)
+def external_audience_maintenance(context: dg.SensorEvaluationContext):
+    settings = get_settings()
+    done = 0
+    for org, sandbox in _sandboxes(settings):
+        done += ExternalAudiencesService(ServiceContext.create(settings, org, sandbox)).maintain()
+    return dg.SkipReason(f"{done} external audience(s) republished.")
+
+
+SENSORS = [
+    external_audience_files,
+    external_audience_launcher,
+    external_audience_started,
+    external_audience_succeeded,
+    external_audience_canceled,
+    external_audience_failed,
+    external_audience_reconciler,
+    external_audience_maintenance,
+]

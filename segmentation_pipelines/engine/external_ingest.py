@@ -1,0 +1,403 @@
+"""External-audience ingestion in DuckDB: source files -> validated rows -> members of the audience.
+
+Two stages, the ones the contract names:
+
+* ``DATASET_INGEST`` (:func:`ingest_rows`): reads the CSV (header row) or Parquet files, types every declared field
+  (``TRY_CAST``), rejects each bad row with its reason (a value of the wrong type, no identity, only identities
+  in a namespace the sandbox does not know) and writes the good rows as the audience's data
+  snapshot: ``row_hash`` (the row's content), ``ids`` (``[{ns, id}]``), ``payload`` (the enrichment fields, typed),
+  ``ingested_ms``. A differential run keeps the ingestion time of rows that did not change.
+* ``PROFILE_STORE_INGEST`` (:func:`build_membership`): resolves each row's identities to merged profiles through
+  the identity graph and writes a membership file in the format of :mod:`engine.memberships` (``profile_id``,
+  ``status``, ``lastQualificationTime``, ``identityMap``) plus ``validUntil`` and ``payload``. Current members are
+  ``realized`` (qualified at their row's ingestion time, valid for the TTL); members whose row left the data, or
+  whose TTL passed, are ``exited``; exits are kept for the retention (30 days). Rows whose identities no profile
+  has yet are *pending*: they stay in the data snapshot and become members when a later pass resolves them.
+
+Everything is written under a staging folder; the caller publishes (renames, then catalog rows). No catalog, no
+Dagster here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from segmentation_pipelines.duck import connect, sql_str
+from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE, RETENTION_DAYS, _identity_map_of
+
+DAY_MS = 86_400_000
+#: The contract's field types -> DuckDB types.
+FIELD_TYPES = {
+    "string": "VARCHAR",
+    "number": "DOUBLE",
+    "long": "BIGINT",
+    "integer": "INTEGER",
+    "date": "DATE",
+    "datetime": "TIMESTAMPTZ",
+    "boolean": "BOOLEAN",
+}
+WRONG_TYPE, MISSING_IDENTITY, UNKNOWN_NAMESPACE = "WRONG_TYPE", "MISSING_IDENTITY", "UNKNOWN_NAMESPACE"
+SAMPLE_REJECTS = 20
+
+
+class IngestError(Exception):
+    """The run cannot ingest its source (a missing column, no file, only bad rows); says what and where."""
+
+
+@dataclass
+class RowsResult:
+    data_path: Path
+    rows_read: int
+    accepted: int
+    rejected: int
+    rejects: dict[str, int] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    changed: int = 0  # rows new or changed since the previous data (all rows on a full run)
+    removed: int = 0  # rows of the previous data no longer there
+
+
+@dataclass
+class MembershipResult:
+    path: Path
+    counts: dict[str, Any]
+    pending_rows: int
+    next_expiry_ms: int | None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _files_list(files: list[Path]) -> str:
+    return "[" + ", ".join(sql_str(p) for p in files) + "]"
+
+
+def _scan(files: list[Path], fmt: str) -> str:
+    if fmt == "csv":
+        return (
+            f"read_csv({_files_list(files)}, header = true, all_varchar = true, union_by_name = true, "
+            "filename = true, null_padding = true)"
+        )
+    return f"read_parquet({_files_list(files)}, union_by_name = true, filename = true)"
+
+
+def ingest_rows(
+    *,
+    files: list[Path],
+    fmt: str,
+    fields: list[dict[str, Any]],
+    namespaces: dict[str, str | None],
+    previous_data: Path | None,
+    ingestion_ms: int,
+    differential: bool,
+    out_path: Path,
+    memory_limit: str = "2GB",
+) -> RowsResult:
+    """Stage 1 (see the module docstring). ``namespaces``: each identity field's namespace as the sandbox spells
+    it (None: unknown to the sandbox). Raises :class:`IngestError` when no row can land."""
+    if not files:
+        raise IngestError("the source has no file to ingest")
+    con = connect(out_path.parent / "spill", memory_limit)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        scan = _scan(files, fmt)
+        try:
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        except duckdb.Error as exc:
+            raise IngestError(f"cannot read the {fmt.upper()} source ({files[0].name}...): {exc}") from None
+        missing = [f["name"] for f in fields if f["name"] not in columns]
+        if missing:
+            shown = ", ".join(c for c in columns if c != "filename")
+            raise IngestError(
+                f"field(s) {', '.join(repr(m) for m in missing)} are not columns of the source "
+                f"(its header has: {shown})"
+            )
+        ident_fields = [f for f in fields if f.get("identityNs")]
+        payload_fields = [f for f in fields if not f.get("identityNs")]
+        values = []
+        errors = []
+        for i, f in enumerate(fields):
+            col = _ident(f["name"])
+            values.append(f"nullif(trim({col}::VARCHAR), '') AS v{i}")
+            if not f.get("identityNs"):
+                sql_type = FIELD_TYPES[f["type"]]
+                errors.append(
+                    f"CASE WHEN v{i} IS NOT NULL AND TRY_CAST(v{i} AS {sql_type}) IS NULL THEN "
+                    f"'{WRONG_TYPE}|field ''{f['name']}'': ''' || left(v{i}, 80) || ''' is not a {f['type']}' END"
+                )
+        index = {f["name"]: i for i, f in enumerate(fields)}
+        known = [f for f in ident_fields if namespaces.get(f["name"])]
+        unknown = [f for f in ident_fields if not namespaces.get(f["name"])]
+        has_known = " OR ".join(f"v{index[f['name']]} IS NOT NULL" for f in known) or "false"
+        has_unknown = " OR ".join(f"v{index[f['name']]} IS NOT NULL" for f in unknown) or "false"
+        unknown_names = ", ".join(repr(f["identityNs"]) for f in unknown)
+        identity_error = (
+            f"CASE WHEN NOT ({has_known}) AND ({has_unknown}) THEN "
+            f"'{UNKNOWN_NAMESPACE}|identity namespace(s) {unknown_names.replace(chr(39), chr(39) * 2)} "
+            "are not known in this sandbox' "
+            f"WHEN NOT ({has_known}) THEN '{MISSING_IDENTITY}|no identity value (identity fields: "
+            f"{', '.join(f['name'] for f in ident_fields).replace(chr(39), chr(39) * 2)})' END"
+        )
+        # No row numbers: a window over the whole scan would serialize it; a reject names its file and values.
+        con.execute(
+            f"""CREATE TEMP TABLE src AS SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
+                FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan})"""
+        )
+        rows_read = 0
+        rejects = {}
+        for reason, n in con.execute(
+            "SELECT split_part(err, '|', 1), count(*) FROM src GROUP BY 1 ORDER BY 1 NULLS FIRST"
+        ).fetchall():
+            rows_read += int(n)
+            if reason:
+                rejects[reason] = int(n)
+        value_list = ", ".join(f"v{i}" for i in range(len(fields)))
+        names = [f["name"] for f in fields]
+        samples = [
+            {
+                "file": Path(fname).name,
+                "reason": reason,
+                "message": message,
+                "values": dict(zip(names, vals, strict=True)),
+            }
+            for fname, reason, message, vals in con.execute(
+                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), [{value_list}] FROM src
+                    WHERE err IS NOT NULL LIMIT {SAMPLE_REJECTS}"""
+            ).fetchall()
+        ]
+        rejected = sum(rejects.values())
+        if rows_read == 0:
+            raise IngestError("the source has no rows (only a header, or empty files)")
+        if rejected == rows_read:
+            first = samples[0] if samples else {}
+            raise IngestError(
+                f"all {rows_read} rows were rejected ({', '.join(f'{k}: {v}' for k, v in rejects.items())}); "
+                f"e.g. in {first.get('file')}: {first.get('message')} (row {first.get('values')})"
+            )
+        ids = ", ".join(
+            f"CASE WHEN v{index[f['name']]} IS NOT NULL THEN {{'ns': {sql_str(namespaces[f['name']])}, "
+            f"'id': v{index[f['name']]}}} END"
+            for f in known
+        )
+        payload = (
+            "{"
+            + ", ".join(
+                f"{sql_str(f['name'])}: TRY_CAST(v{index[f['name']]} AS {FIELD_TYPES[f['type']]})"
+                for f in payload_fields
+            )
+            + "}"
+            if payload_fields
+            else "NULL::STRUCT(none BOOLEAN)"
+        )
+        # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
+        # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
+        # Written straight from the scan (no table of the good rows in between).
+        accepted = rows_read - rejected
+        prev = previous_data is not None and Path(previous_data).exists()
+        good = f"""SELECT hash(ids, payload) AS row_hash, ids, payload FROM (
+                       SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
+                       FROM src WHERE err IS NULL)"""
+        if prev and differential:
+            con.execute(
+                "CREATE TEMP TABLE prev AS SELECT row_hash, min(ingested_ms) AS ingested_ms "
+                f"FROM read_parquet({sql_str(previous_data)}) GROUP BY row_hash"
+            )
+            rows = f"""SELECT g.row_hash, g.ids, g.payload, coalesce(p.ingested_ms, $t)::BIGINT AS ingested_ms
+                       FROM ({good}) g LEFT JOIN prev p USING (row_hash)"""
+        else:
+            rows = f"SELECT row_hash, ids, payload, $t::BIGINT AS ingested_ms FROM ({good})"
+        con.execute(f"COPY ({rows}) TO {sql_str(out_path)} (FORMAT parquet)", {"t": int(ingestion_ms)})
+        changed, removed = accepted, 0
+        if prev:
+            changed, removed = con.execute(
+                f"""WITH new AS (SELECT DISTINCT row_hash FROM read_parquet({sql_str(out_path)})),
+                         old AS (SELECT DISTINCT row_hash FROM read_parquet({sql_str(previous_data)}))
+                    SELECT (SELECT count(*) FROM new ANTI JOIN old USING (row_hash)),
+                           (SELECT count(*) FROM old ANTI JOIN new USING (row_hash))"""
+            ).fetchone()
+        return RowsResult(
+            data_path=out_path,
+            rows_read=int(rows_read),
+            accepted=int(accepted),
+            rejected=int(rejected),
+            rejects=rejects,
+            samples=samples,
+            changed=int(accepted if not differential else changed),  # a full run re-ingests every row
+            removed=int(removed),
+        )
+    finally:
+        con.close()
+
+
+def restamp(data_path: Path, ingestion_ms: int, out_path: Path) -> Path:
+    """The data snapshot re-ingested at ``ingestion_ms`` (extend TTL: the last data, valid again for the TTL)."""
+    con = connect()
+    try:
+        con.execute(
+            f"""COPY (SELECT row_hash, ids, payload, $t::BIGINT AS ingested_ms FROM read_parquet({sql_str(data_path)}))
+                TO {sql_str(out_path)} (FORMAT parquet)""",
+            {"t": int(ingestion_ms)},
+        )
+    finally:
+        con.close()
+    return out_path
+
+
+def build_membership(
+    *,
+    data_path: Path,
+    identities_path: Path | None,
+    profiles_path: Path | None,
+    previous_membership: Path | None,
+    evaluation_ms: int,
+    ttl_days: int,
+    out_path: Path,
+    retention_days: int = RETENTION_DAYS,
+    memory_limit: str = "2GB",
+    namespaces: list[str] | None = None,
+) -> MembershipResult:
+    """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``.
+
+    ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
+    t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
+    cutoff = t - dt.timedelta(days=retention_days)
+    con = connect(out_path.parent / "spill", memory_limit)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({sql_str(data_path)})")
+        if identities_path is not None and Path(identities_path).exists():
+            graph = f"SELECT namespace, id, profile_id FROM read_parquet({sql_str(identities_path)}) WHERE NOT excluded"
+        else:
+            graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
+        if namespaces is None:
+            namespaces = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT i.ns FROM (SELECT unnest(ids) AS i FROM data)"
+                ).fetchall()
+            ]
+        namespaces = sorted(set(namespaces))
+        ns_columns = "".join(f"bool_or(d.i.ns = {sql_str(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces))
+        # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion time
+        # and payload (ties broken by the row's content) and the namespaces that matched. A row naming identities of
+        # two profiles makes both members. The NULL group holds the identities no profile has.
+        con.execute(
+            f"""CREATE TEMP TABLE cur_all AS
+                SELECT g.profile_id, max(d.ingested_ms) AS ms,
+                       arg_max(d.payload, (d.ingested_ms::HUGEINT << 64) + d.row_hash) AS payload,
+                       {ns_columns}count(*) AS n
+                FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data) d
+                LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id
+                GROUP BY g.profile_id"""
+        )
+        con.execute("CREATE TEMP VIEW cur AS SELECT * FROM cur_all WHERE profile_id IS NOT NULL")
+        # Pending rows: rows none of whose identities a profile has. With one identity per row (the usual upload)
+        # that is the NULL group's size; otherwise rows are checked one by one.
+        if (con.execute("SELECT max(len(ids)) FROM data").fetchone()[0] or 0) <= 1:
+            pending = con.execute(
+                "SELECT coalesce(sum(n), 0) FROM cur_all WHERE profile_id IS NULL"
+            ).fetchone()[0]
+        else:
+            pending = con.execute(
+                f"""SELECT count(*) FROM data ANTI JOIN (
+                        SELECT DISTINCT x.row_hash FROM (SELECT row_hash, unnest(ids) AS i FROM data) x
+                        JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
+            ).fetchone()[0]
+        has_profiles = profiles_path is not None and Path(profiles_path).exists()
+        im = _identity_map_of("identityMap")
+        if has_profiles:
+            shape = dict(
+                (r[0], r[1])
+                for r in con.execute(
+                    f"DESCRIBE SELECT identityMap FROM read_parquet({sql_str(profiles_path)})"
+                ).fetchall()
+            )
+            if shape.get("identityMap", "").replace('"', "") == IDENTITY_MAP_TYPE.replace('"', ""):
+                im = "identityMap"  # already in the documented shape: no per-row rewrite
+        profiles = (
+            f"SELECT profile_id::VARCHAR AS profile_id, {im}::{IDENTITY_MAP_TYPE} AS identityMap "
+            f"FROM read_parquet({sql_str(profiles_path)})"
+            if has_profiles
+            else f"SELECT NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
+        )
+        payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
+        payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
+        if previous_membership is not None and Path(previous_membership).exists():
+            cols = {
+                r[0]
+                for r in con.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet({sql_str(previous_membership)})"
+                ).fetchall()
+            }
+            vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
+            pl = "payload" if "payload" in cols else "NULL AS payload"
+            prev = (
+                f"SELECT profile_id, status, lastQualificationTime AS lqt, identityMap::{IDENTITY_MAP_TYPE} AS im, "
+                f"{vu}, {pl} FROM read_parquet({sql_str(previous_membership)})"
+            )
+        else:
+            prev = (
+                f"SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, NULL::TIMESTAMP AS lqt, "
+                f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload WHERE false"
+            )
+        ttl = int(ttl_days) * DAY_MS
+        out_file = sql_str(out_path)
+        con.execute(
+            f"""COPY (
+                SELECT * FROM (
+                  SELECT coalesce(c.profile_id, p.profile_id) AS profile_id,
+                         CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN 'realized' ELSE 'exited' END
+                             AS status,
+                         CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN make_timestamp(c.ms * 1000)
+                              WHEN p.status = 'exited' THEN p.lqt
+                              WHEN c.profile_id IS NOT NULL THEN least(make_timestamp((c.ms + {ttl}) * 1000), $t)
+                              ELSE $t END AS lastQualificationTime,
+                         coalesce(pr.identityMap, p.im) AS identityMap,
+                         CASE WHEN c.profile_id IS NOT NULL THEN make_timestamp((c.ms + {ttl}) * 1000)
+                              ELSE p.validUntil END AS validUntil,
+                         CASE WHEN c.profile_id IS NOT NULL THEN c.payload
+                              ELSE TRY_CAST(p.payload AS {payload_type}) END AS payload,
+                         p.status IS DISTINCT FROM 'exited' AS was_current
+                  FROM cur c
+                  FULL JOIN ({prev}) p ON p.profile_id = c.profile_id
+                  LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
+                WHERE status = 'realized' OR lastQualificationTime >= $cutoff
+            ) TO {out_file} (FORMAT parquet)""",
+            {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
+        )
+        src = f"read_parquet({out_file})"
+        realized, exited, exited_now, next_expiry = con.execute(
+            f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
+                       count(*) FILTER (WHERE status = 'exited' AND was_current),
+                       min(validUntil) FILTER (WHERE status = 'realized')
+                FROM {src}"""
+        ).fetchone()
+        # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
+        by_namespace: dict[str, int] = {}
+        # (the namespaces of the identities that matched each member: no second read of the identity maps).
+        if namespaces:
+            sums = ", ".join(f"count(*) FILTER (WHERE ns_{k})" for k in range(len(namespaces)))
+            row = con.execute(
+                f"SELECT {sums} FROM cur WHERE ms + {ttl} > $now", {"now": int(evaluation_ms)}
+            ).fetchone()
+            by_namespace = {ns: int(n) for ns, n in zip(namespaces, row, strict=True) if n}
+        counts = {
+            "members": int(realized),
+            "realized": int(realized),
+            "existing": 0,
+            "exited": int(exited_now),
+            "exitedRetained": int(exited),
+            "by_namespace": dict(sorted(by_namespace.items())),
+            "pending": int(pending),
+        }
+        next_ms = None
+        if next_expiry is not None:
+            next_ms = int(next_expiry.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        return MembershipResult(out_path, counts, int(pending), next_ms)
+    finally:
+        con.close()
