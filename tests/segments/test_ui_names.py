@@ -48,17 +48,34 @@ def test_the_code_location_reads_by_name(store):
     )
     assert nightly["dagster"]["scheduleName"] == f"nightly_us_refresh__{_id8(nightly['id'])}"
     assert sorted(s.name for s in repository.sensor_defs) == [
+        *(
+            f"export_job_{what}"
+            for what in ("canceled", "failed", "launcher", "reconciler", "started", "succeeded")
+        ),
+        *(
+            f"external_audience_{what}"
+            for what in (
+                "canceled",
+                "failed",
+                "files",
+                "launcher",
+                "maintenance",
+                "reconciler",
+                "started",
+                "succeeded",
+            )
+        ),
         "profile_store_refresher",
         "schedule_state_writeback",
-        "segment_job_canceled",
-        "segment_job_failed",
-        "segment_job_launcher",
-        "segment_job_reconciler",
-        "segment_job_started",
-        "segment_job_succeeded",
+        *(
+            f"segment_job_{what}"
+            for what in ("canceled", "failed", "launcher", "reconciler", "started", "succeeded")
+        ),
     ]
     assert sorted(j.name for j in repository.get_all_jobs()) == [
         "__ASSET_JOB",
+        "export_job",
+        "external_audience_ingest",
         "profile_store",
         "segment_job",
     ]
