@@ -165,7 +165,10 @@ def test_the_sensors_launch_new_exports_once_and_write_outcomes_back(tmp_path, m
         (request,) = result.run_requests
         assert request.run_key == f"{job['id']}:1" and request.job_name == "export_job"
         keys = {"/".join(k.path) for k in request.asset_selection}
-        assert {f"segment/loyal__{scenario.ids['loyal'].replace('-', '')[:8]}", f"exports/{out['id']}"} <= keys
+        assert {
+            f"segment/loyal__{scenario.ids['loyal'].replace('-', '')[:8]}",
+            f"exports/{out['id']}",
+        } <= keys
         assert isinstance(
             sensors.export_job_launcher(dg.build_sensor_context(instance=instance)), dg.SkipReason
         )
