@@ -1,39 +1,59 @@
 """The FastAPI application: AEP base paths, headers, auth and errors around the routers of ``api/routes``.
 
-Routers are discovered: every module of :mod:`segmentation_pipelines.api.routes` is included, under its ``PREFIX``
-(default ``/data/core/ups``), behind the bearer-token check unless it sets ``PUBLIC = True``.
+Each router is included here by name (FastAPI's "bigger applications"); its AEP base path and tags are on the
+``APIRouter`` itself. Every router but the health check sits behind the bearer-token check. Order matters where
+paths overlap: ``/config/schedules/add-audiences`` before ``/config/schedules/{id}``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import ModuleType
 
 from fastapi import Depends, FastAPI
 
 from segmentation_pipelines import __version__
-from segmentation_pipelines.api import routes
 from segmentation_pipelines.api.deps import require_token
 from segmentation_pipelines.api.errors import install_error_handlers
 from segmentation_pipelines.api.middleware import RequestGuardMiddleware
+from segmentation_pipelines.api.routes import (
+    audiences,
+    datasets,
+    export_jobs,
+    external_audiences,
+    folders,
+    health,
+    merge_policies,
+    previews,
+    profiles,
+    schedule_audiences,
+    schedules,
+    search,
+    segment_definitions,
+    segment_jobs,
+)
 from segmentation_pipelines.service.runner import Runner
 from segmentation_pipelines.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "/data/core/ups"
-
-
-def route_modules() -> list[ModuleType]:
-    """Every module of ``api/routes``, sorted by name (a module that fails to import fails the app, loudly)."""
-    names = sorted(
-        info.name for info in pkgutil.iter_modules(routes.__path__) if not info.name.startswith("_")
-    )
-    return [importlib.import_module(f"{routes.__name__}.{name}") for name in names]
+# Behind the bearer-token check, in inclusion order.
+PROTECTED_ROUTERS = (
+    datasets.router,
+    merge_policies.router,
+    profiles.router,
+    segment_definitions.router,
+    segment_jobs.router,
+    audiences.router,
+    folders.router,
+    schedule_audiences.router,
+    schedules.router,
+    search.router,
+    previews.router,
+    export_jobs.router,
+    external_audiences.router,
+)
 
 
 def _warn_if_open(settings: Settings) -> None:
@@ -68,16 +88,9 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    for module in route_modules():
-        router = getattr(module, "router", None)
-        if router is None:
-            continue
-        public = getattr(module, "PUBLIC", False)
-        app.include_router(
-            router,
-            prefix=getattr(module, "PREFIX", DEFAULT_PREFIX),
-            dependencies=[] if public else [Depends(require_token)],
-        )
+    app.include_router(health.router)
+    for router in PROTECTED_ROUTERS:
+        app.include_router(router, dependencies=[Depends(require_token)])
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

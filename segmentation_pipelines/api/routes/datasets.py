@@ -15,7 +15,7 @@ from segmentation_pipelines.errors import BadRequest
 
 PREFIX = "/data/foundation/catalog"
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(prefix=PREFIX, tags=["datasets"])
 
 
 @router.get("/schema", summary="Union schema of every profile dataset and every experience-event dataset")
