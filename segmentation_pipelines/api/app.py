@@ -79,5 +79,9 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
             dependencies=[] if public else [Depends(require_token)],
         )
     install_error_handlers(app)
-    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     return app

@@ -48,30 +48,15 @@ class IngestResult:
     files: list[dict] = field(default_factory=list)
 
 
-def file_format(path: Path) -> str:
+def file_format(path: Path, shown: str | None = None) -> str:
     name = path.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if name.endswith(JSON_SUFFIXES):
         return "jsonl"
     raise BadRequest(
-        f"File '{path}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl)."
+        f"File '{shown or path.name}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl)."
     )
-
-
-def check_paths(paths: list[str]) -> list[Path]:
-    if not paths:
-        raise BadRequest("'paths' must list at least one file to ingest.")
-    out = []
-    for raw in paths:
-        path = Path(str(raw)).expanduser()
-        if not path.is_file():
-            raise BadRequest(
-                f"File '{raw}' does not exist on the server (paths are read on the server's machine)."
-            )
-        file_format(path)
-        out.append(path.resolve())
-    return out
 
 
 # ---------------------------------------------------------------- inferring column types
