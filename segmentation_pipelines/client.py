@@ -42,6 +42,7 @@ from segmentation_pipelines.settings import get_settings
 UPS = "/data/core/ups"
 AIS = "/data/core/ais"
 CATALOG = "/data/foundation/catalog"
+IMPORT = "/data/foundation/import"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -300,6 +301,34 @@ class Datasets(Resource):
         result = self._rejects(batch_id, limit=limit)
         return {"batchId": batch_id, "rejects": result} if self.local else result
 
+    # Batch Ingestion API (/data/foundation/import): how files reach a remote server's landing area.
+    create_batch = op("POST /batches", "body", prefix=IMPORT)
+    _upload_file = op(
+        "PUT /batches/{batch_id}/datasets/{dataset_id}/files/{file_name}",
+        "batch_id",
+        "dataset_id",
+        "file_name",
+        "chunks",
+        prefix=IMPORT,
+        service_method="upload_file",
+    )
+    complete_batch = op(
+        "POST /batches/{batch_id}", "batch_id", fixed_query={"action": "COMPLETE"}, prefix=IMPORT
+    )
+
+    def upload_file(self, batch_id: str, dataset_id: str, file_name: str, path) -> dict:
+        """Upload one local file into an open batch (streamed from disk)."""
+        if self.local:
+            with open(path, "rb") as f:
+                return self._upload_file(batch_id, dataset_id, file_name, iter(lambda: f.read(1 << 20), b""))
+        op_ = type(self)._upload_file
+        values = {"batch_id": batch_id, "dataset_id": dataset_id, "file_name": file_name}
+        url = IMPORT + op_.path.format(**{k: quote(str(v), safe="") for k, v in values.items()})
+        with open(path, "rb") as body:
+            return self.transport.request(
+                "PUT", url, content=body, headers={"content-type": "application/octet-stream"}
+            )
+
     def upload(self, dataset_id: str, paths: builtins.list) -> dict:
         """Ingest local files as one batch. Over HTTP they are uploaded through the Batch Ingestion API (open a
         batch, PUT each file, COMPLETE) into the sandbox's landing area; in-process they are ingested where they
@@ -309,29 +338,14 @@ class Datasets(Resource):
         files = [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
         if self.local:
             return self.ingest(dataset_id, [str(p) for p in files])
-        suffixes = {p.suffix.lower() for p in files}
-        fmt = "parquet" if suffixes <= {".parquet", ".pq"} else "json"
-        http = self.transport
-        batch = http.request(
-            "POST",
-            "/data/foundation/import/batches",
-            json={"datasetId": dataset_id, "inputFormat": {"format": fmt}},
-        )
+        fmt = "parquet" if {p.suffix.lower() for p in files} <= {".parquet", ".pq"} else "json"
+        batch = self.create_batch({"datasetId": dataset_id, "inputFormat": {"format": fmt}})
         seen: set[str] = set()
         for i, path in enumerate(files):
             name = path.name if path.name not in seen else f"{i:04d}-{path.name}"
             seen.add(name)
-            with open(path, "rb") as body:
-                http.request(
-                    "PUT",
-                    f"/data/foundation/import/batches/{batch['id']}/datasets/{quote(dataset_id, safe='')}"
-                    f"/files/{quote(name, safe='')}",
-                    content=body,
-                    headers={"content-type": "application/octet-stream"},
-                )
-        return http.request(
-            "POST", f"/data/foundation/import/batches/{batch['id']}", params={"action": "COMPLETE"}
-        )
+            self.upload_file(batch["id"], dataset_id, name, path)
+        return self.complete_batch(batch["id"])
 
 
 class Profiles(Resource):

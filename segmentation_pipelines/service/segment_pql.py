@@ -97,6 +97,23 @@ def profile_schema(ctx: ServiceContext) -> pql.Schema:
     )
 
 
+def compile_on_both_engines(checked: Any, schema: pql.Schema) -> None:
+    """What a job will do with the definition, done at write time: compile it for DuckDB (and render its SQL)
+    and for Polars. A definition either engine refuses is refused now (400), not by every job it is in."""
+    from datetime import UTC, datetime
+
+    from segmentation_pipelines.pql import compile_polars, compile_sql
+
+    now = datetime.now(UTC)
+    try:
+        compile_sql.compile_definition(checked, schema, now).sql()
+        compile_polars.compile_definition(checked, schema, now)
+    except pql.PQLError as exc:
+        raise pql_error(exc) from None
+    except RecursionError:
+        raise pql_error(pql.PQLValidationError("the expression is nested too deeply; simplify it")) from None
+
+
 class SegmentPql:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -126,6 +143,7 @@ class SegmentPql:
             checked = pql.check(query, schema, resolve_audience=self.resolve_audience, self_id=self_id)
         except pql.PQLError as exc:
             raise pql_error(exc) from None
+        compile_on_both_engines(checked, schema)
         references = sorted(set(getattr(checked, "referenced_audiences", ()) or ()))
         return CheckedExpression(text=text, checked=checked, references=references)
 

@@ -42,7 +42,9 @@ class Rest:
         return r.json()["id"]
 
     def upload(self, dataset_id: str, files: dict[str, bytes], fmt: str = "json") -> dict:
-        r = self.request("POST", f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": fmt}})
+        r = self.request(
+            "POST", f"{IMPORT}/batches", json={"datasetId": dataset_id, "inputFormat": {"format": fmt}}
+        )
         assert r.status_code == 200, r.text
         batch = r.json()["id"]
         for name, content in files.items():

@@ -82,11 +82,14 @@ def test_no_file_outside_the_sandbox_landing_area(http, settings, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["..", ".hidden.jsonl", "a%20b.jsonl", "%2E%2E%2Fx.jsonl", "x.csv", "a%00b.jsonl", "x" * 300 + ".json"]
+    "name",
+    ["..", ".hidden.jsonl", "a%20b.jsonl", "%2E%2E%2Fx.jsonl", "x.csv", "a%00b.jsonl", "x" * 300 + ".json"],
 )
 def test_upload_file_names_are_checked(rest, settings, name):
     ds = rest.dataset()
-    batch = rest.request("POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}})
+    batch = rest.request(
+        "POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}}
+    )
     r = rest.request(
         "PUT",
         f"{IMPORT}/batches/{batch.json()['id']}/datasets/{ds}/files/{name}",
@@ -95,17 +98,23 @@ def test_upload_file_names_are_checked(rest, settings, name):
     )
     assert r.status_code in (400, 404, 415), r.text  # ".." is folded away by the URL: another route
     assert r.json()["status"] == r.status_code
-    escaped = [p for p in settings.home.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".json", ".csv"))]
+    escaped = [
+        p for p in settings.home.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".json", ".csv"))
+    ]
     assert escaped == []
 
 
 def test_upload_errors(rest, settings):
     ds = rest.dataset()
-    r = rest.request("POST", f"{IMPORT}/batches", json={"datasetId": "nope", "inputFormat": {"format": "json"}})
+    r = rest.request(
+        "POST", f"{IMPORT}/batches", json={"datasetId": "nope", "inputFormat": {"format": "json"}}
+    )
     assert r.status_code == 404
     r = rest.request("POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "csv"}})
     assert r.status_code == 400 and "inputFormat.format" in _message(r)
-    batch = rest.request("POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}})
+    batch = rest.request(
+        "POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}}
+    )
     batch_id = batch.json()["id"]
     r = rest.request("POST", f"{IMPORT}/batches/{batch_id}", params={"action": "COMPLETE"})
     assert r.status_code == 400 and "no files" in _message(r)
@@ -114,13 +123,17 @@ def test_upload_errors(rest, settings):
     # Another dataset's path for this batch: not found.
     other = rest.dataset("other")
     r = rest.request(
-        "PUT", f"{IMPORT}/batches/{batch_id}/datasets/{other}/files/a.jsonl", content=BODY,
+        "PUT",
+        f"{IMPORT}/batches/{batch_id}/datasets/{other}/files/a.jsonl",
+        content=BODY,
         headers={"content-type": "application/octet-stream"},
     )
     assert r.status_code == 404
     done = rest.upload(ds, {"a.jsonl": BODY})
     r = rest.request(
-        "PUT", f"{IMPORT}/batches/{done['id']}/datasets/{ds}/files/b.jsonl", content=BODY,
+        "PUT",
+        f"{IMPORT}/batches/{done['id']}/datasets/{ds}/files/b.jsonl",
+        content=BODY,
         headers={"content-type": "application/octet-stream"},
     )
     assert r.status_code == 409
@@ -140,7 +153,9 @@ def test_uploads_stream_past_the_json_body_limit_and_stop_at_their_own(settings,
         few = big[: big.index(b"\n", 100_000) + 1]  # > max_body_bytes, < max_upload_bytes
         batch = rest.upload(ds, {"few.jsonl": few})
         assert batch["rowCount"] == few.count(b"\n")
-        opened = rest.request("POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}})
+        opened = rest.request(
+            "POST", f"{IMPORT}/batches", json={"datasetId": ds, "inputFormat": {"format": "json"}}
+        )
         batch_id = opened.json()["id"]
 
         def chunks():
