@@ -10,6 +10,12 @@
 3. diffs the qualified profiles against each audience's previous evaluation (``engine/memberships.py``) and
    publishes every membership file in one catalog transaction.
 
+One bad definition does not sink the others: a definition that no longer checks or compiles (e.g. the schema
+changed under it), or whose evaluation fails, is left out and reported in ``EvaluationSummary.failed`` with its
+error, as is every definition that reads it through ``inSegment``; the rest are evaluated and published (an
+engine pass that fails is re-run one definition at a time to find the culprit). Only when every definition fails
+does the evaluation fail (``docs/decisions/security.md``).
+
 A cancelled or failed evaluation publishes nothing: files are staged under a temporary folder and the catalog rows,
 which are what makes them visible, are written last.
 """
@@ -62,7 +68,13 @@ class EvaluationSummary:
     durations_ms: dict[str, int] = field(default_factory=dict)  # id -> duration of the pass that evaluated it
     order: list[str] = field(default_factory=list)  # evaluation (topological) order
     files: dict[str, str] = field(default_factory=dict)
-    store_version: dict[str, Any] = field(default_factory=dict)  # the profile store it read (profile_store.py)
+    store_version: dict[str, Any] = field(
+        default_factory=dict
+    )  # the profile store it read (profile_store.py)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {"name", "code", "message"}
+
+
+DEFINITION_FAILED = "SEGP-200422"  # a definition of the job could not be evaluated (the others were)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
@@ -163,15 +175,29 @@ def run_evaluation(
     schema = profile_schema(ctx)
     checker = SegmentPql(ctx)
     checked = {}
+
+    def fail(ident: str, message: str) -> None:
+        summary.failed[ident] = {
+            "name": definitions[ident].get("name"),
+            "code": DEFINITION_FAILED,
+            "message": f"segment definition '{definitions[ident].get('name')}' ({ident}): {message}",
+        }
+        log.warning("%s", summary.failed[ident]["message"])
+
     for ident, d in definitions.items():
-        try:
+        try:  # SegmentPql.check also compiles on both engines, as a write does
             checked[ident] = checker.check(d["expression"], self_id=ident, schema=schema)
         except ApiError as exc:
-            raise ApiError(
-                exc.status, f"segment definition '{d.get('name')}' ({ident}): {exc.message}"
-            ) from None
+            fail(ident, exc.message)
     deps = {i: c.references for i, c in checked.items()}
-    order = topological_order(ids, deps)
+    order = [i for i in topological_order(list(checked), deps)]
+    for ident in order:  # a definition reading a failed one cannot be evaluated either
+        bad = sorted(set(deps.get(ident, ())) & set(summary.failed))
+        if bad:
+            fail(ident, f"it reads audience(s) {', '.join(bad)}, which could not be evaluated")
+    order = [i for i in order if i not in summary.failed]
+    if not order:
+        raise ApiError(400, "; ".join(f["message"] for f in summary.failed.values()))
     summary.order = order
     policy = {i: definitions[i].get("mergePolicyId") or "" for i in ids}
     layout = StoreLayout(ctx.sandbox_root)
@@ -198,40 +224,80 @@ def run_evaluation(
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
                     f"({profiles_path}): ingest profile data first (ingestion builds the store).",
                 )
-            external = _external_members(
-                batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
-            )
-            output = work / f"pass-{n}" / "qualified.parquet"
-            started = time.monotonic()
-            result = engine.evaluate(
-                engine.EvaluationRequest(
-                    definitions=[engine.EngineDefinition(i, checked[i].checked) for i in batch],
-                    profiles_path=profiles_path,
-                    events_path=events_path,
-                    evaluation_time=t,
-                    output_path=output,
-                    schema=schema,
-                    engine=ctx.settings.engine,
-                    external_members=external,
-                    temp_dir=work / f"pass-{n}" / "spill",
-                    should_cancel=cancelled,
-                    progress=(lambda info, _n=n: report("engine", {"pass": _n, "info": info})),
+
+            def evaluate(part: list[str], folder: Path, _profiles=profiles_path, _n=n) -> tuple[Path, int]:
+                external = _external_members(
+                    part, deps, produced, evaluations, evaluation_ms, folder / "external"
                 )
-            )
-            check_cancel()
+                output = folder / "qualified.parquet"
+                result = engine.evaluate(
+                    engine.EvaluationRequest(
+                        definitions=[engine.EngineDefinition(i, checked[i].checked) for i in part],
+                        profiles_path=_profiles,
+                        events_path=events_path,
+                        evaluation_time=t,
+                        output_path=output,
+                        schema=schema,
+                        engine=ctx.settings.engine,
+                        external_members=external,
+                        temp_dir=folder / "spill",
+                        should_cancel=cancelled,
+                        progress=(lambda info: report("engine", {"pass": _n, "info": info})),
+                    )
+                )
+                check_cancel()
+                out = Path(getattr(result, "output_path", output))
+                # Never read a missing output as "nobody qualifies": that would exit everyone.
+                if not out.exists():
+                    raise RuntimeError(f"the engine wrote no output at {out}")
+                return out, int(getattr(result, "total_profiles", 0) or 0)
+
+            started = time.monotonic()
+            try:
+                parts = [(batch, *evaluate(batch, work / f"pass-{n}"))]
+            except (engine.EvaluationCancelled, EvaluationCancelled, memberships.MembershipCancelled):
+                raise
+            except Exception:
+                if len(batch) == 1:
+                    parts = []
+                    fail(batch[0], "its evaluation failed (see the run's log)")
+                    log.exception("Evaluating %s failed", batch[0])
+                else:  # find the culprit(s): each definition alone, in order (a reader after what it reads)
+                    log.exception(
+                        "Pass %d failed; evaluating its %d definitions one at a time", n, len(batch)
+                    )
+                    parts = []
+                    for k, ident in enumerate(batch):
+                        if set(deps.get(ident, ())) & set(summary.failed):
+                            fail(ident, "it reads an audience that could not be evaluated")
+                            continue
+                        try:
+                            out, total = evaluate([ident], work / f"pass-{n}" / f"alone-{k}")
+                        except (
+                            engine.EvaluationCancelled,
+                            EvaluationCancelled,
+                            memberships.MembershipCancelled,
+                        ):
+                            raise
+                        except Exception as exc:
+                            fail(ident, f"its evaluation failed ({type(exc).__name__})")
+                            log.exception("Evaluating %s alone failed", ident)
+                            continue
+                        parts.append(([ident], out, total))
+                        produced[ident] = out
             took = int((time.monotonic() - started) * 1000)
-            out = Path(getattr(result, "output_path", output))
-            # Never read a missing output as "nobody qualifies": that would exit everyone.
-            if not out.exists():
-                raise RuntimeError(f"the engine wrote no output at {out}")
-            qualified.append(out)
-            for i in batch:
-                produced[i] = out
-                profiles_of[i] = profiles_path
-                summary.durations_ms[i] = took
-            total = int(getattr(result, "total_profiles", 0) or 0)
-            summary.total_profiles_by_merge_policy[merge_policy_id] = total
+            for part, out, total in parts:
+                qualified.append(out)
+                for i in part:
+                    produced[i] = out
+                    profiles_of[i] = profiles_path
+                    summary.durations_ms[i] = took
+                summary.total_profiles_by_merge_policy[merge_policy_id] = total
         summary.total_profiles = max(summary.total_profiles_by_merge_policy.values(), default=0)
+        order = [i for i in order if i not in summary.failed]
+        summary.order = order
+        if not order:
+            raise ApiError(500, "; ".join(f["message"] for f in summary.failed.values()))
 
         report("diff", {"audiences": len(order)})
         files, counts = publish_memberships(
