@@ -54,6 +54,10 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings)
+        # Work folders of runs killed while this API was down (none is live unless a run holds its lock).
+        from segmentation_pipelines.service.segment_evaluation import remove_stale_work_everywhere
+
+        remove_stale_work_everywhere(settings.data_root)
         runner = Runner(settings).start() if run_requests and settings.runner != "off" else None
         try:
             yield

@@ -22,12 +22,14 @@ which are what makes them visible, are written last.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,7 +208,9 @@ def run_evaluation(
     summary.store_version = ProfileStoreService(ctx).version()
     events_path = str(Path(layout.events_path()).parent.resolve() / "*.parquet")
     evaluations = AudienceEvaluations(ctx)
-    _remove_stale_work(layout)
+    remove_stale_work(layout)
+    held = contextlib.ExitStack()
+    held.enter_context(work_lock(layout))  # released in the finally below (and by the OS if the process dies)
     work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     report("start", {"definitions": len(ids), "evaluation_time": t.isoformat()})
@@ -309,12 +313,20 @@ def run_evaluation(
         raise EvaluationCancelled(f"evaluation at {t.isoformat()} was cancelled") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        held.close()
     summary.segmentation_end_ms = int(time.time() * 1000)
     report("done", {"audiences": len(summary.audiences)})
     return summary
 
 
-def publish_memberships(
+def publish_memberships(ctx: ServiceContext, *args: Any, **kwargs: Any) -> Any:
+    """:func:`_publish_memberships` while holding the sandbox's work lock (its staging folder is then never taken
+    for litter by :func:`remove_stale_work`)."""
+    with work_lock(StoreLayout(ctx.sandbox_root)):
+        return _publish_memberships(ctx, *args, **kwargs)
+
+
+def _publish_memberships(
     ctx: ServiceContext,
     qualified: Path | list[Path] | None,
     audience_ids: list[str],
@@ -365,18 +377,62 @@ def publish_memberships(
     return files, counts
 
 
-def _remove_stale_work(layout: StoreLayout) -> None:
-    """Folders a killed run left behind (never visible: no catalog row points into them)."""
-    now = time.time()
+def _work_lock_path(layout: StoreLayout) -> Path:
+    layout.sandbox_root.mkdir(parents=True, exist_ok=True)
+    return layout.sandbox_root / ".work.lock"
+
+
+@contextlib.contextmanager
+def work_lock(layout: StoreLayout) -> Iterator[None]:
+    """Held (shared) while this process has evaluation or staging folders in the sandbox. The OS drops it when
+    the process dies, however it dies (kill -9 included): that is how a later run knows the folders are litter."""
+    with open(_work_lock_path(layout), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_stale_work(layout: StoreLayout) -> int:
+    """Remove the ``tmp/evaluation-*`` and ``memberships/.staging-*`` folders a killed run left (never visible:
+    no catalog row points into them). When no live process holds the work lock, every such folder is litter;
+    otherwise only those older than a day are removed. Called at the start of every evaluation and at startup."""
     candidates = list(layout.tmp_dir().glob("evaluation-*"))
     if layout.memberships_dir().exists():
         candidates += list(layout.memberships_dir().glob(".staging-*"))
-    for folder in candidates:
+    if not candidates:
+        return 0
+    with open(_work_lock_path(layout), "a+") as f:
         try:
-            if now - folder.stat().st_mtime > STALE_WORK_S:
-                shutil.rmtree(folder, ignore_errors=True)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
         except OSError:
-            pass
+            alone = False
+        try:
+            removed = 0
+            now = time.time()
+            for folder in candidates:
+                try:
+                    if alone or now - folder.stat().st_mtime > STALE_WORK_S:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        removed += 1
+                except OSError:
+                    pass
+            return removed
+        finally:
+            if alone:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_stale_work_everywhere(data_root: Path) -> int:
+    """:func:`remove_stale_work` for every sandbox under ``data_root`` (``<org>/<sandbox>``): at startup."""
+    removed = 0
+    if Path(data_root).is_dir():
+        for sandbox_root in Path(data_root).glob("*/*"):
+            if sandbox_root.is_dir():
+                removed += remove_stale_work(StoreLayout(sandbox_root))
+    return removed
 
 
 def _external_members(

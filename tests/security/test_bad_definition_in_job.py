@@ -11,6 +11,7 @@ import pytest
 from segmentation_pipelines import SegmentationClient
 
 from .conftest import person, write_jsonl
+from .test_stale_work import _litter
 
 
 def _definition(client, name: str, pql: str) -> str:
@@ -41,6 +42,7 @@ def test_one_bad_definition_does_not_sink_the_job(settings, tmp_path):
         reader = _definition(client, "reader", 'inSegment("points")')
         # The field goes away under the definition (its dataset is deleted): it no longer checks.
         client.datasets.delete(loyalty)
+        litter = _litter(settings)  # and a killed run's folders: the next run removes them (finding 6)
         job = client.segment_jobs.create([{"segmentId": i} for i in (good, bad, reader)], wait=True, poll=0.2)
         assert job["status"] == "SUCCEEDED", job
         errors = {e["segmentId"]: e for e in job["errors"]}
@@ -52,6 +54,7 @@ def test_one_bad_definition_does_not_sink_the_job(settings, tmp_path):
         members = client.audiences.members(good)["children"]
         assert [m["identityMap"]["Email"][0]["id"] for m in members] == ["ann@x.com"]
         json.dumps(job)
+        assert not any(f.exists() for f in litter)
 
         only_bad = client.segment_jobs.create([{"segmentId": bad}], wait=True, poll=0.2)
         assert only_bad["status"] == "FAILED", only_bad
