@@ -28,6 +28,7 @@ A method with extra local behaviour overrides the generated one and branches on 
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,7 +168,12 @@ class LocalTransport(Transport):
         if operation.query:
             query = {**operation.fixed_query, **extra}
             keywords.update(query)
-        return method(*positional, **keywords)
+        try:
+            return method(*positional, **keywords)
+        except SegmentationError as exc:  # as over REST, every error names the request (for logs and reports)
+            if isinstance(exc.body, dict) and not exc.body.get("requestId"):
+                exc.body["requestId"] = self.ctx.request_id or str(uuid.uuid4())
+            raise
 
 
 class HttpTransport(Transport):

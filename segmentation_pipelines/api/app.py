@@ -12,6 +12,7 @@ import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -46,6 +47,29 @@ def _warn_if_open(settings: Settings) -> None:
         )
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI with its JavaScript and CSS from the ``swagger_ui_bundle`` package (FastAPI's default
+    page loads them from a CDN, so it is blank without internet)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None, run_requests: bool = False) -> FastAPI:
     """The app; ``run_requests=True`` (``serve``) also starts the runner that runs segment jobs and store
     refreshes in this process while no Dagster daemon does (``service/runner.py``, ``settings.runner``)."""
@@ -70,7 +94,10 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
         version=__version__,
         description="Adobe Experience Platform Segmentation Service API, open-source, on Dagster.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package: no CDN, works offline
+        redoc_url=None,
     )
+    _serve_docs(app)
     app.state.settings = settings
     for module in route_modules():
         router = getattr(module, "router", None)
