@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -187,6 +188,10 @@ class _Checker:
 
     # --- literals ----------------------------------------------------------------------------------------------
     def v_Literal(self, node, scopes):
+        if node.kind in ("number", "integer") and not math.isfinite(float(node.value)):
+            raise self.fail(node, f"the number {node.value} is out of range (numbers must be finite)")
+        if node.kind == "integer" and not -(2**63) <= int(node.value) < 2**63:
+            raise self.fail(node, f"the integer {node.value} is out of range (64-bit integers)")
         if node.kind == "string":
             try:
                 str(node.value).encode("utf-8")

@@ -178,3 +178,11 @@ def test_compilers_stay_within_the_recursion_limit_at_the_limit():
         _at_stack_depth(300 - base, compile_all)
     finally:
         sys.setrecursionlimit(old)
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "9223372036854775808"])
+def test_numbers_out_of_range_are_refused_at_check(number):
+    """Found by the property test: `x > 1e999` checked, then every job failed (DuckDB read `inf` as a column)."""
+    schema = pql.Schema.from_dicts(profile={"loyalty.points": "integer"}, event={})
+    with pytest.raises(pql.PQLValidationError, match="out of range"):
+        pql.check(pql.parse(f"loyalty.points > {number}"), schema)
