@@ -36,6 +36,7 @@ from segmentation_pipelines.launcher import (
     ERROR_RUN_FAILED,
     ERROR_WORKER_LOST,
     TAG_REQUEST_ID,
+    TAG_STEP_WORKER,
     TAG_WORKER,
     RunInfo,
     RunRequest,
@@ -122,7 +123,12 @@ def _set_environment(values: dict[str, str | None]) -> None:
 
 # How Dagster words a process that died under a run: run monitoring ("Detected run worker status ...") and the
 # multiprocess executor (a step failing with ChildProcessCrashException). Such a failure is a lost worker (200501).
-_LOST_WORKER_WORDS = ("run worker status", "unexpectedly exited", "childprocesscrashexception", "worker process")
+_LOST_WORKER_WORDS = (
+    "run worker status",
+    "unexpectedly exited",
+    "childprocesscrashexception",
+    "worker process",
+)
 
 
 def _code_of(message: str) -> str:
@@ -158,7 +164,7 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
 
 def worker_alive(run: dg.DagsterRun) -> bool | None:
     """Whether the process of an in-process run still lives (``None``: not an in-process run, or another host)."""
-    tag = run.tags.get(TAG_WORKER)
+    tag = run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)
     if not tag:
         return None
     host, _, pid = tag.rpartition(":")
@@ -266,7 +272,7 @@ class DagsterLauncher:
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished or worker_alive(run) is not False:
             return self._info(run)
-        message = f"The process running this run ({run.tags.get(TAG_WORKER)}) is gone."
+        message = f"The process running this run ({run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)}) is gone."
         instance.report_engine_event(message, run)
         if run.status == dg.DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, message=message)

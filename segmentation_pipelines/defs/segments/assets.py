@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.dagster_launcher import worker_tag
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
@@ -32,6 +33,8 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     TAG_JOB_ID,
     TAG_ORG,
     TAG_SANDBOX,
+    TAG_STEP_WORKER,
+    TAG_WORKER,
     segment_asset_key,
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations, datetime_to_ms, iso
@@ -199,6 +202,8 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
+        if TAG_WORKER not in tags:  # a launched run: name the process doing the work (reconcile.py)
+            context.instance.add_run_tags(context.run_id, {TAG_STEP_WORKER: worker_tag()})
         job_id = tags.get(TAG_JOB_ID)
         when = tags.get(TAG_EVALUATION_TIME)
         evaluation_time = (
