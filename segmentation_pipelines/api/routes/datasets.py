@@ -59,12 +59,15 @@ def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
 
 
 @router.post(
-    "/dataSets/{dataset_id}/batches", summary="Ingest Parquet / JSON Lines files of the landing area as a batch"
+    "/dataSets/{dataset_id}/batches",
+    summary="Ingest Parquet / JSON Lines files of the landing area as a batch",
 )
 def ingest_batch(
     dataset_id: str,
     services: ServicesDep,
-    body: Annotated[Any, Body(description='{"paths": ["crm.parquet", ...]} (relative to the sandbox landing folder)')],
+    body: Annotated[
+        Any, Body(description='{"paths": ["crm.parquet", ...]} (relative to the sandbox landing folder)')
+    ],
 ) -> dict:
     if not isinstance(body, dict) or "paths" not in body:
         raise BadRequest('The body must be {"paths": [<file of the landing area>, ...]}.')
