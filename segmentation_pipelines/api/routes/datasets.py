@@ -1,4 +1,4 @@
-"""``/data/foundation/catalog``: datasets, batches (ingestion of server-local files) and the union schema.
+"""``/data/foundation/catalog``: datasets, batches (ingestion from the landing area) and the union schema.
 
 Thin over :class:`segmentation_pipelines.service.datasets.DatasetsService`. Ingestion reads files of the sandbox's
 landing area: ``POST /dataSets/{id}/batches`` with ``{"paths": ["crm.parquet", ...]}`` (relative to the landing
