@@ -631,6 +631,7 @@ class SegmentDefinitionsService:
             "dependencies": builtins.list(references),
             "_etag": f'"{new_id()}"',
         }
+        storable(audience)  # the audience view is listed too (labels and other audience fields are free-form)
         repo = self.ctx.repo(session, models.Audience)
         if existing is None:
             repo.add(

@@ -186,3 +186,16 @@ def test_numbers_out_of_range_are_refused_at_check(number):
     schema = pql.Schema.from_dicts(profile={"loyalty.points": "integer"}, event={})
     with pytest.raises(pql.PQLValidationError, match="out of range"):
         pql.check(pql.parse(f"loyalty.points > {number}"), schema)
+
+
+def test_audience_fields_are_checked_too(rest_with_schema):
+    rest = rest_with_schema
+    body = {
+        "name": "deep labels",
+        "expression": {"type": "PQL", "format": "pql/text", "value": f'{FIRST} = "a"'},
+        "labels": json.loads("[" * 300 + "]" * 300),
+    }
+    r = rest.request("POST", f"{UPS}/audiences", json=body)
+    assert r.status_code in (201, 400), r.text  # refused, or stored in a form that reads back
+    for path in ("/audiences", "/segment/definitions"):
+        assert rest.request("GET", UPS + path).status_code == 200
