@@ -187,8 +187,10 @@ def run_evaluation(
         log.warning("%s", summary.failed[ident]["message"])
 
     for ident, d in definitions.items():
-        try:  # SegmentPql.check also compiles on both engines, as a write does
-            checked[ident] = checker.check(d["expression"], self_id=ident, schema=schema)
+        try:
+            checked[ident] = checker.check(
+                d["expression"], self_id=ident, schema=schema, compile_engines=False
+            )
         except ApiError as exc:
             fail(ident, exc.message)
     deps = {i: c.references for i, c in checked.items()}
