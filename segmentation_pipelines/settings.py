@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     engine: Literal["duckdb", "polars"] = Field(default="duckdb", description="Evaluation engine")
     default_org: str = Field(default=DEFAULT_ORG, description="IMS org used when a request names none")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="Largest accepted REST request body")
+    max_upload_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, description="Largest file accepted by a Batch Ingestion upload (PUT)"
+    )
     code_location_name: str = Field(
         default="segmentation_pipelines", description="Dagster code location name"
     )

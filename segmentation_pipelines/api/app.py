@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -19,6 +20,7 @@ from segmentation_pipelines.api.errors import install_error_handlers
 from segmentation_pipelines.api.middleware import RequestGuardMiddleware
 from segmentation_pipelines.api.routes import (
     audiences,
+    batch_ingestion,
     datasets,
     export_jobs,
     external_audiences,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 # Behind the bearer-token check, in inclusion order.
 PROTECTED_ROUTERS = (
     datasets.router,
+    batch_ingestion.router,
     merge_policies.router,
     profiles.router,
     segment_definitions.router,
@@ -66,6 +69,29 @@ def _warn_if_open(settings: Settings) -> None:
         )
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI with its JavaScript and CSS from the ``swagger_ui_bundle`` package (FastAPI's default
+    page loads them from a CDN, so it is blank without internet)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None, run_requests: bool = False) -> FastAPI:
     """The app; ``run_requests=True`` (``serve``) also starts the runner that runs segment jobs and store
     refreshes in this process while no Dagster daemon does (``service/runner.py``, ``settings.runner``)."""
@@ -74,6 +100,10 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings)
+        # Work folders of runs killed while this API was down (none is live unless a run holds its lock).
+        from segmentation_pipelines.service.segment_evaluation import remove_stale_work_everywhere
+
+        remove_stale_work_everywhere(settings.data_root)
         runner = Runner(settings).start() if run_requests and settings.runner != "off" else None
         try:
             yield
@@ -86,11 +116,18 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
         version=__version__,
         description="Adobe Experience Platform Segmentation Service API, open-source, on Dagster.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package: no CDN, works offline
+        redoc_url=None,
     )
+    _serve_docs(app)
     app.state.settings = settings
     app.include_router(health.router)
     for router in PROTECTED_ROUTERS:
         app.include_router(router, dependencies=[Depends(require_token)])
     install_error_handlers(app)
-    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     return app

@@ -65,6 +65,23 @@ def profile_schema(ctx: ServiceContext) -> pql.Schema:
     )
 
 
+def compile_on_both_engines(checked: Any, schema: pql.Schema) -> None:
+    """What a job will do with the definition, done at write time: compile it for DuckDB (and render its SQL)
+    and for Polars. A definition either engine refuses is refused now (400), not by every job it is in."""
+    from datetime import UTC, datetime
+
+    from segmentation_pipelines.pql import compile_polars, compile_sql
+
+    now = datetime.now(UTC)
+    try:
+        compile_sql.compile_definition(checked, schema, now).sql()
+        compile_polars.compile_definition(checked, schema, now)
+    except pql.PQLError as exc:
+        raise pql_error(exc) from None
+    except RecursionError:
+        raise pql_error(pql.PQLValidationError("the expression is nested too deeply; simplify it")) from None
+
+
 class SegmentPql:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -85,8 +102,15 @@ class SegmentPql:
             return rows[0].id if rows else None
 
     def check(
-        self, expression: Mapping[str, Any], self_id: str | None = None, schema: pql.Schema | None = None
+        self,
+        expression: Mapping[str, Any],
+        self_id: str | None = None,
+        schema: pql.Schema | None = None,
+        compile_engines: bool = True,
     ) -> CheckedExpression:
+        """Parse and check ``expression``; with ``compile_engines`` (every write) also compile it on both engines. A job's
+        re-check skips that (~10-20 ms a definition): its engine compiles anyway, and a failure there is isolated
+        to the definition (``segment_evaluation.py``)."""
         text = expression_text(expression)
         schema = schema if schema is not None else profile_schema(self.ctx)
         try:
@@ -94,6 +118,8 @@ class SegmentPql:
             checked = pql.check(query, schema, resolve_audience=self.resolve_audience, self_id=self_id)
         except pql.PQLError as exc:
             raise pql_error(exc) from None
+        if compile_engines:
+            compile_on_both_engines(checked, schema)
         references = sorted(set(getattr(checked, "referenced_audiences", ()) or ()))
         return CheckedExpression(text=text, checked=checked, references=references)
 
