@@ -258,7 +258,7 @@ def _mask_select(aggs: dict[str, exp.Expression], source: str) -> str:
 def _event_lists(events: str) -> str:
     """Every event of each profile as one list of rows ordered by timestamp (nulls last): ``p."__events"``."""
     backend = compile_spark.SparkBackend()
-    row = exp.Struct(expressions=[exp.Star(table=exp.to_identifier("e2"))])
+    row = exp.Struct(expressions=[exp.Column(this=exp.Star(), table=exp.to_identifier("e2"))])
     lst = backend.agg_list(row, exp.column("timestamp", table="e2", quoted=True), None)
     return (
         f"SELECT e2.profile_id AS profile_id, {compile_spark.sql(lst)} AS {_q(EVENT_LIST)} "

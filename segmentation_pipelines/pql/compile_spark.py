@@ -81,6 +81,36 @@ def _nulls_last_cmp(
     )
 
 
+def ordered_list(value: exp.Expression, key: exp.Expression, cond: exp.Expression | None) -> exp.Expression:
+    """DuckDB's ``array_agg(value ORDER BY key) [FILTER (WHERE cond)]`` on Spark: ``collect_list`` has no order, so
+    the values are sorted after collection (by themselves when they are the key, else collected beside their key
+    and sorted with a comparator), nulls last; no selected row gives a missing list (``collect_list``: empty)."""
+
+    def collect(v: exp.Expression) -> exp.Expression:
+        agg: exp.Expression = exp.ArrayAgg(this=v)
+        return agg if cond is None else exp.Filter(this=agg, expression=exp.Where(this=cond.copy()))
+
+    if value == key:
+        values: exp.Expression = _fn("ARRAY_SORT", collect(value.copy()))
+    else:
+        # The (key, value) struct is never null, so collect_list keeps the rows whose value is null.
+        pair = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=_v("t"), expression=key.copy()),
+                exp.PropertyEQ(this=_v("v"), expression=value.copy()),
+            ]
+        )
+        left, right = _v("sp_l"), _v("sp_r")
+        cmp = _nulls_last_cmp(_dot(left, "t"), _dot(right, "t"), exp.Literal.number(0))
+        ordered = _fn("ARRAY_SORT", collect(pair), _lam(cmp, "sp_l", "sp_r"))
+        values = exp.Transform(this=ordered, expression=_lam(_dot(_v("sp_p"), "v"), "sp_p"))
+    return exp.If(
+        this=exp.EQ(this=exp.ArraySize(this=values.copy()), expression=exp.Literal.number(0)),
+        true=exp.null(),
+        false=values,
+    )
+
+
 class SparkBackend(SqlBackend):
     """``SqlBackend`` with the constructs whose DuckDB form means something else on Spark."""
 
@@ -118,31 +148,12 @@ class SparkBackend(SqlBackend):
         return super().regex_group(s, pattern, group)
 
     def event_row(self) -> exp.Expression:
-        return exp.Struct(expressions=[exp.Star(**{"table": exp.to_identifier("e")})])
+        return exp.Struct(expressions=[exp.Column(this=exp.Star(), table=exp.to_identifier("e"))])
 
     def agg_list(
         self, val: exp.Expression, ts: exp.Expression, cond: exp.Expression | None
     ) -> exp.Expression:
-        # collect_list keeps every (ts, v) pair (the struct is never null even when v is); sorted by ts, nulls last.
-        pair = exp.Struct(
-            expressions=[
-                exp.PropertyEQ(this=_v("t"), expression=ts.copy()),
-                exp.PropertyEQ(this=_v("v"), expression=val),
-            ]
-        )
-        collected: exp.Expression = exp.ArrayAgg(this=pair)
-        if cond is not None:
-            collected = exp.Filter(this=collected, expression=exp.Where(this=cond))
-        left, right = _v("sp_l"), _v("sp_r")
-        cmp = _nulls_last_cmp(_dot(left, "t"), _dot(right, "t"), exp.Literal.number(0))
-        ordered = _fn("ARRAY_SORT", collected, _lam(cmp, "sp_l", "sp_r"))
-        values = exp.Transform(this=ordered, expression=_lam(_dot(_v("sp_p"), "v"), "sp_p"))
-        # No selected event: a missing list, as DuckDB's array_agg (collect_list gives an empty one).
-        return exp.If(
-            this=exp.EQ(this=exp.ArraySize(this=values.copy()), expression=exp.Literal.number(0)),
-            true=exp.null(),
-            false=values,
-        )
+        return ordered_list(val, ts, cond)
 
     def list_agg(self, fn: str, vals: exp.Expression) -> exp.Expression:
         a, x = _v("sp_a"), _v("sp_x")
@@ -251,12 +262,34 @@ def _contains_all(self: SparkGenerator, e: exp.ArrayContainsAll) -> str:
     )
 
 
+def _ordered(e: exp.Expression) -> tuple[exp.Expression, exp.Expression, exp.Expression | None] | None:
+    """(value, key, cond) of ``array_agg(value ORDER BY key) [FILTER (WHERE cond)]``, else None."""
+    cond = None
+    if isinstance(e, exp.Filter):
+        cond, e = e.expression.this, e.this
+    if isinstance(e, exp.ArrayAgg) and isinstance(e.this, exp.Order) and len(e.this.expressions) == 1:
+        return e.this.this, e.this.expressions[0].this, cond
+    return None
+
+
+def _filter_sql(self: SparkGenerator, e: exp.Filter) -> str:
+    parts = _ordered(e)
+    return self.sql(ordered_list(*parts)) if parts else self.filter_sql(e)
+
+
+def _array_agg_sql(self: SparkGenerator, e: exp.ArrayAgg) -> str:
+    parts = _ordered(e)
+    return self.sql(ordered_list(*parts)) if parts else self.func("COLLECT_LIST", e.this)
+
+
 class SparkDialect(Spark):
     """sqlglot's Spark dialect, with the renderings whose Spark default means something else than DuckDB's."""
 
     class Generator(SparkGenerator):
         TRANSFORMS = {
             **SparkGenerator.TRANSFORMS,
+            exp.Filter: _filter_sql,
+            exp.ArrayAgg: _array_agg_sql,
             exp.DateTrunc: lambda self, e: self.func(
                 "DATE_TRUNC", exp.Literal.string(e.text("unit").upper()), e.this
             ),
