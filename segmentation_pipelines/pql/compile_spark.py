@@ -136,7 +136,9 @@ class SparkBackend(SqlBackend):
         like = exp.Like(this=s, expression=exp.Literal.string(pattern))
         if "\\" not in pattern:
             return like
-        esc = next(c for c in "!#~^|@" if c not in pattern)
+        esc = next((c for c in "!#~^|@" if c not in pattern), None)
+        if esc is None:
+            raise CompileError(f"like pattern {pattern!r} leaves no escape character free on Spark")
         return exp.Escape(this=like, expression=exp.Literal.string(esc))
 
     def regex_match(self, s: exp.Expression, pattern: str) -> exp.Expression:

@@ -55,3 +55,9 @@ def test_null_handling_of_array_functions_is_duckdbs() -> None:
 
 def test_the_event_row_is_a_struct_of_the_event_columns() -> None:
     assert "MIN_BY(STRUCT(e.*), `e`.`timestamp`)" in _spark('xEvent[eventType = "a"].head().eventType = "a"')
+
+
+def test_like_with_a_backslash_escapes_with_another_character() -> None:
+    # DuckDB's LIKE has no escape character; Spark's default is the backslash.
+    assert "LIKE 'a\\\\%' ESCAPE '!'" in _spark('person.name.firstName like "a\\\\%"')
+    assert "ESCAPE" not in _spark('person.name.firstName like "a%"')
