@@ -67,7 +67,7 @@ def main() -> None:
 
         a, b = results["duckdb"]["output"], results["spark"]["output"]
         q = f"SELECT count(*) FROM ((SELECT * FROM '{a}' EXCEPT ALL SELECT * FROM '{b}') UNION ALL (SELECT * FROM '{b}' EXCEPT ALL SELECT * FROM '{a}'))"
-        same = duckdb.sql(q).fetchone()[0] == 0
+        same = duckdb.sql(q).fetchall()[0][0] == 0
         for r in results.values():
             Path(r["output"]).unlink(missing_ok=True)
     d, s = results["duckdb"], results["spark"]

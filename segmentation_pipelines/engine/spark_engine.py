@@ -82,7 +82,9 @@ def session(master: str | None = None, driver_memory: str | None = None) -> Any:
         log4j.write_text(_LOG4J)
         builder = SparkSession.builder.master(master).appName("segmentation-pipelines")
         conf = dict(SEMANTIC_CONF)
-        java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+        # The generated code of a batch's aggregates is one huge method per stage; the JIT skips methods over
+        # 8,000 bytes of bytecode unless told not to (the engine then runs interpreted, several times slower).
+        java_opts = f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods"
         conf["spark.driver.extraJavaOptions"] = java_opts
         if master.startswith("local"):
             conf.update(LOCAL_CONF)
