@@ -161,6 +161,8 @@ def evaluate_spark(req: EvaluationRequest) -> EvaluationResult:
     }
     timings: dict[str, float] = {"compile": time.perf_counter() - t0}
     stages = plan.stages(req.definitions, req.external_members)
+    if req.should_cancel is not None and req.should_cancel():
+        raise EvaluationCancelled("evaluation cancelled")  # before the JVM starts
     spark = session(driver_memory=_spark_memory(req.memory_limit))
     timings["session"] = time.perf_counter() - t0 - timings["compile"]
     out = Path(req.output_path)
