@@ -61,3 +61,39 @@ def test_like_with_a_backslash_escapes_with_another_character() -> None:
     # DuckDB's LIKE has no escape character; Spark's default is the backslash.
     assert "LIKE 'a\\\\%' ESCAPE '!'" in _spark('person.name.firstName like "a\\\\%"')
     assert "ESCAPE" not in _spark('person.name.firstName like "a%"')
+
+
+def test_pql_explain_prints_the_spark_plan_or_the_refusal(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from segmentation_pipelines.cli import main
+
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        json.dumps({"profile": {"person.name.firstName": "string"}, "event": {"timestamp": "date-time"}})
+    )
+    ok = CliRunner().invoke(
+        main, ["pql", "explain", "--engine", "spark", "--schema", str(schema), 'person.name.firstName = "J"']
+    )
+    assert (
+        ok.exit_code == 0
+        and "SQL (Spark):" in ok.output
+        and "`p`.`person`.`name`.`firstName` = 'J'" in ok.output
+    )
+    bad = CliRunner().invoke(
+        main,
+        [
+            "pql",
+            "explain",
+            "--engine",
+            "spark",
+            "--schema",
+            str(schema),
+            'person.name.firstName matches "[[:alpha:]]"',
+        ],
+    )
+    assert bad.exit_code == 1 and "POSIX character classes" in bad.output + (
+        bad.stderr if bad.stderr_bytes else ""
+    )
