@@ -102,6 +102,7 @@ def settings_environment(settings: Settings) -> Iterator[None]:
         "SEGMENTATION_HOME": str(settings.home),
         "SEGMENTATION_CATALOG_URL": settings.catalog_url,
         "SEGMENTATION_ENGINE": settings.engine,
+        "SEGMENTATION_SPARK_MASTER": settings.spark_master,
         "DAGSTER_HOME": str(settings.dagster_home),
     }
     with _run_lock:

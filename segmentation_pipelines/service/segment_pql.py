@@ -116,12 +116,25 @@ class SegmentPql:
         try:
             query = canonical_references(pql.parse(text), self.resolve_audience)
             checked = pql.check(query, schema, resolve_audience=self.resolve_audience, self_id=self_id)
+            self.check_engine(checked, schema)
         except pql.PQLError as exc:
             raise pql_error(exc) from None
         if compile_engines:
             compile_on_both_engines(checked, schema)
         references = sorted(set(getattr(checked, "referenced_audiences", ()) or ()))
         return CheckedExpression(text=text, checked=checked, references=references)
+
+    def check_engine(self, checked: Any, schema: pql.Schema) -> None:
+        """Raise the engine's refusal of a construct it cannot express (Spark: docs/decisions/spark.md), so that
+        such a definition is rejected when written, not when a job runs."""
+        if self.ctx.settings.engine == "spark":
+            from datetime import UTC, datetime
+
+            from segmentation_pipelines.pql import compile_spark
+
+            refused = compile_spark.refusal(checked, schema, datetime.now(UTC))
+            if refused is not None:
+                raise refused
 
     def convert(self, expression: Mapping[str, Any], target: str) -> Any:
         """The expression's value in ``target`` format (pql/json as its JSON text, as the contract shows it)."""
