@@ -6,17 +6,12 @@ huge numbers) and mixtures. Bounded for CI: ``PROPERTY_EXAMPLES`` (default 30)."
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "pql_compile"))
-
-from compile_fixture_data import NOW, SCHEMA, write_store  # noqa: E402
-from test_differential import STR_FIELDS, boolean  # noqa: E402
+from pql_compile.compile_fixture_data import NOW, SCHEMA, write_store  # noqa: E402
+from pql_compile.test_differential import STR_FIELDS, boolean  # noqa: E402
 
 from segmentation_pipelines import pql  # noqa: E402
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate  # noqa: E402

@@ -4,7 +4,6 @@ the stores of the compiler tests."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,10 @@ import pytest
 # Before any SparkSession exists: the process's one session is local, on two cores.
 os.environ.setdefault("SEGMENTATION_SPARK_MASTER", "local[2]")
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "pql_compile"))
-sys.path.insert(0, str(HERE.parent / "pql"))
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
 
-from compile_fixture_data import write_store  # noqa: E402
+from pql_compile.compile_fixture_data import write_store  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ DATE_TRUNC) and what it refuses, with the construct named, where DuckDB accepts 
 from __future__ import annotations
 
 import pytest
-from compile_fixture_data import NOW, SCHEMA
+from pql_compile.compile_fixture_data import NOW, SCHEMA
 
 from segmentation_pipelines.pql import compile_spark, compile_sql, parse
 from segmentation_pipelines.pql.compile_lowering import CompileError

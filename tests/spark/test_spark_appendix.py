@@ -10,9 +10,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from compile_fixture_data import NOW
-from pql_front_schema import EVENT, PROFILE, SCHEMA
-from test_appendix import PARSEABLE
+from pql.pql_front_schema import EVENT, PROFILE, SCHEMA
+from pql.test_appendix import PARSEABLE
+from pql_compile.compile_fixture_data import NOW
 
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate, plan
 from segmentation_pipelines.pql import PQLError, check, compile_spark, parse

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_differential import _members, _write, boolean, event_row, profile_row
+from pql_compile.test_differential import _members, _write, boolean, event_row, profile_row
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from compile_fixture_data import NOW, SCHEMA
+from pql_compile.compile_fixture_data import NOW, SCHEMA
 
 from segmentation_pipelines.engine import EngineDefinition, EvaluationCancelled, EvaluationRequest, evaluate
 from segmentation_pipelines.pql import parse

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from compile_fixture_data import NOW, SCHEMA
+from pql_compile.compile_fixture_data import NOW, SCHEMA
 from test_semantics import CASES, _case
 
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
