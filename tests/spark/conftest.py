@@ -10,7 +10,6 @@ import pytest
 
 # Before any SparkSession exists: the process's one session is local, on two cores.
 os.environ.setdefault("SEGMENTATION_SPARK_MASTER", "local[2]")
-HERE = Path(__file__).parent
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
 
