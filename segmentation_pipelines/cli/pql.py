@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 
 from segmentation_pipelines import pql
-from segmentation_pipelines.cli import main
 
 
 def _load_schema(path: str | None) -> pql.Schema | None:
@@ -42,7 +41,7 @@ def _expression(expr: str) -> str:
     return sys.stdin.read() if expr == "-" else expr
 
 
-@main.group("pql")
+@click.group("pql")
 def pql_group() -> None:
     """Parse, check, explain and convert PQL expressions."""
 

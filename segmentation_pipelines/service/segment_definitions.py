@@ -31,6 +31,7 @@ from segmentation_pipelines.pql.limits import MAX_JSON_DEPTH, json_too_deep
 from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.service.query import MAX_INT, parse_int
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql
 
@@ -514,9 +515,7 @@ class SegmentDefinitionsService:
             return check_folder_id(self.ctx, session, folder_id, "AEPSegments")
 
     def _merge_policy(self, merge_policy_id: str | None) -> str:
-        from segmentation_pipelines.service.context import Services
-
-        policies = Services(self.ctx).merge_policies
+        policies = MergePoliciesService(self.ctx)
         if merge_policy_id is None:
             return policies.ensure_default()["id"]
         try:

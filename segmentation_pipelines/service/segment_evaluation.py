@@ -41,6 +41,7 @@ from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_ord
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.service.profile_store import ProfileStoreService
 from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
@@ -333,9 +334,7 @@ def _publish_memberships(
     evaluations = AudienceEvaluations(ctx)
     evaluation_ms = to_ms(evaluation_time)
     if profiles_paths is None:
-        from segmentation_pipelines.service.context import Services
-
-        default = layout.profiles_path(Services(ctx).merge_policies.ensure_default()["id"])
+        default = layout.profiles_path(MergePoliciesService(ctx).ensure_default()["id"])
         profiles_paths = {a: default for a in audience_ids}
     previous = {a: e.path for a, e in evaluations.latest_for(audience_ids, before_ms=evaluation_ms).items()}
     try:

@@ -18,7 +18,8 @@ from segmentation_pipelines import pql
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import ApiError
 from segmentation_pipelines.pql.references import canonical_references
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.datasets import DatasetsService
 
 INVALID_PQL_CODE = "UPAPI-113434-400"
 
@@ -59,7 +60,7 @@ def expression_text(expression: Mapping[str, Any]) -> str:
 
 def profile_schema(ctx: ServiceContext) -> pql.Schema:
     """The union schema of the sandbox's profile and event datasets (``docs/data-model.md``)."""
-    schema = Services(ctx).datasets.schema() or {}
+    schema = DatasetsService(ctx).schema() or {}
     return pql.Schema.from_dicts(
         profile=schema.get("profile") or {}, event=schema.get("experienceevent") or {}
     )

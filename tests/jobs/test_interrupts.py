@@ -22,8 +22,9 @@ import pytest
 
 from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
 from .conftest import CANCEL_WITHIN_S, dagster_daemon

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.cli.demo_data import store_materializations
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.services import Services
 
 from .helpers import ident, write_jsonl
 

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
 VARIANTS = ["VIP", "vip", "Vip", "vIP", "viP", "VIp", "vIp", "ViP"]
