@@ -34,8 +34,10 @@ import dagster as dg
 from segmentation_pipelines.dagster_home import prepare_dagster_home
 from segmentation_pipelines.launcher import (
     ERROR_RUN_FAILED,
+    ERROR_WORKER_LOST,
     TAG_PARTITION,
     TAG_REQUEST_ID,
+    TAG_STEP_WORKER,
     TAG_WORKER,
     RunInfo,
     RunRequest,
@@ -101,6 +103,7 @@ def settings_environment(settings: Settings) -> Iterator[None]:
         "SEGMENTATION_HOME": str(settings.home),
         "SEGMENTATION_CATALOG_URL": settings.catalog_url,
         "SEGMENTATION_ENGINE": settings.engine,
+        "SEGMENTATION_SPARK_MASTER": settings.spark_master,
         "DAGSTER_HOME": str(settings.dagster_home),
     }
     with _run_lock:
@@ -120,6 +123,21 @@ def _set_environment(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
+# How Dagster words a process that died under a run: run monitoring ("Detected run worker status ...") and the
+# multiprocess executor (a step failing with ChildProcessCrashException). Such a failure is a lost worker (200501).
+_LOST_WORKER_WORDS = (
+    "run worker status",
+    "unexpectedly exited",
+    "childprocesscrashexception",
+    "worker process",
+)
+
+
+def _code_of(message: str) -> str:
+    lowered = message.lower()
+    return ERROR_WORKER_LOST if any(w in lowered for w in _LOST_WORKER_WORDS) else ERROR_RUN_FAILED
+
+
 def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
     """The ``errors`` of a failed run: each failed step's error, else the run failure message."""
     errors: list[dict[str, str]] = []
@@ -134,22 +152,21 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
                 cause = cause.cause
             errors.append(
                 {
-                    "code": ERROR_RUN_FAILED,
+                    "code": _code_of(message),
                     "msg": f"step {event.step_key}: {message}",
                     "callStack": "".join(stack),
                 }
             )
     if not errors:
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-            errors.append(
-                {"code": ERROR_RUN_FAILED, "msg": record.dagster_event.message or "The run failed."}
-            )
+            message = record.dagster_event.message or "The run failed."
+            errors.append({"code": _code_of(message), "msg": message})
     return errors
 
 
 def worker_alive(run: dg.DagsterRun) -> bool | None:
     """Whether the process of an in-process run still lives (``None``: not an in-process run, or another host)."""
-    tag = run.tags.get(TAG_WORKER)
+    tag = run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)
     if not tag:
         return None
     host, _, pid = tag.rpartition(":")
@@ -263,7 +280,7 @@ class DagsterLauncher:
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished or worker_alive(run) is not False:
             return self._info(run)
-        message = f"The process running this run ({run.tags.get(TAG_WORKER)}) is gone."
+        message = f"The process running this run ({run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)}) is gone."
         instance.report_engine_event(message, run)
         if run.status == dg.DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, message=message)

@@ -1,16 +1,19 @@
-"""The Dagster entry point (``workspace.yaml`` points here): merges the definitions of every domain in ``defs/``."""
+"""The Dagster entry point (``workspace.yaml`` points here): the definitions of each domain in ``defs/``, merged."""
 
 from __future__ import annotations
 
-import importlib
-
 import dagster as dg
 
-from segmentation_pipelines.defs import DOMAINS
+from segmentation_pipelines.defs import exports, external_audiences, jobs, profiles, schedules, segments
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
-        *(importlib.import_module(f"segmentation_pipelines.defs.{domain}").defs() for domain in DOMAINS)
+        profiles.defs(),
+        segments.defs(),
+        jobs.defs(),
+        schedules.defs(),
+        exports.defs(),
+        external_audiences.defs(),
     )

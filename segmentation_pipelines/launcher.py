@@ -25,6 +25,9 @@ TAG_SANDBOX = "segmentation/sandbox"
 TAG_EVALUATION_TIME = "segmentation/evaluation_time"
 TAG_WORKER = "segmentation/worker"  # host:pid of the process running an in-process run
 TAG_PARTITION = "dagster/partition"  # Dagster's own: the partition a run materializes
+# host:pid of the process evaluating a launched run's segments (set by the op itself): the Dagster default run
+# launcher cannot tell when its run worker died (no health check), so a kill -9 left such runs STARTED for ever.
+TAG_STEP_WORKER = "segmentation/step_worker"
 
 KIND_SEGMENT_JOB = "segment_job"
 KIND_PROFILE_STORE = "profile_store"

@@ -35,9 +35,16 @@ class Settings(BaseSettings):
         default=None,
         description="Dagster webserver URL (http://host:port) for code-location reloads and run submission",
     )
-    engine: Literal["duckdb", "polars"] = Field(default="duckdb", description="Evaluation engine")
+    engine: Literal["duckdb", "polars", "spark"] = Field(default="duckdb", description="Evaluation engine")
+    spark_master: str = Field(
+        default="local[*]",
+        description="Spark master URL of the spark engine (local[*], spark://host:7077, k8s://https://host:443)",
+    )
     default_org: str = Field(default=DEFAULT_ORG, description="IMS org used when a request names none")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="Largest accepted REST request body")
+    max_upload_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, description="Largest file accepted by a Batch Ingestion upload (PUT)"
+    )
     code_location_name: str = Field(
         default="segmentation_pipelines", description="Dagster code location name"
     )

@@ -17,7 +17,8 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from segmentation_pipelines.errors import ApiError, BadRequest
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
 SANDBOX_NAME_RE = re.compile(r"^[a-z0-9-]{1,64}$")

@@ -1,6 +1,8 @@
 """ASGI middleware run before routing: request ids, body size limit, body content type.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) so that the body is read once, bounded, and replayed to the app.
+A Batch Ingestion upload (``PUT /data/foundation/import/batches/.../files/...``) is the one exception: its body is
+a file of any type, so it is not buffered but streamed through to the app, counted against its own limit.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from segmentation_pipelines.errors import error_body
+from segmentation_pipelines.errors import ApiError, error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +27,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # application/json, and JSON flavours such as application/json-patch+json.
 _JSON_TYPE_RE = re.compile(r"^application/([a-z0-9.\-]+\+)?json(-patch\+json)?$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_UPLOAD_RE = re.compile(r"^/data/foundation/import/batches/[^/]+/datasets/[^/]+/files/[^/]+$")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -53,9 +56,10 @@ async def _send_error(send: Send, status: int, message: str, request_id: str) ->
 class RequestGuardMiddleware:
     """Assigns the request id, and rejects bodies that are too large (413) or not JSON (415) before routing."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes or max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,14 +82,20 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send_with_id)
             return
 
+        upload = scope["method"] == "PUT" and bool(_UPLOAD_RE.match(scope.get("path", "")))
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await _send_error(send, 400, f"Invalid Content-Length header '{declared}'.", request_id)
+                await _send_error(send, 400, f"Invalid Content-Length header '{declared[:40]}'.", request_id)
                 return
-            if int(declared) > self.max_body_bytes:
-                await _send_error(send, 413, self._too_large(), request_id)
+            if int(declared) > limit:
+                await _send_error(send, 413, self._too_large(limit), request_id)
                 return
+
+        if upload:
+            await self.app(scope, self._counted(receive, limit), send_with_id)
+            return
 
         # Read the whole body (bounded), whatever Content-Length claimed, then replay it to the app.
         chunks: list[bytes] = []
@@ -98,7 +108,7 @@ class RequestGuardMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _send_error(send, 413, self._too_large(), request_id)
+                await _send_error(send, 413, self._too_large(self.max_body_bytes), request_id)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -127,5 +137,29 @@ class RequestGuardMiddleware:
 
         await self.app(scope, replay, send_with_id)
 
-    def _too_large(self) -> str:
-        return f"Request body larger than the limit of {self.max_body_bytes} bytes."
+    @staticmethod
+    def _counted(receive: Receive, limit: int) -> Receive:
+        """``receive`` that ends the request (as a client disconnect) once more than ``limit`` bytes arrived; the
+        upload's partial file is then discarded by the route (it is written aside)."""
+        size = 0
+
+        async def counted() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise UploadTooLarge(limit)
+            return message
+
+        return counted
+
+    @staticmethod
+    def _too_large(limit: int) -> str:
+        return f"Request body larger than the limit of {limit} bytes."
+
+
+class UploadTooLarge(ApiError):
+    """An upload's body passed ``max_upload_bytes`` while streaming (rendered as 413 by the error handlers)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"Request body larger than the limit of {limit} bytes.")

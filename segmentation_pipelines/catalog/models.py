@@ -11,7 +11,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,7 +57,10 @@ class MergePolicy(Scoped, Base):
 
 class SegmentDefinition(Scoped, Base):
     __tablename__ = "segment_definitions"
-    __table_args__ = (UniqueConstraint("org_id", "sandbox", "name", name="uq_segment_definition_name"),)
+    # Unique regardless of case, as the service compares names (migration 0005).
+    __table_args__ = (
+        Index("uq_segment_definition_name_ci", "org_id", "sandbox", func.lower(text("name")), unique=True),
+    )
     name: Mapped[str] = mapped_column(String(255))
     batch_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 

@@ -1,15 +1,10 @@
-"""The ``segmentation-pipelines`` command line.
-
-Subcommands live in the modules of this package (``serve``, ``dev``, ``demo``, ``pql``, ...); each module registers
-its commands on :data:`main` when imported, and every module here is imported when the CLI starts.
-"""
+"""The ``segmentation-pipelines`` command line: one module per command (group), each added here by name."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import click
+
+from segmentation_pipelines.cli import catalog, demo, demo_data, dev, pql, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,9 +13,5 @@ def main() -> None:
     """Audience segmentation with the Adobe Experience Platform Segmentation API, as a Dagster code location."""
 
 
-def _load_commands() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-_load_commands()
+for command in (demo.demo, demo_data.demo_data, dev.dev, serve.serve, catalog.catalog, pql.pql_group):
+    main.add_command(command)

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from segmentation_pipelines.cli import main
-
 if TYPE_CHECKING:  # the CLI imports SQLAlchemy only when a command runs
     from sqlalchemy.engine import Engine
 
@@ -34,7 +32,7 @@ def _engine(url: str | None) -> Iterator[Engine]:
         engine.dispose()
 
 
-@main.group()
+@click.group()
 def catalog() -> None:
     """The catalog database (Alembic migrations)."""
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from segmentation_pipelines.cli import main
 from segmentation_pipelines.settings import Settings
 
 
@@ -81,8 +80,8 @@ def load_demo_data(run: DemoRun) -> None:
 def create_definitions(run: DemoRun) -> None:
     """The demo segment definitions (``service/demo_definitions.py``): profile-only, windows, counts, sums, a
     chain, an absence, segments of segments."""
-    from segmentation_pipelines.service.context import Services
     from segmentation_pipelines.service.demo_definitions import DEMO_DEFINITIONS, create_demo_definitions
+    from segmentation_pipelines.service.services import Services
 
     created = create_demo_definitions(Services(run.results["context"]).segment_definitions)
     run.results["definitions"] = created
@@ -97,7 +96,7 @@ def run_segment_jobs(run: DemoRun) -> None:
     evaluating every definition at one evaluation time; prints every audience's counts."""
     import datetime as dt
 
-    from segmentation_pipelines.service.context import Services
+    from segmentation_pipelines.service.services import Services
 
     jobs = Services(run.results["context"]).segment_jobs
     definitions = run.results["definitions"]
@@ -144,8 +143,8 @@ def run_segment_jobs(run: DemoRun) -> None:
 def activate_daily_schedule(run: DemoRun) -> None:
     """Switch on the sandbox's default daily batch schedule (every definition), so that the daemon of
     ``segmentation-pipelines dev`` evaluates the audiences every day."""
-    from segmentation_pipelines.service.context import Services
     from segmentation_pipelines.service.schedules import default_schedule_id
+    from segmentation_pipelines.service.services import Services
 
     ctx = run.results["context"]
     schedules = Services(ctx).schedules
@@ -186,7 +185,7 @@ def _hide_password(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--home", type=click.Path(path_type=Path), default=None, help="Home folder (default: SEGMENTATION_HOME)"
 )

@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from segmentation_pipelines.cli import main
 from segmentation_pipelines.settings import Settings
 
 DEMO_DATASETS = {
@@ -52,7 +51,8 @@ def store_materializations(settings: Settings, org_id: str | None, sandbox: str)
 
     from segmentation_pipelines.dagster_launcher import instance_for
     from segmentation_pipelines.launcher import EVENTS_ASSET, IDENTITY_GRAPH_ASSET, merged_profiles_asset_key
-    from segmentation_pipelines.service.context import ServiceContext, Services
+    from segmentation_pipelines.service.context import ServiceContext
+    from segmentation_pipelines.service.services import Services
 
     services = Services(ServiceContext.create(settings, org_id=org_id, sandbox=sandbox))
     policies = services.merge_policies.list(limit="1000")["children"]
@@ -77,7 +77,8 @@ def build_demo(
 ) -> dict[str, Any]:
     """Generate, ingest and build the demo profile store; returns a summary (datasets, batches, assets, timings)."""
     from segmentation_pipelines.profiles.demo import generate_demo
-    from segmentation_pipelines.service.context import ServiceContext, Services
+    from segmentation_pipelines.service.context import ServiceContext
+    from segmentation_pipelines.service.services import Services
 
     started = time.perf_counter()
     ctx = ServiceContext.create(settings, org_id=org_id, sandbox=sandbox)
@@ -163,7 +164,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-@main.command("demo-data")
+@click.command("demo-data")
 @click.option(
     "--home", type=click.Path(path_type=Path), default=None, help="Home folder (default: SEGMENTATION_HOME)"
 )

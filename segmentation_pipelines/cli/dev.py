@@ -16,8 +16,6 @@ from pathlib import Path
 
 import click
 
-from segmentation_pipelines.cli import main
-
 STOP_GRACE_SECONDS = 20
 
 
@@ -43,7 +41,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface for both servers")
 @click.option("--port", default=8080, show_default=True, type=int, help="REST API port")
 @click.option("--dagster-port", default=3000, show_default=True, type=int, help="Dagster UI port")

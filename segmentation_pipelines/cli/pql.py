@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 
 from segmentation_pipelines import pql
-from segmentation_pipelines.cli import main
 
 
 def _load_schema(path: str | None) -> pql.Schema | None:
@@ -42,7 +41,7 @@ def _expression(expr: str) -> str:
     return sys.stdin.read() if expr == "-" else expr
 
 
-@main.group("pql")
+@click.group("pql")
 def pql_group() -> None:
     """Parse, check, explain and convert PQL expressions."""
 
@@ -76,7 +75,14 @@ def check_command(expr: str, schema_path: str | None, values: bool) -> None:
 @click.option(
     "--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), help="union schema JSON"
 )
-def explain_command(expr: str, schema_path: str | None) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="SQL dialect of the plan",
+)
+def explain_command(expr: str, schema_path: str | None, engine: str = "duckdb") -> None:
     """Print the canonical form of EXPR, the fields it reads and the SQL it compiles to."""
     text = _expression(expr)
     schema = _load_schema(schema_path) or pql.Schema()
@@ -98,9 +104,16 @@ def explain_command(expr: str, schema_path: str | None) -> None:
         click.echo("(the SQL compiler is not available)")
         return
     try:
-        compiled = compile_definition(checked or query, schema, datetime.now(UTC))
-        click.echo("SQL (DuckDB):")
-        click.echo(compiled.sql(pretty=True))
+        if engine == "spark":
+            from segmentation_pipelines.pql import compile_spark
+
+            compiled = compile_spark.compile_definition(checked or query, schema, datetime.now(UTC))
+            click.echo("SQL (Spark):")
+            click.echo(compiled.sql(compile_spark.DIALECT, pretty=True))
+        else:
+            compiled = compile_definition(checked or query, schema, datetime.now(UTC))
+            click.echo("SQL (DuckDB):")
+            click.echo(compiled.sql(pretty=True))
     except (ValueError, TypeError, NotImplementedError) as err:
         click.echo(f"cannot compile: {err}", err=True)
         sys.exit(1)

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from segmentation_pipelines.cli import main
 
-
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on")
 @click.option(

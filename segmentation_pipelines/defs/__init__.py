@@ -1,4 +1,3 @@
-"""Dagster objects only, one folder per domain. Each domain module exposes ``defs() -> dagster.Definitions``;
-they stay thin and call the layers below (service, engine, profiles)."""
-
-DOMAINS = ("profiles", "segments", "jobs", "schedules", "exports", "external_audiences")
+"""Dagster objects only, one folder per domain (profiles, segments, jobs, schedules, exports, external_audiences).
+Each domain module exposes ``defs() -> dagster.Definitions``, merged by name in ``definitions.py``; they stay thin
+and call the layers below (service, engine, profiles)."""

@@ -1,5 +1,5 @@
 """Evaluation of segment definitions: every definition of a run in one pass over the profiles and their events,
-on DuckDB (default) or Polars. Takes data paths, returns a Parquet file of (audience_id, profile_id) pairs; no
+on DuckDB (default), Polars or Spark. Takes data paths, returns a Parquet file of (audience_id, profile_id) pairs; no
 catalog, no Dagster.
 
     from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, EvaluationResult, evaluate
@@ -25,7 +25,11 @@ def evaluate(request: EvaluationRequest) -> EvaluationResult:
         from segmentation_pipelines.engine.polars_engine import evaluate_polars
 
         return evaluate_polars(request)
-    raise ValueError(f"unknown engine {request.engine!r} (expected 'duckdb' or 'polars')")
+    if request.engine == "spark":
+        from segmentation_pipelines.engine.spark_engine import evaluate_spark
+
+        return evaluate_spark(request)
+    raise ValueError(f"unknown engine {request.engine!r} (expected 'duckdb', 'polars' or 'spark')")
 
 
 __all__ = ["EngineDefinition", "EvaluationCancelled", "EvaluationRequest", "EvaluationResult", "evaluate"]

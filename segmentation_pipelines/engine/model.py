@@ -35,7 +35,7 @@ class EvaluationRequest:
     evaluation_time: datetime  # UTC; every relative time derives from it
     output_path: Path
     schema: Schema
-    engine: Literal["duckdb", "polars"] = "duckdb"
+    engine: Literal["duckdb", "polars", "spark"] = "duckdb"
     external_members: dict[str, Path] = field(default_factory=dict)  # audience id -> Parquet with profile_id
     memory_limit: str = "4GB"
     temp_dir: Path | None = None

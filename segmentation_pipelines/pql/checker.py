@@ -33,6 +33,7 @@ What a :class:`CheckedQuery` gives the compilers (stable API):
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -41,12 +42,12 @@ from typing import Literal as L
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import types as T
 from segmentation_pipelines.pql.errors import PQLValidationError
+from segmentation_pipelines.pql.limits import DEPTH_MESSAGE, MAX_CHAIN_STEPS, too_deep  # noqa: E402
 from segmentation_pipelines.pql.parser import parse
 from segmentation_pipelines.pql.references import find_cycle
+from segmentation_pipelines.pql.regex import regex_problem  # noqa: E402
 from segmentation_pipelines.pql.schema import ClassSchema, Schema
 from segmentation_pipelines.pql.types import PQLType
-
-MAX_CHAIN_STEPS = 6
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,17 @@ class _Checker:
 
     # --- literals ----------------------------------------------------------------------------------------------
     def v_Literal(self, node, scopes):
+        if node.kind in ("number", "integer") and not math.isfinite(float(node.value)):
+            raise self.fail(node, f"the number {node.value} is out of range (numbers must be finite)")
+        if node.kind == "integer" and not -(2**63) <= int(node.value) < 2**63:
+            raise self.fail(node, f"the integer {node.value} is out of range (64-bit integers)")
+        if node.kind == "string":
+            try:
+                str(node.value).encode("utf-8")
+            except UnicodeEncodeError:
+                raise self.fail(
+                    node, "the string contains an unpaired surrogate (e.g. \\ud800): not valid Unicode text"
+                ) from None
         return {"string": T.STRING, "integer": T.INTEGER, "number": T.NUMBER, "boolean": T.BOOLEAN}[node.kind]
 
     def v_ListLiteral(self, node, scopes):
@@ -536,6 +548,13 @@ class _Checker:
         name, args = node.name, node.args
         self._expect(node.obj, receiver, {"string"}, "a string")
         types = [self.visit(a, scopes) for a in args]
+        if name in ("matches", "regexGroup", "like") and args:
+            # The engines compile patterns once per query: a pattern is a string literal, valid on both engines.
+            if not (isinstance(args[0], ast.Literal) and args[0].kind == "string"):
+                raise self.fail(args[0], f"the pattern of '.{name}()' must be a string in quotes")
+            problem = regex_problem(str(args[0].value)) if name != "like" else None
+            if problem:
+                raise self.fail(args[0], problem)
         if name == "regexGroup":
             self._arity(node, 1, 2)
             self._expect(args[0], types[0], {"string"}, "a regular expression in quotes")
@@ -925,6 +944,9 @@ def check(
     """
     if isinstance(query, str):
         query = parse(query)
+    deep = too_deep(query)  # a tree built other than by the parser is held to the same limit
+    if deep is not None:
+        raise PQLValidationError(DEPTH_MESSAGE, *deep.pos)
     checker = _Checker(schema, resolve_audience, dependencies, self_id)
     result = checker.run(query)
     if not allow_non_boolean and result.kind not in _SEGMENT_RESULTS and not _is_path(query.body):

@@ -26,6 +26,8 @@ from typing import Any
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import timewindows as tw
 from segmentation_pipelines.pql.errors import PQLError
+from segmentation_pipelines.pql.limits import DEPTH_MESSAGE, too_deep
+from segmentation_pipelines.pql.regex import regex_problem
 from segmentation_pipelines.pql.schema import ClassSchema, Schema
 from segmentation_pipelines.timeutil import naive_utc
 
@@ -144,6 +146,9 @@ class Lowering:
 
     # --- entry ---------------------------------------------------------------------------------------------------
     def predicate(self, query: ast.Query) -> Any:
+        deep = too_deep(query)  # the compilers never recurse past the shared limit
+        if deep is not None:
+            raise CompileError(DEPTH_MESSAGE, deep)
         profile = Frame("profile", self.schema.profile)
         ctx = Ctx((profile,), profile_names=frozenset(query.params[:1]))
         return self.truthy(self.value(query.body, ctx))
@@ -1103,36 +1108,8 @@ def _common_type(types: list[str]) -> str:
     return ts.pop() if len(ts) == 1 else "any"
 
 
-_JAVA_ONLY = [
-    ("(?=", "lookahead"),
-    ("(?!", "negative lookahead"),
-    ("(?<=", "lookbehind"),
-    ("(?<!", "negative lookbehind"),
-    ("(?>", "atomic groups"),
-    ("*+", "possessive quantifiers"),
-    ("++", "possessive quantifiers"),
-    ("?+", "possessive quantifiers"),
-    ("\\p{java", "Java character classes"),
-]
-
-
 def check_regex(pattern: str, node: ast.Node) -> None:
-    """Reject the Java regex constructs neither RE2 (DuckDB) nor Rust regex (Polars) implements."""
-    for token, what in _JAVA_ONLY:
-        if token in pattern:
-            raise CompileError(f"regular expression {pattern!r} uses {what}, which is not supported", node)
-    i = 0
-    while i < len(pattern) - 1:
-        if pattern[i] == "\\":
-            nxt = pattern[i + 1]
-            if nxt.isdigit() and nxt != "0":
-                raise CompileError(
-                    f"regular expression {pattern!r} uses a backreference, which is not supported", node
-                )
-            if nxt in "kZGQE":
-                raise CompileError(
-                    f"regular expression {pattern!r} uses \\{nxt}, which is not supported", node
-                )
-            i += 2
-            continue
-        i += 1
+    """Refuse a pattern either engine cannot run as PQL means it (the checker's validator, pql/regex.py)."""
+    problem = regex_problem(pattern)
+    if problem:
+        raise CompileError(problem, node)

@@ -25,11 +25,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql.errors import PQLError, PQLSyntaxError
 
-MAX_DEPTH = 200
-"""Deepest syntax tree accepted (brackets, unary operators, method chains, non-associative operators)."""
-
-MAX_LENGTH = 1_000_000
-"""Longest expression accepted, in characters."""
+# Deepest syntax tree and longest text accepted: the limits every PQL stage shares (pql/limits.py).
+from segmentation_pipelines.pql.limits import DEPTH_MESSAGE, MAX_DEPTH, MAX_LENGTH, too_deep  # noqa: E402
 
 _UNITS = {
     "centuries": "century",
@@ -419,31 +416,10 @@ def parse(text: str) -> ast.Query:
 
 
 # --- depth guard ----------------------------------------------------------------------------------------------------
-def _children(node) -> list:
-    out = []
-    for value in node.__dict__.values():
-        if isinstance(value, ast.Node):
-            out.append(value)
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, ast.Node):
-                    out.append(item)
-                elif isinstance(item, tuple):  # object entries
-                    out.extend(x for x in item if isinstance(x, ast.Node))
-    return out
-
-
 def _check_depth(query: ast.Query) -> None:
-    stack = [(query, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise PQLSyntaxError(
-                f"the expression is nested too deeply (more than {MAX_DEPTH} levels); simplify it",
-                node.pos[0],
-                node.pos[1],
-            )
-        stack.extend((child, depth + 1) for child in _children(node))
+    node = too_deep(query)
+    if node is not None:
+        raise PQLSyntaxError(DEPTH_MESSAGE, node.pos[0], node.pos[1])
 
 
 # --- error wording ----------------------------------------------------------------------------------------------------

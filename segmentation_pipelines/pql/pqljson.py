@@ -27,6 +27,7 @@ from typing import Any
 
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql.errors import PQLError, PQLSyntaxError
+from segmentation_pipelines.pql.limits import DEPTH_MESSAGE, json_too_deep
 from segmentation_pipelines.pql.parser import parse
 from segmentation_pipelines.pql.printer import to_text
 
@@ -194,6 +195,8 @@ def from_json(tree: dict | str) -> ast.Query:
             tree = json.loads(tree)
         if not isinstance(tree, dict):
             raise _Bad("the pql/json value must be a JSON object")
+        if json_too_deep(tree):
+            raise PQLSyntaxError(f"invalid pql/json: {DEPTH_MESSAGE}")
         if tree.get("nodeType") == "fnCreate" and "body" in tree:
             query = ast.Query(_node(tree["body"]), tuple(_var(p) for p in tree.get("params", [])))
         else:

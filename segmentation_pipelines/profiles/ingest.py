@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,30 +49,85 @@ class IngestResult:
     files: list[dict] = field(default_factory=list)
 
 
-def file_format(path: Path) -> str:
+def file_format(path: Path, shown: str | None = None) -> str:
     name = path.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if name.endswith(JSON_SUFFIXES):
         return "jsonl"
     raise BadRequest(
-        f"File '{path}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl)."
+        f"File '{shown or path.name}': unsupported format; expected Parquet (.parquet) or JSON Lines (.json, .jsonl)."
     )
 
 
-def check_paths(paths: list[str]) -> list[Path]:
-    if not paths:
-        raise BadRequest("'paths' must list at least one file to ingest.")
-    out = []
-    for raw in paths:
-        path = Path(str(raw)).expanduser()
-        if not path.is_file():
-            raise BadRequest(
-                f"File '{raw}' does not exist on the server (paths are read on the server's machine)."
-            )
-        file_format(path)
-        out.append(path.resolve())
-    return out
+# ---------------------------------------------------------------- lines DuckDB cannot read
+
+
+def _bad_key(value) -> bool:
+    """A field name a JSON path cannot name (a quote, a backslash or a control character in it)."""
+    if isinstance(value, dict):
+        return any(
+            any(c in k for c in '"\\') or any(ord(c) < 32 for c in k) or _bad_key(v) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_bad_key(v) for v in value)
+    return False
+
+
+def _line_problem(line: bytes) -> tuple[str | None, str]:
+    """Why DuckDB could not take this JSON line (None when it can), and the line as text for the rejects file."""
+    if b"\x00" in line:
+        return "line contains a NUL byte", line.replace(b"\x00", b"").decode("utf-8", "replace")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"line is not valid UTF-8 (byte {err.start + 1})", line.decode("utf-8", "replace")
+    if "\\" in text:  # only such lines can hold a key with a quote or a control character: parse just these
+        try:
+            if _bad_key(json.loads(text)):
+                return "a field name contains a quote, a backslash or a control character", text
+        except ValueError:
+            pass  # not JSON: DuckDB rejects it as 'not a JSON object'
+    return None, text
+
+
+def screen_jsonl(path: Path, work_dir: Path) -> tuple[Path, list[dict]]:
+    """The JSON Lines file DuckDB should read, and the rejects of the lines it could not (with their line
+    numbers). A file without such lines is read as it is; otherwise a copy is, with each bad line blanked so that
+    the line numbers stay the same (blank lines are skipped)."""
+    rejects: list[dict] = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            problem, text = _line_problem(line.rstrip(b"\r\n"))
+            if problem:
+                rejects.append(
+                    {"file": path.name, "line": number, "reasons": [problem], "record": text[:10000]}
+                )
+    if not rejects:
+        return path, []
+    copy_dir = work_dir / f"screened-{uuid.uuid4().hex}"
+    copy_dir.mkdir(parents=True)
+    clean = copy_dir / path.name
+    bad = {r["line"] for r in rejects}
+    with open(path, "rb") as src, open(clean, "wb") as out:
+        for number, line in enumerate(src, start=1):
+            out.write(b"\n" if number in bad else line)
+    return clean, rejects
+
+
+def _merge_rejects(engine_rejects: Path, screened: list[dict]) -> int:
+    """Merge the screened lines' rejects into the engine's rejects file of the same input, in line order."""
+    if not screened:
+        return 0
+    rows = []
+    if engine_rejects.exists():
+        with open(engine_rejects) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    rows = sorted(rows + screened, key=lambda r: r["line"])
+    with open(engine_rejects, "w") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(screened)
 
 
 # ---------------------------------------------------------------- inferring column types
@@ -386,7 +442,10 @@ def ingest_files(
     """Ingest ``paths`` into the (not yet published) folder ``batch_dir``."""
     batch_dir.mkdir(parents=True, exist_ok=True)
     con = duck.connect(temp_dir)
+    work = Path(temp_dir or batch_dir.parent) / f"ingest-{uuid.uuid4().hex}"
     try:
+        screened = [screen_jsonl(p, work) if file_format(p) == "jsonl" else (p, []) for p in paths]
+        originals, paths = paths, [read for read, _ in screened]
         inferred = [infer_columns(con, p) for p in paths]
         columns = target_columns(existing, inferred, xdm_class)
         result = IngestResult()
@@ -402,11 +461,12 @@ def ingest_files(
             part = batch_dir / f"part-{i:05d}.parquet"
             rejects = batch_dir / f".rejects-{i:05d}.jsonl"
             accepted, rejected = _convert_file(con, path, file_columns, xdm_class, part, rejects)
+            rejected += _merge_rejects(rejects, screened[i][1])
             if accepted == 0:
                 part.unlink(missing_ok=True)
             result.rows += accepted
             result.rejected += rejected
-            result.files.append({"path": str(path), "rows": accepted, "rejected": rejected})
+            result.files.append({"path": str(originals[i]), "rows": accepted, "rejected": rejected})
         with open(batch_dir / "rejects.jsonl", "wb") as out:
             for i in range(len(paths)):
                 part = batch_dir / f".rejects-{i:05d}.jsonl"
@@ -422,3 +482,4 @@ def ingest_files(
         return result
     finally:
         con.close()
+        shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,9 @@ from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFound
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.datasets import DatasetsService
+from segmentation_pipelines.service.external_audiences import ExternalAudiencesService
 from segmentation_pipelines.service.folders import check_folder_id
 from segmentation_pipelines.service.query import parse_int
 from segmentation_pipelines.service.segment_definitions import (
@@ -300,7 +302,7 @@ class AudiencesService:
             return None
         if external:
             # An /data/core/ais external audience: deleted with its runs and data, by its own rules.
-            Services(self.ctx).external_audiences.delete(id)
+            ExternalAudiencesService(self.ctx).delete(id)
             return None
         with self.ctx.catalog.session() as session:
             row = self._row(session, id)
@@ -404,7 +406,7 @@ class AudiencesService:
         dataset_id = body.get("datasetId")
         if dataset_id is not None:
             try:
-                Services(self.ctx).datasets.get(dataset_id)
+                DatasetsService(self.ctx).get(dataset_id)
             except ApiError as exc:
                 if exc.status != 404:
                     raise

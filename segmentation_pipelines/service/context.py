@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,6 @@ from segmentation_pipelines.dagster_launcher import DagsterLauncher
 from segmentation_pipelines.landing import landing_dir, safe_org
 from segmentation_pipelines.launcher import Launcher
 from segmentation_pipelines.settings import Settings
-
-# Attribute name on Services / SegmentationClient -> (module under service/, class name).
-SERVICE_CLASSES: dict[str, tuple[str, str]] = {
-    "datasets": ("datasets", "DatasetsService"),
-    "profiles": ("profiles", "ProfilesService"),
-    "merge_policies": ("merge_policies", "MergePoliciesService"),
-    "profile_store": ("profile_store", "ProfileStoreService"),
-    "segment_definitions": ("segment_definitions", "SegmentDefinitionsService"),
-    "segment_jobs": ("segment_jobs", "SegmentJobsService"),
-    "audiences": ("audiences", "AudiencesService"),
-    "schedules": ("schedules", "SchedulesService"),
-    "export_jobs": ("export_jobs", "ExportJobsService"),
-    "previews": ("previews", "PreviewsService"),
-    "estimates": ("previews", "EstimatesService"),
-    "external_audiences": ("external_audiences", "ExternalAudiencesService"),
-    "search": ("search", "SearchService"),
-    "folders": ("folders", "FoldersService"),
-}
 
 
 @dataclass
@@ -80,20 +61,3 @@ class ServiceContext:
     def landing_dir(self) -> Path:
         """Landing folder of this (org, sandbox): where uploads and operators put files to ingest."""
         return landing_dir(self.settings.landing, self.org_id, self.sandbox)
-
-
-class Services:
-    """All services for one context, built on first use: ``Services(ctx).segment_jobs.get(id)``."""
-
-    def __init__(self, ctx: ServiceContext):
-        self.ctx = ctx
-        self._built: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in SERVICE_CLASSES:
-            raise AttributeError(name)
-        if name not in self._built:
-            module_name, class_name = SERVICE_CLASSES[name]
-            module = importlib.import_module(f"segmentation_pipelines.service.{module_name}")
-            self._built[name] = getattr(module, class_name)(self.ctx)
-        return self._built[name]

@@ -55,7 +55,8 @@ from segmentation_pipelines.launcher import (
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.xdm import STANDARD_NAMESPACES
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -793,7 +794,7 @@ class ExternalAudiencesService:
 
         evaluations = AudienceEvaluations(self.ctx)
         previous = evaluations.latest(audience_id, before_ms=now + 1)
-        policy = Services(self.ctx).merge_policies.ensure_default()["id"]
+        policy = MergePoliciesService(self.ctx).ensure_default()["id"]
         version = _version_key(ProfileStoreService(self.ctx).version())
         staging_root = self.layout.memberships_dir()
         staging = staging_root / f".staging-{uuid.uuid4().hex}"

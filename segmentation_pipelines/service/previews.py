@@ -41,7 +41,9 @@ from segmentation_pipelines.profiles import store
 from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir, publish_version
 from segmentation_pipelines.profiles.manifest import part_lock
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
+from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_evaluation import external_members
 from segmentation_pipelines.service.segment_pql import (
     CheckedExpression,
@@ -469,7 +471,6 @@ class PreviewsService:
             or not 0 < limit_s <= MAX_TIME_LIMIT_S
         ):
             raise BadRequest(f"field 'timeLimitSeconds': a number of seconds in (0, {MAX_TIME_LIMIT_S:g}].")
-        services = Services(self.ctx)
         schema = profile_schema(self.ctx)
         checked = self._check(text, "predicateExpression", schema)
         base = None
@@ -477,7 +478,7 @@ class PreviewsService:
         if base_id is not None:
             if not isinstance(base_id, str):
                 raise BadRequest("field 'baseSegmentId': the id of an existing segment definition.")
-            definition = services.segment_definitions.get(base_id)
+            definition = SegmentDefinitionsService(self.ctx).get(base_id)
             base_text = expression_text(definition["expression"])
             base = {
                 "id": base_id,
@@ -485,11 +486,11 @@ class PreviewsService:
                 "expression": base_text,
                 "checked": self._check(base_text, f"baseSegmentId '{base_id}'", schema),
             }
-            policy = services.merge_policies.resolve(
+            policy = MergePoliciesService(self.ctx).resolve(
                 body.get("mergePolicyId") or definition.get("mergePolicyId")
             )
         else:
-            policy = services.merge_policies.resolve(body.get("mergePolicyId"))
+            policy = MergePoliciesService(self.ctx).resolve(body.get("mergePolicyId"))
         if not StoreLayout(self.ctx.sandbox_root).profiles_path(policy["id"]).exists():
             raise ApiError(
                 409,
@@ -597,7 +598,7 @@ class PreviewsService:
 
     def prepare_sample(self, merge_policy_id: str | None = None) -> dict[str, Any]:
         """Draw the sample now (previews otherwise draw it on first use after the store changed)."""
-        policy = Services(self.ctx).merge_policies.resolve(merge_policy_id)
+        policy = MergePoliciesService(self.ctx).resolve(merge_policy_id)
         s = ensure_sample(self.ctx, policy["id"])
         return {
             "mergePolicyId": policy["id"],

@@ -27,6 +27,7 @@ from segmentation_pipelines.launcher import (
     RUN_CANCELED,
     RUN_CANCELING,
     RUN_FAILURE,
+    TAG_WORKER,
 )
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_jobs import (
@@ -68,7 +69,8 @@ def reconcile_job(ctx: ServiceContext, job_id: str, grace_s: float = DEFAULT_GRA
         return (
             "requeued" if service.requeue(job_id, "its run request never became a Dagster run") else "skipped"
         )
-    lost = run.worker_lost
+    # A launched run's evaluating process may end normally a moment before its run does: wait out the grace.
+    lost = run.worker_lost and (stale or TAG_WORKER in run.tags)
     if lost:
         run = launcher.end_lost_run(run.run_id) or run
     if status == CANCELLING and not run.finished and run.status != RUN_CANCELING:

@@ -27,9 +27,11 @@ from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
+from segmentation_pipelines.pql.limits import MAX_JSON_DEPTH, json_too_deep
 from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.service.query import MAX_INT, parse_int
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql
 
@@ -62,6 +64,20 @@ _DEFINED_ON = [
 
 def _epoch_s(ms: int) -> int:
     return int(ms // 1000)
+
+
+def storable(doc: Mapping[str, Any]) -> None:
+    """Refuse (400, naming the field) a document that a later read could not answer: nested deeper than the
+    shared limit, or not encodable as UTF-8 JSON (a lone surrogate such as "\\ud800")."""
+    for key, value in doc.items():
+        if json_too_deep(value):
+            raise _field_error(key, f"is nested more than {MAX_JSON_DEPTH} levels deep.")
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+            raise _field_error(
+                key, "is not valid Unicode JSON text (an unpaired surrogate such as \\ud800?)."
+            ) from None
 
 
 def _field_error(field: str, reason: str) -> BadRequest:
@@ -299,6 +315,7 @@ class SegmentDefinitionsService:
         ident = id or new_id()
         checked = self.pql.check(fields["expression"], self_id=ident)
         doc = self._document(ident, fields, checked, created_ms=None)
+        storable(doc)
         try:
             with self.ctx.catalog.session() as session:
                 self._ensure_name_free(session, doc["name"], ident)
@@ -333,6 +350,7 @@ class SegmentDefinitionsService:
                 doc = self._document(
                     id, fields, checked, created_ms=row.body.get("creationTime", row.created_ms)
                 )
+                storable(doc)
                 self._ensure_name_free(session, doc["name"], id)
                 self._ensure_no_cycle(session, id, checked.references)
                 repo.update(
@@ -497,9 +515,7 @@ class SegmentDefinitionsService:
             return check_folder_id(self.ctx, session, folder_id, "AEPSegments")
 
     def _merge_policy(self, merge_policy_id: str | None) -> str:
-        from segmentation_pipelines.service.context import Services
-
-        policies = Services(self.ctx).merge_policies
+        policies = MergePoliciesService(self.ctx)
         if merge_policy_id is None:
             return policies.ensure_default()["id"]
         try:
@@ -600,6 +616,7 @@ class SegmentDefinitionsService:
             "dependencies": builtins.list(references),
             "_etag": f'"{new_id()}"',
         }
+        storable(audience)  # the audience view is listed too (labels and other audience fields are free-form)
         repo = self.ctx.repo(session, models.Audience)
         if existing is None:
             repo.add(

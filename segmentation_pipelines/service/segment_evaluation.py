@@ -10,18 +10,26 @@
 3. diffs the qualified profiles against each audience's previous evaluation (``engine/memberships.py``) and
    publishes every membership file in one catalog transaction.
 
+One bad definition does not sink the others: a definition that no longer checks or compiles (e.g. the schema
+changed under it), or whose evaluation fails, is left out and reported in ``EvaluationSummary.failed`` with its
+error, as is every definition that reads it through ``inSegment``; the rest are evaluated and published (an
+engine pass that fails is re-run one definition at a time to find the culprit). Only when every definition fails
+does the evaluation fail (``docs/decisions/security.md``).
+
 A cancelled or failed evaluation publishes nothing: files are staged under a temporary folder and the catalog rows,
 which are what makes them visible, are written last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,7 @@ from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_ord
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.service.profile_store import ProfileStoreService
 from segmentation_pipelines.service.segment_definitions import SegmentDefinitionsService
 from segmentation_pipelines.service.segment_pql import SegmentPql, profile_schema
@@ -67,6 +76,10 @@ class EvaluationSummary:
     store_version: dict[str, Any] = field(
         default_factory=dict
     )  # the profile store it read (profile_store.py)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {"name", "code", "message"}
+
+
+DEFINITION_FAILED = "SEGP-200422"  # a definition of the job could not be evaluated (the others were)
 
 
 def topological_order(ids: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> list[str]:
@@ -150,15 +163,31 @@ def run_evaluation(
     schema = profile_schema(ctx)
     checker = SegmentPql(ctx)
     checked = {}
+
+    def fail(ident: str, message: str) -> None:
+        summary.failed[ident] = {
+            "name": definitions[ident].get("name"),
+            "code": DEFINITION_FAILED,
+            "message": f"segment definition '{definitions[ident].get('name')}' ({ident}): {message}",
+        }
+        log.warning("%s", summary.failed[ident]["message"])
+
     for ident, d in definitions.items():
         try:
-            checked[ident] = checker.check(d["expression"], self_id=ident, schema=schema)
+            checked[ident] = checker.check(
+                d["expression"], self_id=ident, schema=schema, compile_engines=False
+            )
         except ApiError as exc:
-            raise ApiError(
-                exc.status, f"segment definition '{d.get('name')}' ({ident}): {exc.message}"
-            ) from None
+            fail(ident, exc.message)
     deps = {i: c.references for i, c in checked.items()}
-    order = topological_order(ids, deps)
+    order = [i for i in topological_order(list(checked), deps)]
+    for ident in order:  # a definition reading a failed one cannot be evaluated either
+        bad = sorted(set(deps.get(ident, ())) & set(summary.failed))
+        if bad:
+            fail(ident, f"it reads audience(s) {', '.join(bad)}, which could not be evaluated")
+    order = [i for i in order if i not in summary.failed]
+    if not order:
+        raise ApiError(400, "; ".join(f["message"] for f in summary.failed.values()))
     summary.order = order
     policy = {i: definitions[i].get("mergePolicyId") or "" for i in ids}
     layout = StoreLayout(ctx.sandbox_root)
@@ -167,7 +196,9 @@ def run_evaluation(
     summary.store_version = ProfileStoreService(ctx).version()
     events_path = str(Path(layout.events_path()).parent.resolve() / "*.parquet")
     evaluations = AudienceEvaluations(ctx)
-    _remove_stale_work(layout)
+    remove_stale_work(layout)
+    held = contextlib.ExitStack()
+    held.enter_context(work_lock(layout))  # released in the finally below (and by the OS if the process dies)
     work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     report("start", {"definitions": len(ids), "evaluation_time": t.isoformat()})
@@ -185,40 +216,80 @@ def run_evaluation(
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
                     f"({profiles_path}): ingest profile data first (ingestion builds the store).",
                 )
-            external = external_members(
-                batch, deps, produced, evaluations, evaluation_ms, work / f"pass-{n}" / "external"
-            )
-            output = work / f"pass-{n}" / "qualified.parquet"
-            started = time.monotonic()
-            result = engine.evaluate(
-                engine.EvaluationRequest(
-                    definitions=[engine.EngineDefinition(i, checked[i].checked) for i in batch],
-                    profiles_path=profiles_path,
-                    events_path=events_path,
-                    evaluation_time=t,
-                    output_path=output,
-                    schema=schema,
-                    engine=ctx.settings.engine,
-                    external_members=external,
-                    temp_dir=work / f"pass-{n}" / "spill",
-                    should_cancel=cancelled,
-                    progress=(lambda info, _n=n: report("engine", {"pass": _n, "info": info})),
+
+            def evaluate(part: list[str], folder: Path, _profiles=profiles_path, _n=n) -> tuple[Path, int]:
+                external = external_members(
+                    part, deps, produced, evaluations, evaluation_ms, folder / "external"
                 )
-            )
-            check_cancel()
+                output = folder / "qualified.parquet"
+                result = engine.evaluate(
+                    engine.EvaluationRequest(
+                        definitions=[engine.EngineDefinition(i, checked[i].checked) for i in part],
+                        profiles_path=_profiles,
+                        events_path=events_path,
+                        evaluation_time=t,
+                        output_path=output,
+                        schema=schema,
+                        engine=ctx.settings.engine,
+                        external_members=external,
+                        temp_dir=folder / "spill",
+                        should_cancel=cancelled,
+                        progress=(lambda info: report("engine", {"pass": _n, "info": info})),
+                    )
+                )
+                check_cancel()
+                out = Path(getattr(result, "output_path", output))
+                # Never read a missing output as "nobody qualifies": that would exit everyone.
+                if not out.exists():
+                    raise RuntimeError(f"the engine wrote no output at {out}")
+                return out, int(getattr(result, "total_profiles", 0) or 0)
+
+            started = time.monotonic()
+            try:
+                parts = [(batch, *evaluate(batch, work / f"pass-{n}"))]
+            except (engine.EvaluationCancelled, EvaluationCancelled, memberships.MembershipCancelled):
+                raise
+            except Exception:
+                if len(batch) == 1:
+                    parts = []
+                    fail(batch[0], "its evaluation failed (see the run's log)")
+                    log.exception("Evaluating %s failed", batch[0])
+                else:  # find the culprit(s): each definition alone, in order (a reader after what it reads)
+                    log.exception(
+                        "Pass %d failed; evaluating its %d definitions one at a time", n, len(batch)
+                    )
+                    parts = []
+                    for k, ident in enumerate(batch):
+                        if set(deps.get(ident, ())) & set(summary.failed):
+                            fail(ident, "it reads an audience that could not be evaluated")
+                            continue
+                        try:
+                            out, total = evaluate([ident], work / f"pass-{n}" / f"alone-{k}")
+                        except (
+                            engine.EvaluationCancelled,
+                            EvaluationCancelled,
+                            memberships.MembershipCancelled,
+                        ):
+                            raise
+                        except Exception as exc:
+                            fail(ident, f"its evaluation failed ({type(exc).__name__})")
+                            log.exception("Evaluating %s alone failed", ident)
+                            continue
+                        parts.append(([ident], out, total))
+                        produced[ident] = out
             took = int((time.monotonic() - started) * 1000)
-            out = Path(getattr(result, "output_path", output))
-            # Never read a missing output as "nobody qualifies": that would exit everyone.
-            if not out.exists():
-                raise RuntimeError(f"the engine wrote no output at {out}")
-            qualified.append(out)
-            for i in batch:
-                produced[i] = out
-                profiles_of[i] = profiles_path
-                summary.durations_ms[i] = took
-            total = int(getattr(result, "total_profiles", 0) or 0)
-            summary.total_profiles_by_merge_policy[merge_policy_id] = total
+            for part, out, total in parts:
+                qualified.append(out)
+                for i in part:
+                    produced[i] = out
+                    profiles_of[i] = profiles_path
+                    summary.durations_ms[i] = took
+                summary.total_profiles_by_merge_policy[merge_policy_id] = total
         summary.total_profiles = max(summary.total_profiles_by_merge_policy.values(), default=0)
+        order = [i for i in order if i not in summary.failed]
+        summary.order = order
+        if not order:
+            raise ApiError(500, "; ".join(f["message"] for f in summary.failed.values()))
 
         report("diff", {"audiences": len(order)})
         files, counts = publish_memberships(
@@ -230,12 +301,20 @@ def run_evaluation(
         raise EvaluationCancelled(f"evaluation at {t.isoformat()} was cancelled") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        held.close()
     summary.segmentation_end_ms = int(time.time() * 1000)
     report("done", {"audiences": len(summary.audiences)})
     return summary
 
 
-def publish_memberships(
+def publish_memberships(ctx: ServiceContext, *args: Any, **kwargs: Any) -> Any:
+    """:func:`_publish_memberships` while holding the sandbox's work lock (its staging folder is then never taken
+    for litter by :func:`remove_stale_work`)."""
+    with work_lock(StoreLayout(ctx.sandbox_root)):
+        return _publish_memberships(ctx, *args, **kwargs)
+
+
+def _publish_memberships(
     ctx: ServiceContext,
     qualified: Path | list[Path] | None,
     audience_ids: list[str],
@@ -255,9 +334,7 @@ def publish_memberships(
     evaluations = AudienceEvaluations(ctx)
     evaluation_ms = to_ms(evaluation_time)
     if profiles_paths is None:
-        from segmentation_pipelines.service.context import Services
-
-        default = layout.profiles_path(Services(ctx).merge_policies.ensure_default()["id"])
+        default = layout.profiles_path(MergePoliciesService(ctx).ensure_default()["id"])
         profiles_paths = {a: default for a in audience_ids}
     previous = {a: e.path for a, e in evaluations.latest_for(audience_ids, before_ms=evaluation_ms).items()}
     try:
@@ -286,18 +363,62 @@ def publish_memberships(
     return files, counts
 
 
-def _remove_stale_work(layout: StoreLayout) -> None:
-    """Folders a killed run left behind (never visible: no catalog row points into them)."""
-    now = time.time()
+def _work_lock_path(layout: StoreLayout) -> Path:
+    layout.sandbox_root.mkdir(parents=True, exist_ok=True)
+    return layout.sandbox_root / ".work.lock"
+
+
+@contextlib.contextmanager
+def work_lock(layout: StoreLayout) -> Iterator[None]:
+    """Held (shared) while this process has evaluation or staging folders in the sandbox. The OS drops it when
+    the process dies, however it dies (kill -9 included): that is how a later run knows the folders are litter."""
+    with open(_work_lock_path(layout), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_stale_work(layout: StoreLayout) -> int:
+    """Remove the ``tmp/evaluation-*`` and ``memberships/.staging-*`` folders a killed run left (never visible:
+    no catalog row points into them). When no live process holds the work lock, every such folder is litter;
+    otherwise only those older than a day are removed. Called at the start of every evaluation and at startup."""
     candidates = list(layout.tmp_dir().glob("evaluation-*"))
     if layout.memberships_dir().exists():
         candidates += list(layout.memberships_dir().glob(".staging-*"))
-    for folder in candidates:
+    if not candidates:
+        return 0
+    with open(_work_lock_path(layout), "a+") as f:
         try:
-            if now - folder.stat().st_mtime > STALE_WORK_S:
-                shutil.rmtree(folder, ignore_errors=True)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
         except OSError:
-            pass
+            alone = False
+        try:
+            removed = 0
+            now = time.time()
+            for folder in candidates:
+                try:
+                    if alone or now - folder.stat().st_mtime > STALE_WORK_S:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        removed += 1
+                except OSError:
+                    pass
+            return removed
+        finally:
+            if alone:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_stale_work_everywhere(data_root: Path) -> int:
+    """:func:`remove_stale_work` for every sandbox under ``data_root`` (``<org>/<sandbox>``): at startup."""
+    removed = 0
+    if Path(data_root).is_dir():
+        for sandbox_root in Path(data_root).glob("*/*"):
+            if sandbox_root.is_dir():
+                removed += remove_stale_work(StoreLayout(sandbox_root))
+    return removed
 
 
 def external_members(

@@ -360,6 +360,14 @@ class SegmentJobsService:
                 segmentedProfileByStatusCounter=by_status,
             )
             body = {**row.body, "metrics": metrics}
+            failed = dict(_field(summary, "failed") or {})
+            # The job still succeeds for the others; each definition left out is an error of the job.
+            if failed:
+                metrics["failedSegmentCounter"] = len(failed)
+                body["errors"] = [
+                    {"code": str(f.get("code")), "msg": str(f.get("message")), "segmentId": ident}
+                    for ident, f in sorted(failed.items())
+                ]
             store = _field(summary, "store_version")
             if store:
                 body["profileStore"] = {"version": store}  # extension: the store version it evaluated

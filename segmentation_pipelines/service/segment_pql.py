@@ -18,7 +18,8 @@ from segmentation_pipelines import pql
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import ApiError
 from segmentation_pipelines.pql.references import canonical_references
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.datasets import DatasetsService
 
 INVALID_PQL_CODE = "UPAPI-113434-400"
 
@@ -59,10 +60,27 @@ def expression_text(expression: Mapping[str, Any]) -> str:
 
 def profile_schema(ctx: ServiceContext) -> pql.Schema:
     """The union schema of the sandbox's profile and event datasets (``docs/data-model.md``)."""
-    schema = Services(ctx).datasets.schema() or {}
+    schema = DatasetsService(ctx).schema() or {}
     return pql.Schema.from_dicts(
         profile=schema.get("profile") or {}, event=schema.get("experienceevent") or {}
     )
+
+
+def compile_on_both_engines(checked: Any, schema: pql.Schema) -> None:
+    """What a job will do with the definition, done at write time: compile it for DuckDB (and render its SQL)
+    and for Polars. A definition either engine refuses is refused now (400), not by every job it is in."""
+    from datetime import UTC, datetime
+
+    from segmentation_pipelines.pql import compile_polars, compile_sql
+
+    now = datetime.now(UTC)
+    try:
+        compile_sql.compile_definition(checked, schema, now).sql()
+        compile_polars.compile_definition(checked, schema, now)
+    except pql.PQLError as exc:
+        raise pql_error(exc) from None
+    except RecursionError:
+        raise pql_error(pql.PQLValidationError("the expression is nested too deeply; simplify it")) from None
 
 
 class SegmentPql:
@@ -85,17 +103,39 @@ class SegmentPql:
             return rows[0].id if rows else None
 
     def check(
-        self, expression: Mapping[str, Any], self_id: str | None = None, schema: pql.Schema | None = None
+        self,
+        expression: Mapping[str, Any],
+        self_id: str | None = None,
+        schema: pql.Schema | None = None,
+        compile_engines: bool = True,
     ) -> CheckedExpression:
+        """Parse and check ``expression``; with ``compile_engines`` (every write) also compile it on both engines. A job's
+        re-check skips that (~10-20 ms a definition): its engine compiles anyway, and a failure there is isolated
+        to the definition (``segment_evaluation.py``)."""
         text = expression_text(expression)
         schema = schema if schema is not None else profile_schema(self.ctx)
         try:
             query = canonical_references(pql.parse(text), self.resolve_audience)
             checked = pql.check(query, schema, resolve_audience=self.resolve_audience, self_id=self_id)
+            self.check_engine(checked, schema)
         except pql.PQLError as exc:
             raise pql_error(exc) from None
+        if compile_engines:
+            compile_on_both_engines(checked, schema)
         references = sorted(set(getattr(checked, "referenced_audiences", ()) or ()))
         return CheckedExpression(text=text, checked=checked, references=references)
+
+    def check_engine(self, checked: Any, schema: pql.Schema) -> None:
+        """Raise the engine's refusal of a construct it cannot express (Spark: docs/decisions/spark.md), so that
+        such a definition is rejected when written, not when a job runs."""
+        if self.ctx.settings.engine == "spark":
+            from datetime import UTC, datetime
+
+            from segmentation_pipelines.pql import compile_spark
+
+            refused = compile_spark.refusal(checked, schema, datetime.now(UTC))
+            if refused is not None:
+                raise refused
 
     def convert(self, expression: Mapping[str, Any], target: str) -> Any:
         """The expression's value in ``target`` format (pql/json as its JSON text, as the contract shows it)."""

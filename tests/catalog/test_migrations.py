@@ -45,7 +45,7 @@ def test_every_table_is_scoped_by_org_and_sandbox():
 
 
 def test_migrations_have_one_head():
-    assert head_revision() == "0003"  # the lead re-chains 0003-0005 when merging the helpers
+    assert head_revision() == "0005"
 
 
 def test_fresh_database_is_created_at_head_and_matches_models(db_url):

@@ -117,7 +117,7 @@ def test_same_evaluation_time_same_members(store, tmp_path: Path) -> None:
 def test_unknown_engine(store, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine"):
         evaluate(
-            EvaluationRequest([], store[0], store[1], NOW, tmp_path / "o.parquet", SCHEMA, engine="spark")
+            EvaluationRequest([], store[0], store[1], NOW, tmp_path / "o.parquet", SCHEMA, engine="teradata")
         )
 
 

@@ -165,16 +165,15 @@ def test_local_service_errors_are_api_errors(tmp_path):
         Items(client.transport).get("missing")
 
 
-def test_missing_service_is_501_in_process(tmp_path):
+def test_every_client_resource_has_its_service_in_process(tmp_path):
+    """A missing feature is a route that does not exist, not a 501: every resource the client declares is wired."""
     client = SegmentationClient(home=tmp_path / "home")
-
-    class Nothing(Resource):
-        service = "no_such_service"
-        get = op("GET /nothing/{id}", "id")
-
-    with pytest.raises(SegmentationError) as info:
-        Nothing(client.transport).get("x")
-    assert info.value.status == 501
+    for name in vars(client):
+        resource = getattr(client, name)
+        if isinstance(resource, Resource):
+            service = client.transport.service(resource.service)
+            for op_name, operation in resource.operations().items():
+                assert callable(getattr(service, operation.service_method, None)), f"{name}.{op_name}"
 
 
 def test_datasets_end_to_end(connect):

@@ -11,7 +11,6 @@ import dagster as dg
 import pytest
 
 from segmentation_pipelines.dagster_home import PROJECT_ROOT
-from segmentation_pipelines.defs import DOMAINS
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +28,20 @@ def _load_definitions() -> dg.Definitions:
     return target.load_fn() if hasattr(target, "load_fn") else target
 
 
-def test_every_domain_exposes_definitions():
+def test_every_domain_is_merged_by_name():
+    """Each folder of defs/ exposes defs() and is one of the domains definitions.py merges."""
     import importlib
+    import pkgutil
 
-    for domain in DOMAINS:
-        module = importlib.import_module(f"segmentation_pipelines.defs.{domain}")
-        assert isinstance(module.defs(), dg.Definitions), domain
+    from segmentation_pipelines import defs as defs_package
+
+    source = (PROJECT_ROOT / "segmentation_pipelines" / "definitions.py").read_text()
+    for info in pkgutil.iter_modules(defs_package.__path__):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"segmentation_pipelines.defs.{info.name}")
+        assert isinstance(module.defs(), dg.Definitions), info.name
+        assert f"{info.name}.defs()" in source, f"definitions.py does not merge defs/{info.name}"
 
 
 def test_definitions_resolve_every_object():

@@ -127,9 +127,9 @@ class Scenario:
             }
             for who, (country, points, crm) in PEOPLE.items()
         ]
-        self.batches.append(self.client.datasets.ingest(profiles["id"], [_write(self.folder / "crm.jsonl", rows)]))
+        self.batches.append(self.client.datasets.upload(profiles["id"], [_write(self.folder / "crm.jsonl", rows)]))
         self.batches.append(
-            self.client.datasets.ingest(self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)])
+            self.client.datasets.upload(self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)])
         )
         default = [p for p in self.client.merge_policies.list()["children"] if p["default"]]
         self.merge_policy_id = default[0]["id"]
@@ -146,7 +146,7 @@ class Scenario:
         return self
 
     def add_day_two_events(self) -> dict:
-        batch = self.client.datasets.ingest(
+        batch = self.client.datasets.upload(
             self.events["id"], [_write(self.folder / "web2.jsonl", DAY_TWO_EVENTS)]
         )
         self.batches.append(batch)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from segmentation_pipelines.cli.demo import run_demo
-from segmentation_pipelines.service.context import Services
 from segmentation_pipelines.service.demo_definitions import DEMO_DEFINITIONS
+from segmentation_pipelines.service.services import Services
 
 
 def test_demo_runs_two_segment_jobs_over_every_demo_definition(settings, monkeypatch):

@@ -22,8 +22,9 @@ import pytest
 
 from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
 from .conftest import CANCEL_WITHIN_S, dagster_daemon
@@ -190,6 +191,7 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world):
     reconcile_segment_jobs(world["settings"], grace_s=0)
     job = jobs.get(job_id)
     assert job["status"] == "FAILED" and job["errors"], job
+    assert job["errors"][0]["code"] == "SEGP-200501", job["errors"]
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert published(world) == before
 
@@ -240,6 +242,7 @@ def test_daemon_killed_step_process_fails_the_job(world, daemon):
     os.kill(pid, signal.SIGKILL)
     job = wait_for_status(world, job_id, ("CANCELLED", "FAILED", "SUCCEEDED"), timeout=120)
     assert job["status"] == "FAILED" and job["errors"], job
+    assert job["errors"][0]["code"] == "SEGP-200501", job["errors"]  # a lost worker, as the docs say
     instance = dagster_runs.instance_for(world["settings"])
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert published(world) == before

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.cli.demo_data import store_materializations
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.services import Services
 
 from .helpers import ident, write_jsonl
 
@@ -166,7 +167,12 @@ def test_rest_routes(settings, tmp_path):
     )
     assert r.status_code == 200, r.text
     ds = r.json()["id"]
-    r = client.post(f"/data/foundation/catalog/dataSets/{ds}/batches", json={"paths": [str(crm)]})
+    landing = (
+        settings.landing / settings.default_org.replace("@", "_") / "prod"
+    )  # an operator copies a file in
+    landing.mkdir(parents=True)
+    (landing / "crm.jsonl").write_bytes(crm.read_bytes())
+    r = client.post(f"/data/foundation/catalog/dataSets/{ds}/batches", json={"paths": ["crm.jsonl"]})
     assert r.status_code == 200 and r.json()["rowCount"] == 2
     batch = r.json()["id"]
     assert client.get(f"/data/foundation/catalog/batches/{batch}").json()["rejectedRowCount"] == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
-from segmentation_pipelines.service.context import Services
+from segmentation_pipelines.service.services import Services
 
 from .conftest import dagster_command
 from .test_scheduled_run import _build_store, _definition

@@ -9,8 +9,8 @@ import json
 
 import dagster as dg
 
-from segmentation_pipelines.service.context import Services
 from segmentation_pipelines.service.schedules import dagster_schedule_name
+from segmentation_pipelines.service.services import Services
 
 PROFILE = "_xdm.context.profile"
 PEOPLE = [

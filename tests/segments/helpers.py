@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.services import Services
 
 PROFILE = "_xdm.context.profile"
 EVENT = "_xdm.context.experienceevent"

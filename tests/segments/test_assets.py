@@ -12,7 +12,7 @@ from dagster._core.definitions.repository_definition.repository_definition impor
 
 from segmentation_pipelines.defs import segments
 from segmentation_pipelines.defs.segments.assets import SNAPSHOT_KEY
-from segmentation_pipelines.service.context import Services
+from segmentation_pipelines.service.services import Services
 
 from .helpers import definition
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import Services
+from segmentation_pipelines.service.services import Services
 
 from .helpers import definition
 

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import Services
 from segmentation_pipelines.service.segment_evaluation import EvaluationCancelled, run_evaluation
+from segmentation_pipelines.service.services import Services
 
 from .helpers import EVENT, build_store, definition, ingest
 

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import ServiceContext, Services
+from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_evaluation import run_evaluation
+from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
 from .conftest import EVENTS, PEOPLE

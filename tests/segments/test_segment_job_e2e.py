@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from segmentation_pipelines.errors import SegmentationError
-from segmentation_pipelines.service.context import Services
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+from segmentation_pipelines.service.services import Services
 
 from .helpers import definition
 

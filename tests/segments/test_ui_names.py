@@ -4,7 +4,7 @@ snapshot of the names; a UUID-named object, or a sensor renamed without thought,
 from __future__ import annotations
 
 from segmentation_pipelines.launcher import dagster_schedule_name
-from segmentation_pipelines.service.context import Services
+from segmentation_pipelines.service.services import Services
 
 from .helpers import definition
 

@@ -15,7 +15,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["audiences"])
+router = APIRouter(prefix=PREFIX, tags=["audiences"])
 
 
 @router.get("/audiences", summary="List audiences")

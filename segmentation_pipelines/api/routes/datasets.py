@@ -1,7 +1,8 @@
-"""``/data/foundation/catalog``: datasets, batches (ingestion of server-local files) and the union schema.
+"""``/data/foundation/catalog``: datasets, batches (ingestion from the landing area) and the union schema.
 
-Thin over :class:`segmentation_pipelines.service.datasets.DatasetsService`. Ingestion reads files on the server's
-machine: ``POST /dataSets/{id}/batches`` with ``{"paths": ["/data/crm.parquet", ...]}``.
+Thin over :class:`segmentation_pipelines.service.datasets.DatasetsService`. Ingestion reads files of the sandbox's
+landing area: ``POST /dataSets/{id}/batches`` with ``{"paths": ["crm.parquet", ...]}`` (relative to the landing
+folder; uploads arrive there through ``/data/foundation/import/batches``, see ``batch_ingestion.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from segmentation_pipelines.errors import BadRequest
 
 PREFIX = "/data/foundation/catalog"
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(prefix=PREFIX, tags=["datasets"])
 
 
 @router.get("/schema", summary="Union schema of every profile dataset and every experience-event dataset")
@@ -58,15 +59,18 @@ def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
 
 
 @router.post(
-    "/dataSets/{dataset_id}/batches", summary="Ingest server-local Parquet / JSON Lines files as a batch"
+    "/dataSets/{dataset_id}/batches",
+    summary="Ingest Parquet / JSON Lines files of the landing area as a batch",
 )
 def ingest_batch(
     dataset_id: str,
     services: ServicesDep,
-    body: Annotated[Any, Body(description='{"paths": ["/path/on/server/file.parquet", ...]}')],
+    body: Annotated[
+        Any, Body(description='{"paths": ["crm.parquet", ...]} (relative to the sandbox landing folder)')
+    ],
 ) -> dict:
     if not isinstance(body, dict) or "paths" not in body:
-        raise BadRequest('The body must be {"paths": [<file path on the server>, ...]}.')
+        raise BadRequest('The body must be {"paths": [<file of the landing area>, ...]}.')
     return services.datasets.ingest(dataset_id, body["paths"])
 
 

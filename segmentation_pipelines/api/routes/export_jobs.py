@@ -15,7 +15,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["export jobs"])
+router = APIRouter(prefix=PREFIX, tags=["export jobs"])
 
 
 @router.get(

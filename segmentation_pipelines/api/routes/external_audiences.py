@@ -15,7 +15,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ais"
 
-router = APIRouter(tags=["external audiences"])
+router = APIRouter(prefix=PREFIX, tags=["external audiences"])
 
 
 @router.post("/external-audience/", status_code=202, summary="Create an external audience")

@@ -11,7 +11,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(prefix="/folders", tags=["folders"])
+router = APIRouter(prefix=PREFIX + "/folders", tags=["folders"])
 
 
 @router.post("", summary="Create a folder")

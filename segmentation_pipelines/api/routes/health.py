@@ -12,10 +12,9 @@ from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.errors import ApiError
 
 PREFIX = ""
-PUBLIC = True
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["health"])
+router = APIRouter(prefix=PREFIX, tags=["health"])
 
 
 @router.get("/health", summary="Service health")

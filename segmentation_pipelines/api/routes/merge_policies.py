@@ -13,7 +13,7 @@ from segmentation_pipelines.api.deps import ServicesDep
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["merge policies"])
+router = APIRouter(prefix=PREFIX, tags=["merge policies"])
 
 
 @router.get("/config/mergePolicies", summary="List merge policies")

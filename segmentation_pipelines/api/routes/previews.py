@@ -11,7 +11,7 @@ from segmentation_pipelines.api.deps import ServicesDep
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["previews and estimates"])
+router = APIRouter(prefix=PREFIX, tags=["previews and estimates"])
 
 
 @router.post("/preview", status_code=201, summary="Create a preview (and its estimate)")

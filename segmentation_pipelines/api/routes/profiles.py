@@ -13,7 +13,7 @@ from segmentation_pipelines.api.deps import ServicesDep
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["profiles"])
+router = APIRouter(prefix=PREFIX, tags=["profiles"])
 
 
 @router.get("/access/entities", summary="Get the merged profile of an identity")

@@ -15,7 +15,7 @@ from segmentation_pipelines.api.deps import ServicesDep
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(prefix="/config/schedules", tags=["schedules"])
+router = APIRouter(prefix=PREFIX + "/config/schedules", tags=["schedules"])
 
 
 @router.post("/add-audiences", summary="Add audiences to a schedule")

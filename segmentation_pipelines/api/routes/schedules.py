@@ -14,7 +14,7 @@ from segmentation_pipelines.api.deps import ServicesDep
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(prefix=PREFIX, tags=["schedules"])
 
 
 @router.get("/config/schedules", summary="List schedules")

@@ -23,7 +23,7 @@ def search_version(
     check_version(x_ups_search_version)
 
 
-router = APIRouter(prefix="/search", tags=["search"], dependencies=[Depends(search_version)])
+router = APIRouter(prefix=PREFIX + "/search", tags=["search"], dependencies=[Depends(search_version)])
 
 SchemaName = Annotated[
     str | None, Query(alias="schema.name", description="_xdm.context.segmentdefinition (required)")

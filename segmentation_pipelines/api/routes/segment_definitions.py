@@ -14,7 +14,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["segment definitions"])
+router = APIRouter(prefix=PREFIX, tags=["segment definitions"])
 
 
 @router.get("/segment/definitions", summary="List segment definitions")

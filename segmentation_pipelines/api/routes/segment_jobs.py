@@ -14,7 +14,7 @@ from segmentation_pipelines.api.deps import ServicesDep, query_of
 
 PREFIX = "/data/core/ups"
 
-router = APIRouter(tags=["segment jobs"])
+router = APIRouter(prefix=PREFIX, tags=["segment jobs"])
 
 
 @router.get("/segment/jobs", summary="List segment jobs")

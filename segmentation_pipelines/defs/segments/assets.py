@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.dagster_launcher import worker_tag
 from segmentation_pipelines.defs.external_audiences.assets import load_snapshot as load_external_snapshot
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
@@ -38,6 +39,8 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
     TAG_KIND,
     TAG_ORG,
     TAG_SANDBOX,
+    TAG_STEP_WORKER,
+    TAG_WORKER,
     is_segment_key_of,
     partition_evaluation_time,
     segment_asset_key,
@@ -253,6 +256,8 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
         from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
+        if TAG_WORKER not in tags:  # a launched run: name the process doing the work (reconcile.py)
+            context.instance.add_run_tags(context.run_id, {TAG_STEP_WORKER: worker_tag()})
         # Only a segment job's run has a segment job to report to (an export that evaluates first has none).
         job_id = tags.get(TAG_JOB_ID) if tags.get(TAG_KIND, KIND_SEGMENT_JOB) == KIND_SEGMENT_JOB else None
         when = tags.get(TAG_EVALUATION_TIME)
