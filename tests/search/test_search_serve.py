@@ -28,7 +28,7 @@ def test_first_search_after_each_change_over_http(tmp_path):
             '"homeAddress": {"countryCode": "US"}}\n'
         )
         dataset = client.datasets.create({"name": "crm", "xdmClass": "_xdm.context.profile"})
-        client.datasets.ingest(dataset["id"], [str(rows)])
+        client.datasets.upload(dataset["id"], [str(rows)])
         garden = client.folders.create({"name": "Garden"})["id"]
         roses = client.segment_definitions.create({"name": "Rose growers", "expression": PQL})["id"]
         assert _names(client, "segmentName:rose") == ["Rose growers"]

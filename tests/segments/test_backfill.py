@@ -59,8 +59,8 @@ def _load(client: SegmentationClient, folder: Path) -> dict[str, str]:
         }
         for who, days in PURCHASES.items()
     ]
-    client.datasets.ingest(people["id"], [_write(folder / "crm.jsonl", rows)])
-    client.datasets.ingest(events["id"], [_write(folder / "web.jsonl", bought)])
+    client.datasets.upload(people["id"], [_write(folder / "crm.jsonl", rows)])
+    client.datasets.upload(events["id"], [_write(folder / "web.jsonl", bought)])
     pql = f'chain(xEvent, timestamp, [A: WHAT(eventType = "{BUY}") WHEN(< 7 days before now)])'
     recent = client.segment_definitions.create(
         {"name": "Recent buyers", "expression": {"type": "PQL", "format": "pql/text", "value": pql}}
