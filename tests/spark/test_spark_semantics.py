@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from pql_compile.compile_fixture_data import NOW, SCHEMA
-from test_semantics import CASES, _case
+from pql_compile.test_semantics import CASES, _case
 
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
 from segmentation_pipelines.pql import parse
