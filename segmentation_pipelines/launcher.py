@@ -81,10 +81,11 @@ SLUG_LENGTH = 48
 
 
 def readable_slug(name: str) -> str:
-    """A name as a lower-case key part: accents folded, runs of anything else as one ``_`` ("Käufer (EU)" ->
-    ``kaufer_eu``)."""
+    """A name as a key part, its case kept: accents folded, runs of anything else as one ``_`` ("Käufer (EU)" ->
+    ``Kaufer_EU``). Case is kept because the Dagster UI's asset and automation search boxes match keys and names
+    case-sensitively: a person typing "VIP" must find ``VIP__…`` (docs/decisions/dagster-ui.md)."""
     ascii_name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_").lower()
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_")
     return slug[:SLUG_LENGTH].rstrip("_")
 
 
@@ -99,13 +100,28 @@ def readable_name(name: str, ident: str, fallback: str) -> str:
 
 
 def segment_asset_key(definition_id: str, name: str) -> list[str]:
-    """The asset key (parts) of a segment definition: ``["segment", "<name>__<id8>"]``.
+    """The asset key (parts) a segment definition gets when it is created: ``["segment", "<name>__<id8>"]``.
 
     The name comes first so the Dagster UI (asset catalog and its search, lineage nodes, asset pages) reads by
-    name; the id suffix keeps keys unique. The key follows the definition's *current* name: a rename starts a new
-    key, whose first materialization links the previous ones (``defs/segments/assets.py``; docs/decisions/dagster-ui.md).
+    name; the id suffix keeps keys unique. The key is kept for the definition's life (stored in its document as
+    ``dagster.assetKey``, see :func:`definition_asset_key`): a rename does not move the asset, its history or
+    what depends on it; the current name is in the asset's description and ``audience`` tag.
     """
     return ["segment", readable_name(name, definition_id, "segment")]
+
+
+def definition_asset_key(document: Mapping[str, Any]) -> list[str]:
+    """The asset key of a segment definition document: the one stored at creation (``dagster.assetKey``), or for
+    a definition stored before keys were kept, the key its current name gives."""
+    stored = (document.get("dagster") or {}).get("assetKey")
+    if isinstance(stored, str) and stored:
+        return stored.split("/")
+    return segment_asset_key(str(document["id"]), str(document.get("name") or ""))
+
+
+def asset_key_string(parts: list[str]) -> str:
+    """``["segment", "VIP__1a2b3c4d"]`` -> ``"segment/VIP__1a2b3c4d"`` (how Dagster writes a key)."""
+    return "/".join(parts)
 
 
 def is_segment_key_of(key_parts: list[str] | tuple[str, ...], definition_id: str) -> bool:
@@ -120,7 +136,8 @@ def is_segment_key_of(key_parts: list[str] | tuple[str, ...], definition_id: str
 
 
 def dagster_schedule_name(schedule_id: str, name: str) -> str:
-    """The Dagster schedule of a catalog schedule: ``<name>__<id8>`` (catalog schedule names never change)."""
+    """The Dagster schedule of a catalog schedule: ``<name>__<id8>`` (catalog schedule names never change, so
+    neither does this one)."""
     return readable_name(name, schedule_id, "schedule")
 
 

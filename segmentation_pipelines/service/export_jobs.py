@@ -41,10 +41,10 @@ from segmentation_pipelines.launcher import (
     RUN_STATUS_TO_REQUEST,
     TAG_GATE_OVERRIDE,
     RunRequest,
+    definition_asset_key,
     evaluation_partition,
     export_asset_key,
     run_status_name,
-    segment_asset_key,
 )
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
@@ -764,17 +764,17 @@ class ExportJobsService:
         partition = None
         if (doc.get("evaluationInfo") or {}).get("segmentation") and ids:
             m = models.SegmentDefinition
-            names = dict(
+            bodies = dict(
                 object_session(row)
                 .execute(
-                    select(m.id, m.name).where(
+                    select(m.id, m.body).where(
                         m.org_id == row.org_id, m.sandbox == row.sandbox, m.id.in_(ids)
                     )
                 )
                 .all()
             )
             keys += store
-            keys += [segment_asset_key(i, names.get(i) or "") for i in ids]
+            keys += [definition_asset_key({**(bodies.get(i) or {}), "id": i}) for i in ids]
             # Segment assets are partitioned by evaluation day: evaluating now fills today's (launcher.py).
             partition = evaluation_partition(datetime.now(UTC))
         keys.append(export_asset_key(destination_key(doc["destination"])))

@@ -27,6 +27,7 @@ from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
+from segmentation_pipelines.launcher import asset_key_string, definition_asset_key, segment_asset_key
 from segmentation_pipelines.pql.limits import MAX_JSON_DEPTH, json_too_deep
 from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.profiles.layout import StoreLayout
@@ -314,7 +315,8 @@ class SegmentDefinitionsService:
         fields = self._validated(body, creating=True)
         ident = id or new_id()
         checked = self.pql.check(fields["expression"], self_id=ident)
-        doc = self._document(ident, fields, checked, created_ms=None)
+        key = segment_asset_key(ident, fields["name"])
+        doc = self._document(ident, fields, checked, created_ms=None, asset_key=key)
         storable(doc)
         try:
             with self.ctx.catalog.session() as session:
@@ -347,8 +349,13 @@ class SegmentDefinitionsService:
                 row = repo.get(id, for_update=True)
                 if row is None:
                     raise NotFound("Segment definition", id)
+                # The asset key stays what it was (a rename does not move the asset: launcher.py).
                 doc = self._document(
-                    id, fields, checked, created_ms=row.body.get("creationTime", row.created_ms)
+                    id,
+                    fields,
+                    checked,
+                    created_ms=row.body.get("creationTime", row.created_ms),
+                    asset_key=definition_asset_key(row.body),
                 )
                 storable(doc)
                 self._ensure_name_free(session, doc["name"], id)
@@ -529,7 +536,12 @@ class SegmentDefinitionsService:
         return merge_policy_id
 
     def _document(
-        self, ident: str, fields: dict[str, Any], checked: CheckedExpression, created_ms: int | None
+        self,
+        ident: str,
+        fields: dict[str, Any],
+        checked: CheckedExpression,
+        created_ms: int | None,
+        asset_key: list[str],
     ) -> dict[str, Any]:
         now = now_ms()
         created = now if created_ms is None else int(created_ms)
@@ -550,6 +562,8 @@ class SegmentDefinitionsService:
             "createEpoch": _epoch_s(created),
             "updateTime": now,
             "updateEpoch": _epoch_s(now),
+            # Extension (read-only): the Dagster asset of this definition, kept across renames.
+            "dagster": {"assetKey": asset_key_string(asset_key)},
         }
         if fields.get("payloadSchema") is not None:
             doc["payloadSchema"] = fields["payloadSchema"]
@@ -635,7 +649,7 @@ class SegmentDefinitionsService:
 def catalog_snapshot(catalog) -> builtins.list[dict[str, Any]]:
     """Every segment definition of every sandbox, as the Dagster code location pins it (small, JSON-able).
 
-    Each entry: ``id``, ``org_id``, ``sandbox``, ``name``, ``description``, ``expression``, ``mergePolicyId``,
+    Each entry: ``id``, ``org_id``, ``sandbox``, ``name``, ``assetKey`` (parts), ``description``, ``expression``, ``mergePolicyId``,
     ``evaluationInfo``, ``dependencies`` (referenced audience ids), ``updateTime``.
     """
     out: builtins.list[dict[str, Any]] = []
@@ -653,6 +667,7 @@ def catalog_snapshot(catalog) -> builtins.list[dict[str, Any]]:
                     "org_id": row.org_id,
                     "sandbox": row.sandbox,
                     "name": body.get("name", row.name),
+                    "assetKey": definition_asset_key({**body, "id": row.id}),
                     "description": body.get("description") or "",
                     "expression": body.get("expression"),
                     "mergePolicyId": body.get("mergePolicyId"),

@@ -37,10 +37,10 @@ from segmentation_pipelines.launcher import (
     SEGMENT_JOB,
     TAG_EVALUATION_TIME,
     RunRequest,
+    definition_asset_key,
     evaluation_partition,
     partition_evaluation_time,
     run_status_name,
-    segment_asset_key,
 )
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.query import int_param
@@ -438,19 +438,19 @@ class SegmentJobsService:
         return ProfileStoreService(self.ctx).refresh_selection()
 
     def definition_keys(self, job_id: str) -> dict[str, list[str]]:
-        """Definition id -> its asset key (by its current name), for the definitions of a job."""
+        """Definition id -> its asset key (kept from its creation), for the definitions of a job."""
         with self.ctx.catalog.session(readonly=True) as session:
             return self._definition_keys(session, self.definition_ids(job_id))
 
     def _definition_keys(self, session, ids: list[str]) -> dict[str, list[str]]:
         m = models.SegmentDefinition
         rows = session.execute(
-            select(m.id, m.name).where(
+            select(m.id, m.body).where(
                 m.org_id == self.ctx.org_id, m.sandbox == self.ctx.sandbox, m.id.in_(ids)
             )
         )
-        names = dict(rows.all())
-        return {i: segment_asset_key(i, names.get(i) or "") for i in ids}
+        bodies = dict(rows.all())
+        return {i: definition_asset_key({**(bodies.get(i) or {}), "id": i}) for i in ids}
 
     def _run_request(self, row: models.SegmentJob, store: list[list[str]]) -> RunRequest:
         ids = [s["segmentId"] for s in row.body.get("segments") or []]

@@ -17,7 +17,6 @@ import dagster as dg
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.defs.segments.partitions import EVALUATION_DAYS
 from segmentation_pipelines.launcher import TAG_JOB_ID, TAG_ORG, TAG_SANDBOX
-from segmentation_pipelines.launcher import segment_asset_key as asset_key_parts
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
@@ -40,8 +39,8 @@ def probe_definitions(
     home: str, definition_ids: list[str], work_s: float = 0.0, fail: bool = False
 ) -> dg.Definitions:
     settings = get_settings(home=home)
-    names = {e["id"]: e["name"] for e in catalog_snapshot(ServiceContext.create(settings).catalog)}
-    by_key = {dg.AssetKey(asset_key_parts(i, names.get(i, ""))): i for i in definition_ids}
+    keys = {e["id"]: e["assetKey"] for e in catalog_snapshot(ServiceContext.create(settings).catalog)}
+    by_key = {dg.AssetKey(keys[i]): i for i in definition_ids}
     specs = [dg.AssetSpec(key, group_name="segments", partitions_def=EVALUATION_DAYS) for key in by_key]
 
     @dg.multi_asset(specs=specs, can_subset=True, name="evaluate_segments")

@@ -75,7 +75,7 @@ def test_a_tick_runs_the_selected_segments(ctx, tmp_path):
             for e in result.get_asset_materialization_events()
             if e.asset_key is not None
         }
-    assert materialized == {("segment", f"{us['name'].lower()}__{us['id'].replace('-', '')[:8]}")}  # not DE
+    assert materialized == {("segment", f"{us['name']}__{us['id'].replace('-', '')[:8]}")}  # not DE
 
     (segment_job,) = services.segment_jobs.list()["children"]
     assert segment_job["source"] == "scheduler"

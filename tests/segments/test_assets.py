@@ -49,8 +49,8 @@ def test_one_spec_per_definition_with_deps_and_description(store, three):
     defs, pinned = load_initial()
     assets = defs.resolve_asset_graph()
     # Readable keys: the name first (what the UI's catalog, search and lineage show), the id's start for uniqueness.
-    assert key(us) == dg.AssetKey(["segment", f"us__{us.replace('-', '')[:8]}"])
-    assert key(both).path[1].startswith("us_gold__")
+    assert key(us) == dg.AssetKey(["segment", f"US__{us.replace('-', '')[:8]}"])
+    assert key(both).path[1].startswith("US_gold__")
     spec_keys = {k for k in assets.get_all_asset_keys() if k.path[0] == "segment"}
     assert spec_keys == {key(us), key(gold), key(both)}
     node = assets.get(key(both))
@@ -60,12 +60,16 @@ def test_one_spec_per_definition_with_deps_and_description(store, three):
     assert "US gold" in node.description and "inSegment" in node.description
     assert node.tags["audience"] == "US_gold" and "dagster/kind/audience" in node.tags
     assert node.partitions_def is not None and node.partitions_def.get_partition_keys()[0] == "2020-01-01"
-    Services(store).segment_definitions.update(both, definition("US & gold (renamed)", f'inSegment("{us}")'))
+    # A rename keeps the key (its history, its URL and what depends on it); the name shown follows the rename.
+    renamed = Services(store).segment_definitions.update(
+        both, definition("US & gold (renamed)", f'inSegment("{us}")')
+    )
+    assert renamed["dagster"]["assetKey"] == key(both).to_user_string()
     renamed_graph = load_initial()[0].resolve_asset_graph()
-    new_key = segments.asset_key(both, "US & gold (renamed)")
-    assert new_key.path[1] == f"us_gold_renamed__{both.replace('-', '')[:8]}"
-    assert renamed_graph.get(new_key).tags["audience"] == "US_gold_renamed"
-    assert key(both) not in renamed_graph.get_all_asset_keys()
+    node = renamed_graph.get(key(both))
+    assert node.tags["audience"] == "US_gold_renamed"
+    assert node.description.startswith("US & gold (renamed)\n")
+    assert {k for k in renamed_graph.get_all_asset_keys() if k.path[0] == "segment"} == spec_keys
     assert SNAPSHOT_KEY in pinned
     assert defs.resolve_job_def("segment_job") is not None
 
@@ -118,9 +122,9 @@ def test_materializing_a_subset_evaluates_only_it_in_dependency_order(store, thr
     assert audiences.members(us)["evaluationTime"] == "2026-03-01T00:00:00.000Z"
 
 
-def test_a_partition_evaluates_as_of_its_day_and_a_rename_links_the_old_asset(store, three):
+def test_a_partition_evaluates_as_of_its_day_and_a_rename_keeps_the_asset(store, three):
     """A run of an evaluation-day partition without a job (the UI's materialize/backfill) evaluates as of the end of
-    that day; after a rename, the first materialization under the new key links the old one."""
+    that day; after a rename the definition is the same asset: its days stay together under one key."""
     us, _, _ = three
     with dg.instance_for_test() as instance:
         job = load_initial()[0].resolve_job_def("segment_job")
@@ -135,27 +139,26 @@ def test_a_partition_evaluates_as_of_its_day_and_a_rename_links_the_old_asset(st
         body = Services(store).segment_definitions.get(us)
         Services(store).segment_definitions.update(us, {**body, "name": "United States"})
         job = load_initial()[0].resolve_job_def("segment_job")
-        renamed = segments.asset_key(us, "United States")
         result = job.execute_in_process(
-            instance=instance, asset_selection=[renamed], partition_key="2026-03-06"
+            instance=instance, asset_selection=[key(us)], partition_key="2026-03-06"
         )
         (mat,) = result.asset_materializations_for_node("evaluate_segments")
-        assert mat.asset_key == renamed and mat.metadata["renamed_from"].value == key(us)
-        assert mat.metadata["members_delta"].value == 0  # the history follows the definition, not the key
-        result = job.execute_in_process(
-            instance=instance, asset_selection=[renamed], partition_key="2026-03-07"
-        )
-        (mat,) = result.asset_materializations_for_node("evaluate_segments")
-        assert (
-            "renamed_from" not in mat.metadata
-        )  # linked once, on the first materialization under the new name
-    assert Services(store).audiences.members(us)["evaluationTime"] == "2026-03-08T00:00:00.000Z"
+        assert mat.asset_key == key(us) and "renamed_from" not in mat.metadata
+        assert mat.metadata["members_delta"].value == 0
+        assert instance.get_materialized_partitions(key(us)) == {"2026-03-05", "2026-03-06"}
+        assert list(instance.get_asset_keys(prefix=["segment"])) == [key(us)]
+    assert Services(store).audiences.members(us)["evaluationTime"] == "2026-03-07T00:00:00.000Z"
 
 
-def test_history_under_the_id_only_key_of_earlier_versions_is_linked(store, three):
+@pytest.mark.parametrize("earlier", ["id_only", "lower_case_name"])
+def test_history_under_the_keys_of_earlier_versions_is_linked(store, three, earlier):
+    """Earlier versions keyed segments by id, then by their current lower-cased name (moving on a rename): an
+    upgraded instance's first materialization under the kept key links the history left under those."""
     us, _, _ = three
     with dg.instance_for_test() as instance:
-        old = dg.AssetKey(["segment", us.replace("-", "_")])  # what earlier versions materialized
+        old = dg.AssetKey(
+            ["segment", us.replace("-", "_") if earlier == "id_only" else f"us__{us.replace('-', '')[:8]}"]
+        )
         instance.report_runless_asset_event(dg.AssetMaterialization(old, metadata={"members": 2}))
         job = load_initial()[0].resolve_job_def("segment_job")
         result = job.execute_in_process(

@@ -97,14 +97,14 @@ def test_backfill_of_two_past_days_matches_segment_jobs_and_keeps_the_latest(tmp
         latest = _members(client, recent)
         assert latest[1] == []  # nobody bought in the last 7 days of "now"
 
-        # The UI reads by name: the asset is "segment / recent_buyers__<id8>", partitioned by evaluation day.
+        # The UI reads by name: the asset is "segment / Recent_buyers__<id8>", partitioned by evaluation day.
         def loaded():
             nodes = graphql(dagster_url, ASSETS)["assetNodes"]
-            return [n for n in nodes if n["assetKey"]["path"][1].startswith("recent_buyers__")]
+            return [n for n in nodes if n["assetKey"]["path"][1].startswith("Recent_buyers__")]
 
         (node,) = _wait(loaded, 120, "the segment asset in the webserver")
         key = node["assetKey"]["path"]
-        assert key == ["segment", f"recent_buyers__{recent.replace('-', '')[:8]}"]
+        assert key == ["segment", f"Recent_buyers__{recent.replace('-', '')[:8]}"]
 
         launched = graphql(
             dagster_url,

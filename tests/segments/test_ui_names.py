@@ -34,11 +34,11 @@ def test_the_code_location_reads_by_name(store):
         k.to_user_string() for k in repository.asset_graph.get_all_asset_keys() if k.path[0] == "segment"
     )
     assert segment_keys == sorted(
-        [f"segment/kaufer_eu_vip__{_id8(vip['id'])}", f"segment/us__{_id8(us['id'])}"]
+        [f"segment/Kaufer_EU_VIP__{_id8(vip['id'])}", f"segment/US__{_id8(us['id'])}"]
     )
     assert sorted(s.name for s in repository.schedule_defs) == sorted(
         [
-            f"nightly_us_refresh__{_id8(nightly['id'])}",
+            f"Nightly_US_refresh__{_id8(nightly['id'])}",
             *(
                 dagster_schedule_name(s["id"], s["name"])  # the sandbox's default schedule
                 for s in services.schedules.list()["children"]
@@ -46,7 +46,7 @@ def test_the_code_location_reads_by_name(store):
             ),
         ]
     )
-    assert nightly["dagster"]["scheduleName"] == f"nightly_us_refresh__{_id8(nightly['id'])}"
+    assert nightly["dagster"]["scheduleName"] == f"Nightly_US_refresh__{_id8(nightly['id'])}"
     assert sorted(s.name for s in repository.sensor_defs) == [
         *(
             f"export_job_{what}"

@@ -15,6 +15,7 @@ import dagster as dg
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.segments.assets import GROUP as SEGMENTS_GROUP
+from segmentation_pipelines.defs.segments.assets import entry_key
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
@@ -24,7 +25,6 @@ from segmentation_pipelines.launcher import (
     TAG_ORG,
     TAG_SANDBOX,
     export_asset_key,
-    segment_asset_key,
 )
 from segmentation_pipelines.settings import get_settings
 
@@ -41,9 +41,9 @@ def fetch_snapshot() -> list[dict[str, Any]]:
     return destinations_snapshot(Catalog.for_url(settings.resolved_catalog_url))
 
 
-def _spec(entry: dict[str, Any], segments: dict[tuple[str, str, str], str]) -> dg.AssetSpec:
+def _spec(entry: dict[str, Any], segments: dict[tuple[str, str, str], list[str]]) -> dg.AssetSpec:
     deps = [
-        dg.AssetKey(segment_asset_key(s, segments[(entry["org_id"], entry["sandbox"], s)]))
+        dg.AssetKey(segments[(entry["org_id"], entry["sandbox"], s)])
         for s in entry["segments"]
         if (entry["org_id"], entry["sandbox"], s) in segments
     ]
@@ -81,7 +81,7 @@ def _should_cancel(context: dg.AssetExecutionContext, inner):
 def build_export_audiences(snapshot: list[dict[str, Any]], segment_snapshot: list[dict[str, Any]]):
     if not snapshot:
         return None
-    segments = {(e["org_id"], e["sandbox"], e["id"]): e.get("name") or "" for e in segment_snapshot}
+    segments = {(e["org_id"], e["sandbox"], e["id"]): entry_key(e).path for e in segment_snapshot}
     by_key = {dg.AssetKey(export_asset_key(e["dataset_id"])): e for e in snapshot}
 
     @dg.multi_asset(specs=[_spec(e, segments) for e in snapshot], can_subset=True, name=ASSET_NAME)

@@ -13,8 +13,9 @@ from typing import Any
 import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
+from segmentation_pipelines.defs.segments.assets import entry_key
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
-from segmentation_pipelines.launcher import KIND_EXPORT_JOB, TAG_GATE_OVERRIDE, TAG_KIND, segment_asset_key
+from segmentation_pipelines.launcher import KIND_EXPORT_JOB, TAG_GATE_OVERRIDE, TAG_KIND
 from segmentation_pipelines.service.export_gates import CHECKS
 from segmentation_pipelines.settings import get_settings
 
@@ -30,15 +31,13 @@ def fetch_snapshot() -> list[dict[str, Any]]:
 
 
 def build_gate_checks(gates: list[dict[str, Any]], segment_snapshot: list[dict[str, Any]]):
-    known = {(e["org_id"], e["sandbox"], e["id"]): e.get("name") or "" for e in segment_snapshot}
+    known = {(e["org_id"], e["sandbox"], e["id"]): entry_key(e) for e in segment_snapshot}
     entries = [g for g in gates if (g["org_id"], g["sandbox"], g["id"]) in known and g["gates"]]
     if not entries:
         return None
     specs, by_check = [], {}
     for entry in entries:
-        key = dg.AssetKey(
-            segment_asset_key(entry["id"], known[(entry["org_id"], entry["sandbox"], entry["id"])])
-        )
+        key = known[(entry["org_id"], entry["sandbox"], entry["id"])]
         for gate, limit in entry["gates"].items():
             spec = dg.AssetCheckSpec(
                 CHECKS[gate], asset=key, blocking=True, description=f"Publish gate {gate} = {limit}"

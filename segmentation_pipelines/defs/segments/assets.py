@@ -2,7 +2,7 @@
 
 The specs come from the catalog snapshot pinned when the code location loads (``defs/snapshot.py``;
 dagster-notes §1.2), so a run worker rebuilds exactly the assets its run was launched with. Each spec: key
-``["segment", "<name>__<id8>"]`` (``launcher.segment_asset_key``), partitioned by evaluation day
+``["segment", "<name>__<id8>"]`` given at creation and kept across renames (``launcher.definition_asset_key``), partitioned by evaluation day
 (``partitions.py``), group ``segments``, description = the definition's name and PQL, deps on the
 merged profiles asset of its merge policy, the experience events and the segments it references through ``inSegment``. ``can_subset=True``: any subset can
 be materialized, and the op evaluates the selected definitions in dependency order, in one evaluation (one engine
@@ -73,8 +73,9 @@ def asset_key(definition_id: str, name: str) -> dg.AssetKey:
 
 
 def entry_key(entry: dict[str, Any]) -> dg.AssetKey:
-    """The asset key of a snapshot entry (a definition as the catalog snapshot gives it)."""
-    return asset_key(entry["id"], entry.get("name") or "")
+    """The asset key of a snapshot entry (a definition as the catalog snapshot gives it): the key kept since its
+    creation (snapshots pinned before keys were kept have none: the key of its name then)."""
+    return dg.AssetKey(entry.get("assetKey") or segment_asset_key(entry["id"], entry.get("name") or ""))
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
@@ -221,8 +222,9 @@ def _materializations(
 def renamed_from(
     instance: dg.DagsterInstance, known_keys: list[dg.AssetKey], key: dg.AssetKey, definition_id: str
 ) -> list[dg.AssetKey]:
-    """The earlier keys (earlier names) of a definition, on the first materialization under ``key``: its history
-    before the rename stays under them, and the new asset links to it (docs/decisions/dagster-ui.md).
+    """The keys earlier versions gave a definition (its id alone; later its current lower-cased name, which moved
+    on a rename), on the first materialization under ``key``: the history left under them stays there, and the
+    asset links to it (docs/decisions/dagster-ui.md).
     ``known_keys``: the segment keys the instance has events for (read once per run)."""
     earlier = [k for k in known_keys if k != key and is_segment_key_of(k.path, definition_id)]
     if not earlier or instance.get_latest_materialization_event(key) is not None:
