@@ -7,6 +7,8 @@
   ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``). Without that variable and outside CI, tests using it
   skip; in CI (``CI`` set) a skipped ``@pytest.mark.postgres`` test is turned into a failure, so PostgreSQL
   coverage cannot silently disappear.
+* ``@pytest.mark.browser`` tests (a headless Chromium on the Dagster UI) skip without chromium, except in CI, where
+  ``.ci/run`` installs it and a skip is turned into a failure, as for PostgreSQL.
 * hypothesis: in CI the generated examples are derandomized, so a CI run is reproducible (a red CI run fails the same
   way when re-run); locally they vary from run to run and keep looking for new failures.
 * every test must leave Dagster's process-wide load state (``DefinitionsLoadContext``, the current defs-state
@@ -118,3 +120,6 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and in_ci() and item.get_closest_marker("postgres") is not None:
         report.outcome = "failed"
         report.longrepr = f"PostgreSQL test skipped in CI (CI is set, so it must run): {report.longrepr}"
+    if report.skipped and in_ci() and item.get_closest_marker("browser") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"Browser test skipped in CI (.ci/run installs chromium): {report.longrepr}"
