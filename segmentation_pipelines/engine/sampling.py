@@ -2,8 +2,8 @@
 
 A sample is a simple random sample (without replacement) of the merged profiles, drawn by ranking profiles on a
 seeded hash of their id, with every event of the sampled profiles. It is written as ``chunks`` folders, each a
-range of ranks and so its own random sample (small first, then doubling), holding ``profiles/`` and ``events/``
-Parquet files: a preview evaluates the
+range of ranks and so its own random sample (an eighth first, then the rest), holding ``profiles/``, ``events/``
+and ``namespaces/`` Parquet files: a preview evaluates the
 chunks one after the other with the segment jobs' engine (:func:`evaluate_chunks`), so the estimate refines as it
 reads, and after ``k`` chunks the profiles read are still a simple random sample of the store.
 
@@ -47,22 +47,25 @@ def sample_size(total: int) -> int:
 
 
 MIN_CHUNK = 20_000  # profiles: below this a pass costs more in fixed overhead than it reads
-MAX_CHUNKS = 7
+FIRST_FRACTION = 1 / 8  # of the sample read first: the first estimate and (usually) the first page
+FORMAT = 2  # of a sample's folder: 2 added each chunk's namespaces file
 
 
 def default_chunks(size: int) -> int:
-    """Chunks of a sample: the first two of ``size / 2**(k-1)`` profiles each, then doubling (:func:`chunk_ends`),
-    so that a first estimate comes after a small part is read and the whole costs few passes."""
-    k = 1
-    while k < MAX_CHUNKS and size / 2**k >= MIN_CHUNK:
-        k += 1
-    return k
+    """Chunks of a sample: an eighth first (the first estimate and, for an audience of 1% or more of a 1M sample,
+    the first page of 1000 after one pass), then the rest in one pass, so that the exact answer costs one pass
+    more than a full evaluation, not one per chunk. A sample too small for that is one chunk."""
+    return 2 if size * FIRST_FRACTION >= MIN_CHUNK else 1
 
 
 def chunk_ends(size: int, chunks: int) -> list[int]:
-    """Exclusive end rank of each chunk: ``size / 2**(k-1)``, then doubling up to ``size`` (so the first two chunks
-    are equal and every later one holds as many profiles as all before it)."""
-    return [math.ceil(size / 2 ** (chunks - 1 - i)) for i in range(chunks)]
+    """Exclusive end rank of each chunk: the first ends at ``size * FIRST_FRACTION``, the later ones grow by an
+    equal factor up to ``size`` (two chunks: an eighth, then the rest)."""
+    if chunks <= 1:
+        return [size]
+    ratio = (1 / FIRST_FRACTION) ** (1 / (chunks - 1))
+    ends = [math.ceil(size * FIRST_FRACTION * ratio**i) for i in range(chunks - 1)]
+    return [min(e, size) for e in ends] + [size]
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class Chunk:
     profiles_path: Path  # a glob of the chunk's Parquet files of merged profiles
     events_path: Path  # the folder of its events' Parquet files
     profiles: int
+    namespaces_path: (
+        Path  # (profile_id, namespaces): each profile's identity namespaces (the estimate's counts)
+    )
 
 
 @dataclass
@@ -94,9 +100,16 @@ class Sample:
             doc = json.loads((Path(folder) / MANIFEST).read_text())
         except (OSError, ValueError):
             return None
+        if doc.get("format") != FORMAT:  # drawn by an earlier version: drawn again
+            return None
         folder = Path(folder).resolve()
         chunks = [
-            Chunk(folder / c["dir"] / "profiles" / "*.parquet", folder / c["dir"] / "events", c["profiles"])
+            Chunk(
+                folder / c["dir"] / "profiles" / "*.parquet",
+                folder / c["dir"] / "events",
+                c["profiles"],
+                folder / c["dir"] / "namespaces" / "*.parquet",
+            )
             for c in doc["chunks"]
         ]
         return cls(
@@ -157,7 +170,12 @@ def build_sample(
         sizes = dict(con.execute("SELECT chunk, count(*) FROM pick GROUP BY chunk").fetchall())
         staging = folder / ".staging"
         staging.mkdir(exist_ok=True)
-        for part, table in (("profiles", profiles), ("events", events)):
+        # Each profile's identity namespaces, apart: counting the namespaces of an estimate's matches then reads
+        # two small columns, not the identity maps.
+        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {profiles}").fetchall()}
+        keys = "list_transform(identityMap, lambda e: e.key)" if "identityMap" in columns else "[]::VARCHAR[]"
+        namespaces = f"(SELECT profile_id, {keys} AS namespaces FROM {profiles})"
+        for part, table in (("profiles", profiles), ("events", events), ("namespaces", namespaces)):
             # One pass per part writes every chunk (a partitioned COPY); the folders are then renamed, so that
             # readers see no hive-style partition column.
             run(
@@ -181,6 +199,7 @@ def build_sample(
     shutil.rmtree(folder / ".spill", ignore_errors=True)
     seconds = round(time.perf_counter() - started, 3)
     doc = {
+        "format": FORMAT,
         "total_profiles": int(total),
         "size": int(n),
         "seed": int(seed),

@@ -210,7 +210,7 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
 # --- the work -------------------------------------------------------------------------------------------------------
 
 
-def _chunk_extras(p: _Preview, output: Path, profiles_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Of one chunk's output: enter/exit counts (shadow diff) and the namespaces of its matching profiles."""
     con = duck.connect()
     try:
@@ -224,8 +224,8 @@ def _chunk_extras(p: _Preview, output: Path, profiles_path: Path) -> tuple[dict[
             ).fetchone()
             counts = {"enter": int(enter), "exit": int(leave)}
         rows = con.execute(
-            f"SELECT ns, count(DISTINCT profile_id) FROM (SELECT profile_id, "
-            f"unnest(list_transform(identityMap, lambda e: e.key)) AS ns FROM read_parquet({_sql(profiles_path)}) "
+            f"SELECT ns, count(DISTINCT profile_id) FROM (SELECT profile_id, unnest(namespaces) AS ns "
+            f"FROM read_parquet({_sql(namespaces_path)}) "
             f"WHERE profile_id IN (SELECT profile_id FROM read_parquet({_sql(output)}) WHERE audience_id = $new)"
             f") GROUP BY ns",
             {"new": PREVIEW_ID},
@@ -274,7 +274,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
 
         def on_chunk(result: sampling.ChunkResult) -> None:
             extra, namespaces = _chunk_extras(
-                p, result.output_path, sample.chunks[result.index].profiles_path
+                p, result.output_path, sample.chunks[result.index].namespaces_path
             )
             counts = {"members": result.counts.get(PREVIEW_ID, 0), **extra}
             if p.base is not None:
