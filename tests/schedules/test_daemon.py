@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorStatus
 from fastapi.testclient import TestClient
+from segments.dagster_dev import wait_for
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
@@ -27,16 +28,6 @@ def _schedule_status(dagster_home: Path, name: str):
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         states = [s for s in instance.all_instigator_state() if s.instigator_name == name]
         return states[0].status if states else None
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(120)
@@ -61,10 +52,11 @@ def test_api_state_changes_take_effect_in_the_running_daemon(settings, ctx, monk
     argv = [str(DAEMON), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
     with (tmp_path / "daemon.log").open("w") as log, dagster_command(argv, env, log) as daemon:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            _wait_for(
+            wait_for(
                 lambda: "SCHEDULER" in instance.get_daemon_heartbeats(),
                 timeout=60,
                 what="the scheduler daemon",
+                every=0.5,
             )
         assert _schedule_status(dagster_home, name) in (None, InstigatorStatus.STOPPED)
 

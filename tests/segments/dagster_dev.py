@@ -76,3 +76,14 @@ def graphql(dagster_url: str, query: str, variables: dict | None = None) -> dict
     ).json()
     assert not answer.get("errors"), answer["errors"]
     return answer["data"]
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
+    """``predicate()`` once it is truthy (polled every ``every`` s); fails after ``timeout`` s naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -8,7 +8,6 @@ named after their definitions, partitioned by evaluation day, with member counts
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from segmentation_pipelines import SegmentationClient
 
-from .dagster_dev import dagster_dev, graphql
+from .dagster_dev import dagster_dev, graphql, wait_for
 
 BUY = "commerce.purchases"
 DAYS = ["2026-03-09", "2026-03-10"]  # evaluated as of their ends: 03-10 00:00 and 03-11 00:00 UTC
@@ -75,16 +74,6 @@ def _members(client: SegmentationClient, audience_id: str, when: datetime | None
     return page["evaluationTime"], current
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_backfill_of_two_past_days_matches_segment_jobs_and_keeps_the_latest(tmp_path):
@@ -102,7 +91,7 @@ def test_backfill_of_two_past_days_matches_segment_jobs_and_keeps_the_latest(tmp
             nodes = graphql(dagster_url, ASSETS)["assetNodes"]
             return [n for n in nodes if n["assetKey"]["path"][1].startswith("Recent_buyers__")]
 
-        (node,) = _wait(loaded, 120, "the segment asset in the webserver")
+        (node,) = wait_for(loaded, 120, "the segment asset in the webserver")
         key = node["assetKey"]["path"]
         assert key == ["segment", f"Recent_buyers__{recent.replace('-', '')[:8]}"]
 
@@ -118,7 +107,7 @@ def test_backfill_of_two_past_days_matches_segment_jobs_and_keeps_the_latest(tmp
             status = graphql(dagster_url, BACKFILL, {"id": backfill})["partitionBackfillOrError"]["status"]
             return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
 
-        status = _wait(finished, 600, "the backfill")
+        status = wait_for(finished, 600, "the backfill")
         runs = graphql(dagster_url, RUNS, {"id": backfill})["runsOrError"]["results"]
         assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, runs)
         assert sorted(

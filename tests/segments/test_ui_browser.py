@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +25,7 @@ import pytest
 from segmentation_pipelines import SegmentationClient
 
 from .browser import browser_page, screenshot_dir
-from .dagster_dev import dagster_dev, graphql
+from .dagster_dev import dagster_dev, graphql, wait_for
 
 BUY = "commerce.purchases"
 RECENT_PQL = f'chain(xEvent, timestamp, [A: WHAT(eventType = "{BUY}") WHEN(< 7 days before now)])'
@@ -70,16 +69,6 @@ def _definition(client: SegmentationClient, name: str, pql: str) -> dict:
     return client.segment_definitions.create(
         {"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}}
     )
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _search(page, text: str) -> None:
@@ -137,7 +126,7 @@ def test_the_dagster_ui_reads_by_name_in_a_real_browser(tmp_path):
                 }
                 return set(nodes) == {recent_key, vip_key} and nodes[vip_key].startswith("Big spenders")
 
-            _wait(reloaded, 180, "the webserver to load both segments, the rename included")
+            wait_for(reloaded, 180, "the webserver to load both segments, the rename included")
 
             # The catalog, first visit of a fresh profile: nothing covers it.
             page.goto(f"{dagster_url}/assets")
