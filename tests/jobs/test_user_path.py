@@ -46,9 +46,7 @@ def _daemons_healthy(dagster_url: str) -> bool:
         answer = httpx.post(f"{dagster_url}/graphql", json={"query": DAEMON_HEALTH}, timeout=5).json()
     except (httpx.TransportError, ValueError):
         return False
-    statuses = (
-        answer.get("data", {}).get("instance", {}).get("daemonHealth", {}).get("allDaemonStatuses") or []
-    )
+    statuses = answer.get("data", {}).get("instance", {}).get("daemonHealth", {}).get("allDaemonStatuses") or []
     return bool(statuses) and all(s["healthy"] for s in statuses)
 
 
@@ -74,9 +72,7 @@ def run_command(home: Path, command: str) -> Iterator[str]:
                 up = False
             if up and (command != "dev" or _daemons_healthy(f"http://127.0.0.1:{dagster_port}")):
                 break
-            assert time.monotonic() < deadline, (
-                f"{command} did not come up within 180 s:\n{log_path.read_text()}"
-            )
+            assert time.monotonic() < deadline, f"{command} did not come up within 180 s:\n{log_path.read_text()}"
             time.sleep(0.5)
         yield url
     finally:
