@@ -235,6 +235,21 @@ def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dic
         con.close()
 
 
+def _write_members(output: Path, profiles_path: Path) -> Path:
+    """The previewed expression's members of one chunk with their identity maps, in page order (profile id)."""
+    target = output.with_name(f"{output.stem}-members.parquet")
+    con = duck.connect()
+    try:
+        con.execute(
+            f"COPY (SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet({_sql(output)}) "
+            f"WHERE audience_id = {_sql(PREVIEW_ID)}) AS k LEFT JOIN read_parquet({_sql(profiles_path)}) AS p "
+            f"USING (profile_id) ORDER BY k.profile_id) TO {_sql(target)} (FORMAT parquet)"
+        )
+    finally:
+        con.close()
+    return target
+
+
 def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> None:
     if p.cancel.is_set():  # deleted while it waited for a worker
         return
@@ -273,9 +288,13 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
         )
 
         def on_chunk(result: sampling.ChunkResult) -> None:
-            extra, namespaces = _chunk_extras(
-                p, result.output_path, sample.chunks[result.index].namespaces_path
-            )
+            chunk = sample.chunks[result.index]
+            extra, namespaces = _chunk_extras(p, result.output_path, chunk.namespaces_path)
+            # The first pages, with their identities, written before the next (larger) pass starts: read while
+            # that pass runs, the profiles' identity maps would compete with it for the cores.
+            members = None
+            if result.index < len(sample.chunks) - 1:
+                members = _write_members(result.output_path, chunk.profiles_path)
             counts = {"members": result.counts.get(PREVIEW_ID, 0), **extra}
             if p.base is not None:
                 counts["base"] = result.counts.get(p.base["id"], 0)
@@ -288,6 +307,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
                         "profiles": result.profiles,
                         "counts": counts,
                         "index": result.index,
+                        "members": members,
                     }
                 )
             if len(p.chunks) == 1:
@@ -362,7 +382,12 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
                 continue
             profiles = sample.chunks[c["index"]].profiles_path if sample else None
             ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-            if profiles is not None and profiles.parent.is_dir():
+            if kind == "members" and c.get("members") is not None:
+                rows = con.execute(
+                    f"SELECT profile_id, identityMap FROM read_parquet({_sql(c['members'])}) "
+                    f"ORDER BY profile_id LIMIT {want} OFFSET {skip}"
+                ).fetchall()
+            elif profiles is not None and profiles.parent.is_dir():
                 rows = con.execute(
                     f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
                     f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
