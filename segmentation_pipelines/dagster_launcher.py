@@ -39,6 +39,7 @@ from segmentation_pipelines.launcher import (
     TAG_REQUEST_ID,
     TAG_STEP_WORKER,
     TAG_WORKER,
+    TAG_WORKER_LOST,
     RunInfo,
     RunRequest,
 )
@@ -139,7 +140,14 @@ def _code_of(message: str) -> str:
 
 
 def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
-    """The ``errors`` of a failed run: each failed step's error, else the run failure message."""
+    """The ``errors`` of a failed run: each failed step's error, else the run failure message.
+
+    The one reading of a run's errors: every writer of a request's outcome (run-status sensors, reconciliation,
+    settle-on-read, in-process runs) calls it, so whichever writes first writes the same errors. A run ended as lost
+    (tagged ``TAG_WORKER_LOST`` before it was failed) reports ``ERROR_WORKER_LOST`` whatever its messages say.
+    """
+    run = instance.get_run_by_id(run_id)
+    lost = run is not None and TAG_WORKER_LOST in run.tags
     errors: list[dict[str, str]] = []
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
@@ -161,6 +169,10 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
             message = record.dagster_event.message or "The run failed."
             errors.append({"code": _code_of(message), "msg": message})
+    if lost:
+        errors = [{**e, "code": ERROR_WORKER_LOST} for e in errors] or [
+            {"code": ERROR_WORKER_LOST, "msg": "The process running this run died during the run."}
+        ]
     return errors
 
 
@@ -280,7 +292,10 @@ class DagsterLauncher:
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished or worker_alive(run) is not False:
             return self._info(run)
-        message = f"The process running this run ({run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)}) is gone."
+        worker = run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)
+        message = f"The process running this run ({worker}) is gone."
+        # Tagged before the run is failed: a reader that sees it failed also sees why (run_errors).
+        instance.add_run_tags(run_id, {TAG_WORKER_LOST: str(worker)})
         instance.report_engine_event(message, run)
         if run.status == dg.DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, message=message)

@@ -14,7 +14,7 @@ from collections import Counter
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.launcher import ERROR_RUN_VANISHED, ERROR_WORKER_LOST, RUN_CANCELED, RUN_FAILURE
+from segmentation_pipelines.launcher import ERROR_RUN_VANISHED, RUN_CANCELED, RUN_FAILURE
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.export_jobs import PROCESSING, ExportJobsService, jobs_in_status
 from segmentation_pipelines.settings import Settings
@@ -56,13 +56,7 @@ def reconcile_export_job(ctx: ServiceContext, job_id: int, grace_s: float = DEFA
     if cancelling and not run.finished:
         launcher.terminate(run.run_id)
         run = launcher.find_run(str(job_id), run.run_id) or run
-    error = None
-    if run.status == RUN_FAILURE:
-        error = launcher.errors(run.run_id)
-        if lost:
-            error = [{**e, "code": ERROR_WORKER_LOST} for e in error] or [
-                {"code": ERROR_WORKER_LOST, "msg": "The process running this export job died during the run."}
-            ]
+    error = launcher.errors(run.run_id) if run.status == RUN_FAILURE else None
     after = service.sync_with_run(job_id, run.status, run.run_id, error=error)["status"]
     return "unchanged" if after == PROCESSING else after.lower()
 

@@ -23,7 +23,6 @@ from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.launcher import (
     ERROR_RUN_VANISHED,
-    ERROR_WORKER_LOST,
     RUN_CANCELED,
     RUN_CANCELING,
     RUN_FAILURE,
@@ -76,13 +75,8 @@ def reconcile_job(ctx: ServiceContext, job_id: str, grace_s: float = DEFAULT_GRA
     if status == CANCELLING and not run.finished and run.status != RUN_CANCELING:
         launcher.terminate(run.run_id)
         run = launcher.find_run(job_id, run.run_id) or run
-    error = None
-    if run.status == RUN_FAILURE:
-        error = launcher.errors(run.run_id)
-        if lost and not error:
-            error = [{"code": ERROR_WORKER_LOST, "msg": "The process running this job died during the run."}]
-        elif lost:
-            error = [{**e, "code": ERROR_WORKER_LOST} for e in error]
+    # A lost worker's run says so itself (launcher.errors), whichever writer reads it first.
+    error = launcher.errors(run.run_id) if run.status == RUN_FAILURE else None
     after = service.sync_with_run(job_id, run.status, run.run_id, error=error)["status"]
     return "unchanged" if after == status else after.lower()
 

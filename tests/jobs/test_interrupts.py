@@ -166,7 +166,7 @@ def test_cancel_mid_evaluation(world):
     assert published(world) == before
 
 
-def test_killed_run_process_fails_the_job_and_keeps_membership(world):
+def test_killed_run_process_fails_the_job_and_keeps_membership(world, monkeypatch):
     jobs = world["services"].segment_jobs
     before = published(world)
     job_id = jobs.create(world["slow_body"], evaluation_time=world["as_of"])["id"]
@@ -188,7 +188,21 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world):
             worker.kill()
     instance = dagster_runs.instance_for(world["settings"])
     assert jobs.get(job_id)["status"] == "PROCESSING"
+    # Whichever writer gets there first, a killed worker ends the job SEGP-200501: here a read of the job (as the
+    # run-failure sensor or a polling client would) settles it between reconciliation ending the lost run and
+    # reconciliation writing its own outcome.
+    end_lost_run = dagster_runs.DagsterLauncher.end_lost_run
+    first = {}
+
+    def end_then_read(launcher, run):
+        info = end_lost_run(launcher, run)
+        first.update(jobs.get(job_id))
+        return info
+
+    monkeypatch.setattr(dagster_runs.DagsterLauncher, "end_lost_run", end_then_read)
     reconcile_segment_jobs(world["settings"], grace_s=0)
+    monkeypatch.undo()
+    assert first["status"] == "FAILED" and first["errors"][0]["code"] == "SEGP-200501", first
     job = jobs.get(job_id)
     assert job["status"] == "FAILED" and job["errors"], job
     assert job["errors"][0]["code"] == "SEGP-200501", job["errors"]
