@@ -13,14 +13,12 @@ import dagster as dg
 
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import status_sensors
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
     KIND_EXPORT_JOB,
     TAG_JOB_ID,
-    TAG_KIND,
-    TAG_ORG,
-    TAG_SANDBOX,
 )
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService, jobs_in_status
@@ -74,45 +72,14 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests)
 
 
-def _sync(context, error=None):
-    run = context.dagster_run
-    tags = run.tags
-    if tags.get(TAG_KIND) != KIND_EXPORT_JOB or TAG_JOB_ID not in tags:
-        return dg.SkipReason(f"Run {run.run_id} is not an export job run.")
-    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
-    job = ExportJobsService(ctx).sync_with_run(tags[TAG_JOB_ID], run.status, run.run_id, error=error)
-    context.log.info("Export job %s is %s (run %s)", job["id"], job["status"], run.run_id)
-    return None
-
-
-def _status_sensor(name: str, status: dg.DagsterRunStatus):
-    @dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        minimum_interval_seconds=LAUNCH_INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Marks an export job when its run reaches {status.value}.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return _sync(context)
-
-    return _sensor
-
-
-export_job_started = _status_sensor("export_job_started", dg.DagsterRunStatus.STARTED)
-export_job_succeeded = _status_sensor("export_job_succeeded", dg.DagsterRunStatus.SUCCESS)
-export_job_canceled = _status_sensor("export_job_canceled", dg.DagsterRunStatus.CANCELED)
-
-
-@dg.run_failure_sensor(
-    name="export_job_failed",
-    minimum_interval_seconds=LAUNCH_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks an export job FAILED (with the run's errors) when its run fails.",
+export_job_started, export_job_succeeded, export_job_canceled, export_job_failed = status_sensors(
+    "export_job",
+    kind=KIND_EXPORT_JOB,
+    id_tag=TAG_JOB_ID,
+    what="export job",
+    service=ExportJobsService,
+    interval_s=LAUNCH_INTERVAL_S,
 )
-def export_job_failed(context: dg.RunFailureSensorContext):
-    errors = run_errors(context.instance, context.dagster_run.run_id)
-    return _sync(context, error=errors or context.failure_event.message)
 
 
 @dg.sensor(

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dagster as dg
 
 from segmentation_pipelines import code_location
-from segmentation_pipelines.dagster_launcher import loaded_asset_keys, run_errors
-from segmentation_pipelines.launcher import TAG_KIND, TAG_ORG, TAG_REQUEST_ID, TAG_SANDBOX
+from segmentation_pipelines.dagster_launcher import loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import status_sensors
+from segmentation_pipelines.launcher import TAG_REQUEST_ID
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.external_audiences import (
     JOB_NAME,
@@ -112,44 +113,19 @@ def external_audience_launcher(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests)
 
 
-def _sync(context, error=None):
-    run = context.dagster_run
-    tags = run.tags
-    if tags.get(TAG_KIND) != KIND or TAG_REQUEST_ID not in tags:
-        return dg.SkipReason(f"Run {run.run_id} is not an external-audience run.")
-    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
-    ExternalAudiencesService(ctx).sync_with_run(tags[TAG_REQUEST_ID], run.status, run.run_id, error=error)
-    return None
-
-
-def _status_sensor(name: str, status: dg.DagsterRunStatus):
-    @dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        minimum_interval_seconds=INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Marks an external-audience run when its Dagster run reaches {status.value}.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return _sync(context)
-
-    return _sensor
-
-
-external_audience_started = _status_sensor("external_audience_started", dg.DagsterRunStatus.STARTED)
-external_audience_succeeded = _status_sensor("external_audience_succeeded", dg.DagsterRunStatus.SUCCESS)
-external_audience_canceled = _status_sensor("external_audience_canceled", dg.DagsterRunStatus.CANCELED)
-
-
-@dg.run_failure_sensor(
-    name="external_audience_failed",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks an external-audience run FAILED (with its errors) when its Dagster run fails.",
+(
+    external_audience_started,
+    external_audience_succeeded,
+    external_audience_canceled,
+    external_audience_failed,
+) = status_sensors(
+    "external_audience",
+    kind=KIND,
+    id_tag=TAG_REQUEST_ID,
+    what="external-audience run",
+    service=ExternalAudiencesService,
+    interval_s=INTERVAL_S,
 )
-def external_audience_failed(context: dg.RunFailureSensorContext):
-    errors = run_errors(context.instance, context.dagster_run.run_id)
-    return _sync(context, error=errors or context.failure_event.message)
 
 
 @dg.sensor(

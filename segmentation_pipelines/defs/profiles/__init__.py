@@ -24,5 +24,6 @@ def defs() -> dg.Definitions:
     settings = get_settings()
     snapshot = pinned_snapshot("profiles_catalog", lambda: catalog_snapshot(settings))
     return dg.Definitions.merge(
-        profile_definitions(snapshot, ProfileStoreResource()), dg.Definitions(sensors=[profile_store_refresher])
+        profile_definitions(snapshot, ProfileStoreResource()),
+        dg.Definitions(sensors=[profile_store_refresher]),
     )
