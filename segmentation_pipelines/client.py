@@ -35,12 +35,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy import text
 
 from segmentation_pipelines.errors import SegmentationError, error_body
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import get_settings
 from segmentation_pipelines.timeutil import iso, parse_time
+from segmentation_pipelines.version import __version__
 
 UPS = "/data/core/ups"
 AIS = "/data/core/ais"
@@ -699,10 +701,6 @@ class SegmentationClient:
         """``GET /health`` over HTTP; in-process, the same check of the catalog."""
         if isinstance(self.transport, HttpTransport):
             return self.transport.request("GET", "/health")
-        from sqlalchemy import text
-
-        from segmentation_pipelines import __version__
-
         with self.ctx.catalog.session() as session:
             session.execute(text("SELECT 1"))
         return {

@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from segmentation_pipelines import __version__
 from segmentation_pipelines.api.deps import require_token
 from segmentation_pipelines.api.errors import install_error_handlers
 from segmentation_pipelines.api.middleware import RequestGuardMiddleware
@@ -37,6 +36,7 @@ from segmentation_pipelines.api.routes import (
 )
 from segmentation_pipelines.service.runner import Runner
 from segmentation_pipelines.settings import Settings, get_settings
+from segmentation_pipelines.version import __version__
 
 log = logging.getLogger(__name__)
 
