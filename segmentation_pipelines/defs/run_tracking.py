@@ -1,8 +1,10 @@
-"""Run-status sensors that write a Dagster run's outcome back onto the row it runs (a segment job, an export job,
-an external-audience run): one definition for every kind of tracked run.
+"""The sensors that keep a tracked request (a segment job, an export job, an external-audience run;
+``service/tracked_runs.py``) in step with its Dagster run: one definition for every kind.
 
-Each kind gives its run ``kind`` tag, the tag holding the row's id, and the service whose ``sync_with_run(id,
-status, run_id, error=...)`` records the outcome (idempotent: a repeated event changes nothing).
+* :func:`status_sensors`: run-status sensors writing a run's outcome back onto the row it runs. Each kind gives its
+  run ``kind`` tag, the tag holding the row's id, and the service whose ``sync_with_run(id, status, run_id,
+  error=...)`` records the outcome (idempotent: a repeated event changes nothing).
+* :func:`reconciler_sensor`: the reconciliation pass (``service/reconcile.py``) of one kind, on a schedule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import dagster as dg
 from segmentation_pipelines.dagster_launcher import run_errors
 from segmentation_pipelines.launcher import TAG_KIND, TAG_ORG, TAG_SANDBOX
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.reconcile import reconcile
+from segmentation_pipelines.service.tracked_runs import TrackedRuns
 from segmentation_pipelines.settings import get_settings
 
 
@@ -79,3 +83,22 @@ def status_sensors(
         on_status(dg.DagsterRunStatus.CANCELED, "canceled"),
         failed,
     )
+
+
+def reconciler_sensor(
+    name: str, kind: type[TrackedRuns], interval_s: int, description: str
+) -> dg.SensorDefinition:
+    """A sensor running the reconciliation pass of ``kind``; its tick says what was done."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def _reconciler(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        done = reconcile(get_settings(), kind)
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(done.items()))
+        return dg.SkipReason(summary or f"no active {kind.what.lower()}s")
+
+    return _reconciler

@@ -30,12 +30,14 @@ from segmentation_pipelines.profiles.layout import StoreLayout, publish_dir
 from segmentation_pipelines.profiles.schema import merge_columns, schema_paths
 from segmentation_pipelines.profiles.store import BatchRef
 from segmentation_pipelines.profiles.xdm import CLASS_KEYS, EVENT_CLASS, PROFILE_CLASS, SCHEMA_REFS
+from segmentation_pipelines.service.batches import SUCCESS, successful_batches
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
 from segmentation_pipelines.service.query import int_param, parse_int
 
 log = logging.getLogger(__name__)
 
-SUCCESS, LOADING, FAILED = "success", "loading", "failed"
+LOADING, FAILED = "loading", "failed"
 # An upload batch (Batch Ingestion API) is "loading" while files arrive; ``uploading: true`` tells it from a batch
 # being ingested.
 UPLOAD_FORMATS = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -391,8 +393,6 @@ class DatasetsService:
         """Bring the profile store current with the new batch (a Dagster run in this process), so that lookups
         and segment jobs see it once ``ingest`` returns. A failed refresh leaves the batch landed and the store
         stale (the sensor, the API's runner or the next segment job refresh it); the batch says so."""
-        from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
-
         try:
             return ProfileStoreService(self.ctx).refresh(reason=reason)
         except ApiError as exc:
@@ -472,25 +472,7 @@ class DatasetsService:
     # ------------------------------------------------------------ for the store builds
     def successful_batches(self) -> dict[str, list[BatchRef]]:
         """``{"profile": [...], "experienceevent": [...]}``: every complete batch of this sandbox."""
-        out: dict[str, list[BatchRef]] = {"profile": [], "experienceevent": []}
-        with self.ctx.catalog.session() as s:
-            classes = {d.id: d.xdm_class for d in self.ctx.repo(s, models.Dataset).find()}
-            for b in self.ctx.repo(s, models.Batch).find(
-                models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]
-            ):
-                if b.body.get("exportJobId") is not None:
-                    continue  # an export's output is never read back as profile data
-                if b.dataset_id in classes:
-                    out[CLASS_KEYS[classes[b.dataset_id]]].append(
-                        BatchRef(
-                            b.dataset_id,
-                            b.id,
-                            int(b.body.get("completed") or b.updated_ms),
-                            b.body.get("columns") or {},
-                            int(b.row_count or 0),
-                        )
-                    )
-        return out
+        return successful_batches(self.ctx)
 
     def schema(self) -> dict:
         """The union schema of every profile dataset and every event dataset (``docs/data-model.md``)."""

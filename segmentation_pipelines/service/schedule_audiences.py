@@ -71,7 +71,7 @@ class ScheduleAudiences:
     # --- which definitions exist -----------------------------------------------------------------------------------
     def _definitions(self, session) -> dict[str, bool]:
         """Definition id -> whether a ``"*"`` schedule evaluates it (batch, not inactive)."""
-        from segmentation_pipelines.service.segment_jobs import batch_evaluated
+        from segmentation_pipelines.service.segment_selection import batch_evaluated
 
         rows = self.ctx.repo(session, models.SegmentDefinition).find()
         return {r.id: batch_evaluated(r) for r in rows}

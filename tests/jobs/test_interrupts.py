@@ -23,7 +23,8 @@ import pytest
 from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.reconcile import reconcile
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import Settings
 
@@ -200,7 +201,7 @@ def test_killed_run_process_fails_the_job_and_keeps_membership(world, monkeypatc
         return info
 
     monkeypatch.setattr(dagster_runs.DagsterLauncher, "end_lost_run", end_then_read)
-    reconcile_segment_jobs(world["settings"], grace_s=0)
+    reconcile(world["settings"], SegmentJobsService, grace_s=0)
     monkeypatch.undo()
     assert first["status"] == "FAILED" and first["errors"][0]["code"] == "SEGP-200501", first
     job = jobs.get(job_id)

@@ -182,7 +182,7 @@ def test_list_filters_sort_pages_and_bulk_get(ctx, jobs):
             jobs.list(**bad)
         assert err.value.status == 400
     bulk = jobs.bulk_get({"ids": [{"id": ids[0]}, {"id": "nope"}]})["results"]
-    assert bulk[ids[0]]["id"] == ids[0] and bulk["nope"]["errors"][0]["code"] == "UPAPI-113000-404"
+    assert bulk[ids[0]]["id"] == ids[0] and bulk["nope"]["errors"]["404"][0]["code"] == "UPAPI-113430-404"
 
 
 def test_other_sandbox_cannot_see_the_job(ctx, jobs):

@@ -18,7 +18,7 @@ from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.dagster_launcher import DagsterLauncher, dagster_run_request
 from segmentation_pipelines.defs.jobs import sensors
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.reconcile import reconcile
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
 from .conftest import add_definition_row
@@ -132,8 +132,8 @@ def test_reconciliation_repairs_jobs_left_behind(ctx, jobs):
     jobs.sync_with_run(vanished, "STARTED", "no-such-run")
 
     # A run that ended is settled at once; the others are too young to judge yet.
-    assert reconcile_segment_jobs(ctx.settings, grace_s=3600) == {"succeeded": 1, "waiting": 3}
-    assert reconcile_segment_jobs(ctx.settings, grace_s=0) == {
+    assert reconcile(ctx.settings, SegmentJobsService, grace_s=3600) == {"succeeded": 1, "waiting": 3}
+    assert reconcile(ctx.settings, SegmentJobsService, grace_s=0) == {
         "requeued": 1,
         "cancelled": 1,
         "failed": 1,
@@ -176,7 +176,7 @@ def test_killed_in_process_worker_ends_failed_and_a_new_job_succeeds(ctx, jobs):
         if worker.poll() is None:
             worker.kill()
     assert jobs.get(job_id)["status"] == "PROCESSING"  # nobody is left to say otherwise...
-    reconcile_segment_jobs(ctx.settings, grace_s=0)  # ...but the reconciliation pass
+    reconcile(ctx.settings, SegmentJobsService, grace_s=0)  # ...but the reconciliation pass
     job = jobs.get(job_id)
     assert job["status"] == "FAILED", job
     assert "is gone" in job["errors"][0]["msg"]

@@ -34,7 +34,7 @@ ASSET_NAME = "export_audiences"
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
-    from segmentation_pipelines.service.export_jobs import destinations_snapshot
+    from segmentation_pipelines.service.export_destinations import destinations_snapshot
 
     settings = get_settings()
     settings.ensure_home()

@@ -4,7 +4,7 @@
   a job whose destination asset is not in the loaded code location yet waits for the reload (requested), and fails
   after ``NOT_LOADED_GRACE_S``;
 * ``export_job_started`` / ``_succeeded`` / ``_canceled`` / ``_failed``: write the run's status onto its job;
-* ``export_job_reconciler``: settles jobs whose run ended or vanished unnoticed (``service/export_reconcile.py``).
+* ``export_job_reconciler``: settles jobs whose run ended or vanished unnoticed (``service/reconcile.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import dagster as dg
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
-from segmentation_pipelines.defs.run_tracking import status_sensors
+from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
     KIND_EXPORT_JOB,
     TAG_JOB_ID,
 )
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService, jobs_in_status
-from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
+from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50
@@ -44,7 +43,7 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
     catalog = ServiceContext.create(settings).catalog
     loaded = loaded_asset_keys(context)
     requests, waiting = [], 0
-    for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
+    for org, sandbox, job_id in ExportJobsService.in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = ExportJobsService(ServiceContext.create(settings, org, sandbox))
         request = service.run_request_for(job_id)
         missing = [
@@ -82,15 +81,12 @@ export_job_started, export_job_succeeded, export_job_canceled, export_job_failed
 )
 
 
-@dg.sensor(
-    name="export_job_reconciler",
-    minimum_interval_seconds=RECONCILE_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Settles export jobs left PROCESSING whose run ended or vanished.",
+export_job_reconciler = reconciler_sensor(
+    "export_job_reconciler",
+    ExportJobsService,
+    RECONCILE_INTERVAL_S,
+    "Settles export jobs left PROCESSING whose run ended or vanished.",
 )
-def export_job_reconciler(context: dg.SensorEvaluationContext):
-    done = reconcile_export_jobs(get_settings())
-    return dg.SkipReason(", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active export jobs")
 
 
 SENSORS = [

@@ -19,15 +19,14 @@ import dagster as dg
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
 from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
-from segmentation_pipelines.defs.run_tracking import status_sensors
+from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
 from segmentation_pipelines.launcher import (
     KIND_SEGMENT_JOB,
     SEGMENT_JOB,
     TAG_JOB_ID,
 )
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService, jobs_in_status
+from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
@@ -57,7 +56,7 @@ def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult
     catalog = ServiceContext.create(settings).catalog
     loaded = loaded_asset_keys(context)
     requests, waiting = [], 0
-    for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
+    for org, sandbox, job_id in SegmentJobsService.in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = SegmentJobsService(ServiceContext.create(settings, org, sandbox))
         missing = _not_loaded(service, job_id, loaded)
         if missing:
@@ -95,16 +94,12 @@ segment_job_started, segment_job_succeeded, segment_job_canceled, segment_job_fa
 )
 
 
-@dg.sensor(
-    name="segment_job_reconciler",
-    minimum_interval_seconds=RECONCILE_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
+segment_job_reconciler = reconciler_sensor(
+    "segment_job_reconciler",
+    SegmentJobsService,
+    RECONCILE_INTERVAL_S,
+    "Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
 )
-def segment_job_reconciler(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    done = reconcile_segment_jobs(get_settings())
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active segment jobs"
-    return dg.SkipReason(summary)
 
 
 SENSORS = [

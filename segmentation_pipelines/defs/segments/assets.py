@@ -47,7 +47,7 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.external_audiences import asset_key as external_audience_asset_key
+from segmentation_pipelines.service.external_audience_runs import asset_key as external_audience_asset_key
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
     EvaluationSummary,
