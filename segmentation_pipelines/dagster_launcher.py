@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from segmentation_pipelines.dagster_home import prepare_dagster_home
 from segmentation_pipelines.launcher import (
@@ -72,11 +74,6 @@ def worker_tag() -> str:
 def definitions_scope(instance: dg.DagsterInstance) -> Iterator[None]:
     """Load definitions in this process as a code server does: a fresh ``INITIALIZATION`` load context, with
     ``instance``'s defs-state storage current; whatever was set before is restored afterwards."""
-    from dagster._core.definitions.definitions_load_context import (
-        DefinitionsLoadContext,
-        DefinitionsLoadType,
-    )
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
 
     with set_defs_state_storage(instance.defs_state_storage):
         fresh = DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION)

@@ -13,6 +13,7 @@ returned with ``"duplicate": true``.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.code_location import request_reload
 from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFound
 from segmentation_pipelines.landing import resolve_path
 from segmentation_pipelines.profiles.ingest import file_format, ingest_files
@@ -32,6 +34,7 @@ from segmentation_pipelines.profiles.store import BatchRef
 from segmentation_pipelines.profiles.xdm import CLASS_KEYS, EVENT_CLASS, PROFILE_CLASS, SCHEMA_REFS
 from segmentation_pipelines.service.batches import SUCCESS, successful_batches
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
 from segmentation_pipelines.service.query import int_param, parse_int
 
@@ -107,10 +110,8 @@ class DatasetsService:
                 id=dataset_id, name=doc["name"], xdm_class=xdm_class, body=doc, created_ms=now, updated_ms=now
             )
         # A sandbox with data has a default merge policy (and with it a merged_profiles asset).
-        from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
         MergePoliciesService(self.ctx).ensure_default()
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return doc
@@ -160,7 +161,6 @@ class DatasetsService:
             self.ctx.repo(s, models.Dataset).delete(row)
         shutil.rmtree(self.layout.dataset_dir(dataset_id), ignore_errors=True)
         self._refresh_store(f"dataset {dataset_id} deleted")
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return None
@@ -451,7 +451,6 @@ class DatasetsService:
 
     def rejects(self, batch_id: str, limit: int | str | None = 100) -> list[dict]:
         """The first ``limit`` rejected rows of a batch with their reasons."""
-        import json
 
         limit = parse_int(limit, "limit", 100)
         batch = self.get_batch(batch_id)

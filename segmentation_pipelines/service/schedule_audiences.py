@@ -17,6 +17,8 @@ from typing import Any
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import BadRequest
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+from segmentation_pipelines.service.segment_selection import batch_evaluated
 
 ALL = "*"
 TRIGGER = "trigger"  # properties.trigger of a job a trigger created (a tick's job has none)
@@ -71,7 +73,6 @@ class ScheduleAudiences:
     # --- which definitions exist -----------------------------------------------------------------------------------
     def _definitions(self, session) -> dict[str, bool]:
         """Definition id -> whether a ``"*"`` schedule evaluates it (batch, not inactive)."""
-        from segmentation_pipelines.service.segment_selection import batch_evaluated
 
         rows = self.ctx.repo(session, models.SegmentDefinition).find()
         return {r.id: batch_evaluated(r) for r in rows}
@@ -181,7 +182,6 @@ class ScheduleAudiences:
     def trigger(self, body: Any) -> dict[str, Any]:
         """Evaluate the schedule's audiences now: a new segment job (``source: "scheduler"``), launched like one
         created through ``POST /segment/jobs``. The contract answers 200 without a body; we return the job."""
-        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         schedule_id = _schedule_id(body, "")
         with self.ctx.catalog.session(readonly=True) as session:

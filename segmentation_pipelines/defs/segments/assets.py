@@ -54,6 +54,7 @@ from segmentation_pipelines.service.segment_evaluation import (
     run_evaluation,
     topological_order,
 )
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 from segmentation_pipelines.timeutil import iso, parse_time, to_ms
 
@@ -253,7 +254,6 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
         if TAG_WORKER not in tags:  # a launched run: name the process doing the work (reconcile.py)
