@@ -49,7 +49,7 @@ from segmentation_pipelines.service.export_gates import PublishGates
 from segmentation_pipelines.service.export_requests import ExportRequests, parse_rfc3339
 from segmentation_pipelines.service.export_writer import ExportWriter
 from segmentation_pipelines.service.profile_store import ProfileStoreService
-from segmentation_pipelines.service.query import int_param
+from segmentation_pipelines.service.query import int_param, status_filter
 from segmentation_pipelines.service.tracked_runs import INTERNAL, TrackedRuns, error_list, with_internal
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,7 @@ class ExportJobsService(TrackedRuns):
         where = []
         status = query.get("status")
         if status:
-            wanted = [s.strip().upper() for s in str(status).split(",") if s.strip()]
-            unknown = [s for s in wanted if s not in STATUSES]
-            if unknown:
-                raise BadRequest(f"status: '{unknown[0]}' is not one of {', '.join(STATUSES)}.")
-            where.append(m.status.in_(wanted))
+            where.append(m.status.in_(status_filter(status, STATUSES)))
         for name, compare in (("createdAfter", m.created_ms.__gt__), ("createdBefore", m.created_ms.__lt__)):
             if query.get(name) not in (None, ""):
                 where.append(compare(_time_ms(query[name], name)))

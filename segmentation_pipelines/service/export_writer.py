@@ -29,7 +29,7 @@ from segmentation_pipelines.service.audience_evaluations import AudienceEvaluati
 from segmentation_pipelines.service.batches import successful_batches
 from segmentation_pipelines.service.export_gates import ERROR_GATE_FAILED, PublishGates
 from segmentation_pipelines.service.export_requests import parse_rfc3339
-from segmentation_pipelines.service.tracked_runs import INTERNAL
+from segmentation_pipelines.service.tracked_runs import INTERNAL, with_internal
 from segmentation_pipelines.timeutil import iso
 
 if TYPE_CHECKING:  # the job service hands itself to the writer
@@ -239,8 +239,7 @@ class ExportWriter:
                                 "batchId": batch_id,
                             }
                         )
-                body = dict(row.body)
-                destination = dict(body["destination"])
+                destination = dict(row.body["destination"])
                 if folder:
                     destination["batchId"] = written[0][1]
                     destination["files"] = [f for b in batches_doc for f in b["files"]]
@@ -250,24 +249,9 @@ class ExportWriter:
                     destination["batches"] = batches_doc
                 else:
                     destination["batchId"] = written[0][1]
-                metrics = dict(body.get("metrics") or {})
-                metrics.update(
-                    profileExportTime={
-                        "startTimeInMs": start,
-                        "endTimeInMs": end,
-                        "totalTimeInMs": end - start,
-                    },
-                    totalExportedProfileCounter=total,
-                    exportedProfileByNamespaceCounter=by_namespace,
+                self._record_published(
+                    session, row, destination, (start, end), total, by_namespace, evaluations
                 )
-                internal["published"] = now_ms()
-                body.update(destination=destination, metrics=metrics, **{INTERNAL: internal})
-                # Extension: which evaluation of each segment was exported (the delta recipe starts after it).
-                body["segmentEvaluations"] = [
-                    {"segmentId": a, "evaluationTime": iso(e.evaluation_time)} for a, e in evaluations.items()
-                ]
-                row.body = body
-                self.jobs._touch(session, row)
                 summary = {
                     "rows": total,
                     "by_namespace": by_namespace,
@@ -294,22 +278,32 @@ class ExportWriter:
             if internal.get("cancelRequested") or row.status in self.jobs.TERMINAL:
                 raise ExportCancelled()
             rows = replace_table(url, table.get("schema", "public"), table["table"], result.columns, csv_path)
-            body = dict(row.body)
-            destination = {**body["destination"], "batchId": batch_id, "rowCount": rows}
-            metrics = dict(body.get("metrics") or {})
-            metrics.update(
-                profileExportTime={"startTimeInMs": start, "endTimeInMs": end, "totalTimeInMs": end - start},
-                totalExportedProfileCounter=result.rows,
-                exportedProfileByNamespaceCounter=result.by_namespace,
+            destination = {**row.body["destination"], "batchId": batch_id, "rowCount": rows}
+            self._record_published(
+                session, row, destination, (start, end), result.rows, result.by_namespace, evaluations
             )
-            internal["published"] = now_ms()
-            body.update(destination=destination, metrics=metrics, **{INTERNAL: internal})
-            body["segmentEvaluations"] = [
-                {"segmentId": a, "evaluationTime": iso(e.evaluation_time)} for a, e in evaluations.items()
-            ]
-            row.body = body
-            self.jobs._touch(session, row)
         return {"rows": result.rows, "by_namespace": result.by_namespace, "batches": [batch_id], "files": []}
+
+    def _record_published(
+        self, session, row, destination: dict, times: tuple[int, int], total: int, by_namespace, evaluations
+    ) -> None:
+        """The job's outcome, in the transaction that publishes its output: where it went, its metrics, and which
+        evaluation of each segment it exported (extension: the delta recipe starts after it)."""
+        start, end = times
+        body = dict(row.body)
+        metrics = dict(body.get("metrics") or {})
+        metrics.update(
+            profileExportTime={"startTimeInMs": start, "endTimeInMs": end, "totalTimeInMs": end - start},
+            totalExportedProfileCounter=total,
+            exportedProfileByNamespaceCounter=by_namespace,
+        )
+        internal = {**(body.get(INTERNAL) or {}), "published": now_ms()}
+        body.update(destination=destination, metrics=metrics, **{INTERNAL: internal})
+        body["segmentEvaluations"] = [
+            {"segmentId": a, "evaluationTime": iso(e.evaluation_time)} for a, e in evaluations.items()
+        ]
+        row.body = body
+        self.jobs._touch(session, row)
 
     def _updated_profiles(self, after: datetime, staging: Path) -> Path:
         """Parquet of the profile ids having a profile fragment in a batch ingested after ``after``."""
@@ -359,9 +353,7 @@ class ExportWriter:
     def _record_errors(self, job_id: int, errors: list[dict]) -> None:
         with self.ctx.catalog.session() as session:
             row = self.jobs._row(session, job_id, lock=True)
-            internal = dict(row.body.get(INTERNAL) or {})
-            internal["errors"] = errors
-            row.body = {**row.body, INTERNAL: internal}
+            with_internal(row, errors=errors)
             self.jobs._touch(session, row)
 
     def _events_spec(self, spec: Mapping | None, staging: Path):

@@ -80,6 +80,15 @@ def parse_bool(value: Any, name: str) -> bool:
     raise BadRequest(f"query parameter '{name}': '{value}' is not true or false.")
 
 
+def status_filter(value: Any, statuses: tuple[str, ...]) -> list[str]:
+    """``status=A,B`` (case-insensitive) as the statuses it names; a ``400`` naming an unknown one."""
+    wanted = [s.strip().upper() for s in str(value).split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in statuses]
+    if unknown:
+        raise BadRequest(f"status: '{unknown[0]}' is not one of {', '.join(statuses)}.")
+    return wanted
+
+
 # --- sort --------------------------------------------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ from segmentation_pipelines.service.query import (
     parse_sort,
     property_filters,
     sort_docs,
+    status_filter,
     values_of,
 )
 from segmentation_pipelines.service.segment_job_metrics import (
@@ -168,11 +169,7 @@ class SegmentJobsService(TrackedRuns):
         m = models.SegmentJob
         where = []
         if status:
-            wanted = [s.strip().upper() for s in str(status).split(",") if s.strip()]
-            unknown = [s for s in wanted if s not in STATUSES]
-            if unknown:
-                raise BadRequest(f"status: '{unknown[0]}' is not one of {', '.join(STATUSES)}.")
-            where.append(m.status.in_(wanted))
+            where.append(m.status.in_(status_filter(status, STATUSES)))
         with self.ctx.catalog.session(readonly=True) as session:
             docs = [
                 self._doc(row)
