@@ -1,12 +1,12 @@
 """Spark against DuckDB: hypothesis' well-typed definitions and small stores of the DuckDB/Polars differential
-(tests/pql_compile/test_differential.py), bounded (Spark plans each batch in seconds, on a shared machine)."""
+(tests/pql_compile/generators.py), bounded (Spark plans each batch in seconds, on a shared machine)."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pql_compile.test_differential import _members, _write, boolean, event_row, profile_row
+from pql_compile.generators import boolean, event_row, members, profile_row, write_world
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 )
 def test_spark_and_duckdb_agree(tmp_path_factory, profiles, events, texts) -> None:
     tmp = tmp_path_factory.mktemp("diff")
-    prof, evs = _write(tmp, profiles, events)
-    a = _members("duckdb", prof, evs, texts, tmp / "a.parquet")
-    b = _members("spark", prof, evs, texts, tmp / "b.parquet")
+    prof, evs = write_world(tmp, profiles, events)
+    a = members("duckdb", prof, evs, texts, tmp / "a.parquet")
+    b = members("spark", prof, evs, texts, tmp / "b.parquet")
     if a != b:
         diff = sorted(a ^ b)
         bad = sorted({int(d[0][1:]) for d in diff})
