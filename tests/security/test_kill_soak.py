@@ -16,8 +16,8 @@ import sys
 import time
 
 import pytest
-from jobs.conftest import dagster_daemon
-from jobs.test_interrupts import REPO, evaluating_record, published, world  # noqa: F401 (fixture)
+from service.segment_jobs.conftest import dagster_daemon
+from service.segment_jobs.test_interrupts import REPO, evaluating_record, published, world  # noqa: F401 (fixture)
 
 from segmentation_pipelines.service.reconcile import reconcile
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
