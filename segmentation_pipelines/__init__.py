@@ -7,15 +7,10 @@ Public names: :class:`SegmentationClient` (the API in Python, in-process or over
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from segmentation_pipelines.errors import ApiError, SegmentationError
-
-try:
-    __version__ = version("segmentation-pipelines")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+from segmentation_pipelines.version import __version__
 
 if TYPE_CHECKING:
     from segmentation_pipelines.client import SegmentationClient
@@ -25,6 +20,7 @@ __all__ = ["ApiError", "SegmentationClient", "SegmentationError", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "SegmentationClient":
+        # Imported on first use: `import segmentation_pipelines.pql` must not load the services and Dagster.
         from segmentation_pipelines.client import SegmentationClient
 
         return SegmentationClient

@@ -31,16 +31,22 @@ import builtins
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import tenacity
+from sqlalchemy import text
 
 from segmentation_pipelines.errors import SegmentationError, error_body
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.export_jobs import TERMINAL as EXPORT_JOB_ENDED
+from segmentation_pipelines.service.segment_jobs import TERMINAL as SEGMENT_JOB_ENDED
 from segmentation_pipelines.service.services import Services
 from segmentation_pipelines.settings import get_settings
 from segmentation_pipelines.timeutil import iso, parse_time
+from segmentation_pipelines.version import __version__
 
 UPS = "/data/core/ups"
 AIS = "/data/core/ais"
@@ -334,7 +340,6 @@ class Datasets(Resource):
         """Ingest local files as one batch. Over HTTP they are uploaded through the Batch Ingestion API (open a
         batch, PUT each file, COMPLETE) into the sandbox's landing area; in-process they are ingested where they
         are. Returns the batch, as :meth:`ingest` does."""
-        from pathlib import Path
 
         files = [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
         if self.local:
@@ -422,19 +427,13 @@ class SegmentJobs(Resource):
     def wait(self, id: str, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
         """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED``; the job (TimeoutError after
         ``timeout`` seconds)."""
-        import tenacity
-
-        from segmentation_pipelines.service.segment_jobs import TERMINAL
-
-        polling = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_fixed(poll),
-            retry=tenacity.retry_if_result(lambda job: job["status"] not in TERMINAL),
+        return _poll(
+            lambda: self.get(id),
+            lambda job: job["status"] in SEGMENT_JOB_ENDED,
+            timeout,
+            poll,
+            f"Segment job {id}",
         )
-        try:
-            return polling(self.get, id)
-        except tenacity.RetryError as exc:
-            raise TimeoutError(f"Segment job {id} did not finish within {timeout} s.") from exc
 
 
 class Schedules(Resource):
@@ -483,19 +482,13 @@ class ExportJobs(Resource):
 
     def wait(self, id: Any, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
         """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED`` (TimeoutError after ``timeout`` s)."""
-        import tenacity
-
-        from segmentation_pipelines.service.export_jobs import TERMINAL
-
-        polling = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_fixed(poll),
-            retry=tenacity.retry_if_result(lambda job: job["status"] not in TERMINAL),
+        return _poll(
+            lambda: self.get(id),
+            lambda job: job["status"] in EXPORT_JOB_ENDED,
+            timeout,
+            poll,
+            f"Export job {id}",
         )
-        try:
-            return polling(self.get, id)
-        except tenacity.RetryError as exc:
-            raise TimeoutError(f"Export job {id} did not finish within {timeout} s.") from exc
 
 
 class Previews(Resource):
@@ -522,17 +515,13 @@ class Previews(Resource):
 
     def wait(self, id: str, timeout: float = 120.0, poll: float = 0.1, **query: Any) -> Any:  # noqa: A002
         """Poll ``GET /preview/{id}`` until ``RESULT_READY`` or ``FAILED`` (TimeoutError after ``timeout`` s)."""
-        import tenacity
-
-        polling = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_fixed(poll),
-            retry=tenacity.retry_if_result(lambda p: p["state"] not in ("RESULT_READY", "FAILED")),
+        return _poll(
+            lambda: self.get(id, **query),
+            lambda p: p["state"] in ("RESULT_READY", "FAILED"),
+            timeout,
+            poll,
+            f"Preview {id}",
         )
-        try:
-            return polling(self.get, id, **query)
-        except tenacity.RetryError as exc:
-            raise TimeoutError(f"Preview {id} did not finish within {timeout} s.") from exc
 
 
 class Estimates(Resource):
@@ -597,8 +586,7 @@ class ExternalAudiences(Resource):
 
 
 def _poll(read: Any, done: Any, timeout: float, poll: float, what: str) -> Any:
-    import tenacity
-
+    """``read()`` every ``poll`` s until ``done(value)``; the value (TimeoutError naming ``what`` after ``timeout`` s)."""
     polling = tenacity.Retrying(
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(poll),
@@ -699,10 +687,6 @@ class SegmentationClient:
         """``GET /health`` over HTTP; in-process, the same check of the catalog."""
         if isinstance(self.transport, HttpTransport):
             return self.transport.request("GET", "/health")
-        from sqlalchemy import text
-
-        from segmentation_pipelines import __version__
-
         with self.ctx.catalog.session() as session:
             session.execute(text("SELECT 1"))
         return {

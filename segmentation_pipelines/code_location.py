@@ -26,6 +26,7 @@ _pending: dict[tuple[str, str], threading.Timer] = {}
 def reload_now(dagster_url: str, location_name: str) -> bool:
     """Reload ``location_name`` on the webserver at ``dagster_url``; True on success (failures are logged)."""
     try:
+        # Imported for a reload only: every service that writes the catalog imports this module.
         from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
         url = urlparse(dagster_url if "://" in dagster_url else f"http://{dagster_url}")

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from segmentation_pipelines.dagster_home import prepare_dagster_home
 from segmentation_pipelines.launcher import (
@@ -39,6 +41,7 @@ from segmentation_pipelines.launcher import (
     TAG_REQUEST_ID,
     TAG_STEP_WORKER,
     TAG_WORKER,
+    TAG_WORKER_LOST,
     RunInfo,
     RunRequest,
 )
@@ -71,11 +74,6 @@ def worker_tag() -> str:
 def definitions_scope(instance: dg.DagsterInstance) -> Iterator[None]:
     """Load definitions in this process as a code server does: a fresh ``INITIALIZATION`` load context, with
     ``instance``'s defs-state storage current; whatever was set before is restored afterwards."""
-    from dagster._core.definitions.definitions_load_context import (
-        DefinitionsLoadContext,
-        DefinitionsLoadType,
-    )
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
 
     with set_defs_state_storage(instance.defs_state_storage):
         fresh = DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION)
@@ -139,7 +137,14 @@ def _code_of(message: str) -> str:
 
 
 def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
-    """The ``errors`` of a failed run: each failed step's error, else the run failure message."""
+    """The ``errors`` of a failed run: each failed step's error, else the run failure message.
+
+    The one reading of a run's errors: every writer of a request's outcome (run-status sensors, reconciliation,
+    settle-on-read, in-process runs) calls it, so whichever writes first writes the same errors. A run ended as lost
+    (tagged ``TAG_WORKER_LOST`` before it was failed) reports ``ERROR_WORKER_LOST`` whatever its messages say.
+    """
+    run = instance.get_run_by_id(run_id)
+    lost = run is not None and TAG_WORKER_LOST in run.tags
     errors: list[dict[str, str]] = []
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
@@ -161,6 +166,10 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
             message = record.dagster_event.message or "The run failed."
             errors.append({"code": _code_of(message), "msg": message})
+    if lost:
+        errors = [{**e, "code": ERROR_WORKER_LOST} for e in errors] or [
+            {"code": ERROR_WORKER_LOST, "msg": "The process running this run died during the run."}
+        ]
     return errors
 
 
@@ -280,7 +289,10 @@ class DagsterLauncher:
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished or worker_alive(run) is not False:
             return self._info(run)
-        message = f"The process running this run ({run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)}) is gone."
+        worker = run.tags.get(TAG_WORKER) or run.tags.get(TAG_STEP_WORKER)
+        message = f"The process running this run ({worker}) is gone."
+        # Tagged before the run is failed: a reader that sees it failed also sees why (run_errors).
+        instance.add_run_tags(run_id, {TAG_WORKER_LOST: str(worker)})
         instance.report_engine_event(message, run)
         if run.status == dg.DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, message=message)

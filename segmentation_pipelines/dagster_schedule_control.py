@@ -10,6 +10,14 @@ import logging
 import sys
 from typing import Any
 
+import httpx
+from dagster import DagsterInstance
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, ScheduleInstigatorData
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._time import get_current_timestamp
+
 from segmentation_pipelines.code_location import request_reload
 from segmentation_pipelines.dagster_launcher import definitions_scope
 from segmentation_pipelines.launcher import dagster_schedule_name
@@ -52,9 +60,6 @@ class DagsterScheduleControl:
             log.exception("Could not apply state %s of schedule %s in Dagster", state, name)
 
     def _apply_instance(self, name: str, state: str | None) -> None:
-        from dagster import DagsterInstance
-        from dagster._core.remote_origin import InProcessCodeLocationOrigin
-        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
         origin = InProcessCodeLocationOrigin(
             loadable_target_origin=LoadableTargetOrigin(
@@ -112,7 +117,6 @@ class DagsterScheduleControl:
         return True
 
     def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        import httpx
 
         url = self.settings.dagster_url.rstrip("/")
         url = (url if "://" in url else f"http://{url}") + "/graphql"
@@ -128,9 +132,6 @@ def write_schedule_state(instance, remote_schedule, running: bool) -> None:
     Like ``instance.start_schedule`` / ``stop_schedule``, except that those do nothing when the schedule's
     ``default_status`` already matches, which would leave a daemon with older definitions in the old state.
     """
-    from dagster._core.definitions.run_request import InstigatorType
-    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, ScheduleInstigatorData
-    from dagster._time import get_current_timestamp
 
     status = InstigatorStatus.RUNNING if running else InstigatorStatus.STOPPED
     data = ScheduleInstigatorData(remote_schedule.cron_schedule, get_current_timestamp() if running else None)

@@ -28,6 +28,9 @@ TAG_PARTITION = "dagster/partition"  # Dagster's own: the partition a run materi
 # host:pid of the process evaluating a launched run's segments (set by the op itself): the Dagster default run
 # launcher cannot tell when its run worker died (no health check), so a kill -9 left such runs STARTED for ever.
 TAG_STEP_WORKER = "segmentation/step_worker"
+# Set on a run whose process died, before the run is ended: whoever reads the run's errors first (a run-status
+# sensor, reconciliation, a read of the request) then reports the same lost worker (ERROR_WORKER_LOST).
+TAG_WORKER_LOST = "segmentation/worker_lost"
 
 KIND_SEGMENT_JOB = "segment_job"
 KIND_PROFILE_STORE = "profile_store"
@@ -259,7 +262,7 @@ class Launcher(Protocol):
         """End an unfinished run whose process is gone (failed, or cancelled if it was being cancelled)."""
 
     def errors(self, run_id: str) -> list[dict]:
-        """``[{code, msg, callStack}]`` of a failed run."""
+        """``[{code, msg, callStack}]`` of a failed run (``ERROR_WORKER_LOST`` for a run ended as lost)."""
 
     def daemon_running(self) -> bool:
         """Whether a Dagster daemon is running sensors for this instance now."""

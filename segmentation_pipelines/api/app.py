@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import swagger_ui_bundle
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 
-from segmentation_pipelines import __version__
 from segmentation_pipelines.api.deps import require_token
 from segmentation_pipelines.api.errors import install_error_handlers
 from segmentation_pipelines.api.middleware import RequestGuardMiddleware
@@ -36,7 +38,9 @@ from segmentation_pipelines.api.routes import (
     segment_jobs,
 )
 from segmentation_pipelines.service.runner import Runner
+from segmentation_pipelines.service.segment_evaluation import remove_stale_work_everywhere
 from segmentation_pipelines.settings import Settings, get_settings
+from segmentation_pipelines.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +79,6 @@ DOCS_ASSETS = "/docs-assets"
 def _serve_docs(app: FastAPI) -> None:
     """``/docs``: Swagger UI with its JavaScript and CSS from the ``swagger_ui_bundle`` package (FastAPI's default
     page loads them from a CDN, so it is blank without internet)."""
-    import swagger_ui_bundle
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
 
@@ -101,7 +102,6 @@ def create_app(settings: Settings | None = None, run_requests: bool = False) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings)
         # Work folders of runs killed while this API was down (none is live unless a run holds its lock).
-        from segmentation_pipelines.service.segment_evaluation import remove_stale_work_everywhere
 
         remove_stale_work_everywhere(settings.data_root)
         runner = Runner(settings).start() if run_requests and settings.runner != "off" else None

@@ -14,22 +14,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from segmentation_pipelines.catalog.engine import READ_ONLY_OPTION, make_engine
+from segmentation_pipelines.catalog.migrations import upgrade
+
 T = TypeVar("T")
-
-# Execution option: on SQLite, begin a deferred (read) transaction instead of BEGIN IMMEDIATE.
-READ_ONLY_OPTION = "catalog_read_only"
-
-SQLITE_BUSY_TIMEOUT_S = 60
 
 # PostgreSQL SQLSTATEs after which the whole transaction can simply be run again.
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
@@ -37,46 +31,6 @@ _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine configured for concurrent use of the catalog from many processes."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        # pool_pre_ping: a pooled connection dropped by a server restart or idle timeout is replaced, not used.
-        # connect_timeout: an unreachable server is an error within seconds, not a hang.
-        connect_args = {"connect_timeout": 10} if parsed.get_driver_name() == "psycopg2" else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-
-    database = parsed.database
-    in_memory = not database or database == ":memory:"
-    if not in_memory:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-        # One shared connection, or every pooled connection would see its own empty in-memory database.
-        **({"poolclass": StaticPool} if in_memory else {}),
-    )
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_connect(dbapi_conn, _record):
-        # Let SQLAlchemy, not pysqlite, issue BEGIN (see _sqlite_begin).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn):
-        conn.exec_driver_sql(
-            "BEGIN" if conn.get_execution_options().get(READ_ONLY_OPTION) else "BEGIN IMMEDIATE"
-        )
-
-    return engine
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -122,8 +76,6 @@ class Catalog:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest version (safe when several processes do it at once)."""
-        from segmentation_pipelines.catalog.migrations import upgrade
-
         upgrade(self.engine)
 
     @contextmanager

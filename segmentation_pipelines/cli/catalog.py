@@ -22,6 +22,7 @@ _URL_OPTION = click.option(
 @contextmanager
 def _engine(url: str | None) -> Iterator[Engine]:
     """An engine on the catalog database, disposed when the command is done."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.catalog.db import make_engine
     from segmentation_pipelines.settings import get_settings
 
@@ -42,6 +43,7 @@ def catalog() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision")
 def upgrade(url: str | None, revision: str) -> None:
     """Migrate the catalog up to REVISION (creates a fresh database)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.catalog import migrations
 
     with _engine(url) as engine:
@@ -54,6 +56,7 @@ def upgrade(url: str | None, revision: str) -> None:
 @click.argument("revision")
 def downgrade(url: str | None, revision: str) -> None:
     """Migrate the catalog down to REVISION (``base`` drops every catalog table)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.catalog import migrations
 
     with _engine(url) as engine:
@@ -65,6 +68,7 @@ def downgrade(url: str | None, revision: str) -> None:
 @_URL_OPTION
 def current(url: str | None) -> None:
     """Print the revision the catalog is at, and whether that is the newest."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.catalog import migrations
 
     with _engine(url) as engine:
@@ -84,6 +88,7 @@ def current(url: str | None) -> None:
 )
 def revision(url: str | None, message: str, autogenerate: bool) -> None:
     """Write a new migration file under catalog/migrations/versions (for developers; review it before use)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from alembic import command
 
     from segmentation_pipelines.catalog import migrations

@@ -40,6 +40,7 @@ def prepare_home(run: DemoRun) -> None:
 
 
 def prepare_catalog(run: DemoRun) -> None:
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.service.context import ServiceContext
 
     ctx = ServiceContext.create(run.settings, run.org_id, run.sandbox)
@@ -49,6 +50,7 @@ def prepare_catalog(run: DemoRun) -> None:
 
 
 def prepare_dagster(run: DemoRun) -> None:
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.dagster_home import prepare_dagster_home, selected_config
 
     dagster_home = prepare_dagster_home(run.settings)
@@ -58,6 +60,7 @@ def prepare_dagster(run: DemoRun) -> None:
 
 def load_demo_data(run: DemoRun) -> None:
     """Generate the seeded demo data, ingest it and build the profile store (``cli/demo_data.py``)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.cli.demo_data import (
         DEFAULT_EVENTS,
         DEFAULT_PROFILES,
@@ -80,6 +83,7 @@ def load_demo_data(run: DemoRun) -> None:
 def create_definitions(run: DemoRun) -> None:
     """The demo segment definitions (``service/demo_definitions.py``): profile-only, windows, counts, sums, a
     chain, an absence, segments of segments."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.service.demo_definitions import DEMO_DEFINITIONS, create_demo_definitions
     from segmentation_pipelines.service.services import Services
 
@@ -94,6 +98,7 @@ def create_definitions(run: DemoRun) -> None:
 def run_segment_jobs(run: DemoRun) -> None:
     """The main job: two segment jobs through Dagster, a day apart (so members realize, stay and exit), each
     evaluating every definition at one evaluation time; prints every audience's counts."""
+    # Imported when the command runs: keeps the CLI's start fast.
     import datetime as dt
 
     from segmentation_pipelines.service.services import Services
@@ -143,6 +148,7 @@ def run_segment_jobs(run: DemoRun) -> None:
 def activate_daily_schedule(run: DemoRun) -> None:
     """Switch on the sandbox's default daily batch schedule (every definition), so that the daemon of
     ``segmentation-pipelines dev`` evaluates the audiences every day."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.service.schedules import default_schedule_id
     from segmentation_pipelines.service.services import Services
 
@@ -180,6 +186,7 @@ def run_demo(settings: Settings, org_id: str | None = None, sandbox: str = "prod
 
 
 def _hide_password(url: str) -> str:
+    # Imported when the command runs: keeps the CLI's start fast.
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
@@ -194,6 +201,7 @@ def _hide_password(url: str) -> str:
 @click.option("--events", type=int, default=None, help="Experience events in the demo data (default 400,000)")
 def demo(home: Path | None, sandbox: str, profiles: int | None, events: int | None) -> None:
     """Prepare the home folder and run the demo end to end, printing what it did."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.settings import get_settings
 
     run = run_demo(get_settings(home=home), sandbox=sandbox, profiles=profiles, events=events)

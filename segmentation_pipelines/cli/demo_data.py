@@ -47,6 +47,7 @@ def _policy(services, name: str, order: list[str]) -> dict:
 
 def store_materializations(settings: Settings, org_id: str | None, sandbox: str) -> dict[str, Any]:
     """The latest Dagster materialization of each profile asset of a sandbox: ``{asset key: metadata}``."""
+    # Imported when the command runs: keeps the CLI's start fast.
     import dagster as dg
 
     from segmentation_pipelines.dagster_launcher import instance_for
@@ -76,6 +77,7 @@ def build_demo(
     org_id: str | None = None,
 ) -> dict[str, Any]:
     """Generate, ingest and build the demo profile store; returns a summary (datasets, batches, assets, timings)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.profiles.demo import generate_demo
     from segmentation_pipelines.service.context import ServiceContext
     from segmentation_pipelines.service.services import Services
@@ -190,6 +192,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON")
 def demo_data(home, sandbox, profiles, events, seed, as_of, files_only, as_json) -> None:
     """Generate the seeded demo data, ingest it and build the profile store through Dagster."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.settings import get_settings
 
     if files_only:

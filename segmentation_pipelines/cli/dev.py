@@ -50,6 +50,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 )
 def dev(host: str, port: int, dagster_port: int, home: Path | None) -> None:
     """Run the Dagster UI + daemon (dagster dev) and the REST API together; Ctrl-C stops both."""
+    # Imported when the command runs: keeps the CLI's start fast.
     from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
     from segmentation_pipelines.settings import get_settings
 

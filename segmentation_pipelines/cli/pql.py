@@ -99,6 +99,7 @@ def explain_command(expr: str, schema_path: str | None, engine: str = "duckdb") 
         if checked.referenced_audiences:
             click.echo("audiences: " + ", ".join(checked.referenced_audiences))
     try:
+        # Imported when the command runs: keeps the CLI's start fast.
         from segmentation_pipelines.pql.compile_sql import compile_definition
     except ImportError:
         click.echo("(the SQL compiler is not available)")

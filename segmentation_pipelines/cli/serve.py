@@ -18,6 +18,7 @@ import click
 )
 def serve(host: str, port: int, home: Path | None, log_level: str) -> None:
     """Serve the AEP-compatible REST API (/data/core/ups, /data/core/ais, /health)."""
+    # Imported when the command runs: keeps the CLI's start fast.
     import uvicorn
 
     from segmentation_pipelines.api import create_app

@@ -15,12 +15,11 @@ Public API (stable; the compilers, services and CLI import only these names)::
   ``{"type": "PQL", "format": ..., "value": ...}`` envelope (``POST /segment/conversion``).
 """
 
-from segmentation_pipelines.pql import ast
+from segmentation_pipelines.pql import ast, printer
 from segmentation_pipelines.pql.checker import CheckedQuery, Resolution, check
 from segmentation_pipelines.pql.errors import PQLError, PQLSyntaxError, PQLValidationError
 from segmentation_pipelines.pql.parser import parse
 from segmentation_pipelines.pql.pqljson import convert_expression, from_json, to_json
-from segmentation_pipelines.pql.printer import to_text
 from segmentation_pipelines.pql.schema import Schema
 from segmentation_pipelines.pql.types import PQLType
 
@@ -40,3 +39,8 @@ __all__ = [
     "to_json",
     "to_text",
 ]
+
+
+def to_text(query) -> str:
+    """Canonical pql/text of a query, of its text, or of a pql/json tree (converted first)."""
+    return printer.to_text(from_json(query) if isinstance(query, dict) else query)

@@ -14,13 +14,10 @@ _BINARY_PREC = {"or": OR, "and": AND, "+": ADD, "-": ADD, "*": MUL, "/": MUL, "%
 
 
 def to_text(query) -> str:
-    """Canonical pql/text of an :class:`ast.Query` (or of a pql/json dict, converted first)."""
-    if isinstance(query, dict | str) and not isinstance(query, ast.Node):
-        if isinstance(query, str):
-            return query
-        from segmentation_pipelines.pql.pqljson import from_json
-
-        query = from_json(query)
+    """Canonical pql/text of an :class:`ast.Query` (text is returned as it is; ``pql.to_text`` also takes a pql/json
+    dict)."""
+    if isinstance(query, str):
+        return query
     if isinstance(query, ast.Query):
         body = _expr(query.body)
         return f"({', '.join(query.params)}) => {body}" if query.params else body

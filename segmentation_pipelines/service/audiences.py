@@ -27,30 +27,32 @@ from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.datasets import DatasetsService
 from segmentation_pipelines.service.external_audiences import ExternalAudiencesService
 from segmentation_pipelines.service.folders import check_folder_id
-from segmentation_pipelines.service.query import parse_int
-from segmentation_pipelines.service.segment_definitions import (
-    BULK_NONE_FOUND_CODE,
-    CANNOT_DELETE_CODE,
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    TYPE_SEGMENT_DEFINITION,
-    SegmentDefinitionsService,
-    drop_memberships,
+from segmentation_pipelines.service.query import (
+    bulk_results,
     json_path_get,
-    not_found_entry,
     page_info,
     parse_bool,
     parse_bulk_ids,
+    parse_int,
     parse_sort,
-    property_matches,
-    remove_membership_files,
+    property_filters,
     sort_docs,
     values_of,
+)
+from segmentation_pipelines.service.segment_definition_fields import LIFECYCLE_STATES
+from segmentation_pipelines.service.segment_definitions import (
+    CANNOT_DELETE_CODE,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    SORT_FIELDS,
+    TYPE_SEGMENT_DEFINITION,
+    SegmentDefinitionsService,
+    drop_memberships,
+    remove_membership_files,
 )
 from segmentation_pipelines.timeutil import iso, parse_optional_time, to_ms
 
 EXTERNAL_TYPES = ("ExternalSegment", "ExternalAudience")
-LIFECYCLE_STATES = ("draft", "published", "inactive")
 DELETED_STATES = ("archived", "deleted", "Deleted")
 ORIGINS = (
     "REAL_TIME_CUSTOMER_PROFILE",
@@ -174,8 +176,8 @@ class AudiencesService:
         start = parse_int(query.pop("start", None), "start", 0)
         limit = parse_int(query.pop("limit", None), "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
         sort_raw = query.pop("sort", None)
-        order = parse_sort(sort_raw if isinstance(sort_raw, str) else None, default="creationTime:desc")
-        properties = values_of(query.pop("property", None))
+        order = parse_sort(sort_raw, SORT_FIELDS)
+        properties = property_filters(query.pop("property", None))
         name = (values_of(query.pop("name", None)) or [""])[-1].lower()
         description = (values_of(query.pop("description", None)) or [""])[-1].lower()
         entity_type = (values_of(query.pop("entityType", None)) or [None])[-1]
@@ -190,7 +192,7 @@ class AudiencesService:
                 return False
             if entity_type and (json_path_get(doc, "schema.name") or "_xdm.context.profile") != entity_type:
                 return False
-            return all(property_matches(doc, p) for p in properties)
+            return all(test(doc) for test in properties)
 
         docs = sort_docs([d for d in self._docs() if keep(d)], order)
         total = len(docs)
@@ -210,10 +212,7 @@ class AudiencesService:
     def bulk_get(self, body: Any) -> dict[str, Any]:
         ids = parse_bulk_ids(body)
         docs = {d["id"]: d for d in self._docs()}
-        results = {i: docs[i] if i in docs else not_found_entry(self.ctx, i, "Audience") for i in ids}
-        if not any(i in docs for i in ids):
-            raise ApiError(404, f"The entity {','.join(ids)} is not found.", code=BULK_NONE_FOUND_CODE)
-        return {"results": results}
+        return bulk_results(ids, docs, "Audience", self.ctx.request_id)
 
     # --- writes ----------------------------------------------------------------------------------------------------
     def create(self, body: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ returned with ``"duplicate": true``.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.code_location import request_reload
 from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFound
 from segmentation_pipelines.landing import resolve_path
 from segmentation_pipelines.profiles.ingest import file_format, ingest_files
@@ -30,12 +32,15 @@ from segmentation_pipelines.profiles.layout import StoreLayout, publish_dir
 from segmentation_pipelines.profiles.schema import merge_columns, schema_paths
 from segmentation_pipelines.profiles.store import BatchRef
 from segmentation_pipelines.profiles.xdm import CLASS_KEYS, EVENT_CLASS, PROFILE_CLASS, SCHEMA_REFS
+from segmentation_pipelines.service.batches import SUCCESS, successful_batches
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
+from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
 from segmentation_pipelines.service.query import int_param, parse_int
 
 log = logging.getLogger(__name__)
 
-SUCCESS, LOADING, FAILED = "success", "loading", "failed"
+LOADING, FAILED = "loading", "failed"
 # An upload batch (Batch Ingestion API) is "loading" while files arrive; ``uploading: true`` tells it from a batch
 # being ingested.
 UPLOAD_FORMATS = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -105,10 +110,8 @@ class DatasetsService:
                 id=dataset_id, name=doc["name"], xdm_class=xdm_class, body=doc, created_ms=now, updated_ms=now
             )
         # A sandbox with data has a default merge policy (and with it a merged_profiles asset).
-        from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
         MergePoliciesService(self.ctx).ensure_default()
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return doc
@@ -158,7 +161,6 @@ class DatasetsService:
             self.ctx.repo(s, models.Dataset).delete(row)
         shutil.rmtree(self.layout.dataset_dir(dataset_id), ignore_errors=True)
         self._refresh_store(f"dataset {dataset_id} deleted")
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
         return None
@@ -391,8 +393,6 @@ class DatasetsService:
         """Bring the profile store current with the new batch (a Dagster run in this process), so that lookups
         and segment jobs see it once ``ingest`` returns. A failed refresh leaves the batch landed and the store
         stale (the sensor, the API's runner or the next segment job refresh it); the batch says so."""
-        from segmentation_pipelines.service.profile_store import STALE, ProfileStoreService
-
         try:
             return ProfileStoreService(self.ctx).refresh(reason=reason)
         except ApiError as exc:
@@ -451,7 +451,6 @@ class DatasetsService:
 
     def rejects(self, batch_id: str, limit: int | str | None = 100) -> list[dict]:
         """The first ``limit`` rejected rows of a batch with their reasons."""
-        import json
 
         limit = parse_int(limit, "limit", 100)
         batch = self.get_batch(batch_id)
@@ -472,25 +471,7 @@ class DatasetsService:
     # ------------------------------------------------------------ for the store builds
     def successful_batches(self) -> dict[str, list[BatchRef]]:
         """``{"profile": [...], "experienceevent": [...]}``: every complete batch of this sandbox."""
-        out: dict[str, list[BatchRef]] = {"profile": [], "experienceevent": []}
-        with self.ctx.catalog.session() as s:
-            classes = {d.id: d.xdm_class for d in self.ctx.repo(s, models.Dataset).find()}
-            for b in self.ctx.repo(s, models.Batch).find(
-                models.Batch.status == SUCCESS, order_by=[models.Batch.created_ms]
-            ):
-                if b.body.get("exportJobId") is not None:
-                    continue  # an export's output is never read back as profile data
-                if b.dataset_id in classes:
-                    out[CLASS_KEYS[classes[b.dataset_id]]].append(
-                        BatchRef(
-                            b.dataset_id,
-                            b.id,
-                            int(b.body.get("completed") or b.updated_ms),
-                            b.body.get("columns") or {},
-                            int(b.row_count or 0),
-                        )
-                    )
-        return out
+        return successful_batches(self.ctx)
 
     def schema(self) -> dict:
         """The union schema of every profile dataset and every event dataset (``docs/data-model.md``)."""

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from segmentation_pipelines.catalog import models
+from segmentation_pipelines.code_location import request_reload
 from segmentation_pipelines.errors import BadRequest, NotFound
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
@@ -123,7 +124,6 @@ class PublishGates:
                 repo.add(id=definition_id, body=doc)
             else:
                 repo.update(row, body=doc)
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)  # the checks are Dagster definitions
         return doc
@@ -142,7 +142,6 @@ class PublishGates:
             if row is None:
                 raise NotFound("Publish gates of segment definition", definition_id)
             repo.delete(row)
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
 

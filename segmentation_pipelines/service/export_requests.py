@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from segmentation_pipelines.catalog import models
+from segmentation_pipelines.engine.export_postgres import valid_name
 from segmentation_pipelines.errors import BadRequest
+from segmentation_pipelines.landing import resolve_path
 from segmentation_pipelines.profiles.xdm import PROFILE_CLASS
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.datasets import DatasetsService
 
 MEMBER_STATUSES = ("realized", "existing", "exited")
 DEFAULT_STATUSES = ["realized", "existing"]
@@ -79,7 +82,6 @@ class ExportRequests:
     def _folder_destination(self, destination: Mapping) -> dict:
         """Extension: ``{"folder": {"path", "format": "parquet"|"csv"}, "segmentPerBatch"}``: files in a folder
         (inside the landing area for REST callers), written aside and renamed into ``export-<job>-<batch>/``."""
-        from segmentation_pipelines.landing import resolve_path
 
         folder = destination["folder"]
         if not isinstance(folder, Mapping) or not isinstance(folder.get("path"), str):
@@ -104,7 +106,6 @@ class ExportRequests:
     def _table_destination(self, destination: Mapping) -> dict:
         """Extension: ``{"postgres": {"table", "schema"?: "public"}}`` in the database of
         ``SEGMENTATION_EXPORT_PG_URL``; in-process callers may name another with ``url`` (REST callers may not)."""
-        from segmentation_pipelines.engine.export_postgres import valid_name
 
         spec = destination["postgres"]
         if not isinstance(spec, Mapping) or not isinstance(spec.get("table"), str):
@@ -236,7 +237,6 @@ class ExportRequests:
         if fields is not None:
             if not isinstance(fields, str) or not fields.strip():
                 raise BadRequest(f"{where}.fields: expected a comma-separated string of event field paths.")
-            from segmentation_pipelines.service.datasets import DatasetsService
 
             known = DatasetsService(self.ctx).schema().get("experienceevent") or {}
             for path in (f.strip() for f in fields.split(",")):
@@ -288,7 +288,6 @@ class ExportRequests:
             return {"id": default[0].id, "version": 1}
 
     def _check_fields(self, fields: str) -> None:
-        from segmentation_pipelines.service.datasets import DatasetsService
 
         known = DatasetsService(self.ctx).schema().get("profile") or {}
         for i, path in enumerate(fields.split(",")):

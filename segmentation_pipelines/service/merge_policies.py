@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.code_location import request_reload
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
 from segmentation_pipelines.profiles.merge import (
     DATASET_PRECEDENCE,
@@ -109,7 +110,6 @@ class MergePoliciesService:
         return {**merged, "name": name.strip(), "attributeMerge": attribute_merge}
 
     def _reload(self) -> None:
-        from segmentation_pipelines.code_location import request_reload
 
         request_reload(self.ctx.settings)
 

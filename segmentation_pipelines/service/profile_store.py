@@ -33,7 +33,9 @@ from segmentation_pipelines.launcher import (
 )
 from segmentation_pipelines.profiles import store
 from segmentation_pipelines.profiles.layout import StoreLayout
+from segmentation_pipelines.service.batches import successful_batches
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ class ProfileStoreService:
         self.layout = StoreLayout(ctx.sandbox_root)
 
     def _policies(self) -> list[dict[str, Any]]:
-        from segmentation_pipelines.service.merge_policies import MergePoliciesService
-
         return MergePoliciesService(self.ctx).list(limit="1000")["children"]
 
     def _has_data(self) -> bool:
@@ -65,9 +65,7 @@ class ProfileStoreService:
     def stale(self) -> list[str]:
         """The store parts (``identity_graph``, ``events``, ``merged/<policyId>``) not current for the sandbox's
         successful batches and merge policies."""
-        from segmentation_pipelines.service.datasets import DatasetsService
-
-        batches = DatasetsService(self.ctx).successful_batches()
+        batches = successful_batches(self.ctx)
         return store.stale_parts(
             self.layout, batches["profile"], batches["experienceevent"], self._policies()
         )
@@ -89,12 +87,12 @@ class ProfileStoreService:
     def target_key(self) -> str:
         """A digest of what the store must be built from (batches and merge policies): the run key of a refresh,
         so that a sensor asks once per state of the inputs."""
-        from segmentation_pipelines.service.datasets import DatasetsService
-
-        batches = DatasetsService(self.ctx).successful_batches()
+        batches = successful_batches(self.ctx)
         inputs = {
             "batches": sorted(b.batch_id for refs in batches.values() for b in refs),
-            "policies": sorted((p["id"], json.dumps(p.get("attributeMerge"), sort_keys=True)) for p in self._policies()),
+            "policies": sorted(
+                (p["id"], json.dumps(p.get("attributeMerge"), sort_keys=True)) for p in self._policies()
+            ),
         }
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 

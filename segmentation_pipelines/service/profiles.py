@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from segmentation_pipelines import duck
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.lookup import find_identity, read_profile, to_json_value
 from segmentation_pipelines.profiles.xdm import PROFILE_CLASS
+from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
 ENTITY_NOT_FOUND = "UPAPI-113000-404"
 
@@ -25,7 +28,6 @@ class ProfilesService:
             raise BadRequest(f"schema.name: only {PROFILE_CLASS} entities can be looked up, not {schema!r}.")
         if not namespace or not id:
             raise BadRequest("entityIdNS and entityId are required (the identity's namespace and value).")
-        from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
         policy = MergePoliciesService(self.ctx).resolve(merge_policy_id)
         if not self.layout.identities_path().exists():
@@ -67,18 +69,13 @@ class ProfilesService:
     def segment_membership_for(self, profile_id: str) -> dict[str, dict]:
         """``{audienceId: {status, lastQualificationTime}}`` from the latest evaluation of every audience.
 
-        Hook for the segments area: reads the published membership files (``memberships/<audienceId>/...``) found
-        through the catalog's ``audience_evaluations`` rows; empty when no segment job has run.
+        Reads the published membership files (``memberships/<audienceId>/...``) found through the catalog's
+        ``audience_evaluations`` rows; empty when no segment job has run.
         """
-        try:
-            from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
-        except ImportError:
-            return {}
         latest = AudienceEvaluations(self.ctx).latest_for()
         files = {aid: ev.path for aid, ev in latest.items() if ev.path and ev.path.exists()}
         if not files:
             return {}
-        from segmentation_pipelines import duck
 
         con = duck.connect(memory_limit="1GB")
         try:

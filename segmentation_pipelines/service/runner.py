@@ -19,15 +19,15 @@ import logging
 import threading
 import time
 
-from segmentation_pipelines.service import external_audiences as ext
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.export_jobs import NEW as EXPORT_NEW
 from segmentation_pipelines.service.export_jobs import ExportJobsService
-from segmentation_pipelines.service.export_jobs import jobs_in_status as export_jobs_in_status
-from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
+from segmentation_pipelines.service.external_audience_ingestion import ExternalAudienceIngestion
+from segmentation_pipelines.service.external_audience_runs import ExternalAudienceRunsService
+from segmentation_pipelines.service.external_audiences import audiences_everywhere
 from segmentation_pipelines.service.profile_store import ProfileStoreService, sandboxes_with_data
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService, jobs_in_status
+from segmentation_pipelines.service.reconcile import reconcile
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+from segmentation_pipelines.service.tracked_runs import TrackedRuns
 from segmentation_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,7 @@ class Runner:
         if self.settings.runner == "auto" and ctx.launcher.daemon_running():
             return 0
         now = time.monotonic()
-        ran = 0
-        for org, sandbox, job_id in jobs_in_status(ctx.catalog, [NEW], limit=10):
-            if self._stop.is_set():
-                break
-            jobs = SegmentJobsService(ServiceContext.create(self.settings, org, sandbox))
-            if jobs.claim_for_launch(job_id) is not None:
-                log.info("runner: running segment job %s", job_id)
-                jobs.run_in_process(job_id)
-                ran += 1
-        ran += self._exports()
+        ran = self._run_new(SegmentJobsService) + self._run_new(ExportJobsService)
         ran += self._external_audiences(now)
         if now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY_S
@@ -95,21 +86,21 @@ class Runner:
                     ran += 1
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
-            reconcile_segment_jobs(self.settings)
-            reconcile_export_jobs(self.settings)
+            reconcile(self.settings, SegmentJobsService)
+            reconcile(self.settings, ExportJobsService)
         return ran
 
-    def _exports(self) -> int:
-        """Export jobs in ``NEW`` (what ``export_job_launcher`` does), run here one after the other."""
-        ctx = ServiceContext.create(self.settings)
+    def _run_new(self, kind: type[TrackedRuns], limit: int | None = 10) -> int:
+        """``NEW`` requests of ``kind`` (what its launcher sensor does), claimed and run here one after the other."""
+        catalog = ServiceContext.create(self.settings).catalog
         ran = 0
-        for org, sandbox, export_id in export_jobs_in_status(ctx.catalog, [EXPORT_NEW], limit=10):
+        for org, sandbox, ident in kind.in_status(catalog, [kind.NEW], limit=limit):
             if self._stop.is_set():
                 break
-            exports = ExportJobsService(ServiceContext.create(self.settings, org, sandbox))
-            if exports.claim_for_launch(export_id) is not None:
-                log.info("runner: running export job %s", export_id)
-                exports.run_in_process(export_id)
+            service = kind(ServiceContext.create(self.settings, org, sandbox))
+            if service.claim_for_launch(ident) is not None:
+                log.info("runner: running %s %s", kind.what.lower(), ident)
+                service.run_in_process(ident)
                 ran += 1
         return ran
 
@@ -117,21 +108,12 @@ class Runner:
         """External-audience ingestion: new files (what ``external_audience_files`` does), ``NEW`` runs, then
         now and then TTL maintenance and reconciliation of their runs."""
         catalog = ServiceContext.create(self.settings).catalog
-        sandboxes = sorted({(org, sandbox) for org, sandbox, _ in ext.audiences_everywhere(catalog)})
+        sandboxes = sorted({(org, sandbox) for org, sandbox, _ in audiences_everywhere(catalog)})
         if now >= self._next_external_check:
             self._next_external_check = now + STORE_CHECK_EVERY_S
             for org, sandbox in sandboxes:
-                service = ext.ExternalAudiencesService(ServiceContext.create(self.settings, org, sandbox))
-                service.arrivals()
-                service.maintain()
-            ext.reconcile_runs(self.settings)
-        ran = 0
-        for org, sandbox, run_id in ext.runs_in_status(catalog, [ext.NEW]):
-            if self._stop.is_set():
-                break
-            service = ext.ExternalAudiencesService(ServiceContext.create(self.settings, org, sandbox))
-            if service.claim_for_launch(run_id) is not None:
-                log.info("runner: running external audience run %s", run_id)
-                service.run_in_process(run_id)
-                ran += 1
-        return ran
+                ingestion = ExternalAudienceIngestion(ServiceContext.create(self.settings, org, sandbox))
+                ingestion.arrivals()
+                ingestion.maintain()
+            reconcile(self.settings, ExternalAudienceRunsService)
+        return self._run_new(ExternalAudienceRunsService, limit=None)

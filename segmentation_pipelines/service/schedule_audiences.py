@@ -17,6 +17,8 @@ from typing import Any
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import BadRequest
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
+from segmentation_pipelines.service.segment_selection import batch_evaluated
 
 ALL = "*"
 TRIGGER = "trigger"  # properties.trigger of a job a trigger created (a tick's job has none)
@@ -71,7 +73,6 @@ class ScheduleAudiences:
     # --- which definitions exist -----------------------------------------------------------------------------------
     def _definitions(self, session) -> dict[str, bool]:
         """Definition id -> whether a ``"*"`` schedule evaluates it (batch, not inactive)."""
-        from segmentation_pipelines.service.segment_jobs import batch_evaluated
 
         rows = self.ctx.repo(session, models.SegmentDefinition).find()
         return {r.id: batch_evaluated(r) for r in rows}
@@ -98,13 +99,7 @@ class ScheduleAudiences:
 
     # --- operations ------------------------------------------------------------------------------------------------
     def add(self, body: Any) -> dict[str, Any]:
-        schedule_id = _schedule_id(body, ', "segments": ["<definition id>"]')
-        wanted = _ids(body)
-        with self.ctx.catalog.session() as session:
-            row = self._batch_row(session, schedule_id)
-            definitions = self._definitions(session)
-            current = list((row.body.get("properties") or {}).get("segments") or [])
-            previous = self._count(current, definitions)
+        def change(current: list[str], definitions: Mapping[str, bool], wanted: list[str]):
             added, existing, invalid = [], [], []
             for ident in wanted:
                 if ident not in definitions:
@@ -117,40 +112,37 @@ class ScheduleAudiences:
                     current.append(ident)
                     added.append(ident)
                 else:
-                    current.append(ident)
+                    current = [*current, ident]
                     added.append(ident)
-            if added:
-                self._write(session, row, current)
-            now = self._count(current, definitions)
-        return {
-            "added": added,
-            "existing": existing,
-            "invalid": invalid,
-            "segmentCount": {"previous": previous, "current": now, "diff": now - previous},
-        }
+            return current, {"added": added, "existing": existing, "invalid": invalid}
+
+        return self._change_segments(body, change)
 
     def remove(self, body: Any) -> dict[str, Any]:
+        def change(current: list[str], definitions: Mapping[str, bool], wanted: list[str]):
+            if current == [ALL] and any(definitions.get(i) for i in wanted):
+                # "*" minus some: the schedule now names every other batch definition explicitly.
+                current = [d for d, batch in definitions.items() if batch]
+            removed = [i for i in wanted if i in current]
+            not_found = [i for i in wanted if i not in current]
+            return [s for s in current if s not in removed], {"removed": removed, "notFound": not_found}
+
+        return self._change_segments(body, change)
+
+    def _change_segments(self, body: Any, change) -> dict[str, Any]:
+        """Apply ``change(segments, definitions, wanted) -> (new segments, result)`` to a batch schedule's
+        ``segments``; the result with the number of definitions the schedule evaluates before and after."""
         schedule_id = _schedule_id(body, ', "segments": ["<definition id>"]')
         wanted = _ids(body)
         with self.ctx.catalog.session() as session:
             row = self._batch_row(session, schedule_id)
             definitions = self._definitions(session)
             current = list((row.body.get("properties") or {}).get("segments") or [])
-            previous = self._count(current, definitions)
-            if current == [ALL] and any(definitions.get(i) for i in wanted):
-                # "*" minus some: the schedule now names every other batch definition explicitly.
-                current = [d for d, batch in definitions.items() if batch]
-            removed = [i for i in wanted if i in current]
-            not_found = [i for i in wanted if i not in current]
-            if removed:
-                self._write(session, row, [s for s in current if s not in removed])
-                current = [s for s in current if s not in removed]
-            now = self._count(current, definitions)
-        return {
-            "removed": removed,
-            "notFound": not_found,
-            "segmentCount": {"previous": previous, "current": now, "diff": now - previous},
-        }
+            segments, result = change(current, definitions, wanted)
+            if segments != current:
+                self._write(session, row, segments)
+            previous, now = self._count(current, definitions), self._count(segments, definitions)
+        return {**result, "segmentCount": {"previous": previous, "current": now, "diff": now - previous}}
 
     def audience_map(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, Mapping):
@@ -181,7 +173,6 @@ class ScheduleAudiences:
     def trigger(self, body: Any) -> dict[str, Any]:
         """Evaluate the schedule's audiences now: a new segment job (``source: "scheduler"``), launched like one
         created through ``POST /segment/jobs``. The contract answers 200 without a body; we return the job."""
-        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         schedule_id = _schedule_id(body, "")
         with self.ctx.catalog.session(readonly=True) as session:

@@ -21,13 +21,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from segmentation_pipelines.catalog import models
+from segmentation_pipelines.catalog import Catalog, models
 from segmentation_pipelines.dagster_schedule_control import DagsterScheduleControl
 from segmentation_pipelines.errors import BadRequest, Conflict, NotFound
 from segmentation_pipelines.launcher import dagster_schedule_name
 from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.export_jobs import ExportJobsService
 from segmentation_pipelines.service.quartz import QuartzError, convert, validate_timezone
 from segmentation_pipelines.service.query import int_param
+from segmentation_pipelines.service.schedule_audiences import ScheduleAudiences
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,6 @@ def tick_ids(schedule_id: str, scheduled_ms: int) -> tuple[str, str]:
 
 def schedule_snapshot(settings: Settings) -> list[dict[str, Any]]:
     """Every live schedule of every sandbox, as the Dagster definitions need them (read at code-location load)."""
-    from segmentation_pipelines.catalog import Catalog
 
     settings.ensure_home()
     catalog = Catalog.for_url(settings.resolved_catalog_url)
@@ -241,7 +243,6 @@ class SchedulesService:
         return self._audiences().trigger(body)
 
     def _audiences(self):
-        from segmentation_pipelines.service.schedule_audiences import ScheduleAudiences
 
         return ScheduleAudiences(self.ctx, self)
 
@@ -261,7 +262,6 @@ class SchedulesService:
         job and the same run key. The catalog decides: a deleted or inactive schedule, or one whose cron changed
         since the code location loaded (``expected_cron``/``expected_timezone``), does not fire.
         """
-        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         try:
             doc = self.get(schedule_id)
@@ -282,8 +282,6 @@ class SchedulesService:
         scheduled_ms = int(round(scheduled_time.timestamp() * 1000))
         job_id, run_id = tick_ids(schedule_id, scheduled_ms)
         if doc["type"] == EXPORT:
-            from segmentation_pipelines.service.export_jobs import ExportJobsService
-
             try:
                 request, export_id = ExportJobsService(self.ctx).fire_schedule(
                     schedule_id, run_id, doc["properties"]

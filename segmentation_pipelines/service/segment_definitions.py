@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import builtins
 import copy
-import json
 import logging
-import math
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -28,28 +26,38 @@ from segmentation_pipelines.catalog.repository import new_id
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.launcher import asset_key_string, definition_asset_key, segment_asset_key
-from segmentation_pipelines.pql.limits import MAX_JSON_DEPTH, json_too_deep
 from segmentation_pipelines.pql.references import find_cycle
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.merge_policies import MergePoliciesService
-from segmentation_pipelines.service.query import MAX_INT, parse_int
+from segmentation_pipelines.service.query import (
+    MAX_INT,
+    bulk_results,
+    json_path_get,
+    page_info,
+    parse_bool,
+    parse_bulk_ids,
+    parse_int,
+    parse_sort,
+    property_filters,
+    sort_docs,
+    sort_text,
+    values_of,
+)
+from segmentation_pipelines.service.segment_definition_fields import (
+    EVALUATION_METHODS,
+    storable,
+    validated_expression,
+    validated_fields,
+)
 from segmentation_pipelines.service.segment_pql import CheckedExpression, SegmentPql
 
 log = logging.getLogger(__name__)
 
-PROFILE_SCHEMA = "_xdm.context.profile"
-FORMATS = ("pql/text", "pql/json")
-LIFECYCLE_STATES = ("draft", "published", "inactive")
-EVALUATION_METHODS = ("batch", "continuous", "synchronous")
 SORT_FIELDS = {"creationTime": "creationTime", "updateTime": "updateTime", "name": "name", "id": "id"}
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-MAX_BULK_IDS = 100
 NAME_TAKEN_CODE = "SEGP-100422-422"
 CANNOT_DELETE_CODE = "UPAPI-113631-403"
-BULK_IDS_CODE = "UPAPI-113015-400"
-BULK_NONE_FOUND_CODE = "UPAPI-113000-404"
 INVALID_PQL_CODE = "UPAPI-113434-400"
 TYPE_SEGMENT_DEFINITION = "SegmentDefinition"
 
@@ -65,139 +73,6 @@ _DEFINED_ON = [
 
 def _epoch_s(ms: int) -> int:
     return int(ms // 1000)
-
-
-def storable(doc: Mapping[str, Any]) -> None:
-    """Refuse (400, naming the field) a document that a later read could not answer: nested deeper than the
-    shared limit, or not encodable as UTF-8 JSON (a lone surrogate such as "\\ud800")."""
-    for key, value in doc.items():
-        if json_too_deep(value):
-            raise _field_error(key, f"is nested more than {MAX_JSON_DEPTH} levels deep.")
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
-            raise _field_error(
-                key, "is not valid Unicode JSON text (an unpaired surrogate such as \\ud800?)."
-            ) from None
-
-
-def _field_error(field: str, reason: str) -> BadRequest:
-    return BadRequest(f"field '{field}': {reason}")
-
-
-def parse_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"query parameter '{name}': '{value}' is not true or false.")
-
-
-def values_of(value: Any) -> list[str]:
-    """A query parameter that may repeat (``property=a==1&property=b==2``) as a list."""
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def json_path_get(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(doc, Mapping) or part not in doc:
-            return None
-        doc = doc[part]
-    return doc
-
-
-def property_matches(doc: Mapping[str, Any], expression: str) -> bool:
-    """``property=<jsonPath>==<value>`` (or ``!=``), compared as text; booleans as ``true``/``false``."""
-    for op in ("==", "!="):
-        if op in expression:
-            path, _, expected = expression.partition(op)
-            actual = json_path_get(doc, path.strip())
-            if isinstance(actual, bool):
-                actual = "true" if actual else "false"
-            equal = actual is not None and str(actual) == expected.strip()
-            return equal if op == "==" else not equal
-    raise BadRequest(f"query parameter 'property': '{expression}' must read '<field>==<value>' (or '!=').")
-
-
-def parse_sort(sort: str | None, default: str = "creationTime:desc") -> list[tuple[str, bool]]:
-    """``sort=name:asc,updateTime:desc`` -> ``[(field, descending)]``."""
-    out: list[tuple[str, bool]] = []
-    for item in (sort or default).split(","):
-        item = item.strip()
-        if not item:
-            continue
-        field_name, _, direction = item.partition(":")
-        if field_name not in SORT_FIELDS:
-            raise BadRequest(
-                f"query parameter 'sort': cannot sort by '{field_name}'; use one of {', '.join(SORT_FIELDS)} "
-                "with ':asc' or ':desc'."
-            )
-        direction = (direction or "asc").lower()
-        if direction not in ("asc", "desc"):
-            raise BadRequest(f"query parameter 'sort': direction '{direction}' must be 'asc' or 'desc'.")
-        out.append((SORT_FIELDS[field_name], direction == "desc"))
-    return out or [("creationTime", True)]
-
-
-def sort_docs(docs: list[dict[str, Any]], order: list[tuple[str, bool]]) -> list[dict[str, Any]]:
-    """Stable multi-key sort, ties broken by id."""
-    docs = sorted(docs, key=lambda d: str(d.get("id")))
-    for field_name, descending in reversed(order):
-        docs.sort(key=lambda d, f=field_name: _sort_key(d.get(f)), reverse=descending)
-    return docs
-
-
-def page_info(total: int, page_size: int, limit: int, order: list[tuple[str, bool]]) -> dict[str, Any]:
-    """The paging block of a sorted list response (``totalCount`` ... ``limit``), sorted by ``order[0]``."""
-    field_name, descending = order[0]
-    return {
-        "totalCount": total,
-        "totalPages": math.ceil(total / limit) if total else 0,
-        "sortField": field_name,
-        "sort": "desc" if descending else "asc",
-        "pageSize": page_size,
-        "limit": limit,
-    }
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (0, "")
-    if isinstance(value, str):
-        return (1, value.lower())
-    return (1, value)
-
-
-def parse_bulk_ids(body: Any) -> list[str]:
-    if not isinstance(body, Mapping) or not isinstance(body.get("ids"), list):
-        raise BadRequest('body: expected {"ids": [{"id": "..."}, ...]}.')
-    ids: list[str] = []
-    for i, item in enumerate(body["ids"]):
-        ident = item.get("id") if isinstance(item, Mapping) else item
-        if not isinstance(ident, str) or not ident:
-            raise BadRequest(f"field 'ids[{i}].id': expected a non-empty string.")
-        ids.append(ident)
-    if not ids or len(ids) > MAX_BULK_IDS:
-        raise ApiError(
-            400,
-            f"The number of requested IDs is invalid. Cannot be 0 or exceed {MAX_BULK_IDS} (got {len(ids)}).",
-            code=BULK_IDS_CODE,
-        )
-    return ids
-
-
-def not_found_entry(ctx: ServiceContext, ident: str, what: str) -> dict[str, Any]:
-    return {
-        "requestId": ctx.request_id,
-        "errors": {"404": [{"code": "UPAPI-113430-404", "message": f"{what} '{ident}' was not found."}]},
-    }
 
 
 def drop_memberships(ctx: ServiceContext, session, audience_id: str) -> None:
@@ -241,9 +116,10 @@ class SegmentDefinitionsService:
         start_raw = query.pop("start", None)
         start = parse_int(start_raw, "start", page * limit)
         sort_raw = query.pop("sort", None)
-        order = parse_sort(sort_raw if isinstance(sort_raw, str) else None)
-        properties = values_of(query.pop("property", None))
-        filters: list[tuple[str, bool]] = []
+        order = parse_sort(sort_raw, SORT_FIELDS)
+        properties = property_filters(query.pop("property", None))
+        methods: list[tuple[str, bool]] = []
+        contains: list[tuple[str, str]] = []
         for key in list(query):
             parts = key.split(".")
             if len(parts) == 3 and parts[0] == "evaluationInfo" and parts[2] == "enabled":
@@ -252,67 +128,48 @@ class SegmentDefinitionsService:
                         f"query parameter '{key}': unknown evaluation method '{parts[1]}' "
                         f"(use {', '.join(EVALUATION_METHODS)})."
                     )
-                filters.append((parts[1], parse_bool(values_of(query.pop(key))[-1], key)))
+                methods.append((parts[1], parse_bool(values_of(query.pop(key))[-1], key)))
             elif key in ("name", "description"):
                 # Case-insensitive substring, as on /audiences.
-                needle = values_of(query.pop(key))[-1].lower()
-                properties.append(f"\0{key}\0{needle}")
-        docs = self.all()
+                contains.append((key, values_of(query.pop(key))[-1].lower()))
 
         def keep(doc: dict[str, Any]) -> bool:
-            for method, enabled in filters:
+            for method, enabled in methods:
                 if bool(json_path_get(doc, f"evaluationInfo.{method}.enabled")) != enabled:
                     return False
-            for expr in properties:
-                if expr.startswith("\0"):
-                    _, field_name, needle = expr.split("\0")
-                    if needle not in str(doc.get(field_name) or "").lower():
-                        return False
-                elif not property_matches(doc, expr):
+            for field_name, needle in contains:
+                if needle not in str(doc.get(field_name) or "").lower():
                     return False
-            return True
+            return all(test(doc) for test in properties)
 
-        docs = sort_docs([d for d in docs if keep(d)], order)
+        docs = sort_docs([d for d in self.all() if keep(d)], order)
         total = len(docs)
         page_docs = docs[start : start + limit]
-        field_name, descending = order[0]
         result: dict[str, Any] = {
             "segments": page_docs,
             "page": page_info(total, len(page_docs), limit, order),
             "link": {},
         }
         if start + limit < total:
-            sort_text = (
-                sort_raw if isinstance(sort_raw, str) else f"{field_name}:{'desc' if descending else 'asc'}"
-            )
+            sort_param = sort_raw if isinstance(sort_raw, str) else sort_text(order)
             result["link"]["next"] = (
-                f"/segment/definitions?start={start + limit}&limit={limit}&sort={sort_text}"
+                f"/segment/definitions?start={start + limit}&limit={limit}&sort={sort_param}"
             )
         return result
 
     def bulk_get(self, body: Any) -> dict[str, Any]:
         ids = parse_bulk_ids(body)
-        results: dict[str, Any] = {}
-        found = 0
         with self.ctx.catalog.session(readonly=True) as session:
             repo = self.ctx.repo(session, models.SegmentDefinition)
-            for ident in ids:
-                row = repo.get(ident)
-                if row is None:
-                    results[ident] = not_found_entry(self.ctx, ident, "Segment definition")
-                else:
-                    results[ident] = copy.deepcopy(row.body)
-                    found += 1
-        if not found:
-            raise ApiError(404, f"The entity {','.join(ids)} is not found.", code=BULK_NONE_FOUND_CODE)
-        return {"results": results}
+            found = {i: copy.deepcopy(row.body) for i in ids if (row := repo.get(i)) is not None}
+        return bulk_results(ids, found, "Segment definition", self.ctx.request_id)
 
     # --- writes ----------------------------------------------------------------------------------------------------
     def create(
         self, body: Any, *, id: str | None = None, audience_fields: Mapping[str, Any] | None = None
     ) -> dict:
         """Create a definition (and its audience). ``audience_fields``: extra audience attributes (labels, ...)."""
-        fields = self._validated(body, creating=True)
+        fields = validated_fields(self.ctx, body)
         ident = id or new_id()
         checked = self.pql.check(fields["expression"], self_id=ident)
         key = segment_asset_key(ident, fields["name"])
@@ -341,7 +198,7 @@ class SegmentDefinitionsService:
         self, id: str, body: Any, *, audience_fields: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """PATCH = full overwrite (the contract): fields left out take their defaults again."""
-        fields = self._validated(body, creating=False)
+        fields = validated_fields(self.ctx, body)
         checked = self.pql.check(fields["expression"], self_id=id)
         try:
             with self.ctx.catalog.session() as session:
@@ -403,7 +260,7 @@ class SegmentDefinitionsService:
         """``pql/text`` <-> ``pql/json``: the same definition with its expression re-encoded (parsed, not checked)."""
         if not isinstance(body, Mapping):
             raise BadRequest("body: expected a segment definition object.")
-        expression = self._validated_expression(body.get("expression"))
+        expression = validated_expression(body.get("expression"))
         target = "pql/json" if expression["format"] == "pql/text" else "pql/text"
         out = copy.deepcopy(dict(body))
         out["expression"] = {**expression, "format": target, "value": self.pql.convert(expression, target)}
@@ -420,121 +277,6 @@ class SegmentDefinitionsService:
         ]
 
     # --- helpers ---------------------------------------------------------------------------------------------------
-    def _validated(self, body: Any, creating: bool) -> dict[str, Any]:
-        if not isinstance(body, Mapping):
-            raise BadRequest("body: expected a segment definition object.")
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise _field_error("name", "is required (a non-empty string).")
-        if len(name) > 255:
-            raise _field_error("name", "must be at most 255 characters.")
-        description = body.get("description")
-        if description is not None and not isinstance(description, str):
-            raise _field_error("description", "must be a string.")
-        schema = body.get("schema") or {"name": PROFILE_SCHEMA}
-        if not isinstance(schema, Mapping) or (schema.get("name") or PROFILE_SCHEMA) != PROFILE_SCHEMA:
-            raise _field_error("schema.name", f"only '{PROFILE_SCHEMA}' is supported.")
-        lifecycle = body.get("lifecycleState") or "published"
-        if lifecycle not in LIFECYCLE_STATES:
-            raise _field_error(
-                "lifecycleState",
-                f"'{lifecycle}' is not allowed here; use one of {', '.join(LIFECYCLE_STATES)} "
-                "(delete a definition to archive it).",
-            )
-        merge_policy_id = body.get("mergePolicyId")
-        if merge_policy_id is not None and not isinstance(merge_policy_id, str):
-            raise _field_error("mergePolicyId", "must be a string.")
-        governance = body.get("dataGovernancePolicy") or {"excludeOptOut": True}
-        if not isinstance(governance, Mapping):
-            raise _field_error("dataGovernancePolicy", "must be an object.")
-        return {
-            "name": name.strip(),
-            "description": description or "",
-            "expression": self._validated_expression(body.get("expression")),
-            "schema": {"name": PROFILE_SCHEMA},
-            "evaluationInfo": self._validated_evaluation_info(body.get("evaluationInfo")),
-            "mergePolicyId": self._merge_policy(merge_policy_id),
-            "lifecycleState": lifecycle,
-            "dataGovernancePolicy": dict(governance),
-            "profileInstanceId": body.get("profileInstanceId") or "ups",
-            "payloadSchema": body.get("payloadSchema"),
-            "folderId": self._folder(body.get("folderId")),
-        }
-
-    @staticmethod
-    def _validated_expression(expression: Any) -> dict[str, Any]:
-        if not isinstance(expression, Mapping):
-            raise _field_error(
-                "expression", 'is required: {"type": "PQL", "format": "pql/text", "value": ...}.'
-            )
-        kind = str(expression.get("type") or "PQL")
-        if kind.upper() != "PQL":
-            raise _field_error("expression.type", f"'{kind}' is not supported; use 'PQL'.")
-        fmt = expression.get("format") or "pql/text"
-        if fmt not in FORMATS:
-            raise _field_error(
-                "expression.format", f"'{fmt}' is not supported; use 'pql/text' or 'pql/json'."
-            )
-        value = expression.get("value")
-        if fmt == "pql/text" and (not isinstance(value, str) or not value.strip()):
-            raise _field_error("expression.value", "is required (the PQL text).")
-        if fmt == "pql/json":
-            if isinstance(value, str):
-                try:
-                    json.loads(value)
-                except ValueError as exc:
-                    raise _field_error("expression.value", f"is not valid JSON: {exc}.") from None
-            elif not isinstance(value, Mapping):
-                raise _field_error(
-                    "expression.value", "must be the pql/json tree (an object or its JSON text)."
-                )
-        return {"type": "PQL", "format": fmt, "value": value}
-
-    @staticmethod
-    def _validated_evaluation_info(info: Any) -> dict[str, dict[str, bool]]:
-        if info is None:
-            return {
-                "batch": {"enabled": True},
-                "continuous": {"enabled": False},
-                "synchronous": {"enabled": False},
-            }
-        if not isinstance(info, Mapping):
-            raise _field_error("evaluationInfo", "must be an object.")
-        out: dict[str, dict[str, bool]] = {}
-        for method in EVALUATION_METHODS:
-            entry = info.get(method) or {}
-            enabled = entry.get("enabled", False) if isinstance(entry, Mapping) else entry
-            if not isinstance(enabled, bool):
-                raise _field_error(f"evaluationInfo.{method}.enabled", "must be true or false.")
-            out[method] = {"enabled": enabled}
-        unknown = set(info) - set(EVALUATION_METHODS)
-        if unknown:
-            raise _field_error("evaluationInfo", f"unknown method(s) {', '.join(sorted(unknown))}.")
-        if not any(v["enabled"] for v in out.values()):
-            out["batch"]["enabled"] = True  # as the contract: a definition is batch unless it says otherwise
-        return out
-
-    def _folder(self, folder_id: Any) -> str:
-        """Extension: the folder the definition (and its audience) is filed in; ``root`` when none."""
-        from segmentation_pipelines.service.folders import check_folder_id
-
-        with self.ctx.catalog.session(readonly=True) as session:
-            return check_folder_id(self.ctx, session, folder_id, "AEPSegments")
-
-    def _merge_policy(self, merge_policy_id: str | None) -> str:
-        policies = MergePoliciesService(self.ctx)
-        if merge_policy_id is None:
-            return policies.ensure_default()["id"]
-        try:
-            policies.get(merge_policy_id)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            raise _field_error(
-                "mergePolicyId", f"no merge policy '{merge_policy_id}' in this sandbox."
-            ) from None
-        return merge_policy_id
-
     def _document(
         self,
         ident: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -17,6 +18,7 @@ from sqlalchemy import func
 from segmentation_pipelines import pql
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.errors import ApiError
+from segmentation_pipelines.pql import compile_polars, compile_spark, compile_sql
 from segmentation_pipelines.pql.references import canonical_references
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.datasets import DatasetsService
@@ -69,9 +71,6 @@ def profile_schema(ctx: ServiceContext) -> pql.Schema:
 def compile_on_both_engines(checked: Any, schema: pql.Schema) -> None:
     """What a job will do with the definition, done at write time: compile it for DuckDB (and render its SQL)
     and for Polars. A definition either engine refuses is refused now (400), not by every job it is in."""
-    from datetime import UTC, datetime
-
-    from segmentation_pipelines.pql import compile_polars, compile_sql
 
     now = datetime.now(UTC)
     try:
@@ -129,10 +128,6 @@ class SegmentPql:
         """Raise the engine's refusal of a construct it cannot express (Spark: docs/decisions/spark.md), so that
         such a definition is rejected when written, not when a job runs."""
         if self.ctx.settings.engine == "spark":
-            from datetime import UTC, datetime
-
-            from segmentation_pipelines.pql import compile_spark
-
             refused = compile_spark.refusal(checked, schema, datetime.now(UTC))
             if refused is not None:
                 raise refused

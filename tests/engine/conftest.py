@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pql_compile.compile_fixture_data import write_store
+from pql.compile.compile_fixture_data import write_store
 
 
 @pytest.fixture()

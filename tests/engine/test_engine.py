@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pql_compile.compile_fixture_data import NOW, SCHEMA
+from pql.compile.compile_fixture_data import NOW, SCHEMA
 
 from segmentation_pipelines.engine import EngineDefinition, EvaluationCancelled, EvaluationRequest, evaluate
 from segmentation_pipelines.engine.interrupt import run_interruptible

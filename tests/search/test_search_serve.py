@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from segments.dagster_dev import dagster_dev
+from service.segment_definitions.dagster_dev import dagster_dev
 
 from segmentation_pipelines import SegmentationClient
 

@@ -10,8 +10,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pql_compile.compile_fixture_data import NOW, SCHEMA, write_store  # noqa: E402
-from pql_compile.test_differential import STR_FIELDS, boolean  # noqa: E402
+from pql.compile.compile_fixture_data import NOW, SCHEMA, write_store  # noqa: E402
+from pql.compile.generators import STR_FIELDS, boolean  # noqa: E402
 
 from segmentation_pipelines import pql  # noqa: E402
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate  # noqa: E402

@@ -16,10 +16,11 @@ import sys
 import time
 
 import pytest
-from jobs.conftest import dagster_daemon
-from jobs.test_interrupts import REPO, evaluating_record, published, world  # noqa: F401 (fixture)
+from service.segment_jobs.conftest import dagster_daemon
+from service.segment_jobs.test_interrupts import REPO, evaluating_record, published, world  # noqa: F401 (fixture)
 
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
+from segmentation_pipelines.service.reconcile import reconcile
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def test_kill_soak(world, tmp_path_factory):  # noqa: F811
                     )
             killed = time.monotonic()
             while True:
-                reconcile_segment_jobs(settings, grace_s=0)  # what the API's runner and the sensor do
+                reconcile(settings, SegmentJobsService, grace_s=0)  # what the API's runner and the sensor do
                 job = jobs.get(job_id)
                 if job["status"] in TERMINAL or time.monotonic() - killed > SETTLE_S:
                     break

@@ -7,9 +7,9 @@ import logging
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from segmentation_pipelines import __version__
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.errors import ApiError
+from segmentation_pipelines.version import __version__
 
 PREFIX = ""
 

@@ -23,7 +23,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from segmentation_pipelines.catalog.db import READ_ONLY_OPTION
+from segmentation_pipelines.catalog.engine import READ_ONLY_OPTION
+from segmentation_pipelines.catalog.models import Base
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,12 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def schema_differences(conn: Connection) -> list:
     """What differs between the database schema and the models (empty when the migrations match models.py)."""
-    from segmentation_pipelines.catalog.models import Base
-
     context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
     return compare_metadata(context, Base.metadata)
 
 
 def _adopt_unversioned(conn: Connection) -> None:
     """Stamp a catalog created before migrations existed (``create_all``), if its schema is the current one."""
-    from segmentation_pipelines.catalog.models import Base
-
     if MigrationContext.configure(conn).get_current_revision() is not None:
         return
     existing = set(inspect(conn).get_table_names()) & set(Base.metadata.tables)

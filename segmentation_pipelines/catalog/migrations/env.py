@@ -12,8 +12,10 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from segmentation_pipelines.catalog.engine import make_engine
 from segmentation_pipelines.catalog.migrations import locked_connection
 from segmentation_pipelines.catalog.models import Base
+from segmentation_pipelines.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,8 +28,6 @@ def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from segmentation_pipelines.settings import get_settings
-
     return get_settings().resolved_catalog_url
 
 
@@ -59,8 +59,6 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    from segmentation_pipelines.catalog.db import make_engine
-
     engine = make_engine(_url())
     try:
         with locked_connection(engine) as conn:

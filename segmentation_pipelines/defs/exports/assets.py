@@ -17,6 +17,7 @@ from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
 from segmentation_pipelines.defs.segments.assets import GROUP as SEGMENTS_GROUP
 from segmentation_pipelines.defs.segments.assets import entry_key
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
+from segmentation_pipelines.engine.export import ExportCancelled
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
     KIND_EXPORT_JOB,
@@ -26,6 +27,9 @@ from segmentation_pipelines.launcher import (
     TAG_SANDBOX,
     export_asset_key,
 )
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.export_destinations import destinations_snapshot
+from segmentation_pipelines.service.export_jobs import ExportJobsService
 from segmentation_pipelines.settings import get_settings
 
 SNAPSHOT_KEY = "export_destinations_snapshot"
@@ -34,7 +38,6 @@ ASSET_NAME = "export_audiences"
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
-    from segmentation_pipelines.service.export_jobs import destinations_snapshot
 
     settings = get_settings()
     settings.ensure_home()
@@ -86,9 +89,6 @@ def build_export_audiences(snapshot: list[dict[str, Any]], segment_snapshot: lis
 
     @dg.multi_asset(specs=[_spec(e, segments) for e in snapshot], can_subset=True, name=ASSET_NAME)
     def export_audiences(context: dg.AssetExecutionContext):
-        from segmentation_pipelines.engine.export import ExportCancelled
-        from segmentation_pipelines.service.context import ServiceContext
-        from segmentation_pipelines.service.export_jobs import ExportJobsService
 
         tags = context.run.tags
         if tags.get(TAG_KIND) != KIND_EXPORT_JOB or not tags.get(TAG_JOB_ID):

@@ -16,14 +16,14 @@ from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.defs.segments.assets import entry_key
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import KIND_EXPORT_JOB, TAG_GATE_OVERRIDE, TAG_KIND
-from segmentation_pipelines.service.export_gates import CHECKS
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.export_gates import CHECKS, PublishGates, gates_snapshot
 from segmentation_pipelines.settings import get_settings
 
 SNAPSHOT_KEY = "publish_gates_snapshot"
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
-    from segmentation_pipelines.service.export_gates import gates_snapshot
 
     settings = get_settings()
     settings.ensure_home()
@@ -47,8 +47,6 @@ def build_gate_checks(gates: list[dict[str, Any]], segment_snapshot: list[dict[s
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name="publish_gates")
     def publish_gates(context: dg.AssetCheckExecutionContext):
-        from segmentation_pipelines.service.context import ServiceContext
-        from segmentation_pipelines.service.export_gates import PublishGates
 
         # Blocking only where something downstream would publish: in an export run. A segment job's evaluation is
         # published whatever its gates say (they gate exports), so there a failed gate is a WARN.

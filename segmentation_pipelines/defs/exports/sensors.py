@@ -4,7 +4,7 @@
   a job whose destination asset is not in the loaded code location yet waits for the reload (requested), and fails
   after ``NOT_LOADED_GRACE_S``;
 * ``export_job_started`` / ``_succeeded`` / ``_canceled`` / ``_failed``: write the run's status onto its job;
-* ``export_job_reconciler``: settles jobs whose run ended or vanished unnoticed (``service/export_reconcile.py``).
+* ``export_job_reconciler``: settles jobs whose run ended or vanished unnoticed (``service/reconcile.py``).
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ import dagster as dg
 
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
 from segmentation_pipelines.launcher import (
     EXPORT_JOB,
     KIND_EXPORT_JOB,
     TAG_JOB_ID,
-    TAG_KIND,
-    TAG_ORG,
-    TAG_SANDBOX,
 )
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService, jobs_in_status
-from segmentation_pipelines.service.export_reconcile import reconcile_export_jobs
+from segmentation_pipelines.service.export_jobs import NEW, ExportJobsService
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50
@@ -46,7 +43,7 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
     catalog = ServiceContext.create(settings).catalog
     loaded = loaded_asset_keys(context)
     requests, waiting = [], 0
-    for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
+    for org, sandbox, job_id in ExportJobsService.in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = ExportJobsService(ServiceContext.create(settings, org, sandbox))
         request = service.run_request_for(job_id)
         missing = [
@@ -74,56 +71,22 @@ def export_job_launcher(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests)
 
 
-def _sync(context, error=None):
-    run = context.dagster_run
-    tags = run.tags
-    if tags.get(TAG_KIND) != KIND_EXPORT_JOB or TAG_JOB_ID not in tags:
-        return dg.SkipReason(f"Run {run.run_id} is not an export job run.")
-    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
-    job = ExportJobsService(ctx).sync_with_run(tags[TAG_JOB_ID], run.status, run.run_id, error=error)
-    context.log.info("Export job %s is %s (run %s)", job["id"], job["status"], run.run_id)
-    return None
-
-
-def _status_sensor(name: str, status: dg.DagsterRunStatus):
-    @dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        minimum_interval_seconds=LAUNCH_INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Marks an export job when its run reaches {status.value}.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return _sync(context)
-
-    return _sensor
-
-
-export_job_started = _status_sensor("export_job_started", dg.DagsterRunStatus.STARTED)
-export_job_succeeded = _status_sensor("export_job_succeeded", dg.DagsterRunStatus.SUCCESS)
-export_job_canceled = _status_sensor("export_job_canceled", dg.DagsterRunStatus.CANCELED)
-
-
-@dg.run_failure_sensor(
-    name="export_job_failed",
-    minimum_interval_seconds=LAUNCH_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks an export job FAILED (with the run's errors) when its run fails.",
+export_job_started, export_job_succeeded, export_job_canceled, export_job_failed = status_sensors(
+    "export_job",
+    kind=KIND_EXPORT_JOB,
+    id_tag=TAG_JOB_ID,
+    what="export job",
+    service=ExportJobsService,
+    interval_s=LAUNCH_INTERVAL_S,
 )
-def export_job_failed(context: dg.RunFailureSensorContext):
-    errors = run_errors(context.instance, context.dagster_run.run_id)
-    return _sync(context, error=errors or context.failure_event.message)
 
 
-@dg.sensor(
-    name="export_job_reconciler",
-    minimum_interval_seconds=RECONCILE_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Settles export jobs left PROCESSING whose run ended or vanished.",
+export_job_reconciler = reconciler_sensor(
+    "export_job_reconciler",
+    ExportJobsService,
+    RECONCILE_INTERVAL_S,
+    "Settles export jobs left PROCESSING whose run ended or vanished.",
 )
-def export_job_reconciler(context: dg.SensorEvaluationContext):
-    done = reconcile_export_jobs(get_settings())
-    return dg.SkipReason(", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active export jobs")
 
 
 SENSORS = [

@@ -19,9 +19,11 @@ from segmentation_pipelines.defs.profiles.assets import IDENTITY_GRAPH_KEY
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.engine.external_ingest import IngestError
 from segmentation_pipelines.launcher import TAG_KIND, TAG_REQUEST_ID
-from segmentation_pipelines.service import external_audiences as service_module
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.external_audiences import KIND, ExternalAudiencesService
+from segmentation_pipelines.service.external_audience_ingestion import ExternalAudienceIngestion
+from segmentation_pipelines.service.external_audience_runs import JOB_NAME, KIND
+from segmentation_pipelines.service.external_audience_runs import asset_key as asset_key_parts
+from segmentation_pipelines.service.external_audiences import snapshot
 from segmentation_pipelines.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -29,18 +31,17 @@ log = logging.getLogger(__name__)
 SNAPSHOT_KEY = "external_audience_snapshot"
 GROUP = "external_audiences"
 ASSET_NAME = "ingest_external_audiences"
-JOB_NAME = service_module.JOB_NAME
 
 
 def asset_key(audience_id: str) -> dg.AssetKey:
-    return dg.AssetKey(service_module.asset_key(audience_id))
+    return dg.AssetKey(asset_key_parts(audience_id))
 
 
 def fetch_snapshot() -> list[dict[str, Any]]:
     settings = get_settings()
     try:
         settings.ensure_home()
-        return service_module.snapshot(Catalog.for_url(settings.resolved_catalog_url))
+        return snapshot(Catalog.for_url(settings.resolved_catalog_url))
     except Exception:
         log.exception("could not read the external audiences from the catalog; no external audience assets")
         return []
@@ -99,24 +100,25 @@ def build_ingest_assets(snapshot: list[dict[str, Any]]) -> dg.AssetsDefinition |
             entry = by_key.get(key)
             if entry is None:
                 continue
-            service = ExternalAudiencesService(
+            ingestion = ExternalAudienceIngestion(
                 ServiceContext.create(settings, entry["org_id"], entry["sandbox"])
             )
+            runs = ingestion.runs
             run_id, own = requested, False
             if run_id is None:  # materialized from the UI: a full ingestion, recorded like any run
-                run_id = service._new_run(
-                    entry["id"], {"differentialIngestion": False}, trigger="ui", mode=True
-                )["runId"]
-                service.sync_with_run(run_id, "STARTED", context.run_id)
+                run_id = runs.new_run(entry["id"], {"differentialIngestion": False}, trigger="ui", mode=True)[
+                    "runId"
+                ]
+                runs.sync_with_run(run_id, "STARTED", context.run_id)
                 own = True
             try:
-                metrics = service.execute(run_id, context.run_id, report=context.log.info)
+                metrics = ingestion.execute(run_id, context.run_id, report=context.log.info)
             except IngestError as exc:
                 if own:
-                    service.sync_with_run(run_id, "FAILURE", context.run_id, error=str(exc))
+                    runs.sync_with_run(run_id, "FAILURE", context.run_id, error=str(exc))
                 raise dg.Failure(description=f"External audience '{entry['name']}': {exc}") from None
             if own:
-                service.sync_with_run(run_id, "SUCCESS", context.run_id)
+                runs.sync_with_run(run_id, "SUCCESS", context.run_id)
             context.log.info(
                 "External audience %s: %s rows read, %s rejected, %s members",
                 entry["name"],

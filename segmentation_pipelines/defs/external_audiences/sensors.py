@@ -15,19 +15,19 @@ from __future__ import annotations
 import dagster as dg
 
 from segmentation_pipelines import code_location
-from segmentation_pipelines.dagster_launcher import loaded_asset_keys, run_errors
-from segmentation_pipelines.launcher import TAG_KIND, TAG_ORG, TAG_REQUEST_ID, TAG_SANDBOX
+from segmentation_pipelines.dagster_launcher import loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
+from segmentation_pipelines.launcher import TAG_REQUEST_ID
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.external_audiences import (
+from segmentation_pipelines.service.external_audience_ingestion import ExternalAudienceIngestion
+from segmentation_pipelines.service.external_audience_runs import (
     JOB_NAME,
     KIND,
     NEW,
-    ExternalAudiencesService,
+    ExternalAudienceRunsService,
     asset_key,
-    audiences_everywhere,
-    reconcile_runs,
-    runs_in_status,
 )
+from segmentation_pipelines.service.external_audiences import audiences_everywhere
 from segmentation_pipelines.settings import get_settings
 
 INTERVAL_S = 5
@@ -41,7 +41,7 @@ def _sandboxes(settings) -> list[tuple[str, str]]:
     return sorted({(org, sandbox) for org, sandbox, _ in audiences_everywhere(catalog)})
 
 
-def _request(service: ExternalAudiencesService, run_id: str, run_key: str | None) -> dg.RunRequest | None:
+def _request(service: ExternalAudienceRunsService, run_id: str, run_key: str | None) -> dg.RunRequest | None:
     request = service.claim_for_launch(run_id)
     if request is None:
         return None
@@ -53,7 +53,7 @@ def _request(service: ExternalAudiencesService, run_id: str, run_key: str | None
     )
 
 
-def _loaded(context, service: ExternalAudiencesService, run_id: str) -> bool:
+def _loaded(context, service: ExternalAudienceRunsService, run_id: str) -> bool:
     keys = loaded_asset_keys(context)
     if keys is None:
         return True
@@ -73,8 +73,9 @@ def external_audience_files(context: dg.SensorEvaluationContext):
     settings = get_settings()
     requests = []
     for org, sandbox in _sandboxes(settings):
-        service = ExternalAudiencesService(ServiceContext.create(settings, org, sandbox))
-        for run_id, fp in service.arrivals():
+        ingestion = ExternalAudienceIngestion(ServiceContext.create(settings, org, sandbox))
+        service = ingestion.runs
+        for run_id, fp in ingestion.arrivals():
             if not _loaded(context, service, run_id):
                 code_location.request_reload(settings)
                 continue  # stays NEW: the launcher sensor launches it once the code location has its asset
@@ -98,8 +99,8 @@ def external_audience_launcher(context: dg.SensorEvaluationContext):
     settings = get_settings()
     catalog = ServiceContext.create(settings).catalog
     requests, waiting = [], 0
-    for org, sandbox, run_id in runs_in_status(catalog, [NEW]):
-        service = ExternalAudiencesService(ServiceContext.create(settings, org, sandbox))
+    for org, sandbox, run_id in ExternalAudienceRunsService.in_status(catalog, [NEW]):
+        service = ExternalAudienceRunsService(ServiceContext.create(settings, org, sandbox))
         if not _loaded(context, service, run_id):
             waiting += 1
             code_location.request_reload(settings)
@@ -112,55 +113,27 @@ def external_audience_launcher(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests)
 
 
-def _sync(context, error=None):
-    run = context.dagster_run
-    tags = run.tags
-    if tags.get(TAG_KIND) != KIND or TAG_REQUEST_ID not in tags:
-        return dg.SkipReason(f"Run {run.run_id} is not an external-audience run.")
-    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
-    ExternalAudiencesService(ctx).sync_with_run(tags[TAG_REQUEST_ID], run.status, run.run_id, error=error)
-    return None
-
-
-def _status_sensor(name: str, status: dg.DagsterRunStatus):
-    @dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        minimum_interval_seconds=INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Marks an external-audience run when its Dagster run reaches {status.value}.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return _sync(context)
-
-    return _sensor
-
-
-external_audience_started = _status_sensor("external_audience_started", dg.DagsterRunStatus.STARTED)
-external_audience_succeeded = _status_sensor("external_audience_succeeded", dg.DagsterRunStatus.SUCCESS)
-external_audience_canceled = _status_sensor("external_audience_canceled", dg.DagsterRunStatus.CANCELED)
-
-
-@dg.run_failure_sensor(
-    name="external_audience_failed",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks an external-audience run FAILED (with its errors) when its Dagster run fails.",
+(
+    external_audience_started,
+    external_audience_succeeded,
+    external_audience_canceled,
+    external_audience_failed,
+) = status_sensors(
+    "external_audience",
+    kind=KIND,
+    id_tag=TAG_REQUEST_ID,
+    what="external-audience run",
+    service=ExternalAudienceRunsService,
+    interval_s=INTERVAL_S,
 )
-def external_audience_failed(context: dg.RunFailureSensorContext):
-    errors = run_errors(context.instance, context.dagster_run.run_id)
-    return _sync(context, error=errors or context.failure_event.message)
 
 
-@dg.sensor(
-    name="external_audience_reconciler",
-    minimum_interval_seconds=RECONCILE_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Repairs external-audience runs left QUEUED/PROCESSING whose Dagster run ended or vanished.",
+external_audience_reconciler = reconciler_sensor(
+    "external_audience_reconciler",
+    ExternalAudienceRunsService,
+    RECONCILE_INTERVAL_S,
+    "Repairs external-audience runs left QUEUED/PROCESSING whose Dagster run ended or vanished.",
 )
-def external_audience_reconciler(context: dg.SensorEvaluationContext):
-    done = reconcile_runs(get_settings())
-    return dg.SkipReason(", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active runs")
 
 
 @dg.sensor(
@@ -174,7 +147,7 @@ def external_audience_maintenance(context: dg.SensorEvaluationContext):
     settings = get_settings()
     done = 0
     for org, sandbox in _sandboxes(settings):
-        done += ExternalAudiencesService(ServiceContext.create(settings, org, sandbox)).maintain()
+        done += ExternalAudienceIngestion(ServiceContext.create(settings, org, sandbox)).maintain()
     return dg.SkipReason(f"{done} external audience(s) republished.")
 
 

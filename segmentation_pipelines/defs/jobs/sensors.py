@@ -18,18 +18,15 @@ import dagster as dg
 
 from segmentation_pipelines import code_location
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
 from segmentation_pipelines.launcher import (
     KIND_SEGMENT_JOB,
     SEGMENT_JOB,
     TAG_JOB_ID,
-    TAG_KIND,
-    TAG_ORG,
-    TAG_SANDBOX,
 )
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.reconcile import reconcile_segment_jobs
-from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService, jobs_in_status
+from segmentation_pipelines.service.segment_jobs import NEW, SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 
 LAUNCH_BATCH = 50  # jobs launched per tick; the rest wait for the next tick (a tick must finish within 60 s)
@@ -59,7 +56,7 @@ def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult
     catalog = ServiceContext.create(settings).catalog
     loaded = loaded_asset_keys(context)
     requests, waiting = [], 0
-    for org, sandbox, job_id in jobs_in_status(catalog, [NEW], limit=LAUNCH_BATCH):
+    for org, sandbox, job_id in SegmentJobsService.in_status(catalog, [NEW], limit=LAUNCH_BATCH):
         service = SegmentJobsService(ServiceContext.create(settings, org, sandbox))
         missing = _not_loaded(service, job_id, loaded)
         if missing:
@@ -87,57 +84,22 @@ def segment_job_launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult
     return dg.SensorResult(run_requests=requests)
 
 
-def _sync(context: dg.RunStatusSensorContext, error=None) -> dg.SkipReason | None:
-    run = context.dagster_run
-    tags = run.tags
-    if tags.get(TAG_KIND) != KIND_SEGMENT_JOB or TAG_JOB_ID not in tags:
-        return dg.SkipReason(f"Run {run.run_id} is not a segment job run.")
-    ctx = ServiceContext.create(get_settings(), tags.get(TAG_ORG), tags.get(TAG_SANDBOX, "prod"))
-    job = SegmentJobsService(ctx).sync_with_run(tags[TAG_JOB_ID], run.status, run.run_id, error=error)
-    context.log.info("Segment job %s is %s (run %s)", job["id"], job["status"], run.run_id)
-    return None
-
-
-def _status_sensor(name: str, status: dg.DagsterRunStatus):
-    @dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        minimum_interval_seconds=LAUNCH_INTERVAL_S,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Marks a segment job when its run reaches {status.value}.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return _sync(context)
-
-    return _sensor
-
-
-segment_job_started = _status_sensor("segment_job_started", dg.DagsterRunStatus.STARTED)
-segment_job_succeeded = _status_sensor("segment_job_succeeded", dg.DagsterRunStatus.SUCCESS)
-segment_job_canceled = _status_sensor("segment_job_canceled", dg.DagsterRunStatus.CANCELED)
-
-
-@dg.run_failure_sensor(
-    name="segment_job_failed",
-    minimum_interval_seconds=LAUNCH_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks a segment job FAILED (with the run's errors) when its run fails.",
+segment_job_started, segment_job_succeeded, segment_job_canceled, segment_job_failed = status_sensors(
+    "segment_job",
+    kind=KIND_SEGMENT_JOB,
+    id_tag=TAG_JOB_ID,
+    what="segment job",
+    service=SegmentJobsService,
+    interval_s=LAUNCH_INTERVAL_S,
 )
-def segment_job_failed(context: dg.RunFailureSensorContext):
-    errors = run_errors(context.instance, context.dagster_run.run_id)
-    return _sync(context, error=errors or context.failure_event.message)
 
 
-@dg.sensor(
-    name="segment_job_reconciler",
-    minimum_interval_seconds=RECONCILE_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
+segment_job_reconciler = reconciler_sensor(
+    "segment_job_reconciler",
+    SegmentJobsService,
+    RECONCILE_INTERVAL_S,
+    "Repairs segment jobs left QUEUED/PROCESSING/CANCELLING whose run ended or vanished.",
 )
-def segment_job_reconciler(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    done = reconcile_segment_jobs(get_settings())
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(done.items())) or "no active segment jobs"
-    return dg.SkipReason(summary)
 
 
 SENSORS = [

@@ -13,16 +13,17 @@ from segmentation_pipelines.defs.profiles.assets import (
     profile_definitions,
 )
 from segmentation_pipelines.defs.profiles.sensors import profile_store_refresher
+from segmentation_pipelines.defs.snapshot import pinned_snapshot
+from segmentation_pipelines.settings import get_settings
 
 __all__ = ["EVENTS_KEY", "IDENTITY_GRAPH_KEY", "dataset_key", "defs", "merged_profiles_key"]
 
 
 def defs() -> dg.Definitions:
-    from segmentation_pipelines.defs.snapshot import pinned_snapshot
-    from segmentation_pipelines.settings import get_settings
 
     settings = get_settings()
     snapshot = pinned_snapshot("profiles_catalog", lambda: catalog_snapshot(settings))
     return dg.Definitions.merge(
-        profile_definitions(snapshot, ProfileStoreResource()), dg.Definitions(sensors=[profile_store_refresher])
+        profile_definitions(snapshot, ProfileStoreResource()),
+        dg.Definitions(sensors=[profile_store_refresher]),
     )

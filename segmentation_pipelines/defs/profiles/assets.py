@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from segmentation_pipelines.catalog import Catalog, models
 from segmentation_pipelines.launcher import (
     EVENTS_ASSET,
     IDENTITY_GRAPH_ASSET,
@@ -24,6 +25,15 @@ from segmentation_pipelines.launcher import (
     dataset_asset_key,
     merged_profiles_asset_key,
 )
+from segmentation_pipelines.profiles.layout import StoreLayout
+from segmentation_pipelines.profiles.store import (
+    build_events_store,
+    build_identity_graph_store,
+    build_merged_profiles,
+)
+from segmentation_pipelines.service.context import ServiceContext
+from segmentation_pipelines.service.datasets import DatasetsService
+from segmentation_pipelines.service.merge_policies import MergePoliciesService
 from segmentation_pipelines.settings import Settings, get_settings
 
 GROUP = "profiles"
@@ -60,7 +70,6 @@ class ProfileStoreResource(dg.ConfigurableResource):
 
 def catalog_snapshot(settings: Settings) -> dict:
     """Datasets and merge policies of every (org, sandbox) that has any: what the asset graph is made of."""
-    from segmentation_pipelines.catalog import Catalog, models
 
     settings.ensure_home()
     catalog = Catalog.for_url(settings.resolved_catalog_url)
@@ -82,7 +91,6 @@ def catalog_snapshot(settings: Settings) -> dict:
 
 
 def _context(settings: Settings, scope: dict):
-    from segmentation_pipelines.service.context import ServiceContext
 
     return ServiceContext.create(settings, org_id=scope["org"], sandbox=scope["sandbox"])
 
@@ -101,7 +109,6 @@ def _observable_dataset(scope: dict, dataset: dict) -> dg.SourceAsset:
         metadata={"dataset_id": dataset["id"], "sandbox": scope["sandbox"], "xdm_class": dataset["xdmClass"]},
     )
     def observe(profile_store: ProfileStoreResource) -> dg.ObserveResult:
-        from segmentation_pipelines.service.datasets import DatasetsService
 
         batches = DatasetsService(_context(profile_store.settings(), scope)).batches(dataset["id"])
         done = [b for b in batches.values() if b.get("status") == "success"]
@@ -134,9 +141,6 @@ def build_assets(snapshot: dict) -> list:
     def identity_graph(
         context: dg.AssetExecutionContext, profile_store: ProfileStoreResource
     ) -> dg.MaterializeResult:
-        from segmentation_pipelines.profiles.layout import StoreLayout
-        from segmentation_pipelines.profiles.store import build_identity_graph_store
-        from segmentation_pipelines.service.datasets import DatasetsService
 
         started = time.perf_counter()
         settings = profile_store.settings()
@@ -176,9 +180,6 @@ def build_assets(snapshot: dict) -> list:
         description="Experience events keyed to merged profile ids (no identity join needed at evaluation)",
     )
     def experience_events(context: dg.AssetExecutionContext, profile_store: ProfileStoreResource):
-        from segmentation_pipelines.profiles.layout import StoreLayout
-        from segmentation_pipelines.profiles.store import build_events_store
-        from segmentation_pipelines.service.datasets import DatasetsService
 
         started = time.perf_counter()
         settings = profile_store.settings()
@@ -213,10 +214,6 @@ def build_assets(snapshot: dict) -> list:
 
         @dg.multi_asset(specs=specs, can_subset=True, name="merged_profiles", pool="profile_store")
         def merged_profiles(context: dg.AssetExecutionContext, profile_store: ProfileStoreResource):
-            from segmentation_pipelines.profiles.layout import StoreLayout
-            from segmentation_pipelines.profiles.store import build_merged_profiles
-            from segmentation_pipelines.service.datasets import DatasetsService
-            from segmentation_pipelines.service.merge_policies import MergePoliciesService
 
             settings = profile_store.settings()
             for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):

@@ -32,7 +32,9 @@ def profile_store_refresher(context: dg.SensorEvaluationContext) -> dg.SensorRes
     requests = []
     for org, sandbox in sandboxes_with_data(catalog):
         store = ProfileStoreService(ServiceContext.create(settings, org, sandbox))
-        request = store.refresh_request("stale store", request_id=f"store:{org}:{sandbox}:{store.target_key()}")
+        request = store.refresh_request(
+            "stale store", request_id=f"store:{org}:{sandbox}:{store.target_key()}"
+        )
         if request is None:
             continue
         run = dagster_run_request(request)

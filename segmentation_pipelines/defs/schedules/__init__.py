@@ -15,6 +15,7 @@ import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
 from segmentation_pipelines.dagster_launcher import dagster_run_request
+from segmentation_pipelines.defs.schedules.state_sync import schedule_state_writeback
 from segmentation_pipelines.defs.snapshot import pinned_snapshot
 from segmentation_pipelines.launcher import EXPORT_JOB
 from segmentation_pipelines.service.context import ServiceContext
@@ -97,6 +98,5 @@ def build_schedules(rows: list[dict[str, Any]]) -> list[dg.ScheduleDefinition]:
 def defs() -> dg.Definitions:
     settings = get_settings()
     rows = pinned_snapshot(SNAPSHOT_KEY, lambda: schedule_snapshot(settings))
-    from segmentation_pipelines.defs.schedules.state_sync import schedule_state_writeback
 
     return dg.Definitions(schedules=build_schedules(rows), sensors=[schedule_state_writeback])

@@ -15,6 +15,8 @@ import json
 import logging
 
 import dagster as dg
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorStatus
 
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.schedules import (
@@ -34,8 +36,6 @@ INTERVAL_S = 15
 
 def dagster_states(instance: dg.DagsterInstance, location_name: str) -> dict[str, str]:
     """Schedule name -> ``active``/``inactive`` for every schedule state stored for this code location."""
-    from dagster._core.definitions.run_request import InstigatorType
-    from dagster._core.scheduler.instigation import InstigatorStatus
 
     out: dict[str, str] = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE):

@@ -47,13 +47,14 @@ from segmentation_pipelines.launcher import (  # the run contract, defined once
 )
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
-from segmentation_pipelines.service.external_audiences import asset_key as external_audience_asset_key
+from segmentation_pipelines.service.external_audience_runs import asset_key as external_audience_asset_key
 from segmentation_pipelines.service.segment_definitions import catalog_snapshot
 from segmentation_pipelines.service.segment_evaluation import (
     EvaluationSummary,
     run_evaluation,
     topological_order,
 )
+from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 from segmentation_pipelines.settings import get_settings
 from segmentation_pipelines.timeutil import iso, parse_time, to_ms
 
@@ -255,7 +256,6 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        from segmentation_pipelines.service.segment_jobs import SegmentJobsService
 
         tags = context.run.tags
         if TAG_WORKER not in tags:  # a launched run: name the process doing the work (reconcile.py)
