@@ -294,9 +294,9 @@ def test_non_text_input():
 def test_long_and_chain_is_balanced_and_fast():
     text = " and ".join(f'field{n}.value = "v{n}"' for n in range(500))
     assert len(text) > 10_000
-    start = time.perf_counter()
+    start = time.thread_time()
     node = parse(text).body
-    assert time.perf_counter() - start < 1.0
+    assert time.thread_time() - start < 1.0  # CPU time: load does not count
     depth, stack = 0, [(node, 1)]
     while stack:
         n, d = stack.pop()
