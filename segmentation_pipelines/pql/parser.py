@@ -201,6 +201,14 @@ class _ToAst(Transformer):
 
     # names and paths
     def name(self, c):
+        # The lexer reads these words as names only where their construct cannot start (after "not"); everywhere
+        # else they start it, so a name spelt so could not be printed back: refuse it wherever it appears.
+        if str(c[0]).lower() in _PREFIX_WORDS:
+            raise _syntax(
+                f"'{c[0]}' starts a '{str(c[0]).lower()} ...' expression and cannot be used as a name; "
+                "rename the variable or write the condition without it",
+                c[0],
+            )
         return ast.Name(str(c[0]), pos=_tpos(c[0]))
 
     def param(self, c):

@@ -333,3 +333,13 @@ def test_too_deep_nesting_is_a_syntax_error():
 def test_prefix_form_as_operand_gets_a_hint():
     with pytest.raises(PQLSyntaxError, match=r"put it in parentheses: \(select \.\.\.\)"):
         parse("a = 1 and select X from xEvent")
+
+
+@pytest.mark.parametrize("text", ["not sum = 1", "not select = 1", "x = max", "not let = 1"])
+def test_a_construct_word_is_never_a_name(text):
+    """Found by the fuzzer: 'not sum = 1' parsed (sum a name) but printed as 'not (sum = 1)', which does not parse.
+    Such a name is refused everywhere, at its position."""
+    with pytest.raises(PQLSyntaxError) as info:
+        parse(text)
+    assert "cannot be used as a name" in info.value.message
+    assert info.value.column == text.index(text.split()[-3] if text.startswith("not") else text.split()[-1]) + 1
