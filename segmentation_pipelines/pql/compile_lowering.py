@@ -27,6 +27,7 @@ from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import timewindows as tw
 from segmentation_pipelines.pql.errors import PQLError
 from segmentation_pipelines.pql.limits import DEPTH_MESSAGE, too_deep
+from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.regex import regex_problem
 from segmentation_pipelines.pql.schema import ClassSchema, Schema
 from segmentation_pipelines.timeutil import naive_utc
@@ -137,8 +138,8 @@ class Ctx:
 class Lowering:
     """Walks one query and calls the backend; collects the aggregates and segment references it needs."""
 
-    def __init__(self, backend: Any, schema: Schema, evaluation_time: datetime):
-        self.b = backend
+    def __init__(self, backend: Backend[Any], schema: Schema, evaluation_time: datetime):
+        self.b: Backend[Any] = backend
         self.schema = schema
         self.now = naive_utc(evaluation_time)
         self.needs_profile = False  # set while compiling an aggregate whose rows read profile fields

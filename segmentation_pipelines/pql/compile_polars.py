@@ -36,6 +36,7 @@ from segmentation_pipelines.pql.compile_lowering import (
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
 PROFILE_PREFIX = "__p__"
@@ -69,7 +70,9 @@ def _h(e: pl.Expr) -> str:
     return hashlib.sha1(key.encode() if isinstance(key, str) else key).hexdigest()[:16]
 
 
-class PolarsBackend:
+class PolarsBackend(Backend[pl.Expr]):
+    """How each construct is written as a Polars expression."""
+
     def __init__(self) -> None:
         self.out = CompiledPolars(pl.lit(False))
 

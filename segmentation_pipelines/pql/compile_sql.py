@@ -32,6 +32,7 @@ from segmentation_pipelines.pql.compile_lowering import (
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
 DIALECT = "duckdb"
@@ -98,7 +99,7 @@ def event_aggregate_name(agg: exp.Expression) -> str:
     return "a_" + _h(agg)
 
 
-class SqlBackend:
+class SqlBackend(Backend[exp.Expression]):
     """How each construct is written as a sqlglot tree."""
 
     def __init__(self) -> None:
