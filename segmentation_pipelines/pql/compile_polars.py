@@ -1,6 +1,6 @@
 """PQL to Polars expressions (lazy): the second engine, checked against the SQL compiler by the differential tests.
 
-The walk is ``compile_lowering.Lowering`` (shared with the SQL compiler); this module says how each construct is
+The walk is ``pql.lowering.Lowering`` (shared with the SQL compiler); this module says how each construct is
 written with Polars expressions. :class:`CompiledPolars` has
 
 * ``predicate``: a boolean ``pl.Expr`` over one row per profile (the profile's columns, the event aggregate columns,
@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from segmentation_pipelines.pql.compile_lowering import (
+from segmentation_pipelines.pql.lowering import (
     EMPTY_AGGREGATE,
     INTERVAL_STEPS,
     CompileError,

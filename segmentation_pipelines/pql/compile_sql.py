@@ -2,7 +2,7 @@
 
 No SQL text is ever parsed from user input: literals are ``exp.Literal`` / ``exp.Boolean`` nodes, field names are
 quoted identifiers, so no expression can inject SQL. The walk itself (names, scopes, event aggregates) is
-``compile_lowering.Lowering``; this module says how each construct is written in SQL.
+``pql.lowering.Lowering``; this module says how each construct is written in SQL.
 
 The compiled form (:class:`CompiledSQL`) is a boolean ``predicate`` over one row per profile, where
 
@@ -25,7 +25,7 @@ from typing import Any
 from sqlglot import exp
 
 from segmentation_pipelines.pql import ast
-from segmentation_pipelines.pql.compile_lowering import (
+from segmentation_pipelines.pql.lowering import (
     EMPTY_AGGREGATE,
     INTERVAL_STEPS,
     CompileError,

@@ -133,7 +133,7 @@ class Backend(Protocol[E]):
 
     @abstractmethod
     def string_fn(self, name: str, s: E, texts: list[E], cs: bool) -> E:
-        """A string function of ``compile_lowering.STRING_FNS`` (``cs``: case-sensitive)."""
+        """A string function of ``values.STRING_FNS`` (``cs``: case-sensitive)."""
 
     @abstractmethod
     def like(self, s: E, pattern: str) -> E: ...

@@ -40,9 +40,6 @@ def test_a_backend_missing_a_hook_cannot_be_built() -> None:
 def test_the_lowering_calls_only_declared_hooks() -> None:
     folder = Path(lowering.__file__).parent
     sources = [p.read_text() for p in folder.glob("*.py")]
-    legacy = Path(lowering.__file__).parent.parent / "compile_lowering.py"
-    if legacy.exists():
-        sources.append(legacy.read_text())
     called = {m for s in sources for m in re.findall(r"\b(?:self\.b|b)\.([a-z_]+)\(", s)}
     assert called, "no hook call found: the pattern no longer matches the lowering's calls"
     assert called <= set(HOOKS), sorted(called - set(HOOKS))
