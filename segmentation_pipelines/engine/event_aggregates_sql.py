@@ -21,6 +21,9 @@ from collections import Counter
 from sqlglot import exp
 
 from segmentation_pipelines.pql.compile_sql import event_aggregate_name
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
+
+Aggregates = dict[str, EventAggregate[exp.Expression]]  # name -> what it computes (``CompiledSQL.specs``)
 
 D = "duckdb"
 CODE = "k"  # the per-event integer code of the partition column
@@ -124,22 +127,26 @@ def _share_atoms(
     return out
 
 
-def event_aggregate_select(aggs: dict[str, exp.Expression], source: str, share: bool = True) -> str:
-    """A query of ``profile_id`` and every aggregate of ``aggs`` (name -> aggregate over the events ``e`` of
-    ``source``), in one GROUP BY. ``share=False`` (aggregates over events joined to profiles) keeps the
-    conditions as written.
+def event_aggregate_select(aggs: Aggregates, source: str, share: bool = True) -> str:
+    """A query of ``profile_id`` and every aggregate of ``aggs`` (name -> what the lowering says it computes over
+    the events ``e`` of ``source``), in one GROUP BY. ``share=False`` (aggregates over events joined to profiles)
+    keeps the conditions as written.
 
     Measured and not kept: computing the non-mask aggregates in a second GROUP BY over only the events they need
     (37% of the events for the benchmark's 100 definitions) was slower (7.8 s vs 6.7 s): the filter and the join
     of the two per-profile results cost more than the hash-aggregate updates they saved."""
-    packed = [(n, positive(a.this)) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
-    others = [(n, _case_form(a)) for n, a in aggs.items() if not isinstance(a, exp.LogicalOr)]
+    packed = [(n, positive(_condition(a))) for n, a in aggs.items() if a.fn == "bool_or"]
+    others = [(n, a) for n, a in aggs.items() if a.fn != "bool_or"]
     part = None
     if share:
-        cases = [_case_of(a) for _, a in others]
-        conds = [c for _, c in packed] + [c.args["ifs"][0].this for c in cases if c is not None]
+        conds = [c for _, c in packed] + [positive(a.cond.copy()) for _, a in others if _has_case_form(a)]
         part = _Partition.of(conds)
     return _Group(part, share).add_masks(packed).add_others(others).select(source)
+
+
+def _condition(a: EventAggregate[exp.Expression]) -> exp.Expression:
+    """The selection of ``a`` (a copy; TRUE when it selects every event)."""
+    return a.cond.copy() if a.cond is not None else exp.true()
 
 
 class _ItemValues:
@@ -208,30 +215,33 @@ class _Group:
             self.outer.extend(f"({mask} & {1 << i}) <> 0 AS {_q(n)}" for i, (n, _) in enumerate(chunk))
         return self
 
-    def add_others(self, others: list[tuple[str, exp.Expression]]) -> _Group:
-        """Other aggregates; one of ``agg(CASE WHEN column = value AND rest THEN v END)`` evaluates ``rest``
-        only on its value's events (``CASE code WHEN k THEN CASE WHEN rest THEN v END END``)."""
+    def add_others(self, others: list[tuple[str, EventAggregate[exp.Expression]]]) -> _Group:
+        """Other aggregates; ``agg(v) where c`` is ``agg(CASE WHEN c THEN v END)`` (:func:`_has_case_form`), and
+        one whose ``c`` is ``column = value AND rest`` evaluates ``rest`` only on its value's events
+        (``CASE code WHEN k THEN CASE WHEN rest THEN v END END``)."""
         for n, a in others:
-            case = _case_of(a)
-            split = self.part.split(case.args["ifs"][0].this) if self.part and case is not None else None
-            if split is None:
-                a = self.shared(a)
+            if not _has_case_form(a):
+                agg = self.shared(a.expression.copy())
             else:
-                code, rest = split
-                default = case.args.get("default") or exp.null()
-                then = case.args["ifs"][0].args["true"]
-                branch = (
-                    then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
-                )
-                a = a.copy()
-                a.find(exp.Case).replace(
-                    exp.Case(
+                cond = positive(a.cond.copy())
+                then = exp.Literal.number(1) if a.fn == "count" else a.value.copy()
+                default = exp.Literal.number(0) if a.fn == "count" else None
+                split = self.part.split(cond) if self.part else None
+                if split is None:
+                    agg = self.shared(_around(a, exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)))
+                else:
+                    code, rest = split
+                    default = default or exp.null()
+                    branch = (
+                        then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
+                    )
+                    case = exp.Case(
                         this=exp.column(CODE, table="e"),
                         ifs=[exp.If(this=exp.Literal.number(code), true=branch)],
                         default=default.copy(),
                     )
-                )
-            self.inner.append(f"{a.sql(D)} AS {_q(n)}")
+                    agg = _around(a, case)
+            self.inner.append(f"{agg.sql(D)} AS {_q(n)}")
             self.outer.append(_q(n))
         return self
 
@@ -257,14 +267,6 @@ def _bit(c: exp.Expression | None, i: int) -> str:
     if c is None:
         return str(1 << i)
     return f"CAST(COALESCE({c.sql(D)}, FALSE) AS BIGINT) * {1 << i}"
-
-
-def _case_of(a: exp.Expression) -> exp.Case | None:
-    """The ``CASE WHEN c THEN v [ELSE d] END`` an aggregate of :func:`_case_form` aggregates, else None."""
-    case = a.find(exp.Case)
-    if case is None or case.args.get("this") is not None or len(case.args.get("ifs") or []) != 1:
-        return None
-    return case
 
 
 def _conjuncts(c: exp.Expression) -> list[exp.Expression]:
@@ -356,26 +358,26 @@ def positive(c: exp.Expression) -> exp.Expression:
     return c
 
 
-def _case_form(a: exp.Expression) -> exp.Expression:
-    """``agg(v) FILTER (WHERE c)`` as ``agg(CASE WHEN c THEN v END)`` and ``count_if(c)`` as a sum of CASEs: the
-    same result (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
-    if isinstance(a, exp.Filter) and isinstance(a.this, exp.Sum | exp.Min | exp.Max | exp.Avg):
-        agg = a.this.copy()
-        cond = positive(a.expression.this.copy())
-        agg.set("this", exp.Case(ifs=[exp.If(this=cond, true=a.this.this.copy())]))
-        return agg
-    if isinstance(a, exp.CountIf):
-        hit = exp.Case(
-            ifs=[exp.If(this=positive(a.this.copy()), true=exp.Literal.number(1))],
-            default=exp.Literal.number(0),
-        )
-        return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
-    return a
+_CASE_FORMS = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
+
+
+def _has_case_form(a: EventAggregate[exp.Expression]) -> bool:
+    """Whether ``a`` is written ``agg(CASE WHEN c THEN v END)`` (``sum/min/max/avg of v where c``) or a sum of
+    CASEs (``count where c``) rather than ``agg(v) FILTER (WHERE c)`` / ``count_if(c)``: the same result
+    (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
+    return a.cond is not None and (a.fn in _CASE_FORMS or a.fn == "count")
+
+
+def _around(a: EventAggregate[exp.Expression], case: exp.Expression) -> exp.Expression:
+    """The aggregate ``a`` of the per-event ``case`` (a count: the sum of its 1s and 0s)."""
+    if a.fn == "count":
+        return exp.cast(exp.Sum(this=case), exp.DataType.build("BIGINT"))
+    return _CASE_FORMS[a.fn](this=case)
 
 
 def as_bits(
-    aggs: dict[str, exp.Expression], predicates: list[exp.Expression], table: str = "ev"
-) -> tuple[dict[str, exp.Expression], list[exp.Expression]]:
+    aggs: Aggregates, predicates: list[exp.Expression], table: str = "ev"
+) -> tuple[Aggregates, list[exp.Expression]]:
     """Turn aggregates that predicates only compare with a constant into ``bool_or`` aggregates (bits of the mask,
     the cheapest aggregate): ``COALESCE(<max of v where c> > k, FALSE)`` becomes ``COALESCE(<bool_or(c AND v > k)>,
     FALSE)`` (likewise ``>=``, and ``<``/``<=`` of a min), ``COALESCE(<count where c>, 0) > 0`` (or ``>= 1``)
@@ -411,8 +413,8 @@ def as_bits(
         cond = _counted_condition(agg) if counted else _threshold_condition(agg, cmp, lit)
         if cond is None:
             return None
-        bit = exp.LogicalOr(this=cond)
-        name = event_aggregate_name(bit)
+        bit = EventAggregate("bool_or", cond=cond, expression=exp.LogicalOr(this=cond.copy()))
+        name = event_aggregate_name(bit.expression)
         out[name] = bit
         return exp.Coalesce(this=exp.column(name, table=table, quoted=True), expressions=[exp.false()])
 
@@ -422,26 +424,18 @@ def as_bits(
     return {n: a for n, a in out.items() if n in used}, new_preds
 
 
-def _counted_condition(agg: exp.Expression) -> exp.Expression | None:
-    """``c`` of ``count_if(c)`` / ``count(*) [FILTER (WHERE c)]``."""
-    if isinstance(agg, exp.CountIf):
-        return agg.this.copy()
-    where = None
-    if isinstance(agg, exp.Filter):
-        agg, where = agg.this, agg.expression.this
-    if isinstance(agg, exp.Count) and isinstance(agg.this, exp.Star):
-        return where.copy() if where is not None else exp.true()
-    return None
+def _counted_condition(agg: EventAggregate[exp.Expression]) -> exp.Expression | None:
+    """``c`` of ``count where c`` (TRUE: every event)."""
+    return _condition(agg) if agg.fn == "count" else None
 
 
-def _threshold_condition(agg: exp.Expression, cmp: exp.Expression, lit: exp.Literal) -> exp.Expression | None:
-    """``c AND v op k`` for ``max(v) FILTER (WHERE c) op k`` with op ``>``/``>=`` (``min`` with ``<``/``<=``)."""
-    where = None
-    if isinstance(agg, exp.Filter):
-        agg, where = agg.this, agg.expression.this
-    fits = isinstance(agg, exp.Max) and isinstance(cmp, exp.GT | exp.GTE)
-    fits = fits or isinstance(agg, exp.Min) and isinstance(cmp, exp.LT | exp.LTE)
-    if not fits or agg.expressions:  # max(v, n) is another function
+def _threshold_condition(
+    agg: EventAggregate[exp.Expression], cmp: exp.Expression, lit: exp.Literal
+) -> exp.Expression | None:
+    """``c AND v op k`` for ``max of v where c`` with op ``>``/``>=`` (``min`` with ``<``/``<=``)."""
+    fits = agg.fn == "max" and isinstance(cmp, exp.GT | exp.GTE)
+    fits = fits or agg.fn == "min" and isinstance(cmp, exp.LT | exp.LTE)
+    if not fits:
         return None
-    test = type(cmp)(this=agg.this.copy(), expression=lit.copy())
-    return exp.and_(where.copy(), test) if where is not None else test
+    test = type(cmp)(this=agg.value.copy(), expression=lit.copy())
+    return exp.and_(agg.cond.copy(), test) if agg.cond is not None else test

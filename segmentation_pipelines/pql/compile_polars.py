@@ -36,6 +36,7 @@ from segmentation_pipelines.pql.lowering import (
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
@@ -325,7 +326,22 @@ class PolarsBackend(Backend[pl.Expr]):
             val, ts = val.filter(cond), ts.filter(cond)
         return val.sort_by(ts, nulls_last=True, maintain_order=True)
 
-    def agg_ref(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:
+    def render(self, a: EventAggregate[pl.Expr]) -> pl.Expr:
+        """The aggregate as one Polars expression over the events of a group."""
+        if a.fn == "first":
+            return self.agg_first(a.value, a.order, a.cond)
+        if a.fn == "list":
+            return self.agg_list(a.value, a.order, a.cond)
+        if a.fn == "timestamps":
+            v = a.value if a.cond is None else a.value.filter(a.cond)
+            return v.sort()
+        return self.agg(a.fn, a.value, a.cond)
+
+    def agg_ref(self, agg: EventAggregate[pl.Expr], needs_profile: bool) -> pl.Expr:
+        agg.expression = self.render(agg)
+        return self._register(agg.expression, agg.fn, needs_profile)
+
+    def _register(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:
         name = ("b_" if needs_profile else "a_") + _h(agg)
         (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg.alias(name)
         ref = pl.col(name)
@@ -351,13 +367,13 @@ class PolarsBackend(Backend[pl.Expr]):
                 continue
             if n == 1 and i == len(conds) - 1:
                 found = (pl.when(sel).then(ts).max() > t).fill_null(False)
-                return self.agg_ref(found, "bool_or", needs_profile)
+                return self._register(found, "bool_or", needs_profile)
             if t is not None:
                 sel = sel & (ts > t)
             hits = ts.filter(sel)
             t = hits.min() if n == 1 else pl.when(hits.len() >= n).then(hits.bottom_k(n).max())
         assert t is not None
-        return self.agg_ref(t.is_not_null(), "bool_or", needs_profile)
+        return self._register(t.is_not_null(), "bool_or", needs_profile)
 
 
 @dataclass

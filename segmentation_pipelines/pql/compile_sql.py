@@ -32,6 +32,7 @@ from segmentation_pipelines.pql.lowering import (
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
@@ -48,6 +49,9 @@ class CompiledSQL:
     uses_event_list: bool = (
         False  # profile aggregates read p."__events" (every event of the profile, as a list)
     )
+    # What each aggregate of ``aggregates`` and ``profile_aggregates`` computes, as the lowering described it
+    # (``EventAggregate.expression`` is the tree above): an engine plans its own query from these.
+    specs: dict[str, EventAggregate[exp.Expression]] = field(default_factory=dict)
 
     def sql(self, dialect: str = DIALECT, pretty: bool = False) -> str:
         """The whole evaluation of this one definition as a standalone query (for ``explain``)."""
@@ -393,12 +397,26 @@ class SqlBackend(Backend[exp.Expression]):
         e = exp.ArrayAgg(this=exp.Order(this=val, expressions=[exp.Ordered(this=ts.copy())]))
         return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
 
-    def agg_ref(self, agg: exp.Expression, kind: str, needs_profile: bool) -> exp.Expression:
-        name = "b_" + _h(agg) if needs_profile else event_aggregate_name(agg)
-        (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg
+    def render(self, a: EventAggregate[exp.Expression]) -> exp.Expression:
+        """The aggregate as one sqlglot tree (``agg(v) FILTER (WHERE c)``, ``count_if(c)``, ``bool_or(c)`` ...)."""
+        if a.fn == "first":
+            return self.agg_first(a.value, a.order, a.cond)
+        if a.fn == "list":
+            return self.agg_list(a.value, a.order, a.cond)
+        if a.fn == "timestamps":
+            agg = exp.ArrayAgg(this=exp.Order(this=a.value, expressions=[exp.Ordered(this=a.value.copy())]))
+            return agg if a.cond is None else exp.Filter(this=agg, expression=exp.Where(this=a.cond))
+        return self.agg(a.fn, a.value, a.cond)
+
+    def agg_ref(self, agg: EventAggregate[exp.Expression], needs_profile: bool) -> exp.Expression:
+        e = self.render(agg)
+        agg.expression = e
+        name = "b_" + _h(e) if needs_profile else event_aggregate_name(e)
+        (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = e
+        self.out.specs[name] = agg
         ref = exp.column(name, table="evp" if needs_profile else "ev", quoted=True)
-        if kind in EMPTY_AGGREGATE:
-            d = EMPTY_AGGREGATE[kind]
+        if agg.fn in EMPTY_AGGREGATE:
+            d = EMPTY_AGGREGATE[agg.fn]
             return self.coalesce(ref, exp.Boolean(this=d) if isinstance(d, bool) else exp.Literal.number(d))
         return ref
 
@@ -406,39 +424,29 @@ class SqlBackend(Backend[exp.Expression]):
         self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool
     ) -> exp.Expression:
         conds = [exp.and_(c, self.is_not_null(ts), copy=False) for c in conds]
+
+        def ref(fn: str, cond: exp.Expression, value: exp.Expression | None = None) -> exp.Expression:
+            return self.agg_ref(EventAggregate(fn, value, cond), needs_profile)
+
         if len(conds) == 1:
             if counts[0] == 1:
-                return self.agg_ref(exp.LogicalOr(this=conds[0]), "bool_or", needs_profile)
-            n = self.agg_ref(exp.CountIf(this=conds[0]), "count", needs_profile)
-            return exp.GTE(this=n, expression=exp.Literal.number(counts[0]))
-
-        def ts_list(c: exp.Expression) -> exp.Expression:
-            agg = exp.Filter(
-                this=exp.ArrayAgg(this=exp.Order(this=ts.copy(), expressions=[exp.Ordered(this=ts.copy())])),
-                expression=exp.Where(this=c),
-            )
-            return self.agg_ref(agg, "list", needs_profile)
+                return ref("bool_or", conds[0])
+            return exp.GTE(this=ref("count", conds[0]), expression=exp.Literal.number(counts[0]))
 
         # Greedy matching (pql.md §0): each step's match is its n-th event strictly after the previous match.
         if counts[0] == 1:
-            t = self.agg_ref(
-                exp.Filter(this=exp.Min(this=ts.copy()), expression=exp.Where(this=conds[0])),
-                "min",
-                needs_profile,
-            )
+            t = ref("min", conds[0], ts.copy())
         else:
-            t = exp.Bracket(this=ts_list(conds[0]), expressions=[exp.Literal.number(counts[0] - 1)])
+            t = exp.Bracket(
+                this=ref("timestamps", conds[0], ts.copy()), expressions=[exp.Literal.number(counts[0] - 1)]
+            )
         last = len(conds) - 1
         for i in range(1, len(conds)):
             if i == last and counts[i] == 1:
-                latest = self.agg_ref(
-                    exp.Filter(this=exp.Max(this=ts.copy()), expression=exp.Where(this=conds[i])),
-                    "max",
-                    needs_profile,
-                )
+                latest = ref("max", conds[i], ts.copy())
                 return self.coalesce_false(exp.GT(this=latest, expression=t))
             x = exp.to_identifier(f"t{i}")
-            after = self.list_filter(ts_list(conds[i]), x, exp.GT(this=x, expression=t), True)
+            after = self.list_filter(ref("timestamps", conds[i], ts.copy()), x, exp.GT(this=x, expression=t), True)
             t = exp.Bracket(this=after, expressions=[exp.Literal.number(counts[i] - 1)])
         return self.is_not_null(t)
 

@@ -12,9 +12,9 @@ Conventions shared by the hooks:
   ``date-time``, ``any``);
 * ``var``/``body``/``cap`` of a list hook: the lambda variable (from :meth:`Backend.lambda_var`), the body built over
   it, and whether the body *captures* anything but its element (an enclosing row, an outer variable);
-* event aggregates: :meth:`Backend.agg` and friends build one aggregate over the event rows of a profile,
-  :meth:`Backend.agg_ref` registers it (``needs_profile``: its rows read profile fields) and returns the expression
-  that reads it on the profile row (with the value of an aggregate over no event: see ``EMPTY_AGGREGATE``).
+* event aggregates: the lowering describes each one as an ``aggregates.EventAggregate`` (``fn`` of ``value`` over
+  the events where ``cond`` holds); :meth:`Backend.agg_ref` renders and registers it and returns the expression
+  that reads it on the profile row; :meth:`Backend.chain` registers the aggregates of a chain the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 from abc import abstractmethod
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 
 E = TypeVar("E")
 
@@ -195,25 +197,14 @@ class Backend(Protocol[E]):
 
     # event aggregates -------------------------------------------------------------------------------------------------
     @abstractmethod
-    def agg(self, fn: str, val: E | None, cond: E | None) -> E:
-        """Aggregate ``fn`` (``bool_or``, ``bool_and``, ``count``, ``sum``, ``avg``, ``min``, ``max``) of ``val`` over
-        the event rows where ``cond`` holds (None: all)."""
-
-    @abstractmethod
     def event_row(self) -> E:
         """The whole event row as a struct."""
 
     @abstractmethod
-    def agg_first(self, row: E, ts: E, cond: E | None) -> E:
-        """``row`` of the earliest selected event by ``ts`` (null timestamps never first)."""
-
-    @abstractmethod
-    def agg_list(self, val: E, ts: E, cond: E | None) -> E:
-        """``val`` of the selected events as a list ordered by ``ts`` (nulls last); none selected: null."""
-
-    @abstractmethod
-    def agg_ref(self, agg: E, kind: str, needs_profile: bool) -> E:
-        """Register aggregate ``agg`` (shared by its rendering) and return its value on the profile row."""
+    def agg_ref(self, agg: EventAggregate[E], needs_profile: bool) -> E:
+        """Register event aggregate ``agg`` (setting its ``expression``: this backend's rendering of it; equal
+        aggregates are one) and return its value on the profile row (an aggregate over no event: its
+        ``EMPTY_AGGREGATE`` value, else null). ``needs_profile``: its event rows read profile fields."""
 
     @abstractmethod
     def chain(self, ts: E, conds: list[E], counts: list[int], needs_profile: bool) -> E:

@@ -10,6 +10,7 @@ from typing import Any
 
 from segmentation_pipelines.pql import ast
 from segmentation_pipelines.pql import timewindows as tw
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 from segmentation_pipelines.pql.lowering.base import Walker
 from segmentation_pipelines.pql.lowering.values import (
     CompileError,
@@ -51,8 +52,7 @@ class Events(Walker):
             else:
                 p = self.truthy(make(ectx, proj))
             cond = p if ev.cond is None else self.b.and_(ev.cond, p)
-            agg = self.b.agg("bool_or", None, cond)
-            return V("scalar", self._register(agg, "bool_or", ev), "boolean", node=n)
+            return V("scalar", self._register(EventAggregate("bool_or", cond=cond), ev), "boolean", node=n)
         finally:
             self._leave_event(saved)
 
@@ -65,8 +65,8 @@ class Events(Walker):
     def _leave_event(self, saved: tuple[bool, bool]) -> None:
         self.needs_profile, self._in_event_now = saved[0] or self.needs_profile, saved[1]
 
-    def _register(self, agg: Any, kind: str, ev: V) -> Any:
-        return self.b.agg_ref(agg, kind, self.needs_profile or ev.needs_profile)
+    def _register(self, agg: EventAggregate[Any], ev: V) -> Any:
+        return self.b.agg_ref(agg, self.needs_profile or ev.needs_profile)
 
     def event_agg(self, fn: str, ev: V, value_node: ast.Expr | None, ctx: Ctx | None = None) -> Any:
         """Aggregate ``fn`` of ``value_node`` (evaluated per event; None: the projection) over the filtered events."""
@@ -85,8 +85,7 @@ class Events(Walker):
             if fn == "bool_or" and val is not None:
                 cond = val if cond is None else self.b.and_(cond, val)
                 val = None
-            agg = self.b.agg(fn, val, cond)
-            return self._register(agg, fn, ev)
+            return self._register(EventAggregate(fn, val, cond), ev)
         finally:
             self._leave_event(saved)
 
@@ -146,7 +145,7 @@ class Events(Walker):
             else:
                 pv = V("struct", None, "object", schema=self.schema.event, path=())
                 val = self.b.event_row()
-            ref = self._register(self.b.agg_list(val, ts, ev.cond), "list", ev)
+            ref = self._register(EventAggregate("list", val, ev.cond, ts), ev)
         finally:
             self._leave_event(saved)
         if pv.kind == "list":
@@ -164,7 +163,7 @@ class Events(Walker):
             ectx = self.event_ctx(ctx, ev.var)
             ts_v = self._lookup("timestamp", ectx, ectx.frames, n)
             ts = self.b.to_ts(ts_v.expr) if ts_v.type == "date" else ts_v.expr
-            ref = self._register(self.b.agg_first(self.b.event_row(), ts, ev.cond), "first", ev)
+            ref = self._register(EventAggregate("first", self.b.event_row(), ev.cond, ts), ev)
         finally:
             self._leave_event(saved)
         head = V("struct", ref, "object", schema=self.schema.event, path=(), node=n)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from segmentation_pipelines.pql import ast
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 from segmentation_pipelines.pql.lowering.base import Walker
 from segmentation_pipelines.pql.lowering.values import (
     CompileError,
@@ -195,8 +196,8 @@ class Lists(Walker):
                     return V("scalar", self.b.lit(True, "boolean"), "boolean", node=n)
                 if src.cond is not None:
                     cond = self.b.or_(self.b.not_(src.cond), cond)
-                agg = self.b.agg("bool_and", None, cond)
-                ref = self.b.agg_ref(agg, "bool_and", self.needs_profile or src.needs_profile)
+                agg = EventAggregate("bool_and", cond=cond)
+                ref = self.b.agg_ref(agg, self.needs_profile or src.needs_profile)
             finally:
                 self._leave_event(saved)
             return V("scalar", ref, "boolean", node=n)

@@ -1,5 +1,5 @@
-"""Every backend implements every hook of the lowering's ``Backend`` protocol, and the lowering calls no hook the
-protocol does not declare."""
+"""Every backend implements every hook of the lowering's ``Backend`` protocol, and the lowering calls exactly the
+hooks the protocol declares."""
 
 from __future__ import annotations
 
@@ -43,4 +43,4 @@ def test_the_lowering_calls_only_declared_hooks() -> None:
     called = {m for s in sources for m in re.findall(r"\b(?:self\.b|b)\.([a-z_]+)\(", s)}
     assert called, "no hook call found: the pattern no longer matches the lowering's calls"
     assert called <= set(HOOKS), sorted(called - set(HOOKS))
-    assert len(HOOKS) >= 50
+    assert set(HOOKS) <= called, f"declared but never called: {sorted(set(HOOKS) - called)}"
