@@ -20,9 +20,9 @@ from segmentation_pipelines import duck
 from segmentation_pipelines.engine import plan
 from segmentation_pipelines.engine.event_aggregates_sql import (
     Aggregates,
-    as_bits,
     event_aggregate_select,
     positive,
+    read_aggregates,
 )
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
@@ -143,7 +143,8 @@ def _evaluate_batch(
         paggs.update((n, c.specs[n]) for n in c.profile_aggregates)
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
-    aggs, predicates = as_bits(aggs, [c.predicate for _, c in batch])
+    predicates = [c.predicate for _, c in batch]
+    aggs = read_aggregates(aggs, predicates)
     joins = []
     if aggs:
         r.run(

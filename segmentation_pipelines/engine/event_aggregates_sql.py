@@ -11,7 +11,11 @@ as little of it per event as it can:
 * comparisons shared by several of the remaining conditions are computed once per event;
 * ``arr[field = "v"].count() > 0`` conditions set their bits in one lambda pass over the items (``_ItemValues``);
 * predicates that only compare a max/min with a constant, or test ``count() > 0``, read a mask bit instead of a
-  dearer aggregate (``as_bits``).
+  dearer aggregate (the lowering emits that bit, ``Backend.any_event``; ``read_aggregates`` drops what no predicate
+  reads any more).
+
+The aggregates come as the lowering describes them (``EventAggregate``: ``fn`` of ``value`` over the events where
+``cond`` holds), not as SQL to be recognised.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from collections import Counter
 
 from sqlglot import exp
 
-from segmentation_pipelines.pql.compile_sql import event_aggregate_name
 from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 
 Aggregates = dict[str, EventAggregate[exp.Expression]]  # name -> what it computes (``CompiledSQL.specs``)
@@ -375,67 +378,10 @@ def _around(a: EventAggregate[exp.Expression], case: exp.Expression) -> exp.Expr
     return _CASE_FORMS[a.fn](this=case)
 
 
-def as_bits(
-    aggs: Aggregates, predicates: list[exp.Expression], table: str = "ev"
-) -> tuple[Aggregates, list[exp.Expression]]:
-    """Turn aggregates that predicates only compare with a constant into ``bool_or`` aggregates (bits of the mask,
-    the cheapest aggregate): ``COALESCE(<max of v where c> > k, FALSE)`` becomes ``COALESCE(<bool_or(c AND v > k)>,
-    FALSE)`` (likewise ``>=``, and ``<``/``<=`` of a min), ``COALESCE(<count where c>, 0) > 0`` (or ``>= 1``)
-    becomes ``COALESCE(<bool_or(c)>, FALSE)``. Each pair is equal for every profile (the max exceeds k exactly
-    when one counted value does; a count is positive exactly when one event counts; no event gives FALSE on both
-    sides), in any context, NOT included. Aggregates no predicate reads any more are dropped.
-    Returns the new aggregates and predicates (the inputs are not modified)."""
-    out = dict(aggs)
-    new_preds = []
-
-    def bit_for(node: exp.Expression) -> exp.Expression | None:
-        """The replacement of ``node`` (a COALESCE of the patterns above), else None."""
-        cmp = _or_false(node)
-        if not isinstance(cmp, exp.GT | exp.GTE | exp.LT | exp.LTE) or not isinstance(
-            cmp.expression, exp.Literal
-        ):
-            return None
-        col, lit = cmp.this, cmp.expression
-        counted = False
-        if isinstance(col, exp.Coalesce) and col.expressions == [exp.Literal.number(0)]:
-            col = col.this  # COALESCE(count, 0)
-            if (
-                isinstance(cmp, exp.GT)
-                and lit == exp.Literal.number(0)
-                or (isinstance(cmp, exp.GTE) and lit == exp.Literal.number(1))
-            ):
-                counted = True
-            else:
-                return None
-        if not (isinstance(col, exp.Column) and col.table == table and col.name in aggs):
-            return None
-        agg = aggs[col.name]
-        cond = _counted_condition(agg) if counted else _threshold_condition(agg, cmp, lit)
-        if cond is None:
-            return None
-        bit = EventAggregate("bool_or", cond=cond, expression=exp.LogicalOr(this=cond.copy()))
-        name = event_aggregate_name(bit.expression)
-        out[name] = bit
-        return exp.Coalesce(this=exp.column(name, table=table, quoted=True), expressions=[exp.false()])
-
-    for p in predicates:
-        new_preds.append(p.copy().transform(lambda n: bit_for(n) or n))
-    used = {c.name for p in new_preds for c in p.find_all(exp.Column) if c.table == table}
-    return {n: a for n, a in out.items() if n in used}, new_preds
-
-
-def _counted_condition(agg: EventAggregate[exp.Expression]) -> exp.Expression | None:
-    """``c`` of ``count where c`` (TRUE: every event)."""
-    return _condition(agg) if agg.fn == "count" else None
-
-
-def _threshold_condition(
-    agg: EventAggregate[exp.Expression], cmp: exp.Expression, lit: exp.Literal
-) -> exp.Expression | None:
-    """``c AND v op k`` for ``max of v where c`` with op ``>``/``>=`` (``min`` with ``<``/``<=``)."""
-    fits = agg.fn == "max" and isinstance(cmp, exp.GT | exp.GTE)
-    fits = fits or agg.fn == "min" and isinstance(cmp, exp.LT | exp.LTE)
-    if not fits:
-        return None
-    test = type(cmp)(this=agg.value.copy(), expression=lit.copy())
-    return exp.and_(agg.cond.copy(), test) if agg.cond is not None else test
+def read_aggregates(aggs: Aggregates, predicates: list[exp.Expression], table: str = "ev") -> Aggregates:
+    """The aggregates of ``aggs`` some predicate reads (as ``table."<name>"``). A comparison of an aggregate with
+    a constant at a boolean position reads the equivalent ``bool_or`` aggregate (a mask bit, the cheapest
+    aggregate; the lowering emits it: ``Backend.any_event``), and the compared aggregate is then read by no
+    predicate: it is not computed."""
+    used = {c.name for p in predicates for c in p.find_all(exp.Column) if c.table == table}
+    return {n: a for n, a in aggs.items() if n in used}

@@ -353,6 +353,9 @@ class PolarsBackend(Backend[pl.Expr]):
             return ref.fill_null(pl.lit(d) if isinstance(d, bool) else pl.lit(d, dtype=pl.Int64))
         return ref
 
+    def any_event(self, e: pl.Expr, agg: EventAggregate[pl.Expr], op: str | None, k: pl.Expr | None) -> pl.Expr:
+        return self.coalesce_false(e)  # Polars computes the aggregate as it is
+
     def chain(self, ts: pl.Expr, conds: list[pl.Expr], counts: list[int], needs_profile: bool) -> pl.Expr:
         # Greedy matching inside the group: each step's match is its n-th event strictly after the previous one.
         # A first step counted once matches at min(ts) of its events, and a last step counted once matches iff

@@ -420,6 +420,21 @@ class SqlBackend(Backend[exp.Expression]):
             return self.coalesce(ref, exp.Boolean(this=d) if isinstance(d, bool) else exp.Literal.number(d))
         return ref
 
+    def any_event(
+        self,
+        e: exp.Expression,
+        agg: EventAggregate[exp.Expression],
+        op: str | None,
+        k: exp.Expression | None,
+    ) -> exp.Expression:
+        # The cheapest aggregate: a bit of the DuckDB mask (the aggregate ``e`` reads is dropped by the engine
+        # when no predicate of the batch reads it any more).
+        cond = agg.cond.copy() if agg.cond is not None else None
+        if op is not None:
+            test = self.cmp(op, agg.value.copy(), k.copy())
+            cond = test if cond is None else exp.and_(cond, test)
+        return self.agg_ref(EventAggregate("bool_or", cond=cond), needs_profile=False)
+
     def chain(
         self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool
     ) -> exp.Expression:

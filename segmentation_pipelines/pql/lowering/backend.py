@@ -207,6 +207,12 @@ class Backend(Protocol[E]):
         ``EMPTY_AGGREGATE`` value, else null). ``needs_profile``: its event rows read profile fields."""
 
     @abstractmethod
+    def any_event(self, e: E, agg: EventAggregate[E], op: str | None, k: E | None) -> E:
+        """``e`` at a boolean position, where it holds exactly when some event ``agg`` selects has ``agg.value op k``
+        (``op`` None: when ``agg`` selects any event): the backend may return that ``bool_or`` aggregate (a mask bit
+        on DuckDB) instead of ``coalesce_false(e)``. ``agg`` is registered and over event rows alone."""
+
+    @abstractmethod
     def chain(self, ts: E, conds: list[E], counts: list[int], needs_profile: bool) -> E:
         """Whether the events match the steps ``conds`` in order of ``ts`` (step i ``counts[i]`` times; greedy)."""
 

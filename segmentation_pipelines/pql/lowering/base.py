@@ -45,6 +45,9 @@ class Walker:
         if v.kind == "struct":
             return b.lit(True, "boolean") if v.expr is None else b.is_not_null(v.expr)
         if v.type == "boolean":
+            if v.threshold is not None:
+                agg, op, k = v.threshold
+                return b.any_event(v.expr, agg, op, k)
             return b.coalesce_false(v.expr)
         return b.is_not_null(v.expr)
 

@@ -66,7 +66,16 @@ class Events(Walker):
         self.needs_profile, self._in_event_now = saved[0] or self.needs_profile, saved[1]
 
     def _register(self, agg: EventAggregate[Any], ev: V) -> Any:
-        return self.b.agg_ref(agg, self.needs_profile or ev.needs_profile)
+        needs_profile = self.needs_profile or ev.needs_profile
+        self.registered = None if needs_profile else agg
+        return self.b.agg_ref(agg, needs_profile)
+
+    registered: EventAggregate[Any] | None = None  # the last aggregate registered, when over event rows alone
+
+    def event_value(self, fn: str, ev: V, value_node: ast.Expr | None, ctx: Ctx, t: str, n: ast.Node) -> V:
+        """The scalar value of :meth:`event_agg`, knowing its aggregate (for :meth:`threshold`)."""
+        e = self.event_agg(fn, ev, value_node, ctx)
+        return V("scalar", e, t, node=n, aggregate=self.registered)
 
     def event_agg(self, fn: str, ev: V, value_node: ast.Expr | None, ctx: Ctx | None = None) -> Any:
         """Aggregate ``fn`` of ``value_node`` (evaluated per event; None: the projection) over the filtered events."""
@@ -112,14 +121,14 @@ class Events(Walker):
             # Everything else is a method of the (filtered, projected) events as one list per profile.
             return self.list_method(self.events_as_list(ev, ctx, n), name, n, ctx)
         if name == "count":
-            return V("scalar", self.event_agg("count", ev, None, ctx), "integer", node=n)
+            return self.event_value("count", ev, None, ctx, "integer", n)
         if name in ("sum", "average", "avg", "min", "max"):
             fn = "avg" if name in ("average", "avg") else name
             if not args and not ev.proj:
                 raise CompileError(
                     f"{n.name}() over events needs the value to aggregate: .{n.name}(field)", n
                 )
-            return V("scalar", self.event_agg(fn, ev, args[0] if args else None, ctx), "number", node=n)
+            return self.event_value(fn, ev, args[0] if args else None, ctx, "number", n)
         if name in ("exists", "filter"):
             if len(args) != 1:
                 raise CompileError(f"{n.name}(condition) takes one argument", n)

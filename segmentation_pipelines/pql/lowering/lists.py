@@ -226,8 +226,7 @@ class Lists(Walker):
                 if d.where is not None
                 else replace(src, var=d.var)
             )
-            e = self.event_agg(fn, ev, value_node, ctx)
-            return V("scalar", e, "number" if fn == "avg" else "number", node=n)
+            return self.event_value(fn, ev, value_node, ctx, "number", n)
         if src.kind == "list":
             lst = self.filter_list(src, d.where, ctx, d.var) if d.where is not None else src
             return self.list_agg(fn, lst, value_node, ctx, d.var, n)

@@ -105,7 +105,10 @@ class Scalars(Walker):
         if flip:
             a, c = c, a
         ae, ce = self._coerce_pair(a, c, n)
-        return V("scalar", self.b.cmp(op, ae, ce), "boolean", node=n)
+        out = V("scalar", self.b.cmp(op, ae, ce), "boolean", node=n)
+        if ae is a.expr and ce is c.expr and not flip:
+            out.threshold = _threshold(a, op, c)
+        return out
 
     def _coerce_pair(self, a: V, c: V, n: ast.Node) -> tuple[Any, Any]:
         b = self.b
@@ -235,3 +238,18 @@ def _bool_of(lit: ast.Literal) -> bool:
     if s not in ("true", "false"):
         raise CompileError(f"cannot compare a boolean field with the string {lit.value!r}", lit)
     return s == "true"
+
+
+def _threshold(a: V, op: str, c: V) -> tuple[Any, str | None, Any] | None:
+    """``(aggregate, op, literal)`` when ``a op c`` compares an event aggregate with a literal so that, at a
+    boolean position, it holds exactly when some event the aggregate selects has ``value op literal`` (``max``
+    with ``>``/``>=``, ``min`` with ``<``/``<=``: the extreme passes exactly when one value does) or when the
+    aggregate selects any event (op None: ``count > 0``, ``count >= 1``). No event: both sides false."""
+    agg, lit = a.aggregate, c.node
+    if agg is None or not isinstance(lit, ast.Literal) or lit.kind not in ("integer", "string"):
+        return None
+    if agg.fn == "count" and (op, lit.value) in ((">", 0), (">=", 1)) and lit.kind == "integer":
+        return (agg, None, None)
+    if agg.fn == "max" and op in (">", ">=") or agg.fn == "min" and op in ("<", "<="):
+        return (agg, op, c.expr)
+    return None

@@ -115,6 +115,10 @@ class V:
     node: ast.Node | None = None
     items: list[Any] | None = None  # list literals: the compiled items
     needs_profile: bool = False  # events: ``cond`` reads profile fields (the aggregate needs them joined)
+    # scalars: the event aggregate this value reads, when it is one (over event rows alone); a comparison of it with
+    # a literal: ``(aggregate, op, literal)``, which at a boolean position may read a ``bool_or`` aggregate instead
+    aggregate: Any = None
+    threshold: tuple[Any, str | None, Any] | None = None
 
 
 @dataclass
