@@ -24,6 +24,7 @@ from collections import Counter
 
 from sqlglot import exp
 
+from segmentation_pipelines.pql.compile_sql import requirement
 from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
 
 Aggregates = dict[str, EventAggregate[exp.Expression]]  # name -> what it computes (``CompiledSQL.specs``)
@@ -280,17 +281,6 @@ def _conjuncts(c: exp.Expression) -> list[exp.Expression]:
     return [c]
 
 
-def _required_value(c: exp.Expression) -> tuple[str, exp.Literal] | None:
-    """``column = literal`` (either side): the column (by rendering) and the literal."""
-    c = c.unnest() if isinstance(c, exp.Paren) else c
-    if not isinstance(c, exp.EQ):
-        return None
-    for col, lit in ((c.this, c.expression), (c.expression, c.this)):
-        if isinstance(col, exp.Column) and isinstance(lit, exp.Literal):
-            return col.sql(D), lit
-    return None
-
-
 class _Partition:
     """The column most conditions require one value of, and the codes of its values."""
 
@@ -305,7 +295,7 @@ class _Partition:
         values: dict[str, dict[str, exp.Literal]] = {}
         for c in conds:
             for conj in _conjuncts(c):
-                req = _required_value(conj)
+                req = requirement(conj)
                 if req is not None:
                     seen[req[0]] += 1
                     values.setdefault(req[0], {})[req[1].sql(D)] = req[1]
@@ -319,7 +309,7 @@ class _Partition:
     def split(self, c: exp.Expression) -> tuple[int, exp.Expression | None] | None:
         """``(code, rest)`` when ``c`` is ``column = value AND rest`` (rest None when nothing else), else None."""
         conj = _conjuncts(c)
-        hits = [(i, r) for i, r in enumerate(map(_required_value, conj)) if r and r[0] == self.column]
+        hits = [(i, r) for i, r in enumerate(map(requirement, conj)) if r and r[0] == self.column]
         codes = {self.codes[r[1].sql(D)] for _, r in hits}
         if len(codes) != 1:
             return None  # no requirement, or contradictory ones: evaluated as written

@@ -103,6 +103,25 @@ def event_aggregate_name(agg: exp.Expression) -> str:
     return "a_" + _h(agg)
 
 
+# The meta key of an equality ``column = literal`` (either side): ``(column rendered, literal)``. A condition holding
+# only on events with one value of a column says so, for the engine's typed branches (engine/event_aggregates_sql.py).
+REQUIRES = "requires"
+
+
+def _note_requirement(eq: exp.EQ) -> exp.EQ:
+    for col, lit in ((eq.this, eq.expression), (eq.expression, eq.this)):
+        if isinstance(col, exp.Column) and isinstance(lit, exp.Literal):
+            eq.meta[REQUIRES] = (col.sql(DIALECT), lit)
+            break
+    return eq
+
+
+def requirement(c: exp.Expression) -> tuple[str, exp.Literal] | None:
+    """``(column, literal)`` when ``c`` is an equality of the compiler's ``column = literal``, else None."""
+    c = c.unnest() if isinstance(c, exp.Paren) else c
+    return c.meta.get(REQUIRES)
+
+
 class SqlBackend(Backend[exp.Expression]):
     """How each construct is written as a sqlglot tree."""
 
@@ -147,7 +166,8 @@ class SqlBackend(Backend[exp.Expression]):
     # scalar operators ---------------------------------------------------------------------------------------------
     def cmp(self, op: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
         cls = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}[op]
-        return cls(this=a, expression=b)
+        e = cls(this=a, expression=b)
+        return _note_requirement(e) if op == "=" else e
 
     def gt(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
         return exp.GT(this=a, expression=b)
@@ -235,7 +255,9 @@ class SqlBackend(Backend[exp.Expression]):
             texts = [exp.Lower(this=t) for t in texts]
         t = texts[0]
         if name == "equals":
-            return exp.EQ(this=s, expression=t) if len(texts) == 1 else exp.In(this=s, expressions=texts)
+            if len(texts) == 1:
+                return _note_requirement(exp.EQ(this=s, expression=t))
+            return exp.In(this=s, expressions=texts)
         if name == "notequalto":
             return exp.NEQ(this=s, expression=t)
         base = name.removeprefix("doesnot")
