@@ -22,7 +22,6 @@ from segmentation_pipelines.engine.event_aggregates_sql import (
     Aggregates,
     event_aggregate_select,
     positive,
-    read_aggregates,
 )
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
@@ -144,7 +143,6 @@ def _evaluate_batch(
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
     predicates = [c.predicate for _, c in batch]
-    aggs = read_aggregates(aggs, predicates)
     joins = []
     if aggs:
         r.run(

@@ -11,8 +11,8 @@ as little of it per event as it can:
 * comparisons shared by several of the remaining conditions are computed once per event;
 * ``arr[field = "v"].count() > 0`` conditions set their bits in one lambda pass over the items (``_ItemValues``);
 * predicates that only compare a max/min with a constant, or test ``count() > 0``, read a mask bit instead of a
-  dearer aggregate (the lowering emits that bit, ``Backend.any_event``; ``read_aggregates`` drops what no predicate
-  reads any more).
+  dearer aggregate (the lowering emits that bit, ``Backend.any_event``, and the compiled definition no longer
+  carries the aggregate when nothing else reads it).
 
 The aggregates come as the lowering describes them (``EventAggregate``: ``fn`` of ``value`` over the events where
 ``cond`` holds), not as SQL to be recognised.
@@ -366,12 +366,3 @@ def _around(a: EventAggregate[exp.Expression], case: exp.Expression) -> exp.Expr
     if a.fn == "count":
         return exp.cast(exp.Sum(this=case), exp.DataType.build("BIGINT"))
     return _CASE_FORMS[a.fn](this=case)
-
-
-def read_aggregates(aggs: Aggregates, predicates: list[exp.Expression], table: str = "ev") -> Aggregates:
-    """The aggregates of ``aggs`` some predicate reads (as ``table."<name>"``). A comparison of an aggregate with
-    a constant at a boolean position reads the equivalent ``bool_or`` aggregate (a mask bit, the cheapest
-    aggregate; the lowering emits it: ``Backend.any_event``), and the compared aggregate is then read by no
-    predicate: it is not computed."""
-    used = {c.name for p in predicates for c in p.find_all(exp.Column) if c.table == table}
-    return {n: a for n, a in aggs.items() if n in used}

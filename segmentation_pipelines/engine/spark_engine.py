@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 from sqlglot import exp
 
 from segmentation_pipelines.engine import plan
-from segmentation_pipelines.engine.event_aggregates_sql import Aggregates, read_aggregates
+from segmentation_pipelines.engine.event_aggregates_sql import Aggregates
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
@@ -290,7 +290,6 @@ def _evaluate_batch(
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
     predicates = [c.predicate for _, c in batch]
-    aggs = read_aggregates(aggs, predicates)
     joins = []
     if aggs:
         ev = r.view("ev", r.sql(_mask_select(aggs, f"{events} AS e")))

@@ -320,9 +320,7 @@ def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) ->
     Raises ``CompileError`` naming the construct Spark cannot express."""
     q = query_of(query)
     backend = SparkBackend()
-    predicate = Lowering(backend, schema, evaluation_time).predicate(q)
-    backend.out.predicate = predicate
-    return backend.out
+    return backend.finish(Lowering(backend, schema, evaluation_time).predicate(q))
 
 
 def refusal(query: Any, schema: Schema, evaluation_time: datetime) -> CompileError | None:

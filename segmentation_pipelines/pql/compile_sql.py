@@ -128,6 +128,17 @@ class SqlBackend(Backend[exp.Expression]):
     def __init__(self) -> None:
         self.out = CompiledSQL(exp.false())
 
+    def finish(self, predicate: exp.Expression) -> CompiledSQL:
+        """The compiled definition: ``predicate`` and the aggregates it reads (an aggregate a comparison with a
+        constant was turned into a bit of, ``any_event``, is left out when nothing else reads it)."""
+        out = self.out
+        out.predicate = predicate
+        read = {c.name for c in predicate.find_all(exp.Column) if c.table in ("ev", "evp")}
+        out.aggregates = {n: a for n, a in out.aggregates.items() if n in read}
+        out.profile_aggregates = {n: a for n, a in out.profile_aggregates.items() if n in read}
+        out.specs = {n: a for n, a in out.specs.items() if n in read}
+        return out
+
     # literals and columns ---------------------------------------------------------------------------------------------
     def lit(self, value: Any, kind: str) -> exp.Expression:
         if kind == "boolean":
@@ -492,9 +503,7 @@ def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) ->
     """Compile a segment definition (an ``ast.Query`` or a checked query carrying ``.query``)."""
     q = query_of(query)
     backend = SqlBackend()
-    predicate = Lowering(backend, schema, evaluation_time).predicate(q)
-    backend.out.predicate = predicate
-    return backend.out
+    return backend.finish(Lowering(backend, schema, evaluation_time).predicate(q))
 
 
 def explain(text: str, schema: Schema, evaluation_time: datetime | None = None) -> str:

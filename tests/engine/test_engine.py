@@ -240,7 +240,6 @@ def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: P
     """``max(..) > k``, ``min(..) <= k`` and ``count() > 0``/``>= 1`` become ``bool_or`` bits of the DuckDB mask,
     also under NOT and for profiles without (matching) events; ``count() >= 2`` stays a count. Members are the
     hand-computed ones, on both engines."""
-    from segmentation_pipelines.engine.event_aggregates_sql import read_aggregates
     from segmentation_pipelines.pql import compile_sql
 
     texts = {
@@ -254,8 +253,7 @@ def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: P
     }
     compiled = [compile_sql.compile_definition(parse(t), SCHEMA, NOW) for t in texts.values()]
     aggs = {n: c.specs[n] for c in compiled for n in c.aggregates}
-    bits = read_aggregates(aggs, [c.predicate for c in compiled])
-    assert [(a.fn, a.cond is not None) for a in bits.values() if a.fn != "bool_or"] == [("count", True)]
+    assert [(a.fn, a.cond is not None) for a in aggs.values() if a.fn != "bool_or"] == [("count", True)]
     members = _members_on_both_engines(texts, store, tmp_path)
     assert members == {
         "big_cart": {"p1"},
