@@ -356,6 +356,9 @@ class PolarsBackend(Backend[pl.Expr]):
     def any_event(self, e: pl.Expr, agg: EventAggregate[pl.Expr], op: str | None, k: pl.Expr | None) -> pl.Expr:
         return self.coalesce_false(e)  # Polars computes the aggregate as it is
 
+    def some_item(self, e: pl.Expr, arr: pl.Expr, var: pl.Expr, field: str, value: pl.Expr) -> pl.Expr:
+        return e
+
     def chain(self, ts: pl.Expr, conds: list[pl.Expr], counts: list[int], needs_profile: bool) -> pl.Expr:
         # Greedy matching inside the group: each step's match is its n-th event strictly after the previous one.
         # A first step counted once matches at min(ts) of its events, and a last step counted once matches iff

@@ -116,6 +116,17 @@ def _note_requirement(eq: exp.EQ) -> exp.EQ:
     return eq
 
 
+# The meta key of ``arr[field = "v"].count() > 0``: ``(array column, element variable, field, literal)``.
+SOME_ITEM = "some_item"
+
+
+def some_item(c: exp.Expression) -> tuple[exp.Expression, exp.Identifier, exp.Identifier, exp.Literal] | None:
+    """The parts of a comparison that holds exactly when some item of an array column has a field equal to a
+    literal (noted by :meth:`SqlBackend.some_item`), as copies; else None."""
+    parts = c.meta.get(SOME_ITEM)
+    return None if parts is None else tuple(p.copy() for p in parts)
+
+
 def requirement(c: exp.Expression) -> tuple[str, exp.Literal] | None:
     """``(column, literal)`` when ``c`` is an equality of the compiler's ``column = literal``, else None."""
     c = c.unnest() if isinstance(c, exp.Paren) else c
@@ -467,6 +478,12 @@ class SqlBackend(Backend[exp.Expression]):
             test = self.cmp(op, agg.value.copy(), k.copy())
             cond = test if cond is None else exp.and_(cond, test)
         return self.agg_ref(EventAggregate("bool_or", cond=cond), needs_profile=False)
+
+    def some_item(
+        self, e: exp.Expression, arr: exp.Expression, var: exp.Expression, field: str, value: exp.Expression
+    ) -> exp.Expression:
+        e.meta[SOME_ITEM] = (arr, var, exp.to_identifier(field, quoted=True), value)
+        return e
 
     def chain(
         self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool

@@ -213,6 +213,12 @@ class Backend(Protocol[E]):
         on DuckDB) instead of ``coalesce_false(e)``. ``agg`` is registered and over event rows alone."""
 
     @abstractmethod
+    def some_item(self, e: E, arr: E, var: E, field: str, value: E) -> E:
+        """``e`` (a comparison), which holds exactly when some element of the array column ``arr`` has ``field``
+        equal to the literal ``value`` (``arr[field = value].count() > 0``; ``var`` the element variable): the
+        backend may note it (DuckDB sets such conditions' bits in one pass over the items) or return ``e``."""
+
+    @abstractmethod
     def chain(self, ts: E, conds: list[E], counts: list[int], needs_profile: bool) -> E:
         """Whether the events match the steps ``conds`` in order of ``ts`` (step i ``counts[i]`` times; greedy)."""
 

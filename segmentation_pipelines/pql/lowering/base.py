@@ -45,8 +45,8 @@ class Walker:
         if v.kind == "struct":
             return b.lit(True, "boolean") if v.expr is None else b.is_not_null(v.expr)
         if v.type == "boolean":
-            if v.threshold is not None:
-                agg, op, k = v.threshold
+            if v.threshold is not None and v.threshold[0] is v.expr:
+                _, agg, op, k = v.threshold
                 return b.any_event(v.expr, agg, op, k)
             return b.coalesce_false(v.expr)
         return b.is_not_null(v.expr)

@@ -50,7 +50,10 @@ class Lists(Walker):
             if body_node is None:
                 body = ref
             elif as_bool:
-                body = self.boolv(body_node, ectx)
+                bv = self.value(body_node, ectx)
+                body = self.truthy(bv)
+                test = bv.field_eq
+                self.element_test = test[1:] if test is not None and test[0] is ectx.frames[-1] else None
             else:
                 bv = self.scalar(body_node, ectx)
                 if bv.kind != "scalar":
@@ -60,9 +63,16 @@ class Lists(Walker):
         finally:
             self.captures = saved or self.captures
 
+    element_test: tuple[str, Any] | None = None  # the last boolean lambda body, when ``field = literal``
+
     def filter_list(self, lst: V, cond: ast.Expr, ctx: Ctx, var: str | None) -> V:
+        self.element_test = None
         ref, body, cap = self._lambda(lst, cond, ctx, var, True)
-        return replace(lst, expr=self.b.list_filter(lst.expr, ref, body, cap), node=cond)
+        out = replace(lst, expr=self.b.list_filter(lst.expr, ref, body, cap), node=cond, item_test=None)
+        if self.element_test is not None and lst.column is not None and lst.column is lst.expr:
+            # arr[field = literal] over an array column: an item test, when it is then counted.
+            out.item_test = (out.expr, lst.expr, ref, *self.element_test)
+        return out
 
     def list_method(self, lst: V, name: str, n: ast.MethodCall, ctx: Ctx) -> V:
         b = self.b
@@ -115,7 +125,10 @@ class Lists(Walker):
     ) -> V:
         b = self.b
         if fn == "count":
-            return V("scalar", b.coalesce(b.list_len(lst.expr), b.lit(0, "integer")), "integer", node=n)
+            count = V("scalar", b.coalesce(b.list_len(lst.expr), b.lit(0, "integer")), "integer", node=n)
+            if lst.item_test is not None and lst.item_test[0] is lst.expr:
+                count.item_test = lst.item_test
+            return count
         vals = lst.expr
         if value_node is not None:
             ref, body, cap = self._lambda(lst, value_node, ctx, var, False)

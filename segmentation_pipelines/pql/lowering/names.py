@@ -92,9 +92,12 @@ class Names(Walker):
         if obj.expr is None:
             assert f is not None
             e = self.b.column(f.kind, name, via_event=f.kind == "profile" and self._in_event_now)
-        else:
-            e = self.b.field(obj.expr, name)
-        return self._typed(e, obj.schema, path, t, node, f)
+            return replace(self._typed(e, obj.schema, path, t, node, f), column=e)
+        e = self.b.field(obj.expr, name)
+        v = self._typed(e, obj.schema, path, t, node, f)
+        if f is not None and f.kind == "elem" and obj.expr is f.ref:
+            v.elem_field = (f, name, e)
+        return v
 
     def _typed(
         self, e: Any, schema: ClassSchema, path: tuple[str, ...], t: str, node: ast.Node, f: Frame | None

@@ -107,7 +107,26 @@ class Scalars(Walker):
         ae, ce = self._coerce_pair(a, c, n)
         out = V("scalar", self.b.cmp(op, ae, ce), "boolean", node=n)
         if ae is a.expr and ce is c.expr and not flip:
-            out.threshold = _threshold(a, op, c)
+            threshold = _threshold(a, op, c)
+            out.threshold = None if threshold is None else (out.expr, *threshold)
+            lit = c.node if isinstance(c.node, ast.Literal) else None
+            field = a.elem_field
+            if (
+                lit is not None
+                and op == "="
+                and field is not None
+                and field[2] is ae
+                and lit.kind in ("string", "integer")
+            ):
+                out.field_eq = (field[0], field[1], ce)
+            if (
+                lit is not None
+                and a.item_test is not None
+                and (op, lit.kind, lit.value) == (">", "integer", 0)
+            ):
+                # arr[field = literal].count() > 0: some item has field = literal.
+                _, arr, var, name, value = a.item_test
+                out.expr = self.b.some_item(out.expr, arr, var, name, value)
         return out
 
     def _coerce_pair(self, a: V, c: V, n: ast.Node) -> tuple[Any, Any]:

@@ -116,9 +116,16 @@ class V:
     items: list[Any] | None = None  # list literals: the compiled items
     needs_profile: bool = False  # events: ``cond`` reads profile fields (the aggregate needs them joined)
     # scalars: the event aggregate this value reads, when it is one (over event rows alone); a comparison of it with
-    # a literal: ``(aggregate, op, literal)``, which at a boolean position may read a ``bool_or`` aggregate instead
+    # a literal: ``(expr, aggregate, op, literal)``, which at a boolean position may read a ``bool_or`` aggregate instead
     aggregate: Any = None
-    threshold: tuple[Any, str | None, Any] | None = None
+    threshold: tuple[Any, Any, str | None, Any] | None = None  # (expr, aggregate, op, literal)
+    # a top-level array column as read (its ``expr``); a field of an array element frame (``(frame, name, expr)``); an
+    # element test ``field = literal`` (``(frame, name, literal)``); a list filtered by such a test and its count
+    # (``(filtered list, array, element variable, field, literal)``): what an item test is made of
+    column: Any = None
+    elem_field: tuple[Frame, str, Any] | None = None
+    field_eq: tuple[Frame, str, Any] | None = None
+    item_test: tuple[Any, Any, Any, str, Any] | None = None
 
 
 @dataclass
