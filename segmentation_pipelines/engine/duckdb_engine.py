@@ -18,7 +18,11 @@ from sqlglot import exp
 
 from segmentation_pipelines import duck
 from segmentation_pipelines.engine import plan
-from segmentation_pipelines.engine.event_aggregates_sql import as_bits, event_aggregate_select, positive
+from segmentation_pipelines.engine.event_aggregates_sql import (
+    Aggregates,
+    event_aggregate_select,
+    positive,
+)
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
@@ -129,16 +133,16 @@ def _evaluate_batch(
 ) -> dict[str, int]:
     """Evaluate one batch: its pairs appended to ``writer``, those of ``referenced`` audiences kept in
     ``members``; returns the member count of each definition."""
-    aggs: dict[str, exp.Expression] = {}
-    paggs: dict[str, exp.Expression] = {}
+    aggs: Aggregates = {}
+    paggs: Aggregates = {}
     segs: dict[str, str] = {}
     event_list = False
     for _, c in batch:
-        aggs.update(c.aggregates)
-        paggs.update(c.profile_aggregates)
+        aggs.update((n, c.specs[n]) for n in c.aggregates)
+        paggs.update((n, c.specs[n]) for n in c.profile_aggregates)
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
-    aggs, predicates = as_bits(aggs, [c.predicate for _, c in batch])
+    predicates = [c.predicate for _, c in batch]
     joins = []
     if aggs:
         r.run(

@@ -11,7 +11,11 @@ as little of it per event as it can:
 * comparisons shared by several of the remaining conditions are computed once per event;
 * ``arr[field = "v"].count() > 0`` conditions set their bits in one lambda pass over the items (``_ItemValues``);
 * predicates that only compare a max/min with a constant, or test ``count() > 0``, read a mask bit instead of a
-  dearer aggregate (``as_bits``).
+  dearer aggregate (the lowering emits that bit, ``Backend.any_event``, and the compiled definition no longer
+  carries the aggregate when nothing else reads it).
+
+The aggregates come as the lowering describes them (``EventAggregate``: ``fn`` of ``value`` over the events where
+``cond`` holds), not as SQL to be recognised.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from collections import Counter
 
 from sqlglot import exp
 
-from segmentation_pipelines.pql.compile_sql import event_aggregate_name
+from segmentation_pipelines.pql.compile_sql import requirement, some_item
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
+
+Aggregates = dict[str, EventAggregate[exp.Expression]]  # name -> what it computes (``CompiledSQL.specs``)
 
 D = "duckdb"
 CODE = "k"  # the per-event integer code of the partition column
@@ -51,35 +58,6 @@ _ATOMS = (
 )
 
 
-def _element_field_exists(
-    node: exp.Expression,
-) -> tuple[exp.Expression, exp.Identifier, exp.Identifier, exp.Literal] | None:
-    """``arr[field = "v"].count() > 0`` as the compiler writes it
-    (``COALESCE(len(list_filter(arr, x -> COALESCE(x.field = 'v', FALSE))), 0) > 0``): the parts, else None."""
-    if not (isinstance(node, exp.GT) and node.expression == exp.Literal.number(0)):
-        return None
-    size = node.this
-    if not (isinstance(size, exp.Coalesce) and size.expressions == [exp.Literal.number(0)]):
-        return None
-    size = size.this
-    if not (isinstance(size, exp.ArraySize) and isinstance(size.this, exp.ArrayFilter)):
-        return None
-    arr, lam = size.this.this, size.this.expression
-    if not (isinstance(lam, exp.Lambda) and len(lam.expressions) == 1 and isinstance(arr, exp.Column)):
-        return None
-    eq = _or_false(lam.this)
-    if not (
-        isinstance(eq, exp.EQ) and isinstance(eq.this, exp.Dot) and isinstance(eq.expression, exp.Literal)
-    ):
-        return None
-    var, field = eq.this.this, eq.this.expression
-    if not (
-        isinstance(var, exp.Identifier) and var == lam.expressions[0] and isinstance(field, exp.Identifier)
-    ):
-        return None
-    return arr.copy(), var.copy(), field.copy(), eq.expression.copy()
-
-
 def _share_atoms(
     conds: list[exp.Expression],
     atoms: dict[str, tuple[str, exp.Expression]],
@@ -93,7 +71,7 @@ def _share_atoms(
     conditions 2.5 s → 1.2 s on 20M events) instead of one lambda per condition."""
 
     def swap(node: exp.Expression) -> exp.Expression:
-        found = _element_field_exists(node) if lists is not None else None
+        found = some_item(node) if lists is not None else None
         if found is not None:
             arr, var, field, value = found
             values = exp.Anonymous(
@@ -124,22 +102,26 @@ def _share_atoms(
     return out
 
 
-def event_aggregate_select(aggs: dict[str, exp.Expression], source: str, share: bool = True) -> str:
-    """A query of ``profile_id`` and every aggregate of ``aggs`` (name -> aggregate over the events ``e`` of
-    ``source``), in one GROUP BY. ``share=False`` (aggregates over events joined to profiles) keeps the
-    conditions as written.
+def event_aggregate_select(aggs: Aggregates, source: str, share: bool = True) -> str:
+    """A query of ``profile_id`` and every aggregate of ``aggs`` (name -> what the lowering says it computes over
+    the events ``e`` of ``source``), in one GROUP BY. ``share=False`` (aggregates over events joined to profiles)
+    keeps the conditions as written.
 
     Measured and not kept: computing the non-mask aggregates in a second GROUP BY over only the events they need
     (37% of the events for the benchmark's 100 definitions) was slower (7.8 s vs 6.7 s): the filter and the join
     of the two per-profile results cost more than the hash-aggregate updates they saved."""
-    packed = [(n, positive(a.this)) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
-    others = [(n, _case_form(a)) for n, a in aggs.items() if not isinstance(a, exp.LogicalOr)]
+    packed = [(n, positive(_condition(a))) for n, a in aggs.items() if a.fn == "bool_or"]
+    others = [(n, a) for n, a in aggs.items() if a.fn != "bool_or"]
     part = None
     if share:
-        cases = [_case_of(a) for _, a in others]
-        conds = [c for _, c in packed] + [c.args["ifs"][0].this for c in cases if c is not None]
+        conds = [c for _, c in packed] + [positive(a.cond.copy()) for _, a in others if _has_case_form(a)]
         part = _Partition.of(conds)
     return _Group(part, share).add_masks(packed).add_others(others).select(source)
+
+
+def _condition(a: EventAggregate[exp.Expression]) -> exp.Expression:
+    """The selection of ``a`` (a copy; TRUE when it selects every event)."""
+    return a.cond.copy() if a.cond is not None else exp.true()
 
 
 class _ItemValues:
@@ -189,7 +171,7 @@ class _Group:
             terms = []
             items: dict[str, _ItemValues] = {}
             for i, (_, c) in enumerate(chunk):
-                found = _element_field_exists(c) if self.share else None
+                found = some_item(c) if self.share else None
                 if found is not None:  # the whole condition: arr[field = "v"].count() > 0
                     arr, var, field, value = found
                     key = f"{arr.sql(D)}.{field.sql(D)}"
@@ -208,30 +190,33 @@ class _Group:
             self.outer.extend(f"({mask} & {1 << i}) <> 0 AS {_q(n)}" for i, (n, _) in enumerate(chunk))
         return self
 
-    def add_others(self, others: list[tuple[str, exp.Expression]]) -> _Group:
-        """Other aggregates; one of ``agg(CASE WHEN column = value AND rest THEN v END)`` evaluates ``rest``
-        only on its value's events (``CASE code WHEN k THEN CASE WHEN rest THEN v END END``)."""
+    def add_others(self, others: list[tuple[str, EventAggregate[exp.Expression]]]) -> _Group:
+        """Other aggregates; ``agg(v) where c`` is ``agg(CASE WHEN c THEN v END)`` (:func:`_has_case_form`), and
+        one whose ``c`` is ``column = value AND rest`` evaluates ``rest`` only on its value's events
+        (``CASE code WHEN k THEN CASE WHEN rest THEN v END END``)."""
         for n, a in others:
-            case = _case_of(a)
-            split = self.part.split(case.args["ifs"][0].this) if self.part and case is not None else None
-            if split is None:
-                a = self.shared(a)
+            if not _has_case_form(a):
+                agg = self.shared(a.expression.copy())
             else:
-                code, rest = split
-                default = case.args.get("default") or exp.null()
-                then = case.args["ifs"][0].args["true"]
-                branch = (
-                    then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
-                )
-                a = a.copy()
-                a.find(exp.Case).replace(
-                    exp.Case(
+                cond = positive(a.cond.copy())
+                then = exp.Literal.number(1) if a.fn == "count" else a.value.copy()
+                default = exp.Literal.number(0) if a.fn == "count" else None
+                split = self.part.split(cond) if self.part else None
+                if split is None:
+                    agg = self.shared(_around(a, exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)))
+                else:
+                    code, rest = split
+                    default = default or exp.null()
+                    branch = (
+                        then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
+                    )
+                    case = exp.Case(
                         this=exp.column(CODE, table="e"),
                         ifs=[exp.If(this=exp.Literal.number(code), true=branch)],
                         default=default.copy(),
                     )
-                )
-            self.inner.append(f"{a.sql(D)} AS {_q(n)}")
+                    agg = _around(a, case)
+            self.inner.append(f"{agg.sql(D)} AS {_q(n)}")
             self.outer.append(_q(n))
         return self
 
@@ -259,31 +244,12 @@ def _bit(c: exp.Expression | None, i: int) -> str:
     return f"CAST(COALESCE({c.sql(D)}, FALSE) AS BIGINT) * {1 << i}"
 
 
-def _case_of(a: exp.Expression) -> exp.Case | None:
-    """The ``CASE WHEN c THEN v [ELSE d] END`` an aggregate of :func:`_case_form` aggregates, else None."""
-    case = a.find(exp.Case)
-    if case is None or case.args.get("this") is not None or len(case.args.get("ifs") or []) != 1:
-        return None
-    return case
-
-
 def _conjuncts(c: exp.Expression) -> list[exp.Expression]:
     while isinstance(c, exp.Paren):
         c = c.this
     if isinstance(c, exp.And):
         return _conjuncts(c.this) + _conjuncts(c.expression)
     return [c]
-
-
-def _required_value(c: exp.Expression) -> tuple[str, exp.Literal] | None:
-    """``column = literal`` (either side): the column (by rendering) and the literal."""
-    c = c.unnest() if isinstance(c, exp.Paren) else c
-    if not isinstance(c, exp.EQ):
-        return None
-    for col, lit in ((c.this, c.expression), (c.expression, c.this)):
-        if isinstance(col, exp.Column) and isinstance(lit, exp.Literal):
-            return col.sql(D), lit
-    return None
 
 
 class _Partition:
@@ -300,7 +266,7 @@ class _Partition:
         values: dict[str, dict[str, exp.Literal]] = {}
         for c in conds:
             for conj in _conjuncts(c):
-                req = _required_value(conj)
+                req = requirement(conj)
                 if req is not None:
                     seen[req[0]] += 1
                     values.setdefault(req[0], {})[req[1].sql(D)] = req[1]
@@ -314,7 +280,7 @@ class _Partition:
     def split(self, c: exp.Expression) -> tuple[int, exp.Expression | None] | None:
         """``(code, rest)`` when ``c`` is ``column = value AND rest`` (rest None when nothing else), else None."""
         conj = _conjuncts(c)
-        hits = [(i, r) for i, r in enumerate(map(_required_value, conj)) if r and r[0] == self.column]
+        hits = [(i, r) for i, r in enumerate(map(requirement, conj)) if r and r[0] == self.column]
         codes = {self.codes[r[1].sql(D)] for _, r in hits}
         if len(codes) != 1:
             return None  # no requirement, or contradictory ones: evaluated as written
@@ -356,92 +322,18 @@ def positive(c: exp.Expression) -> exp.Expression:
     return c
 
 
-def _case_form(a: exp.Expression) -> exp.Expression:
-    """``agg(v) FILTER (WHERE c)`` as ``agg(CASE WHEN c THEN v END)`` and ``count_if(c)`` as a sum of CASEs: the
-    same result (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
-    if isinstance(a, exp.Filter) and isinstance(a.this, exp.Sum | exp.Min | exp.Max | exp.Avg):
-        agg = a.this.copy()
-        cond = positive(a.expression.this.copy())
-        agg.set("this", exp.Case(ifs=[exp.If(this=cond, true=a.this.this.copy())]))
-        return agg
-    if isinstance(a, exp.CountIf):
-        hit = exp.Case(
-            ifs=[exp.If(this=positive(a.this.copy()), true=exp.Literal.number(1))],
-            default=exp.Literal.number(0),
-        )
-        return exp.cast(exp.Sum(this=hit), exp.DataType.build("BIGINT"))
-    return a
+_CASE_FORMS = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
 
 
-def as_bits(
-    aggs: dict[str, exp.Expression], predicates: list[exp.Expression], table: str = "ev"
-) -> tuple[dict[str, exp.Expression], list[exp.Expression]]:
-    """Turn aggregates that predicates only compare with a constant into ``bool_or`` aggregates (bits of the mask,
-    the cheapest aggregate): ``COALESCE(<max of v where c> > k, FALSE)`` becomes ``COALESCE(<bool_or(c AND v > k)>,
-    FALSE)`` (likewise ``>=``, and ``<``/``<=`` of a min), ``COALESCE(<count where c>, 0) > 0`` (or ``>= 1``)
-    becomes ``COALESCE(<bool_or(c)>, FALSE)``. Each pair is equal for every profile (the max exceeds k exactly
-    when one counted value does; a count is positive exactly when one event counts; no event gives FALSE on both
-    sides), in any context, NOT included. Aggregates no predicate reads any more are dropped.
-    Returns the new aggregates and predicates (the inputs are not modified)."""
-    out = dict(aggs)
-    new_preds = []
-
-    def bit_for(node: exp.Expression) -> exp.Expression | None:
-        """The replacement of ``node`` (a COALESCE of the patterns above), else None."""
-        cmp = _or_false(node)
-        if not isinstance(cmp, exp.GT | exp.GTE | exp.LT | exp.LTE) or not isinstance(
-            cmp.expression, exp.Literal
-        ):
-            return None
-        col, lit = cmp.this, cmp.expression
-        counted = False
-        if isinstance(col, exp.Coalesce) and col.expressions == [exp.Literal.number(0)]:
-            col = col.this  # COALESCE(count, 0)
-            if (
-                isinstance(cmp, exp.GT)
-                and lit == exp.Literal.number(0)
-                or (isinstance(cmp, exp.GTE) and lit == exp.Literal.number(1))
-            ):
-                counted = True
-            else:
-                return None
-        if not (isinstance(col, exp.Column) and col.table == table and col.name in aggs):
-            return None
-        agg = aggs[col.name]
-        cond = _counted_condition(agg) if counted else _threshold_condition(agg, cmp, lit)
-        if cond is None:
-            return None
-        bit = exp.LogicalOr(this=cond)
-        name = event_aggregate_name(bit)
-        out[name] = bit
-        return exp.Coalesce(this=exp.column(name, table=table, quoted=True), expressions=[exp.false()])
-
-    for p in predicates:
-        new_preds.append(p.copy().transform(lambda n: bit_for(n) or n))
-    used = {c.name for p in new_preds for c in p.find_all(exp.Column) if c.table == table}
-    return {n: a for n, a in out.items() if n in used}, new_preds
+def _has_case_form(a: EventAggregate[exp.Expression]) -> bool:
+    """Whether ``a`` is written ``agg(CASE WHEN c THEN v END)`` (``sum/min/max/avg of v where c``) or a sum of
+    CASEs (``count where c``) rather than ``agg(v) FILTER (WHERE c)`` / ``count_if(c)``: the same result
+    (aggregates skip NULLs), measured about twice as fast in DuckDB's hash aggregate."""
+    return a.cond is not None and (a.fn in _CASE_FORMS or a.fn == "count")
 
 
-def _counted_condition(agg: exp.Expression) -> exp.Expression | None:
-    """``c`` of ``count_if(c)`` / ``count(*) [FILTER (WHERE c)]``."""
-    if isinstance(agg, exp.CountIf):
-        return agg.this.copy()
-    where = None
-    if isinstance(agg, exp.Filter):
-        agg, where = agg.this, agg.expression.this
-    if isinstance(agg, exp.Count) and isinstance(agg.this, exp.Star):
-        return where.copy() if where is not None else exp.true()
-    return None
-
-
-def _threshold_condition(agg: exp.Expression, cmp: exp.Expression, lit: exp.Literal) -> exp.Expression | None:
-    """``c AND v op k`` for ``max(v) FILTER (WHERE c) op k`` with op ``>``/``>=`` (``min`` with ``<``/``<=``)."""
-    where = None
-    if isinstance(agg, exp.Filter):
-        agg, where = agg.this, agg.expression.this
-    fits = isinstance(agg, exp.Max) and isinstance(cmp, exp.GT | exp.GTE)
-    fits = fits or isinstance(agg, exp.Min) and isinstance(cmp, exp.LT | exp.LTE)
-    if not fits or agg.expressions:  # max(v, n) is another function
-        return None
-    test = type(cmp)(this=agg.this.copy(), expression=lit.copy())
-    return exp.and_(where.copy(), test) if where is not None else test
+def _around(a: EventAggregate[exp.Expression], case: exp.Expression) -> exp.Expression:
+    """The aggregate ``a`` of the per-event ``case`` (a count: the sum of its 1s and 0s)."""
+    if a.fn == "count":
+        return exp.cast(exp.Sum(this=case), exp.DataType.build("BIGINT"))
+    return _CASE_FORMS[a.fn](this=case)

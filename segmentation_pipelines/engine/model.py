@@ -22,7 +22,7 @@ class EngineDefinition:
 
     @property
     def ast(self) -> ast.Query:
-        from segmentation_pipelines.pql.compile_lowering import query_of
+        from segmentation_pipelines.pql.lowering import query_of
 
         return query_of(self.query)
 

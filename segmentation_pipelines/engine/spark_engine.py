@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 from sqlglot import exp
 
 from segmentation_pipelines.engine import plan
-from segmentation_pipelines.engine.event_aggregates_sql import as_bits
+from segmentation_pipelines.engine.event_aggregates_sql import Aggregates
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
 from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
@@ -237,11 +237,11 @@ def _concatenate(parts: Path, dest: Path) -> None:
         writer.close()
 
 
-def _mask_select(aggs: dict[str, exp.Expression], source: str) -> str:
+def _mask_select(aggs: Aggregates, source: str) -> str:
     """``profile_id`` and every aggregate of ``aggs`` over the events ``e`` of ``source`` in one GROUP BY, the
     ``bool_or`` ones as bits of BIGINT masks (one ``BIT_OR`` per 62 conditions instead of one aggregate each)."""
     sql = compile_spark.sql
-    packed = [(n, a.this) for n, a in aggs.items() if isinstance(a, exp.LogicalOr)]
+    packed = [(n, a.cond if a.cond is not None else exp.true()) for n, a in aggs.items() if a.fn == "bool_or"]
     inner, outer = [], []
     for m in range(0, len(packed), BITS_PER_MASK):
         chunk = packed[m : m + BITS_PER_MASK]
@@ -250,8 +250,8 @@ def _mask_select(aggs: dict[str, exp.Expression], source: str) -> str:
         inner.append(f"BIT_OR({' + '.join(terms)}) AS {mask}")
         outer.extend(f"BIT_GET({mask}, {i}) = 1 AS {_q(n)}" for i, (n, _) in enumerate(chunk))
     for n, a in aggs.items():
-        if not isinstance(a, exp.LogicalOr):
-            inner.append(f"{sql(a)} AS {_q(n)}")
+        if a.fn != "bool_or":
+            inner.append(f"{sql(a.expression)} AS {_q(n)}")
             outer.append(_q(n))
     return (
         f"SELECT profile_id, {', '.join(outer)} FROM "
@@ -280,16 +280,16 @@ def _evaluate_batch(
 ) -> dict[str, int]:
     """Evaluate one batch: its pairs written as Parquet under ``target``; returns each definition's count."""
     sql = compile_spark.sql
-    aggs: dict[str, exp.Expression] = {}
+    aggs: Aggregates = {}
     paggs: dict[str, exp.Expression] = {}
     segs: dict[str, str] = {}
     event_list = False
     for _, c in batch:
-        aggs.update(c.aggregates)
+        aggs.update((n, c.specs[n]) for n in c.aggregates)
         paggs.update(c.profile_aggregates)
         segs.update(c.segments)
         event_list = event_list or c.uses_event_list
-    aggs, predicates = as_bits(aggs, [c.predicate for _, c in batch])
+    predicates = [c.predicate for _, c in batch]
     joins = []
     if aggs:
         ev = r.view("ev", r.sql(_mask_select(aggs, f"{events} AS e")))

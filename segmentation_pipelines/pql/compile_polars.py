@@ -1,6 +1,6 @@
 """PQL to Polars expressions (lazy): the second engine, checked against the SQL compiler by the differential tests.
 
-The walk is ``compile_lowering.Lowering`` (shared with the SQL compiler); this module says how each construct is
+The walk is ``pql.lowering.Lowering`` (shared with the SQL compiler); this module says how each construct is
 written with Polars expressions. :class:`CompiledPolars` has
 
 * ``predicate``: a boolean ``pl.Expr`` over one row per profile (the profile's columns, the event aggregate columns,
@@ -29,13 +29,15 @@ from typing import Any
 
 import polars as pl
 
-from segmentation_pipelines.pql.compile_lowering import (
+from segmentation_pipelines.pql.lowering import (
     EMPTY_AGGREGATE,
     INTERVAL_STEPS,
     CompileError,
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
+from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
 PROFILE_PREFIX = "__p__"
@@ -69,7 +71,9 @@ def _h(e: pl.Expr) -> str:
     return hashlib.sha1(key.encode() if isinstance(key, str) else key).hexdigest()[:16]
 
 
-class PolarsBackend:
+class PolarsBackend(Backend[pl.Expr]):
+    """How each construct is written as a Polars expression."""
+
     def __init__(self) -> None:
         self.out = CompiledPolars(pl.lit(False))
 
@@ -322,7 +326,22 @@ class PolarsBackend:
             val, ts = val.filter(cond), ts.filter(cond)
         return val.sort_by(ts, nulls_last=True, maintain_order=True)
 
-    def agg_ref(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:
+    def render(self, a: EventAggregate[pl.Expr]) -> pl.Expr:
+        """The aggregate as one Polars expression over the events of a group."""
+        if a.fn == "first":
+            return self.agg_first(a.value, a.order, a.cond)
+        if a.fn == "list":
+            return self.agg_list(a.value, a.order, a.cond)
+        if a.fn == "timestamps":
+            v = a.value if a.cond is None else a.value.filter(a.cond)
+            return v.sort()
+        return self.agg(a.fn, a.value, a.cond)
+
+    def agg_ref(self, agg: EventAggregate[pl.Expr], needs_profile: bool) -> pl.Expr:
+        agg.expression = self.render(agg)
+        return self._register(agg.expression, agg.fn, needs_profile)
+
+    def _register(self, agg: pl.Expr, kind: str, needs_profile: bool) -> pl.Expr:
         name = ("b_" if needs_profile else "a_") + _h(agg)
         (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg.alias(name)
         ref = pl.col(name)
@@ -333,6 +352,12 @@ class PolarsBackend:
             d = EMPTY_AGGREGATE[kind]
             return ref.fill_null(pl.lit(d) if isinstance(d, bool) else pl.lit(d, dtype=pl.Int64))
         return ref
+
+    def any_event(self, e: pl.Expr, agg: EventAggregate[pl.Expr], op: str | None, k: pl.Expr | None) -> pl.Expr:
+        return self.coalesce_false(e)  # Polars computes the aggregate as it is
+
+    def some_item(self, e: pl.Expr, arr: pl.Expr, var: pl.Expr, field: str, value: pl.Expr) -> pl.Expr:
+        return e
 
     def chain(self, ts: pl.Expr, conds: list[pl.Expr], counts: list[int], needs_profile: bool) -> pl.Expr:
         # Greedy matching inside the group: each step's match is its n-th event strictly after the previous one.
@@ -348,13 +373,13 @@ class PolarsBackend:
                 continue
             if n == 1 and i == len(conds) - 1:
                 found = (pl.when(sel).then(ts).max() > t).fill_null(False)
-                return self.agg_ref(found, "bool_or", needs_profile)
+                return self._register(found, "bool_or", needs_profile)
             if t is not None:
                 sel = sel & (ts > t)
             hits = ts.filter(sel)
             t = hits.min() if n == 1 else pl.when(hits.len() >= n).then(hits.bottom_k(n).max())
         assert t is not None
-        return self.agg_ref(t.is_not_null(), "bool_or", needs_profile)
+        return self._register(t.is_not_null(), "bool_or", needs_profile)
 
 
 @dataclass

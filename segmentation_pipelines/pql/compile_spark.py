@@ -1,4 +1,4 @@
-"""PQL to Spark SQL: the lowering's plan (``compile_lowering``) as sqlglot trees, rendered with a Spark dialect.
+"""PQL to Spark SQL: the lowering's plan (``pql.lowering``) as sqlglot trees, rendered with a Spark dialect.
 
 The trees are those of ``compile_sql`` (``SparkBackend`` subclasses ``SqlBackend``) except where DuckDB and Spark
 differ in *meaning*, not only in spelling:
@@ -30,8 +30,8 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
 from segmentation_pipelines.pql import ast
-from segmentation_pipelines.pql.compile_lowering import CompileError, Lowering, query_of
 from segmentation_pipelines.pql.compile_sql import CompiledSQL, SqlBackend
+from segmentation_pipelines.pql.lowering import CompileError, Lowering, query_of
 from segmentation_pipelines.pql.schema import Schema
 
 # Truncation units of Spark's DATE_TRUNC (the lowering also emits decade, century and millennium).
@@ -320,9 +320,7 @@ def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) ->
     Raises ``CompileError`` naming the construct Spark cannot express."""
     q = query_of(query)
     backend = SparkBackend()
-    predicate = Lowering(backend, schema, evaluation_time).predicate(q)
-    backend.out.predicate = predicate
-    return backend.out
+    return backend.finish(Lowering(backend, schema, evaluation_time).predicate(q))
 
 
 def refusal(query: Any, schema: Schema, evaluation_time: datetime) -> CompileError | None:

@@ -2,7 +2,7 @@
 
 No SQL text is ever parsed from user input: literals are ``exp.Literal`` / ``exp.Boolean`` nodes, field names are
 quoted identifiers, so no expression can inject SQL. The walk itself (names, scopes, event aggregates) is
-``compile_lowering.Lowering``; this module says how each construct is written in SQL.
+``pql.lowering.Lowering``; this module says how each construct is written in SQL.
 
 The compiled form (:class:`CompiledSQL`) is a boolean ``predicate`` over one row per profile, where
 
@@ -25,13 +25,15 @@ from typing import Any
 from sqlglot import exp
 
 from segmentation_pipelines.pql import ast
-from segmentation_pipelines.pql.compile_lowering import (
+from segmentation_pipelines.pql.lowering import (
     EMPTY_AGGREGATE,
     INTERVAL_STEPS,
     CompileError,
     Lowering,
     query_of,
 )
+from segmentation_pipelines.pql.lowering.aggregates import EventAggregate
+from segmentation_pipelines.pql.lowering.backend import Backend
 from segmentation_pipelines.pql.schema import Schema
 
 DIALECT = "duckdb"
@@ -47,6 +49,9 @@ class CompiledSQL:
     uses_event_list: bool = (
         False  # profile aggregates read p."__events" (every event of the profile, as a list)
     )
+    # What each aggregate of ``aggregates`` and ``profile_aggregates`` computes, as the lowering described it
+    # (``EventAggregate.expression`` is the tree above): an engine plans its own query from these.
+    specs: dict[str, EventAggregate[exp.Expression]] = field(default_factory=dict)
 
     def sql(self, dialect: str = DIALECT, pretty: bool = False) -> str:
         """The whole evaluation of this one definition as a standalone query (for ``explain``)."""
@@ -98,11 +103,52 @@ def event_aggregate_name(agg: exp.Expression) -> str:
     return "a_" + _h(agg)
 
 
-class SqlBackend:
+# The meta key of an equality ``column = literal`` (either side): ``(column rendered, literal)``. A condition holding
+# only on events with one value of a column says so, for the engine's typed branches (engine/event_aggregates_sql.py).
+REQUIRES = "requires"
+
+
+def _note_requirement(eq: exp.EQ) -> exp.EQ:
+    for col, lit in ((eq.this, eq.expression), (eq.expression, eq.this)):
+        if isinstance(col, exp.Column) and isinstance(lit, exp.Literal):
+            eq.meta[REQUIRES] = (col.sql(DIALECT), lit)
+            break
+    return eq
+
+
+# The meta key of ``arr[field = "v"].count() > 0``: ``(array column, element variable, field, literal)``.
+SOME_ITEM = "some_item"
+
+
+def some_item(c: exp.Expression) -> tuple[exp.Expression, exp.Identifier, exp.Identifier, exp.Literal] | None:
+    """The parts of a comparison that holds exactly when some item of an array column has a field equal to a
+    literal (noted by :meth:`SqlBackend.some_item`), as copies; else None."""
+    parts = c.meta.get(SOME_ITEM)
+    return None if parts is None else tuple(p.copy() for p in parts)
+
+
+def requirement(c: exp.Expression) -> tuple[str, exp.Literal] | None:
+    """``(column, literal)`` when ``c`` is an equality of the compiler's ``column = literal``, else None."""
+    c = c.unnest() if isinstance(c, exp.Paren) else c
+    return c.meta.get(REQUIRES)
+
+
+class SqlBackend(Backend[exp.Expression]):
     """How each construct is written as a sqlglot tree."""
 
     def __init__(self) -> None:
         self.out = CompiledSQL(exp.false())
+
+    def finish(self, predicate: exp.Expression) -> CompiledSQL:
+        """The compiled definition: ``predicate`` and the aggregates it reads (an aggregate a comparison with a
+        constant was turned into a bit of, ``any_event``, is left out when nothing else reads it)."""
+        out = self.out
+        out.predicate = predicate
+        read = {c.name for c in predicate.find_all(exp.Column) if c.table in ("ev", "evp")}
+        out.aggregates = {n: a for n, a in out.aggregates.items() if n in read}
+        out.profile_aggregates = {n: a for n, a in out.profile_aggregates.items() if n in read}
+        out.specs = {n: a for n, a in out.specs.items() if n in read}
+        return out
 
     # literals and columns ---------------------------------------------------------------------------------------------
     def lit(self, value: Any, kind: str) -> exp.Expression:
@@ -142,7 +188,8 @@ class SqlBackend:
     # scalar operators ---------------------------------------------------------------------------------------------
     def cmp(self, op: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
         cls = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}[op]
-        return cls(this=a, expression=b)
+        e = cls(this=a, expression=b)
+        return _note_requirement(e) if op == "=" else e
 
     def gt(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
         return exp.GT(this=a, expression=b)
@@ -230,7 +277,9 @@ class SqlBackend:
             texts = [exp.Lower(this=t) for t in texts]
         t = texts[0]
         if name == "equals":
-            return exp.EQ(this=s, expression=t) if len(texts) == 1 else exp.In(this=s, expressions=texts)
+            if len(texts) == 1:
+                return _note_requirement(exp.EQ(this=s, expression=t))
+            return exp.In(this=s, expressions=texts)
         if name == "notequalto":
             return exp.NEQ(this=s, expression=t)
         base = name.removeprefix("doesnot")
@@ -392,52 +441,77 @@ class SqlBackend:
         e = exp.ArrayAgg(this=exp.Order(this=val, expressions=[exp.Ordered(this=ts.copy())]))
         return e if cond is None else exp.Filter(this=e, expression=exp.Where(this=cond))
 
-    def agg_ref(self, agg: exp.Expression, kind: str, needs_profile: bool) -> exp.Expression:
-        name = "b_" + _h(agg) if needs_profile else event_aggregate_name(agg)
-        (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = agg
+    def render(self, a: EventAggregate[exp.Expression]) -> exp.Expression:
+        """The aggregate as one sqlglot tree (``agg(v) FILTER (WHERE c)``, ``count_if(c)``, ``bool_or(c)`` ...)."""
+        if a.fn == "first":
+            return self.agg_first(a.value, a.order, a.cond)
+        if a.fn == "list":
+            return self.agg_list(a.value, a.order, a.cond)
+        if a.fn == "timestamps":
+            agg = exp.ArrayAgg(this=exp.Order(this=a.value, expressions=[exp.Ordered(this=a.value.copy())]))
+            return agg if a.cond is None else exp.Filter(this=agg, expression=exp.Where(this=a.cond))
+        return self.agg(a.fn, a.value, a.cond)
+
+    def agg_ref(self, agg: EventAggregate[exp.Expression], needs_profile: bool) -> exp.Expression:
+        e = self.render(agg)
+        agg.expression = e
+        name = "b_" + _h(e) if needs_profile else event_aggregate_name(e)
+        (self.out.profile_aggregates if needs_profile else self.out.aggregates)[name] = e
+        self.out.specs[name] = agg
         ref = exp.column(name, table="evp" if needs_profile else "ev", quoted=True)
-        if kind in EMPTY_AGGREGATE:
-            d = EMPTY_AGGREGATE[kind]
+        if agg.fn in EMPTY_AGGREGATE:
+            d = EMPTY_AGGREGATE[agg.fn]
             return self.coalesce(ref, exp.Boolean(this=d) if isinstance(d, bool) else exp.Literal.number(d))
         return ref
+
+    def any_event(
+        self,
+        e: exp.Expression,
+        agg: EventAggregate[exp.Expression],
+        op: str | None,
+        k: exp.Expression | None,
+    ) -> exp.Expression:
+        # The cheapest aggregate: a bit of the DuckDB mask (the aggregate ``e`` reads is dropped by the engine
+        # when no predicate of the batch reads it any more).
+        cond = agg.cond.copy() if agg.cond is not None else None
+        if op is not None:
+            test = self.cmp(op, agg.value.copy(), k.copy())
+            cond = test if cond is None else exp.and_(cond, test)
+        return self.agg_ref(EventAggregate("bool_or", cond=cond), needs_profile=False)
+
+    def some_item(
+        self, e: exp.Expression, arr: exp.Expression, var: exp.Expression, field: str, value: exp.Expression
+    ) -> exp.Expression:
+        e.meta[SOME_ITEM] = (arr, var, exp.to_identifier(field, quoted=True), value)
+        return e
 
     def chain(
         self, ts: exp.Expression, conds: list[exp.Expression], counts: list[int], needs_profile: bool
     ) -> exp.Expression:
         conds = [exp.and_(c, self.is_not_null(ts), copy=False) for c in conds]
+
+        def ref(fn: str, cond: exp.Expression, value: exp.Expression | None = None) -> exp.Expression:
+            return self.agg_ref(EventAggregate(fn, value, cond), needs_profile)
+
         if len(conds) == 1:
             if counts[0] == 1:
-                return self.agg_ref(exp.LogicalOr(this=conds[0]), "bool_or", needs_profile)
-            n = self.agg_ref(exp.CountIf(this=conds[0]), "count", needs_profile)
-            return exp.GTE(this=n, expression=exp.Literal.number(counts[0]))
-
-        def ts_list(c: exp.Expression) -> exp.Expression:
-            agg = exp.Filter(
-                this=exp.ArrayAgg(this=exp.Order(this=ts.copy(), expressions=[exp.Ordered(this=ts.copy())])),
-                expression=exp.Where(this=c),
-            )
-            return self.agg_ref(agg, "list", needs_profile)
+                return ref("bool_or", conds[0])
+            return exp.GTE(this=ref("count", conds[0]), expression=exp.Literal.number(counts[0]))
 
         # Greedy matching (pql.md §0): each step's match is its n-th event strictly after the previous match.
         if counts[0] == 1:
-            t = self.agg_ref(
-                exp.Filter(this=exp.Min(this=ts.copy()), expression=exp.Where(this=conds[0])),
-                "min",
-                needs_profile,
-            )
+            t = ref("min", conds[0], ts.copy())
         else:
-            t = exp.Bracket(this=ts_list(conds[0]), expressions=[exp.Literal.number(counts[0] - 1)])
+            t = exp.Bracket(
+                this=ref("timestamps", conds[0], ts.copy()), expressions=[exp.Literal.number(counts[0] - 1)]
+            )
         last = len(conds) - 1
         for i in range(1, len(conds)):
             if i == last and counts[i] == 1:
-                latest = self.agg_ref(
-                    exp.Filter(this=exp.Max(this=ts.copy()), expression=exp.Where(this=conds[i])),
-                    "max",
-                    needs_profile,
-                )
+                latest = ref("max", conds[i], ts.copy())
                 return self.coalesce_false(exp.GT(this=latest, expression=t))
             x = exp.to_identifier(f"t{i}")
-            after = self.list_filter(ts_list(conds[i]), x, exp.GT(this=x, expression=t), True)
+            after = self.list_filter(ref("timestamps", conds[i], ts.copy()), x, exp.GT(this=x, expression=t), True)
             t = exp.Bracket(this=after, expressions=[exp.Literal.number(counts[i] - 1)])
         return self.is_not_null(t)
 
@@ -446,9 +520,7 @@ def compile_definition(query: Any, schema: Schema, evaluation_time: datetime) ->
     """Compile a segment definition (an ``ast.Query`` or a checked query carrying ``.query``)."""
     q = query_of(query)
     backend = SqlBackend()
-    predicate = Lowering(backend, schema, evaluation_time).predicate(q)
-    backend.out.predicate = predicate
-    return backend.out
+    return backend.finish(Lowering(backend, schema, evaluation_time).predicate(q))
 
 
 def explain(text: str, schema: Schema, evaluation_time: datetime | None = None) -> str:

@@ -40,12 +40,14 @@ def _members_on_both_engines(texts: dict[str, str], store, tmp_path: Path) -> di
 
 
 def _sql_aggregates(texts: dict[str, str]) -> dict:
-    """Every event aggregate of the texts compiled to SQL (shared by name, as in one batch)."""
+    """Every event aggregate of the texts compiled to SQL, as the lowering describes it (shared by name, as in one
+    batch)."""
     from segmentation_pipelines.pql import compile_sql
 
     aggs: dict = {}
     for t in texts.values():
-        aggs.update(compile_sql.compile_definition(parse(t), SCHEMA, NOW).aggregates)
+        c = compile_sql.compile_definition(parse(t), SCHEMA, NOW)
+        aggs.update((n, c.specs[n]) for n in c.aggregates)
     return aggs
 
 
@@ -238,9 +240,6 @@ def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: P
     """``max(..) > k``, ``min(..) <= k`` and ``count() > 0``/``>= 1`` become ``bool_or`` bits of the DuckDB mask,
     also under NOT and for profiles without (matching) events; ``count() >= 2`` stays a count. Members are the
     hand-computed ones, on both engines."""
-    from sqlglot import exp
-
-    from segmentation_pipelines.engine.event_aggregates_sql import as_bits
     from segmentation_pipelines.pql import compile_sql
 
     texts = {
@@ -253,9 +252,8 @@ def test_threshold_and_existence_comparisons_become_mask_bits(store, tmp_path: P
         "any_event": "xEvent.count() > 0",
     }
     compiled = [compile_sql.compile_definition(parse(t), SCHEMA, NOW) for t in texts.values()]
-    aggs = {n: a for c in compiled for n, a in c.aggregates.items()}
-    bits, _ = as_bits(aggs, [c.predicate for c in compiled])
-    assert [type(a).__name__ for a in bits.values() if not isinstance(a, exp.LogicalOr)] == ["CountIf"]
+    aggs = {n: c.specs[n] for c in compiled for n in c.aggregates}
+    assert [(a.fn, a.cond is not None) for a in aggs.values() if a.fn != "bool_or"] == [("count", True)]
     members = _members_on_both_engines(texts, store, tmp_path)
     assert members == {
         "big_cart": {"p1"},

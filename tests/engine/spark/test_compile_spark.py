@@ -7,7 +7,7 @@ import pytest
 from pql.compile.compile_fixture_data import NOW, SCHEMA
 
 from segmentation_pipelines.pql import compile_spark, compile_sql, parse
-from segmentation_pipelines.pql.compile_lowering import CompileError
+from segmentation_pipelines.pql.lowering import CompileError
 
 
 def _spark(text: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from pql.compile.compile_fixture_data import NOW, SCHEMA
 from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, evaluate
 from segmentation_pipelines.pql import compile_polars, compile_sql, parse
-from segmentation_pipelines.pql.compile_lowering import CompileError
+from segmentation_pipelines.pql.lowering import CompileError
 
 ALL = {"p1", "p2", "p3", "p4", "p5"}
 SQL_ONLY = "duckdb-only"
