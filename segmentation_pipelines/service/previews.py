@@ -210,8 +210,12 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
 # --- the work -------------------------------------------------------------------------------------------------------
 
 
-def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """Of one chunk's output: enter/exit counts (shadow diff) and the namespaces of its matching profiles."""
+def _chunk_extras(
+    p: _Preview, output: Path, namespaces_path: Path, profiles_path: Path | None = None
+) -> tuple[dict[str, int], dict[str, int], Path | None]:
+    """Of one chunk's output, on one connection: enter/exit counts (shadow diff), the namespaces of its matching
+    profiles and, given ``profiles_path``, its members with their identity maps in page order (profile id),
+    written next to the output (the first pages, served without reading the chunk's profiles again)."""
     con = duck.connect()
     try:
         counts: dict[str, int] = {}
@@ -223,31 +227,30 @@ def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dic
                 {"new": PREVIEW_ID, "base": p.base["id"]},
             ).fetchone()
             counts = {"enter": int(enter), "exit": int(leave)}
-        rows = con.execute(
-            f"SELECT ns, count(DISTINCT profile_id) FROM (SELECT profile_id, unnest(namespaces) AS ns "
-            f"FROM read_parquet({_sql(namespaces_path)}) "
-            f"WHERE profile_id IN (SELECT profile_id FROM read_parquet({_sql(output)}) WHERE audience_id = $new)"
-            f") GROUP BY ns",
-            {"new": PREVIEW_ID},
-        ).fetchall()
-        return counts, {str(ns): int(n) for ns, n in rows}
+        members = None
+        if profiles_path is not None:
+            members = output.with_name(f"{output.stem}-members.parquet")
+            con.execute(
+                f"COPY (SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet({_sql(output)}) "
+                f"WHERE audience_id = {_sql(PREVIEW_ID)}) AS k LEFT JOIN read_parquet({_sql(profiles_path)}) AS p "
+                f"USING (profile_id) ORDER BY k.profile_id) TO {_sql(members)} (FORMAT parquet)"
+            )
+            # The namespaces of the matches are the keys of the identity maps just written (the chunk's
+            # namespaces file holds the same keys, for chunks whose members are not written).
+            matches = (
+                f"SELECT profile_id, unnest(list_transform(identityMap, lambda e: e.key)) AS ns "
+                f"FROM read_parquet({_sql(members)})"
+            )
+        else:
+            matches = (
+                f"SELECT profile_id, unnest(namespaces) AS ns FROM read_parquet({_sql(namespaces_path)}) "
+                f"WHERE profile_id IN (SELECT profile_id FROM read_parquet({_sql(output)}) "
+                f"WHERE audience_id = {_sql(PREVIEW_ID)})"
+            )
+        rows = con.execute(f"SELECT ns, count(DISTINCT profile_id) FROM ({matches}) GROUP BY ns").fetchall()
+        return counts, {str(ns): int(n) for ns, n in rows if ns is not None}, members
     finally:
         con.close()
-
-
-def _write_members(output: Path, profiles_path: Path) -> Path:
-    """The previewed expression's members of one chunk with their identity maps, in page order (profile id)."""
-    target = output.with_name(f"{output.stem}-members.parquet")
-    con = duck.connect()
-    try:
-        con.execute(
-            f"COPY (SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet({_sql(output)}) "
-            f"WHERE audience_id = {_sql(PREVIEW_ID)}) AS k LEFT JOIN read_parquet({_sql(profiles_path)}) AS p "
-            f"USING (profile_id) ORDER BY k.profile_id) TO {_sql(target)} (FORMAT parquet)"
-        )
-    finally:
-        con.close()
-    return target
 
 
 def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> None:
@@ -289,12 +292,12 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
 
         def on_chunk(result: sampling.ChunkResult) -> None:
             chunk = sample.chunks[result.index]
-            extra, namespaces = _chunk_extras(p, result.output_path, chunk.namespaces_path)
             # The first pages, with their identities, written before the next (larger) pass starts: read while
             # that pass runs, the profiles' identity maps would compete with it for the cores.
-            members = None
-            if result.index < len(sample.chunks) - 1:
-                members = _write_members(result.output_path, chunk.profiles_path)
+            last = result.index == len(sample.chunks) - 1
+            extra, namespaces, members = _chunk_extras(
+                p, result.output_path, chunk.namespaces_path, None if last else chunk.profiles_path
+            )
             counts = {"members": result.counts.get(PREVIEW_ID, 0), **extra}
             if p.base is not None:
                 counts["base"] = result.counts.get(p.base["id"], 0)
