@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from segmentation_pipelines import duck, engine, pql
 from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
@@ -365,6 +368,20 @@ def _kind_sql(p: _Preview, kind: str, output: Path) -> str:
     )
 
 
+def _members_rows(path: Path, offset: int, limit: int) -> list[tuple[str, Any]]:
+    """Rows ``offset``..``offset+limit`` of a chunk's members file (written in profile id order), read with Arrow:
+    a first page is served while the next chunk's pass holds the cores, and a DuckDB connection and query plan
+    for a few thousand rows cost more than the read."""
+    table = pq.read_table(path, columns=["profile_id", "identityMap"])
+    ids = table.column("profile_id")
+    if len(table) > 1 and not pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py():
+        table = table.sort_by("profile_id")
+    page = table.slice(offset, limit)
+    return list(
+        zip(page.column("profile_id").to_pylist(), page.column("identityMap").to_pylist(), strict=True)
+    )
+
+
 def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) -> tuple[list[dict], bool]:
     """Page ``offset``..``offset+limit`` of ``kind`` (members/enter/exit), in a fixed order (chunk, profile id), so
     pages never change once served; ``(items, available)`` (not available while the chunks that hold it run)."""
@@ -386,10 +403,7 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
             profiles = sample.chunks[c["index"]].profiles_path if sample else None
             ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
             if kind == "members" and c.get("members") is not None:
-                rows = con.execute(
-                    f"SELECT profile_id, identityMap FROM read_parquet({_sql(c['members'])}) "
-                    f"ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-                ).fetchall()
+                rows = _members_rows(c["members"], skip, want)
             elif profiles is not None and profiles.parent.is_dir():
                 rows = con.execute(
                     f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
