@@ -301,6 +301,14 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
             extra, namespaces, members = _chunk_extras(
                 p, result.output_path, chunk.namespaces_path, None if last else chunk.profiles_path
             )
+            # The default first page of the first chunk, ready to serve: built now, while the cores are free,
+            # rather than when it is asked for, while the next pass holds them (docs/decisions/previews.md).
+            head = None
+            if members is not None and result.index == 0:
+                head = [
+                    _entity(pid, identity_map, p.merge_policy_id)
+                    for pid, identity_map in _members_rows(members, 0, DEFAULT_LIMIT)
+                ]
             counts = {"members": result.counts.get(PREVIEW_ID, 0), **extra}
             if p.base is not None:
                 counts["base"] = result.counts.get(p.base["id"], 0)
@@ -314,6 +322,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
                         "counts": counts,
                         "index": result.index,
                         "members": members,
+                        "head": head,
                     }
                 )
             if len(p.chunks) == 1:
@@ -390,34 +399,47 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
     done = sum(c["counts"][kind] for c in chunks)
     if p.state not in TERMINAL and done < offset + limit:
         return [], False
-    sample = sampling.Sample.load(p.sample_folder) if p.sample_folder is not None else None
     items: list[dict] = []
     skip, want = offset, limit
-    con = duck.connect()
+    sample: sampling.Sample | None = None
+    con = None
     try:
         for c in sorted(chunks, key=lambda c: c["index"]):
             n = c["counts"][kind]
             if skip >= n:
                 skip -= n
                 continue
-            profiles = sample.chunks[c["index"]].profiles_path if sample else None
-            ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-            if kind == "members" and c.get("members") is not None:
-                rows = _members_rows(c["members"], skip, want)
-            elif profiles is not None and profiles.parent.is_dir():
-                rows = con.execute(
-                    f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
-                    f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
-                ).fetchall()
-            else:  # the sample this preview read was replaced twice since: ids only
-                rows = [(r[0], None) for r in con.execute(ids_sql).fetchall()]
-            items.extend(_entity(pid, identity_map, p.merge_policy_id) for pid, identity_map in rows)
+            head = c.get("head") if kind == "members" else None
+            if head is not None and (skip + want <= len(head) or len(head) >= n):
+                items.extend(_copy_entity(e) for e in head[skip : skip + want])
+            else:
+                if sample is None and p.sample_folder is not None:
+                    sample = sampling.Sample.load(p.sample_folder)
+                con = con or duck.connect()
+                profiles = sample.chunks[c["index"]].profiles_path if sample else None
+                ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
+                if kind == "members" and c.get("members") is not None:
+                    rows = _members_rows(c["members"], skip, want)
+                elif profiles is not None and profiles.parent.is_dir():
+                    rows = con.execute(
+                        f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
+                        f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
+                    ).fetchall()
+                else:  # the sample this preview read was replaced twice since: ids only
+                    rows = [(r[0], None) for r in con.execute(ids_sql).fetchall()]
+                items.extend(_entity(pid, identity_map, p.merge_policy_id) for pid, identity_map in rows)
             skip, want = 0, limit - len(items)
             if want <= 0:
                 break
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     return items, True
+
+
+def _copy_entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """A result kept for later pages, copied for one answer (an in-process caller may change what it gets)."""
+    return {**entity, "relatedObjects": [dict(r) for r in entity["relatedObjects"]]}
 
 
 def _lookup(namespace: str, value: str, merge_policy_id: str) -> str:
