@@ -183,7 +183,7 @@ def _constant_keys_map(tree: dict) -> str:
     """``segmentMembership`` when its keys are known in advance (the namespace, and the segment for a one-segment
     batch): a STRUCT literal, ``{ns: {segment: entry}}`` or ``{ns: <map expression>}``, cast to the MAP type.
     The cast relabels the struct's fields as map entries; the ``MAP {...}`` constructor builds and checks every
-    row's entries and costs about twice the CPU (docs/decisions/exports.md, "segmentMembership")."""
+    row's entries and costs about twice the CPU (docs/decisions/exports.md, item 19)."""
 
     def struct(node) -> str:
         if isinstance(node, str):
