@@ -179,6 +179,20 @@ def _members_sql(
     return " UNION ALL ".join(selects)
 
 
+def _constant_keys_map(tree: dict) -> str:
+    """``segmentMembership`` when its keys are known in advance (the namespace, and the segment for a one-segment
+    batch): a STRUCT literal, ``{ns: {segment: entry}}`` or ``{ns: <map expression>}``, cast to the MAP type.
+    The cast relabels the struct's fields as map entries; the ``MAP {...}`` constructor builds and checks every
+    row's entries and costs about twice the CPU (docs/decisions/exports.md, item 19)."""
+
+    def struct(node) -> str:
+        if isinstance(node, str):
+            return node
+        return "{" + ", ".join(f"{sql_str(k)}: {struct(v)}" for k, v in node.items()) + "}"
+
+    return f"{struct(tree)}::MAP(VARCHAR, MAP(VARCHAR, {MEMBERSHIP_VALUE}))"
+
+
 def _record_data(columns: dict[str, str]) -> str:
     """True for a profile with record (profile-fragment) attributes; false for one known only from events."""
     attrs = [c for c in columns if c not in (*ALWAYS, *INTERNAL)]
@@ -230,7 +244,7 @@ def _export_sql(
     if len(sources) == 1 and not all_profiles:
         # One segment: one row per member, the map built in place (no GROUP BY).
         (s,) = sources
-        membership = f"MAP {{{sql_str(s.namespace)}: MAP {{m.segment_id: {entry}}}}}"
+        membership = _constant_keys_map({s.namespace: {s.segment_id: entry}})
         return (
             f"SELECT m.profile_id, {select}m.identityMap, {membership} AS segmentMembership "
             f"FROM ({_members_sql(sources, window)}) m JOIN {profiles} p ON p.profile_id = m.profile_id {where}"
@@ -245,9 +259,9 @@ def _export_sql(
     )
     if len(namespaces) == 1:
         (ns,) = namespaces
+        segments = f"map_from_entries(list({{'key': segment_id, 'value': {entry}}}))"
         grouped = (
-            f"SELECT profile_id, any_value(identityMap) AS identityMap, "
-            f"MAP {{{sql_str(ns)}: map_from_entries(list({{'key': segment_id, 'value': {entry}}}))}} "
+            f"SELECT profile_id, any_value(identityMap) AS identityMap, {_constant_keys_map({ns: segments})} "
             f"AS segmentMembership FROM ({_members_sql(sources, window)}) m GROUP BY profile_id"
         )
     if all_profiles:

@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from segmentation_pipelines import duck, engine, pql
 from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
@@ -210,8 +213,12 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
 # --- the work -------------------------------------------------------------------------------------------------------
 
 
-def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """Of one chunk's output: enter/exit counts (shadow diff) and the namespaces of its matching profiles."""
+def _chunk_extras(
+    p: _Preview, output: Path, namespaces_path: Path, profiles_path: Path | None = None
+) -> tuple[dict[str, int], dict[str, int], Path | None]:
+    """Of one chunk's output, on one connection: enter/exit counts (shadow diff), the namespaces of its matching
+    profiles and, given ``profiles_path``, its members with their identity maps in page order (profile id),
+    written next to the output (the first pages, served without reading the chunk's profiles again)."""
     con = duck.connect()
     try:
         counts: dict[str, int] = {}
@@ -223,31 +230,30 @@ def _chunk_extras(p: _Preview, output: Path, namespaces_path: Path) -> tuple[dic
                 {"new": PREVIEW_ID, "base": p.base["id"]},
             ).fetchone()
             counts = {"enter": int(enter), "exit": int(leave)}
-        rows = con.execute(
-            f"SELECT ns, count(DISTINCT profile_id) FROM (SELECT profile_id, unnest(namespaces) AS ns "
-            f"FROM read_parquet({_sql(namespaces_path)}) "
-            f"WHERE profile_id IN (SELECT profile_id FROM read_parquet({_sql(output)}) WHERE audience_id = $new)"
-            f") GROUP BY ns",
-            {"new": PREVIEW_ID},
-        ).fetchall()
-        return counts, {str(ns): int(n) for ns, n in rows}
+        members = None
+        if profiles_path is not None:
+            members = output.with_name(f"{output.stem}-members.parquet")
+            con.execute(
+                f"COPY (SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet({_sql(output)}) "
+                f"WHERE audience_id = {_sql(PREVIEW_ID)}) AS k LEFT JOIN read_parquet({_sql(profiles_path)}) AS p "
+                f"USING (profile_id) ORDER BY k.profile_id) TO {_sql(members)} (FORMAT parquet)"
+            )
+            # The namespaces of the matches are the keys of the identity maps just written (the chunk's
+            # namespaces file holds the same keys, for chunks whose members are not written).
+            matches = (
+                f"SELECT profile_id, unnest(list_transform(identityMap, lambda e: e.key)) AS ns "
+                f"FROM read_parquet({_sql(members)})"
+            )
+        else:
+            matches = (
+                f"SELECT profile_id, unnest(namespaces) AS ns FROM read_parquet({_sql(namespaces_path)}) "
+                f"WHERE profile_id IN (SELECT profile_id FROM read_parquet({_sql(output)}) "
+                f"WHERE audience_id = {_sql(PREVIEW_ID)})"
+            )
+        rows = con.execute(f"SELECT ns, count(DISTINCT profile_id) FROM ({matches}) GROUP BY ns").fetchall()
+        return counts, {str(ns): int(n) for ns, n in rows if ns is not None}, members
     finally:
         con.close()
-
-
-def _write_members(output: Path, profiles_path: Path) -> Path:
-    """The previewed expression's members of one chunk with their identity maps, in page order (profile id)."""
-    target = output.with_name(f"{output.stem}-members.parquet")
-    con = duck.connect()
-    try:
-        con.execute(
-            f"COPY (SELECT k.profile_id, p.identityMap FROM (SELECT profile_id FROM read_parquet({_sql(output)}) "
-            f"WHERE audience_id = {_sql(PREVIEW_ID)}) AS k LEFT JOIN read_parquet({_sql(profiles_path)}) AS p "
-            f"USING (profile_id) ORDER BY k.profile_id) TO {_sql(target)} (FORMAT parquet)"
-        )
-    finally:
-        con.close()
-    return target
 
 
 def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> None:
@@ -289,12 +295,20 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
 
         def on_chunk(result: sampling.ChunkResult) -> None:
             chunk = sample.chunks[result.index]
-            extra, namespaces = _chunk_extras(p, result.output_path, chunk.namespaces_path)
             # The first pages, with their identities, written before the next (larger) pass starts: read while
             # that pass runs, the profiles' identity maps would compete with it for the cores.
-            members = None
-            if result.index < len(sample.chunks) - 1:
-                members = _write_members(result.output_path, chunk.profiles_path)
+            last = result.index == len(sample.chunks) - 1
+            extra, namespaces, members = _chunk_extras(
+                p, result.output_path, chunk.namespaces_path, None if last else chunk.profiles_path
+            )
+            # The default first page of the first chunk, ready to serve: built now, while the cores are free,
+            # rather than when it is asked for, while the next pass holds them (docs/decisions/previews.md).
+            head = None
+            if members is not None and result.index == 0:
+                head = [
+                    _entity(pid, identity_map, p.merge_policy_id)
+                    for pid, identity_map in _members_rows(members, 0, DEFAULT_LIMIT)
+                ]
             counts = {"members": result.counts.get(PREVIEW_ID, 0), **extra}
             if p.base is not None:
                 counts["base"] = result.counts.get(p.base["id"], 0)
@@ -308,6 +322,7 @@ def _run(p: _Preview, ctx: ServiceContext, checked: Any, schema: pql.Schema) -> 
                         "counts": counts,
                         "index": result.index,
                         "members": members,
+                        "head": head,
                     }
                 )
             if len(p.chunks) == 1:
@@ -362,6 +377,20 @@ def _kind_sql(p: _Preview, kind: str, output: Path) -> str:
     )
 
 
+def _members_rows(path: Path, offset: int, limit: int) -> list[tuple[str, Any]]:
+    """Rows ``offset``..``offset+limit`` of a chunk's members file (written in profile id order), read with Arrow:
+    a first page is served while the next chunk's pass holds the cores, and a DuckDB connection and query plan
+    for a few thousand rows cost more than the read."""
+    table = pq.read_table(path, columns=["profile_id", "identityMap"])
+    ids = table.column("profile_id")
+    if len(table) > 1 and not pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py():
+        table = table.sort_by("profile_id")
+    page = table.slice(offset, limit)
+    return list(
+        zip(page.column("profile_id").to_pylist(), page.column("identityMap").to_pylist(), strict=True)
+    )
+
+
 def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) -> tuple[list[dict], bool]:
     """Page ``offset``..``offset+limit`` of ``kind`` (members/enter/exit), in a fixed order (chunk, profile id), so
     pages never change once served; ``(items, available)`` (not available while the chunks that hold it run)."""
@@ -370,37 +399,47 @@ def _page(p: _Preview, ctx: ServiceContext, kind: str, offset: int, limit: int) 
     done = sum(c["counts"][kind] for c in chunks)
     if p.state not in TERMINAL and done < offset + limit:
         return [], False
-    sample = sampling.Sample.load(p.sample_folder) if p.sample_folder is not None else None
     items: list[dict] = []
     skip, want = offset, limit
-    con = duck.connect()
+    sample: sampling.Sample | None = None
+    con = None
     try:
         for c in sorted(chunks, key=lambda c: c["index"]):
             n = c["counts"][kind]
             if skip >= n:
                 skip -= n
                 continue
-            profiles = sample.chunks[c["index"]].profiles_path if sample else None
-            ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-            if kind == "members" and c.get("members") is not None:
-                rows = con.execute(
-                    f"SELECT profile_id, identityMap FROM read_parquet({_sql(c['members'])}) "
-                    f"ORDER BY profile_id LIMIT {want} OFFSET {skip}"
-                ).fetchall()
-            elif profiles is not None and profiles.parent.is_dir():
-                rows = con.execute(
-                    f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
-                    f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
-                ).fetchall()
-            else:  # the sample this preview read was replaced twice since: ids only
-                rows = [(r[0], None) for r in con.execute(ids_sql).fetchall()]
-            items.extend(_entity(pid, identity_map, p.merge_policy_id) for pid, identity_map in rows)
+            head = c.get("head") if kind == "members" else None
+            if head is not None and (skip + want <= len(head) or len(head) >= n):
+                items.extend(_copy_entity(e) for e in head[skip : skip + want])
+            else:
+                if sample is None and p.sample_folder is not None:
+                    sample = sampling.Sample.load(p.sample_folder)
+                con = con or duck.connect()
+                profiles = sample.chunks[c["index"]].profiles_path if sample else None
+                ids_sql = f"{_kind_sql(p, kind, c['output'])} ORDER BY profile_id LIMIT {want} OFFSET {skip}"
+                if kind == "members" and c.get("members") is not None:
+                    rows = _members_rows(c["members"], skip, want)
+                elif profiles is not None and profiles.parent.is_dir():
+                    rows = con.execute(
+                        f"SELECT k.profile_id, p.identityMap FROM ({ids_sql}) AS k "
+                        f"LEFT JOIN read_parquet({_sql(profiles)}) AS p USING (profile_id) ORDER BY k.profile_id"
+                    ).fetchall()
+                else:  # the sample this preview read was replaced twice since: ids only
+                    rows = [(r[0], None) for r in con.execute(ids_sql).fetchall()]
+                items.extend(_entity(pid, identity_map, p.merge_policy_id) for pid, identity_map in rows)
             skip, want = 0, limit - len(items)
             if want <= 0:
                 break
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     return items, True
+
+
+def _copy_entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """A result kept for later pages, copied for one answer (an in-process caller may change what it gets)."""
+    return {**entity, "relatedObjects": [dict(r) for r in entity["relatedObjects"]]}
 
 
 def _lookup(namespace: str, value: str, merge_policy_id: str) -> str:

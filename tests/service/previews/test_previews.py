@@ -194,3 +194,36 @@ def test_a_sampled_store_reports_an_honest_interval(tmp_path, monkeypatch):
     assert len(preview["results"]) == estimate["profilesMatchedSoFar"] <= 3
     assert estimate["estimatedSizeLow"] <= 3 <= estimate["estimatedSizeHigh"]
     assert estimate["standardError"] >= 0 and estimate["confidenceInterval"] == "95%"
+
+
+def test_a_sample_read_in_two_chunks_pages_and_counts_as_one(tmp_path, monkeypatch):
+    """The whole store cut in two chunks (as a 1M sample is: a first part, then the rest): the first chunk's members
+    are written with their identities (the namespace counts come from that file) and the head of its first page
+    is built ahead (here one result: ``DEFAULT_LIMIT`` = 1); paging one result at a time, through the head, the
+    file and the last chunk, walks the same members in a fixed order."""
+    from segmentation_pipelines.engine import sampling
+    from segmentation_pipelines.service import previews
+
+    monkeypatch.setattr(sampling, "MIN_CHUNK", 1)
+    monkeypatch.setattr(sampling, "FIRST_FRACTION", 1 / 2)
+    monkeypatch.setattr(previews, "DEFAULT_LIMIT", 1)
+    served_from_file = []
+    read_rows = previews._members_rows
+    monkeypatch.setattr(previews, "_members_rows", lambda *a: served_from_file.append(a) or read_rows(*a))
+    with SegmentationClient(home=tmp_path / "home") as local:
+        Scenario(local, tmp_path).load()
+        preview = local.previews.run('homeAddress.countryCode = "US"', limit=10)  # ann, bob, eve
+        estimate = preview["estimate"]
+        assert preview["state"] == "RESULT_READY" and estimate["sample"]["chunks"] == 2
+        assert estimate["exact"] is True and estimate["estimatedSize"] == 3
+        assert emails(preview["results"]) == {"ann", "bob", "eve"}
+        distribution = {
+            d["namespaceId"]: d["profilesMatchedSoFar"] for d in estimate["estimatedNamespaceDistribution"]
+        }
+        assert distribution == {"CRMID": 3, "Email": 3}
+        one_by_one = [
+            local.previews.get(preview["previewId"], offset=i, limit=1)["results"] for i in range(4)
+        ]
+    assert [len(r) for r in one_by_one] == [1, 1, 1, 0]
+    assert served_from_file  # the first chunk's members were read from its members file
+    assert [r[0]["objectId"] for r in one_by_one[:3]] == [r["objectId"] for r in preview["results"]]
