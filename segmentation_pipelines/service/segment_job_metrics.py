@@ -44,6 +44,9 @@ def evaluation_metrics(summary: Any) -> dict[str, Any]:
         "segmentedProfileByNamespaceCounter": by_namespace,
         "segmentedProfileByStatusCounter": by_status,
     }
+    phases = _field(summary, "phases_ms")
+    if phases:  # extension: where the job's time went (docs/decisions/segment-jobs.md)
+        metrics["phasesInMs"] = {str(k): int(v) for k, v in dict(phases).items()}
     if _field(summary, "failed"):
         metrics["failedSegmentCounter"] = len(dict(_field(summary, "failed")))
     return metrics
@@ -61,3 +64,17 @@ def evaluation_errors(summary: Any) -> list[dict[str, Any]]:
 def evaluated_store(summary: Any) -> str | None:
     """The profile-store version the evaluation read."""
     return _field(summary, "store_version") or None
+
+
+PHASES = ("storeRefresh", "preparation", "evaluation", "identities", "membershipDiff", "publication")
+
+
+def with_dagster_phase(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` of an ended job with ``phasesInMs.dagster``: the rest of ``totalTime`` (waiting to be launched,
+    the run's start, steps' processes and events, the status written back), when the evaluation recorded phases."""
+    phases = metrics.get("phasesInMs")
+    total = (metrics.get("totalTime") or {}).get("totalTimeInMs")
+    if not phases or total is None:
+        return metrics
+    known = sum(int(v) for k, v in phases.items() if k != "dagster")
+    return {**metrics, "phasesInMs": {**phases, "dagster": max(int(total) - known, 0)}}
