@@ -321,12 +321,13 @@ def main() -> None:
     lines += ["", "The job's `metrics.phasesInMs` (s):", ""]
     names = [
         "storeRefresh",
+        "dagsterLaunch",
         "preparation",
         "evaluation",
         "identities",
         "membershipDiff",
         "publication",
-        "dagster",
+        "dagsterFinish",
     ]
     lines.append("| round | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))

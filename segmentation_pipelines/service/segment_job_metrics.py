@@ -66,15 +66,22 @@ def evaluated_store(summary: Any) -> str | None:
     return _field(summary, "store_version") or None
 
 
-PHASES = ("storeRefresh", "preparation", "evaluation", "identities", "membershipDiff", "publication")
-
-
 def with_dagster_phase(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` of an ended job with ``phasesInMs.dagster``: the rest of ``totalTime`` (waiting to be launched,
-    the run's start, steps' processes and events, the status written back), when the evaluation recorded phases."""
+    """``metrics`` of an ended job with the Dagster phases, when the evaluation recorded phases:
+    ``dagsterLaunch`` (from the job's creation to the evaluation's start, less ``storeRefresh``: waiting to be
+    launched, the definitions loaded, the run and its step started) and ``dagsterFinish`` (the rest of
+    ``totalTime``: the materializations and their metadata, the run's end, the status written back)."""
     phases = metrics.get("phasesInMs")
-    total = (metrics.get("totalTime") or {}).get("totalTimeInMs")
-    if not phases or total is None:
+    total = metrics.get("totalTime") or {}
+    segmentation = metrics.get("profileSegmentationTime") or {}
+    if not phases or total.get("totalTimeInMs") is None:
         return metrics
-    known = sum(int(v) for k, v in phases.items() if k != "dagster")
-    return {**metrics, "phasesInMs": {**phases, "dagster": max(int(total) - known, 0)}}
+    known = {k: int(v) for k, v in phases.items() if k not in ("dagsterLaunch", "dagsterFinish")}
+    launch = 0
+    if segmentation.get("startTimeInMs") is not None and total.get("startTimeInMs") is not None:
+        launch = (
+            int(segmentation["startTimeInMs"]) - int(total["startTimeInMs"]) - known.get("storeRefresh", 0)
+        )
+    launch = max(launch, 0)
+    finish = max(int(total["totalTimeInMs"]) - sum(known.values()) - launch, 0)
+    return {**metrics, "phasesInMs": {**known, "dagsterLaunch": launch, "dagsterFinish": finish}}

@@ -59,11 +59,13 @@ def check_metrics(job: dict, scenario: Scenario, expected: dict[str, dict[str, s
     # Extension: where the job's time went. The phases cover the whole job (Dagster takes the rest), and the
     # evaluation's own phases fit in its segmentation time (1 ms of rounding per phase).
     phases = metrics["phasesInMs"]
-    assert set(phases) == {*EVALUATION_PHASES, "storeRefresh", "dagster"}
+    assert set(phases) == {*EVALUATION_PHASES, "storeRefresh", "dagsterLaunch", "dagsterFinish"}
     assert all(isinstance(v, int) and v >= 0 for v in phases.values()), phases
     assert sum(phases.values()) == total["totalTimeInMs"]
     assert sum(phases[p] for p in EVALUATION_PHASES) <= phase["totalTimeInMs"] + len(EVALUATION_PHASES)
-    assert phases["evaluation"] > 0 and phases["membershipDiff"] > 0 and phases["dagster"] > 0
+    launched = phase["startTimeInMs"] - total["startTimeInMs"]
+    assert phases["dagsterLaunch"] + phases["storeRefresh"] == launched or phases["dagsterLaunch"] == 0
+    assert phases["evaluation"] > 0 and phases["membershipDiff"] > 0 and phases["dagsterLaunch"] > 0
 
 
 def test_two_days_of_segment_jobs(client, ctx, tmp_path, monkeypatch):
