@@ -236,12 +236,85 @@ def compare(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -> tuple
     return pairs, only_job, only_hand
 
 
+def floor(profiles: str, events: str, hand_dir: Path, out_dir: Path) -> dict:
+    """The physical floor on this machine and what the membership format costs, on the hand-written pairs:
+
+    * ``read_group``: read every column the definitions read and group the events by profile (no condition);
+    * ``pairs``: write the pairs as ``(audience_id, profile_id)`` strings (the engine's output);
+    * ``pairs_identities``: write them as the membership files hold them today (one file per audience, every row
+      with its member's ``identityMap``, joined from the merged profiles);
+    * ``int_pairs``: write them as ``(audience number, profile number)`` integers sorted by audience and profile
+      over a profile index (``row_number`` of the merged profiles), the identities once per profile beside them.
+    Seconds and bytes on disk of each."""
+    from segmentation_pipelines import duck
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    con = duck.connect(out_dir / "spill", "4GB")
+    P, E = f"read_parquet('{profiles}')", f"read_parquet('{events}')"
+    H = f"read_parquet('{hand_dir / '*.parquet'}')"
+    out: dict = {}
+
+    def timed(name: str, sql: str, target: Path | None = None) -> None:
+        t = time.perf_counter()
+        con.execute(sql)
+        out[name] = time.perf_counter() - t
+        if target is not None:
+            files = [target] if target.is_file() else list(target.rglob("*.parquet"))
+            out[name + "_bytes"] = sum(f.stat().st_size for f in files)
+
+    try:
+        timed(
+            "read_group",
+            f"""CREATE TEMP TABLE g AS SELECT p.profile_id, p.homeAddress, p.person, p.loyalty, e.* EXCLUDE (profile_id)
+                FROM {P} p LEFT JOIN (SELECT profile_id, max(eventType) a, max(timestamp) b,
+                                             sum(commerce.order.priceTotal) c, max(commerce.order.currencyCode) d
+                                      FROM {E} GROUP BY profile_id) e USING (profile_id)""",
+        )
+        con.execute("DROP TABLE g")
+        out["pairs_n"] = con.execute(f"SELECT count(*) FROM {H}").fetchone()[0]
+        timed(
+            "pairs",
+            f"COPY (SELECT * FROM {H}) TO '{out_dir / 'pairs.parquet'}' (FORMAT parquet)",
+            out_dir / "pairs.parquet",
+        )
+        timed(
+            "pairs_identities",
+            f"""COPY (SELECT h.audience_id, h.profile_id, 'realized' AS status,
+                             TIMESTAMP '2026-11-29 15:00:00' AS lastQualificationTime, p.identityMap
+                      FROM {H} h JOIN (SELECT profile_id, identityMap FROM {P}) p USING (profile_id))
+                TO '{out_dir / "memberships"}' (FORMAT parquet, PARTITION_BY (audience_id))""",
+            out_dir / "memberships",
+        )
+        timed(
+            "int_pairs",
+            f"""CREATE TEMP TABLE idx AS SELECT profile_id, (row_number() OVER () - 1)::UINTEGER AS pidx FROM {P};
+                CREATE TEMP TABLE aud AS SELECT audience_id, (row_number() OVER (ORDER BY audience_id) - 1)::USMALLINT
+                                         AS aidx FROM (SELECT DISTINCT audience_id FROM {H});
+                COPY (SELECT a.aidx, i.pidx FROM {H} h JOIN aud a USING (audience_id) JOIN idx i USING (profile_id)
+                      ORDER BY a.aidx, i.pidx) TO '{out_dir / "int_pairs.parquet"}' (FORMAT parquet, COMPRESSION zstd)""",
+            out_dir / "int_pairs.parquet",
+        )
+        timed(
+            "identities_once",
+            f"""COPY (SELECT i.pidx, p.profile_id, p.identityMap FROM {P} p JOIN idx i USING (profile_id))
+                TO '{out_dir / "identities.parquet"}' (FORMAT parquet, COMPRESSION zstd)""",
+            out_dir / "identities.parquet",
+        )
+    finally:
+        con.close()
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profiles", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=20_000_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".work")
+    ap.add_argument("--definitions", type=int, default=100, help="a multiple of 5 (20 of each kind per 100)")
+    ap.add_argument("--floor", action="store_true", help="also the floor and the membership formats' costs")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
@@ -253,7 +326,7 @@ def main() -> None:
     prepare(folder, args.profiles, args.events)
     work = args.work / folder.name / "segment-job"
     home = ingested_home(folder, work)
-    defs = definitions(100)
+    defs = definitions(args.definitions)
     rows = []
     with SegmentationClient(home=home) as client:
         ids = ensure_definitions(client, defs)
@@ -297,15 +370,23 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
             assert only_job == 0 and only_hand == 0, f"the job and the hand-written SQL differ: {rows[-1]}"
+        floor_figures = None
+        if args.floor:
+            before = load()
+            floor_figures = floor(profiles, events, work / "hand-written", work / "floor")
+            floor_figures["load"] = (before, load())
+            print("floor:", floor_figures, flush=True)
     shutil.rmtree(work / "hand-written", ignore_errors=True)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     lines = [
-        f"### {stamp} — {args.profiles:,} profiles, {args.events:,} events, 100 definitions, {cores} cores",
+        f"### {stamp} — {args.profiles:,} profiles, {args.events:,} events, {args.definitions} definitions, "
+        f"{cores} cores",
         "",
         f"Command: `flock /tmp/sp-bench.lock .venv/bin/python benchmarks/segment_job.py --profiles {args.profiles} "
-        f"--events {args.events} --rounds {args.rounds}`",
+        f"--events {args.events} --rounds {args.rounds} --definitions {args.definitions}"
+        f"{' --floor' if args.floor else ''}`",
         "",
         "| round | evaluation | job, through the client (s) | hand-written SQL (s) | job / hand-written | pairs "
         "(identical) | realized / existing / exited | load before → after |",
@@ -340,6 +421,19 @@ def main() -> None:
         lines.append(
             f"- round {r['round']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["hand"]["by_kind"].items())
         )
+    if floor_figures:
+        f = floor_figures
+        n = f["pairs_n"]
+        lines += [
+            "",
+            f"Floor and formats, on the last round's {n:,} hand-written pairs (load {f['load'][0]} → {f['load'][1]}):"
+            f" read every needed column and group the events by profile {f['read_group']:.1f} s; write the pairs "
+            f"as strings {f['pairs']:.1f} s ({f['pairs_bytes'] / n:.2f} B/pair); as today's membership files "
+            f"(per audience, each row with its identityMap) {f['pairs_identities']:.1f} s "
+            f"({f['pairs_identities_bytes'] / n:.2f} B/member); as sorted integer pairs over a profile index "
+            f"{f['int_pairs']:.1f} s ({f['int_pairs_bytes'] / n:.2f} B/member) plus the identities once per "
+            f"profile {f['identities_once']:.1f} s ({f['identities_once_bytes'] / 1e6:.0f} MB).",
+        ]
     table = "\n".join(lines)
     print(table)
     if args.record:
