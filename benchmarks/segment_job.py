@@ -1,7 +1,8 @@
 """Benchmark of the whole segment job against hand-written DuckDB SQL (issue 18, target 1).
 
     flock /tmp/sp-bench.lock .venv/bin/python benchmarks/segment_job.py [--profiles 1000000] [--events 20000000]
-                                                                        [--rounds 2] [--work DIR] [--record]
+                                                                        [--rounds 2] [--definitions 100] [--floor]
+                                                                        [--work DIR] [--record]
 
 Data: the seeded synthetic data of ``benchmarks/evaluation.py`` (``benchmarks/.data/``, read only), ingested once
 through the in-process client into a home under ``--work`` (``preview.py``'s ``ingested_home``: profiles and events
@@ -24,7 +25,10 @@ has ``existing`` and ``exited`` members), in this order:
 * **the check**: the job's current members (the published membership files, ``realized``/``existing``) and the
   hand-written pairs are the same set (both differences empty), else the benchmark fails.
 
-Reports job / hand-written per round, with the load average (``uptime``) before and after.
+Reports job / hand-written per round, with the load average (``uptime``) before and after. ``--definitions N``
+(a multiple of 5) evaluates N definitions instead of 100; ``--floor`` also measures, on the last round's pairs,
+the physical floor (read and group) and what writing the memberships costs in today's format and as sorted integer
+pairs over a profile index (``floor``).
 """
 
 from __future__ import annotations
