@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ class DiffResult:
     staging: Path
     files: dict[str, Path]
     counts: dict[str, AudienceCounts]
+    # Where the diff's time went (ms): "identities" (the members' identityMaps normalised from the merged
+    # profiles, and the per-namespace counts), "membershipDiff" (the rest: the join with the previous members,
+    # writing the files, which carry each member's identityMap, and the counts).
+    timings_ms: dict[str, int] = field(default_factory=dict)
 
 
 def membership_path(memberships_root: Path, audience_id: str, evaluation_ms: int) -> Path:
@@ -182,11 +187,14 @@ def _diff(
     ] or [
         f"SELECT NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
     ]
+    started = time.perf_counter()
+    identities_s = 0.0
     run(
         f"""CREATE TEMP TABLE profiles AS SELECT *, dense_rank() OVER (ORDER BY ns) AS nsid FROM (
                 SELECT *, list_sort(list_distinct(list_transform(identityMap, lambda e: e.key))) AS ns
                 FROM ({" UNION ALL ".join(selects)}))"""
     )
+    identities_s += time.perf_counter() - started
 
     # The qualified pairs (each pair once: the engine writes every pair once), as audience indexes.
     sources = (
@@ -271,6 +279,7 @@ def _diff(
         c.members = c.realized + c.existing
     # Current members are the qualified pairs; their namespaces are their profiles' identityMap keys, counted
     # per list of namespaces (an integer group) and then per namespace.
+    namespaces_started = time.perf_counter()
     namespaces = dict(run("SELECT DISTINCT nsid, ns FROM profiles"))
     for aidx, nsid, n in run(
         f"""SELECT q.aidx, pr.nsid, count(*) FROM ({qualified}) q
@@ -279,6 +288,7 @@ def _diff(
         by_namespace = counts[audience_ids[aidx]].by_namespace
         for namespace in namespaces[nsid] or []:
             by_namespace[namespace] = by_namespace.get(namespace, 0) + n
+    identities_s += time.perf_counter() - namespaces_started
 
     # What DuckDB wrote, listed once: parts/aidx=<n>/<file>.parquet (one file per partition in practice).
     written: dict[int, list[Path]] = {}
@@ -307,7 +317,12 @@ def _diff(
                 )
             shutil.copyfile(empty, target)
         files[audience_id] = target
-    return DiffResult(staging=staging, files=files, counts=counts)
+    total_s = time.perf_counter() - started
+    timings = {
+        "identities": round(identities_s * 1000),
+        "membershipDiff": round((total_s - identities_s) * 1000),
+    }
+    return DiffResult(staging=staging, files=files, counts=counts, timings_ms=timings)
 
 
 def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) -> dict[str, Path]:

@@ -77,6 +77,9 @@ class EvaluationSummary:
         default_factory=dict
     )  # the profile store it read (profile_store.py)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {"name", "code", "message"}
+    # Where the evaluation's time went (ms): preparation (definitions loaded and checked, the store version),
+    # evaluation (the engine passes), identities, membershipDiff, publication (see docs/decisions/segment-jobs.md).
+    phases_ms: dict[str, int] = field(default_factory=dict)
 
 
 DEFINITION_FAILED = "SEGP-200422"  # a definition of the job could not be evaluated (the others were)
@@ -159,6 +162,14 @@ def run_evaluation(
             raise EvaluationCancelled(f"evaluation at {t.isoformat()} was cancelled")
 
     summary.segmentation_start_ms = int(time.time() * 1000)
+    phase_started = time.perf_counter()
+
+    def phase_done(name: str) -> None:
+        nonlocal phase_started
+        now = time.perf_counter()
+        summary.phases_ms[name] = summary.phases_ms.get(name, 0) + round((now - phase_started) * 1000)
+        phase_started = now
+
     definitions = _load_definitions(ctx, ids, snapshot)
     schema = profile_schema(ctx)
     checker = SegmentPql(ctx)
@@ -202,6 +213,7 @@ def run_evaluation(
     work = layout.tmp_dir() / f"evaluation-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     report("start", {"definitions": len(ids), "evaluation_time": t.isoformat()})
+    phase_done("preparation")
     try:
         qualified: list[Path] = []
         produced: dict[str, Path] = {}  # audience id -> the engine output holding its qualified profiles
@@ -292,9 +304,18 @@ def run_evaluation(
             raise ApiError(500, "; ".join(f["message"] for f in summary.failed.values()))
 
         report("diff", {"audiences": len(order)})
+        phase_done("evaluation")
         files, counts = publish_memberships(
-            ctx, qualified, order, t, job_id=job_id, profiles_paths=profiles_of, should_cancel=cancelled
+            ctx,
+            qualified,
+            order,
+            t,
+            job_id=job_id,
+            profiles_paths=profiles_of,
+            should_cancel=cancelled,
+            timings=summary.phases_ms,
         )
+        phase_started = time.perf_counter()
         summary.audiences = counts
         summary.files = {a: str(p) for a, p in files.items()}
     except (memberships.MembershipCancelled, engine.EvaluationCancelled):
@@ -302,6 +323,7 @@ def run_evaluation(
     finally:
         shutil.rmtree(work, ignore_errors=True)
         held.close()
+    phase_done("publication")  # what is left: the work folder removed
     summary.segmentation_end_ms = int(time.time() * 1000)
     report("done", {"audiences": len(summary.audiences)})
     return summary
@@ -322,6 +344,7 @@ def _publish_memberships(
     job_id: str | None = None,
     profiles_paths: Mapping[str, Path] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    timings: dict[str, int] | None = None,
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """Diff the qualified ``(audience_id, profile_id)`` pairs of one evaluation against each audience's previous
     membership and publish the result (files, then the catalog rows in one transaction); ``(files, counts)``.
@@ -336,6 +359,7 @@ def _publish_memberships(
     if profiles_paths is None:
         default = layout.profiles_path(MergePoliciesService(ctx).ensure_default()["id"])
         profiles_paths = {a: default for a in audience_ids}
+    started = time.perf_counter()
     previous = {a: e.path for a, e in evaluations.latest_for(audience_ids, before_ms=evaluation_ms).items()}
     try:
         diff = memberships.diff_memberships(
@@ -352,6 +376,7 @@ def _publish_memberships(
     if should_cancel is not None and should_cancel():
         shutil.rmtree(diff.staging, ignore_errors=True)
         raise EvaluationCancelled(f"evaluation at {evaluation_time.isoformat()} was cancelled")
+    diffed = time.perf_counter()
     files = memberships.publish_files(diff, layout.memberships_dir(), evaluation_ms)
     counts = {a: c.as_dict() for a, c in diff.counts.items()}
     try:
@@ -360,6 +385,13 @@ def _publish_memberships(
         memberships.discard(files.values())
         raise
     memberships.discard(replaced)
+    if timings is not None:
+        identities = int(diff.timings_ms.get("identities", 0))
+        timings["identities"] = timings.get("identities", 0) + identities
+        diff_ms = round((diffed - started) * 1000) - identities
+        timings["membershipDiff"] = timings.get("membershipDiff", 0) + max(diff_ms, 0)
+        publication = round((time.perf_counter() - diffed) * 1000)
+        timings["publication"] = timings.get("publication", 0) + publication
     return files, counts
 
 

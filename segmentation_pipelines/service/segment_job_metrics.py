@@ -44,6 +44,9 @@ def evaluation_metrics(summary: Any) -> dict[str, Any]:
         "segmentedProfileByNamespaceCounter": by_namespace,
         "segmentedProfileByStatusCounter": by_status,
     }
+    phases = _field(summary, "phases_ms")
+    if phases:  # extension: where the job's time went (docs/decisions/segment-jobs.md)
+        metrics["phasesInMs"] = {str(k): int(v) for k, v in dict(phases).items()}
     if _field(summary, "failed"):
         metrics["failedSegmentCounter"] = len(dict(_field(summary, "failed")))
     return metrics
@@ -61,3 +64,24 @@ def evaluation_errors(summary: Any) -> list[dict[str, Any]]:
 def evaluated_store(summary: Any) -> str | None:
     """The profile-store version the evaluation read."""
     return _field(summary, "store_version") or None
+
+
+def with_dagster_phase(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` of an ended job with the Dagster phases, when the evaluation recorded phases:
+    ``dagsterLaunch`` (from the job's creation to the evaluation's start, less ``storeRefresh``: waiting to be
+    launched, the definitions loaded, the run and its step started) and ``dagsterFinish`` (the rest of
+    ``totalTime``: the materializations and their metadata, the run's end, the status written back)."""
+    phases = metrics.get("phasesInMs")
+    total = metrics.get("totalTime") or {}
+    segmentation = metrics.get("profileSegmentationTime") or {}
+    if not phases or total.get("totalTimeInMs") is None:
+        return metrics
+    known = {k: int(v) for k, v in phases.items() if k not in ("dagsterLaunch", "dagsterFinish")}
+    launch = 0
+    if segmentation.get("startTimeInMs") is not None and total.get("startTimeInMs") is not None:
+        launch = (
+            int(segmentation["startTimeInMs"]) - int(total["startTimeInMs"]) - known.get("storeRefresh", 0)
+        )
+    launch = max(launch, 0)
+    finish = max(int(total["totalTimeInMs"]) - sum(known.values()) - launch, 0)
+    return {**metrics, "phasesInMs": {**known, "dagsterLaunch": launch, "dagsterFinish": finish}}

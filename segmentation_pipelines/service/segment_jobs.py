@@ -53,6 +53,7 @@ from segmentation_pipelines.service.segment_job_metrics import (
     evaluated_store,
     evaluation_errors,
     evaluation_metrics,
+    with_dagster_phase,
 )
 from segmentation_pipelines.service.segment_selection import check_evaluation_day, resolve_segments
 from segmentation_pipelines.service.tracked_runs import INTERNAL, TrackedRuns, error_list
@@ -313,6 +314,12 @@ class SegmentJobsService(TrackedRuns):
             return self._definition_keys(session, self.definition_ids(job_id))
 
     # --- internals ---------------------------------------------------------------------------------------------
+
+    def _set_status(self, session, row, status: str, errors: list | None = None) -> None:
+        super()._set_status(session, row, status, errors=errors)
+        if status in TERMINAL and (row.body.get("metrics") or {}).get("phasesInMs"):
+            row.body = {**row.body, "metrics": with_dagster_phase(row.body["metrics"])}
+            session.flush()
 
     def cancelling(self, row: models.SegmentJob) -> bool:
         return row.status == CANCELLING

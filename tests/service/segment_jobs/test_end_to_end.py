@@ -12,9 +12,12 @@ from fastapi.testclient import TestClient
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.client import SegmentationClient
+from segmentation_pipelines.service.datasets import DatasetsService
 
 from .conftest import LocalDaemon
 from .scenario import EXPECTED_T, EXPECTED_T1, PEOPLE, T1, Scenario, T
+
+EVALUATION_PHASES = ("preparation", "evaluation", "identities", "membershipDiff", "publication")
 
 
 def iso(moment) -> str:
@@ -53,9 +56,19 @@ def check_metrics(job: dict, scenario: Scenario, expected: dict[str, dict[str, s
     assert total["totalTimeInMs"] == total["endTimeInMs"] - total["startTimeInMs"] >= 0
     assert phase["totalTimeInMs"] == phase["endTimeInMs"] - phase["startTimeInMs"] >= 0
     assert total["startTimeInMs"] <= phase["startTimeInMs"] <= phase["endTimeInMs"] <= total["endTimeInMs"]
+    # Extension: where the job's time went. The phases cover the whole job (Dagster takes the rest), and the
+    # evaluation's own phases fit in its segmentation time (1 ms of rounding per phase).
+    phases = metrics["phasesInMs"]
+    assert set(phases) == {*EVALUATION_PHASES, "storeRefresh", "dagsterLaunch", "dagsterFinish"}
+    assert all(isinstance(v, int) and v >= 0 for v in phases.values()), phases
+    assert sum(phases.values()) == total["totalTimeInMs"]
+    assert sum(phases[p] for p in EVALUATION_PHASES) <= phase["totalTimeInMs"] + len(EVALUATION_PHASES)
+    launched = phase["startTimeInMs"] - total["startTimeInMs"]
+    assert phases["dagsterLaunch"] + phases["storeRefresh"] == launched or phases["dagsterLaunch"] == 0
+    assert phases["evaluation"] > 0 and phases["membershipDiff"] > 0 and phases["dagsterLaunch"] > 0
 
 
-def test_two_days_of_segment_jobs(client, ctx, tmp_path):
+def test_two_days_of_segment_jobs(client, ctx, tmp_path, monkeypatch):
     scenario = Scenario(SegmentationClient(home=ctx.settings.home), tmp_path).load()
     body = [{"segmentId": i} for i in scenario.ids.values()]
 
@@ -67,9 +80,14 @@ def test_two_days_of_segment_jobs(client, ctx, tmp_path):
         assert {t for _, t in scenario.members(name).values()} == {iso(T)}
     check_metrics(client.segment_jobs.get(day_one["id"]), scenario, EXPECTED_T)
 
-    scenario.add_day_two_events()
+    # The day-two batch lands but its store refresh fails (the store stays stale): the job's run refreshes it.
+    with monkeypatch.context() as patch:
+        patch.setattr(DatasetsService, "_refresh_store", lambda self, reason: {"refreshed": False})
+        scenario.add_day_two_events()
     day_two = client.segment_jobs.create([{"segmentId": "*"}], evaluation_time=T1.isoformat(), wait=True)
     assert day_two["status"] == "SUCCEEDED", day_two.get("errors")
+    # the new events made the store stale: this job's run refreshed it before evaluating, and says how long
+    assert client.segment_jobs.get(day_two["id"])["metrics"]["phasesInMs"]["storeRefresh"] > 0
     assert sorted(s["segmentId"] for s in day_two["segments"]) == sorted(scenario.ids.values())
     assert scenario.statuses() == EXPECTED_T1
     for name, people in EXPECTED_T1.items():
