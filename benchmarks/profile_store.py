@@ -61,7 +61,8 @@ def in_process(fn, *args):
 
 
 def _services(home: str):
-    from segmentation_pipelines.service.context import ServiceContext, Services
+    from segmentation_pipelines.service.context import ServiceContext
+    from segmentation_pipelines.service.services import Services
     from segmentation_pipelines.settings import get_settings
 
     return Services(ServiceContext.create(get_settings(home=home, catalog_url=None)))
