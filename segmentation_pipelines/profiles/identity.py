@@ -139,7 +139,8 @@ def restitch_identity_graph(
     ``affected_path``, every identity of the re-stitched components with ``old_profile_id``/``old_excluded``
     (NULL for a new identity): what the events and merged profiles must follow."""
     started = time.perf_counter()
-    con.execute(f"CREATE OR REPLACE TEMP VIEW old_ids AS SELECT * FROM read_parquet('{old_path}')")
+    # Read once (the steps below scan it four times).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE old_ids AS SELECT * FROM read_parquet('{old_path}')")
     _occurrences(con, sources, "id_occ")
     # A set whose identities are all known, in one component, with no new primary flag changes nothing (events
     # and fragments of known people, the common case): leave it out, so that its component is not re-stitched.
