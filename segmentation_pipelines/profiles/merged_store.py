@@ -93,7 +93,8 @@ def incremental_merge(
 ):
     """Merge again the profiles of the re-stitched components (``affected_path``, the identity-graph step since
     the previous version) and those the fragments of ``new_batches`` belong to; copy every other row."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
+    # Read once: the steps below scan it three times.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
     restitched = (
         f"""SELECT namespace, id, profile_id, excluded, old_profile_id,
                    old_profile_id IS NOT NULL AND NOT old_excluded AS old_counted
