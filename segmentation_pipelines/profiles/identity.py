@@ -197,9 +197,11 @@ def restitch_identity_graph(
 
 def graph_stats(con, relation: str, rounds: int, started: float) -> IdentityGraphStats:
     row = con.execute(
-        f"""SELECT count(*), count(DISTINCT profile_id), count(DISTINCT profile_id) FILTER (WHERE NOT excluded),
-                  count(DISTINCT profile_id) FILTER (WHERE excluded), count(*) FILTER (WHERE excluded),
-                  coalesce(max(component_size), 0) FROM {relation}"""
+        # One aggregation by component (exclusion is per component), not three DISTINCT counts over every identity.
+        f"""SELECT coalesce(sum(n), 0), count(*), count(*) FILTER (WHERE NOT ex), count(*) FILTER (WHERE ex),
+                  coalesce(sum(n) FILTER (WHERE ex), 0), coalesce(max(size), 0) FROM (
+                SELECT count(*) AS n, bool_or(excluded) AS ex, max(component_size) AS size FROM {relation}
+                GROUP BY profile_id)"""
     ).fetchone()
     return IdentityGraphStats(
         identities=int(row[0]),
