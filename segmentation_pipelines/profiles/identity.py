@@ -132,13 +132,18 @@ def restitch_identity_graph(
     out_path: str,
     affected_path: str,
     max_size: int = MAX_COMPONENT_SIZE,
+    old_stats: dict | None = None,
 ):
     """Add the identity sets of ``sources`` (new batches) to the graph in ``old_path``: only the components they
     touch are stitched again, each existing one represented as a star to its root (its identities are connected
     already), so the result equals a full rebuild. Writes the whole graph to ``out_path`` and, to
     ``affected_path``, every identity of the re-stitched components with ``old_profile_id``/``old_excluded``
-    (NULL for a new identity): what the events and merged profiles must follow."""
+    (NULL for a new identity): what the events and merged profiles must follow. With ``old_stats`` (the stats of
+    ``old_path``) the new stats are derived from them and the re-stitched part, not counted over the whole graph."""
     started = time.perf_counter()
+    counted = ("identities", "components", "profiles", "excluded_components", "excluded_identities")
+    if old_stats is not None and not {*counted, "largest_component"} <= set(old_stats):
+        old_stats = None  # a manifest written before these stats: count them
     # Read once (the steps below scan it four times).
     con.execute(f"CREATE OR REPLACE TEMP TABLE old_ids AS SELECT * FROM read_parquet('{old_path}')")
     _occurrences(con, sources, "id_occ")
@@ -156,6 +161,9 @@ def restitch_identity_graph(
             f"""COPY (SELECT *, profile_id AS old_profile_id, excluded AS old_excluded FROM old_ids WHERE false)
                 TO '{affected_path}' (FORMAT PARQUET)"""
         )
+        if old_stats is not None:
+            kept = {k: int(old_stats[k]) for k in (*counted, "largest_component")}
+            return IdentityGraphStats(**kept, rounds=0, seconds=round(time.perf_counter() - started, 3))
         return graph_stats(con, "old_ids", 0, started)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE touched AS
@@ -191,6 +199,13 @@ def restitch_identity_graph(
         f"""COPY (SELECT * FROM old_ids o ANTI JOIN touched t USING (profile_id) UNION ALL SELECT * FROM stitched)
             TO '{out_path}' (FORMAT PARQUET)"""
     )
+    if old_stats is not None:
+        # The re-stitched components replace the touched ones whole (components only ever merge), so every count
+        # moves by (stitched - old part) and the largest component is the larger of the two.
+        before, after = graph_stats(con, "old_part", 0, started), graph_stats(con, "stitched", 0, started)
+        out = {k: int(old_stats[k]) - getattr(before, k) + getattr(after, k) for k in counted}
+        out["largest_component"] = max(int(old_stats["largest_component"]), after.largest_component)
+        return IdentityGraphStats(**out, rounds=rounds, seconds=round(time.perf_counter() - started, 3))
     con.execute(f"CREATE OR REPLACE TEMP VIEW stitched_all AS SELECT * FROM read_parquet('{out_path}')")
     return graph_stats(con, "stitched_all", rounds, started)
 
