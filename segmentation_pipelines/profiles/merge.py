@@ -8,8 +8,9 @@ key among the fragments that have a value there:
 * ``dataSetPrecedence``: the position of the fragment's dataset in ``attributeMerge.order`` (first = highest;
   datasets not listed come last), then as ``timestampOrdered``.
 
-One ``GROUP BY profile_id`` with one ``arg_max(...) FILTER (WHERE leaf IS NOT NULL)`` per leaf, then the nested
-structs are rebuilt from the leaves.
+One ``GROUP BY profile_id`` with one ``arg_max(...) FILTER (WHERE leaf IS NOT NULL)`` per leaf over the profiles
+with several fragments (a profile with one fragment takes its leaves as they are), then the nested structs are
+rebuilt from the leaves.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ def merged_attributes_sql(fragments: str, columns: Mapping[str, Tree], attribute
         for name, tree in columns.items()
         if name not in NOT_MERGED
     )
+    # Most profiles have one fragment, whose leaves win as they are: only the others go through the aggregate
+    # (arg_max with a struct key per leaf is the bulk of a full merge). Same leaves, same rebuild: same rows.
+    plain = ", ".join(f"{_access(path)} AS {names[path]}" for path, _ in leaf_list)
+    many = f"(SELECT profile_id FROM {fragments} GROUP BY profile_id HAVING count(*) > 1)"
     return (
         f"SELECT profile_id, {top} FROM ("
-        f"SELECT profile_id, {aggs} FROM (SELECT *, {key} AS _key FROM {fragments}) GROUP BY profile_id)"
+        f"SELECT profile_id, {aggs} FROM (SELECT *, {key} AS _key FROM {fragments} SEMI JOIN {many} m USING (profile_id))"
+        f" GROUP BY profile_id"
+        f" UNION ALL SELECT profile_id, {plain} FROM {fragments} ANTI JOIN {many} m USING (profile_id))"
     )

@@ -12,6 +12,10 @@ from segmentation_pipelines.profiles.batches import BatchRef, batch_files, batch
 from segmentation_pipelines.profiles.merge import merged_attributes_sql
 from segmentation_pipelines.profiles.schema import merge_columns
 
+# Snappy: an incremental step rewrites the whole file (1.2M profiles at the benchmark's size), and the engine reads
+# every row of it on each evaluation; ZSTD is slower on both sides for a file this size.
+PARQUET = "FORMAT PARQUET, COMPRESSION SNAPPY"
+
 
 def _people_sql(ids: str, where: str = "") -> str:
     """One row per non-excluded profile of the identity relation ``ids``: its identityMap."""
@@ -51,9 +55,7 @@ def _write(
         attrs = merged_attributes_sql("fragments", columns, attribute_merge)
         sql = f"""SELECT p.profile_id, p.identityMap, a.* EXCLUDE (profile_id)
             FROM ({people}) p LEFT JOIN ({attrs}) a USING (profile_id) {sort}"""
-    return int(
-        con.execute(f"COPY ({sql}) TO {sql_str(str(out))} (FORMAT PARQUET, COMPRESSION ZSTD)").fetchone()[0]
-    )
+    return int(con.execute(f"COPY ({sql}) TO {sql_str(str(out))} ({PARQUET})").fetchone()[0])
 
 
 def full_merge(
@@ -91,7 +93,8 @@ def incremental_merge(
 ):
     """Merge again the profiles of the re-stitched components (``affected_path``, the identity-graph step since
     the previous version) and those the fragments of ``new_batches`` belong to; copy every other row."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
+    # Read once: the steps below scan it three times.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
     restitched = (
         f"""SELECT namespace, id, profile_id, excluded, old_profile_id,
                    old_profile_id IS NOT NULL AND NOT old_excluded AS old_counted
@@ -154,7 +157,7 @@ def incremental_merge(
     count = con.execute(
         f"""COPY (SELECT * FROM read_parquet({old}) ANTI JOIN dropped USING (profile_id)
                   UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(redone))}))
-            TO {sql_str(str(out))} (FORMAT PARQUET, COMPRESSION ZSTD)"""
+            TO {sql_str(str(out))} ({PARQUET})"""
     ).fetchone()[0]
     redone.unlink()
     return {"profiles": int(count), "fragments": int(stats["fragments"]) - int(removed) + int(added)}

@@ -181,6 +181,7 @@ def build_identity_graph_store(
                     sources,
                     str(version / IDENTITIES),
                     str(version / AFFECTED),
+                    old_stats=prev.get("stats"),
                 )
                 mode, base = "incremental", prev["version"]
             else:
