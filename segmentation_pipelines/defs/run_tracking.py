@@ -5,6 +5,11 @@
   run ``kind`` tag, the tag holding the row's id, and the service whose ``sync_with_run(id, status, run_id,
   error=...)`` records the outcome (idempotent: a repeated event changes nothing).
 * :func:`reconciler_sensor`: the reconciliation pass (``service/reconcile.py``) of one kind, on a schedule.
+* :func:`launcher_sensor`: the pull launcher (architecture §5): every ``NEW`` row becomes a run request (run key
+  ``"<id>:<attempt>"``: Dagster launches one run per key, ever) and is claimed. A row whose assets the loaded code
+  location does not have yet (created after it loaded) waits and a reload is requested; a kind that gives a
+  ``not_loaded`` message fails such a row after ``NOT_LOADED_GRACE_S`` (``SEGP-200409``): a run request naming an
+  unknown asset would fail the whole tick.
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 
-from segmentation_pipelines.dagster_launcher import run_errors
+from segmentation_pipelines import code_location
+from segmentation_pipelines.catalog.db import now_ms
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys, run_errors
 from segmentation_pipelines.launcher import TAG_KIND, TAG_ORG, TAG_SANDBOX
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.reconcile import reconcile
 from segmentation_pipelines.service.tracked_runs import TrackedRuns
 from segmentation_pipelines.settings import get_settings
+
+NOT_LOADED_GRACE_S = 300  # how long a NEW row waits for its assets to appear in the code location
+ERROR_NOT_LOADED = "SEGP-200409"
 
 
 class StatusSensors(NamedTuple):
@@ -102,3 +112,66 @@ def reconciler_sensor(
         return dg.SkipReason(summary or f"no active {kind.what.lower()}s")
 
     return _reconciler
+
+
+class LaunchMessages(NamedTuple):
+    """What a launcher's ticks say, per kind."""
+
+    idle: str  # the skip reason when nothing is NEW
+    waiting: str  # the skip reason when rows wait for a reload; ``{n}`` is their number
+    # The error of a row failed after the grace (None: it waits for ever); ``{names}``: the missing assets,
+    # ``{location}``: the code location's name, ``{grace_s}``: the grace.
+    not_loaded: str | None = None
+    launching: str | None = None  # logged when the tick launches runs; ``%d``: their number
+
+
+def launcher_sensor(
+    name: str,
+    *,
+    job_name: str,
+    service: type[TrackedRuns],
+    description: str,
+    interval_s: int,
+    missing: Callable[[Any, Any, set[dg.AssetKey]], list[str]],
+    messages: LaunchMessages,
+    batch: int | None = None,
+) -> dg.SensorDefinition:
+    """A sensor launching ``job_name`` for the ``NEW`` rows of ``service`` (at most ``batch`` a tick, oldest first).
+    ``missing(service, id, loaded)`` names what the row needs that the loaded asset keys lack (nothing: launch)."""
+
+    @dg.sensor(
+        name=name,
+        job_name=job_name,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def _launcher(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        settings = get_settings()
+        catalog = ServiceContext.create(settings).catalog
+        loaded = loaded_asset_keys(context)
+        requests, waiting = [], 0
+        for org, sandbox, ident in service.in_status(catalog, [service.NEW], limit=batch):
+            rows = service(ServiceContext.create(settings, org, sandbox))
+            absent = [] if loaded is None else missing(rows, ident, loaded)
+            if absent:
+                grace_s = NOT_LOADED_GRACE_S
+                if messages.not_loaded and rows.get(ident)["creationTime"] < now_ms() - grace_s * 1000:
+                    msg = messages.not_loaded.format(
+                        names=", ".join(absent), location=settings.code_location_name, grace_s=grace_s
+                    )
+                    rows.sync_with_run(ident, "FAILURE", None, error={"code": ERROR_NOT_LOADED, "msg": msg})
+                else:
+                    waiting += 1
+                    code_location.request_reload(settings)
+                continue
+            request = rows.claim_for_launch(ident)
+            if request is not None:
+                requests.append(dagster_run_request(request))
+        if not requests:
+            return dg.SkipReason(messages.waiting.format(n=waiting) if waiting else messages.idle)
+        if messages.launching:
+            context.log.info(messages.launching, len(requests))
+        return dg.SensorResult(run_requests=requests)
+
+    return _launcher

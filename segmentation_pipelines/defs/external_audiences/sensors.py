@@ -15,15 +15,19 @@ from __future__ import annotations
 import dagster as dg
 
 from segmentation_pipelines import code_location
-from segmentation_pipelines.dagster_launcher import loaded_asset_keys
-from segmentation_pipelines.defs.run_tracking import reconciler_sensor, status_sensors
+from segmentation_pipelines.dagster_launcher import dagster_run_request, loaded_asset_keys
+from segmentation_pipelines.defs.run_tracking import (
+    LaunchMessages,
+    launcher_sensor,
+    reconciler_sensor,
+    status_sensors,
+)
 from segmentation_pipelines.launcher import TAG_REQUEST_ID
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.external_audience_ingestion import ExternalAudienceIngestion
 from segmentation_pipelines.service.external_audience_runs import (
     JOB_NAME,
     KIND,
-    NEW,
     ExternalAudienceRunsService,
     asset_key,
 )
@@ -41,24 +45,22 @@ def _sandboxes(settings) -> list[tuple[str, str]]:
     return sorted({(org, sandbox) for org, sandbox, _ in audiences_everywhere(catalog)})
 
 
-def _request(service: ExternalAudienceRunsService, run_id: str, run_key: str | None) -> dg.RunRequest | None:
+def _request(service: ExternalAudienceRunsService, run_id: str, run_key: str) -> dg.RunRequest | None:
     request = service.claim_for_launch(run_id)
     if request is None:
         return None
-    return dg.RunRequest(
-        run_key=run_key or request.run_key,
-        job_name=request.job_name,
-        asset_selection=[dg.AssetKey(list(p)) for p in request.asset_selection],
-        tags=request.all_tags,
-    )
+    return dagster_run_request(request).with_replaced_attrs(run_key=run_key)
+
+
+def _not_loaded(service: ExternalAudienceRunsService, run_id: str, loaded: set[dg.AssetKey]) -> list[str]:
+    """The run's audience asset when the loaded code location does not have it."""
+    key = asset_key(service.get_run_audience(run_id))
+    return [] if dg.AssetKey(key) in loaded else ["/".join(key)]
 
 
 def _loaded(context, service: ExternalAudienceRunsService, run_id: str) -> bool:
     keys = loaded_asset_keys(context)
-    if keys is None:
-        return True
-    audience = service.get_run_audience(run_id)
-    return dg.AssetKey(asset_key(audience)) in keys
+    return keys is None or not _not_loaded(service, run_id, keys)
 
 
 @dg.sensor(
@@ -88,29 +90,16 @@ def external_audience_files(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests)
 
 
-@dg.sensor(
-    name="external_audience_launcher",
+external_audience_launcher = launcher_sensor(
+    "external_audience_launcher",
     job_name=JOB_NAME,
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    service=ExternalAudienceRunsService,
     description="Launches a run of external_audience_ingest for every NEW external-audience run.",
+    interval_s=INTERVAL_S,
+    missing=_not_loaded,
+    # No not_loaded message: a run waits for its audience's asset for as long as it takes.
+    messages=LaunchMessages(idle="No NEW runs.", waiting="{n} run(s) wait for the code location."),
 )
-def external_audience_launcher(context: dg.SensorEvaluationContext):
-    settings = get_settings()
-    catalog = ServiceContext.create(settings).catalog
-    requests, waiting = [], 0
-    for org, sandbox, run_id in ExternalAudienceRunsService.in_status(catalog, [NEW]):
-        service = ExternalAudienceRunsService(ServiceContext.create(settings, org, sandbox))
-        if not _loaded(context, service, run_id):
-            waiting += 1
-            code_location.request_reload(settings)
-            continue
-        request = _request(service, run_id, None)
-        if request is not None:
-            requests.append(request)
-    if not requests:
-        return dg.SkipReason(f"{waiting} run(s) wait for the code location." if waiting else "No NEW runs.")
-    return dg.SensorResult(run_requests=requests)
 
 
 (

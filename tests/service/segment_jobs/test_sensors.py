@@ -17,6 +17,7 @@ import dagster as dg
 from segmentation_pipelines import dagster_launcher as dagster_runs
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.dagster_launcher import DagsterLauncher, dagster_run_request
+from segmentation_pipelines.defs import run_tracking
 from segmentation_pipelines.defs.jobs import sensors
 from segmentation_pipelines.service.reconcile import reconcile
 from segmentation_pipelines.service.segment_jobs import SegmentJobsService
@@ -201,7 +202,7 @@ def test_launcher_waits_for_definitions_the_code_location_has_not_loaded(ctx, jo
     result = sensors.segment_job_launcher(dg.build_sensor_context(instance=instance, definitions=loaded))
     assert [r.tags["segmentation/job_id"] for r in result.run_requests] == [ready]
     assert jobs.get(early)["status"] == "NEW"
-    monkeypatch.setattr(sensors, "NOT_LOADED_GRACE_S", -1)
+    monkeypatch.setattr(run_tracking, "NOT_LOADED_GRACE_S", -1)
     assert isinstance(
         sensors.segment_job_launcher(dg.build_sensor_context(instance=instance, definitions=loaded)),
         dg.SkipReason,
