@@ -284,6 +284,28 @@ class Resource:
         return found
 
 
+class JobResource(Resource):
+    """A resource whose rows are jobs that end (segment jobs, export jobs): created, then optionally waited for."""
+
+    ended: frozenset[str] = frozenset()  # the statuses a job ends in
+    what: str = ""  # the job in messages: "Segment job"
+
+    def _create_job(self, body: Any, wait: bool, timeout: float, poll: float, **params: Any) -> Any:
+        """In-process the service runs the job here (through Dagster) when ``wait``; over HTTP the REST API queues
+        it (its sensor launches the run) and this polls ``GET`` until the job ends."""
+        if self.local:
+            return self.transport.service(self.service).create(body, wait=wait, **params)
+        job = self._create(body, **params)
+        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
+
+    def wait(self, id: Any, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
+        """Poll the job until it ends (``SUCCEEDED``, ``FAILED`` or ``CANCELLED``); the job (TimeoutError after
+        ``timeout`` seconds)."""
+        return _poll(
+            lambda: self.get(id), lambda job: job["status"] in self.ended, timeout, poll, f"{self.what} {id}"
+        )
+
+
 # --- Resources (contract: /work/shared/spec/aep-api.md; services: segmentation_pipelines/service/) -------------
 
 
@@ -387,8 +409,10 @@ class SegmentDefinitions(Resource):
     convert = op("POST /segment/conversion", "body")
 
 
-class SegmentJobs(Resource):
+class SegmentJobs(JobResource):
     service = "segment_jobs"
+    ended = SEGMENT_JOB_ENDED
+    what = "Segment job"
     _create = op(
         "POST /segment/jobs",
         "body",
@@ -419,21 +443,7 @@ class SegmentJobs(Resource):
         when = None
         if evaluation_time is not None:
             when = iso(parse_time(evaluation_time))
-        if self.local:
-            return self.transport.service(self.service).create(body, evaluation_time=when, wait=wait)
-        job = self._create(body, evaluation_time=when)
-        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
-
-    def wait(self, id: str, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
-        """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED``; the job (TimeoutError after
-        ``timeout`` seconds)."""
-        return _poll(
-            lambda: self.get(id),
-            lambda job: job["status"] in SEGMENT_JOB_ENDED,
-            timeout,
-            poll,
-            f"Segment job {id}",
-        )
+        return self._create_job(body, wait, timeout, poll, evaluation_time=when)
 
 
 class Schedules(Resource):
@@ -461,8 +471,10 @@ class Audiences(Resource):
     members = op("GET /audiences/{id}/members", "id", query=True)
 
 
-class ExportJobs(Resource):
+class ExportJobs(JobResource):
     service = "export_jobs"
+    ended = EXPORT_JOB_ENDED
+    what = "Export job"
     _create = op("POST /export/jobs", "body", service_method="create")
     list = op("GET /export/jobs", query=True)
     get = op("GET /export/jobs/{id}", "id")
@@ -475,20 +487,7 @@ class ExportJobs(Resource):
     def create(self, body: Any, wait: bool = False, timeout: float = 600.0, poll: float = 0.5) -> Any:
         """Create an export job. ``wait=True``: return the finished job (in-process it runs here, through Dagster;
         over HTTP this polls ``GET`` until the job ends, ``timeout`` s)."""
-        if self.local:
-            return self.transport.service(self.service).create(body, wait=wait)
-        job = self._create(body)
-        return self.wait(job["id"], timeout=timeout, poll=poll) if wait else job
-
-    def wait(self, id: Any, timeout: float = 600.0, poll: float = 0.5) -> Any:  # noqa: A002 - the API's name
-        """Poll the job until it is ``SUCCEEDED``, ``FAILED`` or ``CANCELLED`` (TimeoutError after ``timeout`` s)."""
-        return _poll(
-            lambda: self.get(id),
-            lambda job: job["status"] in EXPORT_JOB_ENDED,
-            timeout,
-            poll,
-            f"Export job {id}",
-        )
+        return self._create_job(body, wait, timeout, poll)
 
 
 class Previews(Resource):

@@ -6,7 +6,7 @@ import pytest
 from api._apps import TEST_PREFIX, ItemsService, make_app, running_server
 
 from segmentation_pipelines import ApiError, SegmentationClient, SegmentationError
-from segmentation_pipelines.client import LocalTransport, Resource, op
+from segmentation_pipelines.client import JobResource, LocalTransport, Resource, op
 
 CONTRACT_RESOURCES = (
     "segment_definitions",
@@ -32,6 +32,13 @@ class Items(Resource):
     list = op("GET /items", query=True)
     get = op("GET /items/{id}", "id")
     delete = op("DELETE /items/{id}", "id")
+
+
+class Jobs(Items, JobResource):
+    """Items read as jobs: ``status`` ends in ``done``."""
+
+    ended = frozenset({"done"})
+    what = "Item job"
 
 
 class ItemsLocalTransport(LocalTransport):
@@ -201,3 +208,13 @@ def test_datasets_end_to_end(connect):
     with pytest.raises(SegmentationError) as info:
         client.datasets.get(dataset_id)
     assert info.value.status == 404
+
+
+def test_a_job_resource_waits_until_its_job_ends_and_names_it_on_timeout(connect):
+    client = connect()
+    jobs = Jobs(client.transport)
+    done = jobs.create({"name": "a", "status": "done"})
+    assert jobs.wait(done["id"], timeout=5, poll=0.05)["status"] == "done"
+    running = jobs.create({"name": "b", "status": "running"})
+    with pytest.raises(TimeoutError, match=f"Item job {running['id']} did not end within 0.2 s"):
+        jobs.wait(running["id"], timeout=0.2, poll=0.05)
