@@ -25,7 +25,7 @@ from segmentation_pipelines.errors import ApiError, BadRequest, Conflict, NotFou
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.datasets import DatasetsService
-from segmentation_pipelines.service.external_audiences import ExternalAudiencesService
+from segmentation_pipelines.service.external_audiences import ExternalAudiencesService, new_audience_stamps
 from segmentation_pipelines.service.folders import check_folder_id
 from segmentation_pipelines.service.query import (
     bulk_results,
@@ -444,13 +444,7 @@ class AudiencesService:
             "saveSegmentMembership": True,
             "labels": [],
             **fields,
-            "createdBy": self.ctx.user,
-            "lastModifiedBy": self.ctx.user,
-            "dependencies": [],
-            "creationTime": now,
-            "createEpoch": now // 1000,
-            "updateTime": now,
-            "updateEpoch": now // 1000,
+            **new_audience_stamps(self.ctx.user, now),
             "_etag": f'"{new_id()}"',
         }
         with self.ctx.catalog.session() as session:

@@ -66,6 +66,20 @@ from segmentation_pipelines.timeutil import iso
 AUDIENCE_TYPE = "ExternalSegment"
 
 
+def new_audience_stamps(user: str, now: int) -> dict[str, Any]:
+    """Who created a new ``/audiences`` document and when (``now`` in ms): the stamps of both kinds of external
+    audience (this module's ``ExternalSegment`` view and ``AudiencesService``'s external audiences)."""
+    return {
+        "createdBy": user,
+        "lastModifiedBy": user,
+        "dependencies": [],
+        "creationTime": now,
+        "createEpoch": now // 1000,
+        "updateTime": now,
+        "updateEpoch": now // 1000,
+    }
+
+
 def audiences_everywhere(catalog) -> list[tuple[str, str, str]]:
     """``(org, sandbox, audience id)`` of every external audience (the sensors walk them)."""
     m = models.ExternalAudience
@@ -344,11 +358,5 @@ class ExternalAudiencesService:
             "linkedAudienceRef": {"externalAudienceId": doc["id"]},
             "isSystem": False,
             "saveSegmentMembership": True,
-            "createdBy": self.ctx.user,
-            "lastModifiedBy": self.ctx.user,
-            "dependencies": [],
-            "creationTime": now,
-            "createEpoch": now // 1000,
-            "updateTime": now,
-            "updateEpoch": now // 1000,
+            **new_audience_stamps(self.ctx.user, now),
         }

@@ -110,6 +110,7 @@ def test_external_audience_end_to_end(world, tmp_path):
     listed = client.audiences.list(limit=100)["children"]
     (view,) = [a for a in listed if a["id"] == audience_id]
     assert view["type"] == "ExternalSegment" and view["audienceId"] == "crm-gold"
+    assert view["creationTime"] == view["updateTime"] and view["createEpoch"] == view["creationTime"] // 1000
 
     # A segment reading the external audience and a profile attribute.
     definition = client.segment_definitions.create(

@@ -79,6 +79,8 @@ def test_audiences_crud(client, store):
         }
     )
     assert ext["audienceId"] == "crm-1" and ext["lifecycleState"] == "published"
+    assert ext["creationTime"] == ext["updateTime"] and ext["createEpoch"] == ext["creationTime"] // 1000
+    assert ext["createdBy"] == ext["lastModifiedBy"] and ext["dependencies"] == []
     seg = audiences.create(
         {
             "type": "SegmentDefinition",
