@@ -193,3 +193,40 @@ def test_the_sensors_launch_new_exports_once_and_write_outcomes_back(tmp_path, m
         # The export asset is downstream of the segment it read, and recorded the export.
         materialization = instance.get_latest_materialization_event(dg.AssetKey(["exports", out["id"]]))
         assert materialization.asset_materialization.metadata["exported_profiles"].value == 3
+
+
+def test_an_export_whose_assets_are_not_loaded_waits_then_fails_naming_them(tmp_path, monkeypatch):
+    """A NEW export whose segment and destination assets the loaded code location lacks (created after it loaded)
+    is not launched: it waits (a reload is requested) and, past the grace period, ends FAILED with SEGP-200409
+    naming the assets, so it is never stuck NEW."""
+    from segmentation_pipelines.defs import run_tracking
+    from segmentation_pipelines.defs.exports import sensors
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SEGMENTATION_HOME", str(home))
+    with SegmentationClient(home=home) as client:
+        scenario = Scenario(client, tmp_path).load()
+        out = client.datasets.create({"name": "not-loaded", "schema": PROFILE})
+        body = {
+            "filter": {"segments": [{"segmentId": scenario.ids["loyal"]}]},
+            "destination": {"datasetId": out["id"]},
+            "schema": PROFILE,
+        }
+        job = client.export_jobs.create(body)
+        instance = instance_for(client.ctx.settings)
+        stale = dg.Definitions().get_repository_def()  # the code location as loaded before any of this existed
+
+        waiting = sensors.export_job_launcher(dg.build_sensor_context(instance=instance, repository_def=stale))
+        assert isinstance(waiting, dg.SkipReason)
+        assert waiting.skip_message == "1 NEW export job(s) wait for a reload."
+        assert client.export_jobs.get(job["id"])["status"] == "NEW"
+
+        monkeypatch.setattr(run_tracking, "NOT_LOADED_GRACE_S", -1)  # the grace period is over
+        sensors.export_job_launcher(dg.build_sensor_context(instance=instance, repository_def=stale))
+        failed = client.export_jobs.get(job["id"])
+        assert failed["status"] == "FAILED"
+        (error,) = failed["errors"]
+        assert error["code"] == "SEGP-200409"
+        assert f"exports/{out['id']}" in error["msg"] and "reload it" in error["msg"]
+        idle = sensors.export_job_launcher(dg.build_sensor_context(instance=instance, repository_def=stale))
+        assert isinstance(idle, dg.SkipReason) and idle.skip_message == "No NEW export jobs."
