@@ -214,9 +214,12 @@ def test_an_export_whose_assets_are_not_loaded_waits_then_fails_naming_them(tmp_
         }
         job = client.export_jobs.create(body)
         instance = instance_for(client.ctx.settings)
-        stale = dg.Definitions().get_repository_def()  # the code location as loaded before any of this existed
+        # The code location as loaded before any of this existed.
+        stale = dg.Definitions().get_repository_def()
 
-        waiting = sensors.export_job_launcher(dg.build_sensor_context(instance=instance, repository_def=stale))
+        waiting = sensors.export_job_launcher(
+            dg.build_sensor_context(instance=instance, repository_def=stale)
+        )
         assert isinstance(waiting, dg.SkipReason)
         assert waiting.skip_message == "1 NEW export job(s) wait for a reload."
         assert client.export_jobs.get(job["id"])["status"] == "NEW"
