@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pql.compile.generators import boolean, event_row, members, profile_row, write_world
+from pql.compile.generators import assert_engines_agree, boolean, event_row, profile_row
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,4 @@ pytestmark = pytest.mark.slow
     texts=st.lists(boolean(), min_size=16, max_size=16),
 )
 def test_spark_and_duckdb_agree(tmp_path_factory, profiles, events, texts) -> None:
-    tmp = tmp_path_factory.mktemp("diff")
-    prof, evs = write_world(tmp, profiles, events)
-    a = members("duckdb", prof, evs, texts, tmp / "a.parquet")
-    b = members("spark", prof, evs, texts, tmp / "b.parquet")
-    if a != b:
-        diff = sorted(a ^ b)
-        bad = sorted({int(d[0][1:]) for d in diff})
-        raise AssertionError(f"engines disagree on {[texts[i] for i in bad]}: {diff}")
+    assert_engines_agree(tmp_path_factory.mktemp("diff"), ("duckdb", "spark"), profiles, events, texts)

@@ -334,3 +334,14 @@ def members(engine: str, prof: Path, evs: Path, texts: list[str], out: Path) -> 
     defs = [EngineDefinition(f"d{i}", parse(t)) for i, t in enumerate(texts)]
     evaluate(EvaluationRequest(defs, prof, evs, NOW, out, SCHEMA, engine=engine))
     return set(duckdb.sql(f"SELECT audience_id, profile_id FROM read_parquet('{out}')").fetchall())
+
+
+def assert_engines_agree(tmp: Path, engines: tuple[str, str], profiles, events, texts: list[str]) -> None:
+    """Both ``engines`` give the same members for ``texts`` on the drawn world; else name the definitions that differ."""
+    prof, evs = write_world(tmp, profiles, events)
+    a = members(engines[0], prof, evs, texts, tmp / "a.parquet")
+    b = members(engines[1], prof, evs, texts, tmp / "b.parquet")
+    if a != b:
+        diff = sorted(a ^ b)
+        bad = sorted({int(d[0][1:]) for d in diff})
+        raise AssertionError(f"engines disagree on {[texts[i] for i in bad]}: {diff}")

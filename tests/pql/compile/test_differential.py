@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pql.compile.generators import boolean, event_row, members, profile_row, write_world
+from pql.compile.generators import assert_engines_agree, boolean, event_row, profile_row
 
 
 @settings(
@@ -25,11 +25,4 @@ from pql.compile.generators import boolean, event_row, members, profile_row, wri
     texts=st.lists(boolean(), min_size=8, max_size=8),
 )
 def test_duckdb_and_polars_agree(tmp_path_factory, profiles, events, texts) -> None:
-    tmp = tmp_path_factory.mktemp("diff")
-    prof, evs = write_world(tmp, profiles, events)
-    a = members("duckdb", prof, evs, texts, tmp / "a.parquet")
-    b = members("polars", prof, evs, texts, tmp / "b.parquet")
-    if a != b:
-        diff = sorted(a ^ b)
-        bad = sorted({int(d[0][1:]) for d in diff})
-        raise AssertionError(f"engines disagree on {[texts[i] for i in bad]}: {diff}")
+    assert_engines_agree(tmp_path_factory.mktemp("diff"), ("duckdb", "polars"), profiles, events, texts)
