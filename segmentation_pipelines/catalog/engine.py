@@ -4,11 +4,13 @@ migrations."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 # Execution option: on SQLite, begin a deferred (read) transaction instead of BEGIN IMMEDIATE.
 READ_ONLY_OPTION = "catalog_read_only"
@@ -42,7 +44,7 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _set_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -54,3 +56,20 @@ def make_engine(url: str) -> Engine:
         )
 
     return engine
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _set_wal(cur: sqlite3.Cursor) -> None:
+    """Switch to WAL, retrying while another process holds the lock: SQLite does not call the busy handler for a
+    journal-mode change, so processes opening a fresh database at once would otherwise fail "database is locked"."""
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_locked),
+        stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_S),
+        wait=wait_random_exponential(multiplier=0.005, max=0.5),
+        reraise=True,
+    ):
+        with attempt:
+            cur.execute("PRAGMA journal_mode=WAL")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,3 +118,24 @@ def test_a_forked_child_opens_its_own_connections(catalog: Catalog):
     with catalog.session() as s:
         names = sorted(r.name for r in Repository(s, Dataset, ORG, "prod").find())
     assert names == ["child", "parent-after", "parent-before"]
+
+
+def test_opening_a_fresh_sqlite_catalog_while_another_process_writes_waits_instead_of_failing(tmp_path):
+    """SQLite never calls the busy handler for ``PRAGMA journal_mode=WAL``: without a retry, a process opening a
+    fresh catalog while another holds the write lock failed at once with "database is locked" (seen in CI)."""
+    path = tmp_path / "catalog.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_writer (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_writer VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    catalog = Catalog(f"sqlite:///{path}")
+    try:
+        with catalog.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert current_revision(catalog.engine) == head_revision()
+    finally:
+        release.join()
+        catalog.dispose()
+        holder.close()
