@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import httpx
 import uvicorn
 from fastapi import APIRouter, Body, FastAPI, Request
 from pydantic import BaseModel, Field
+from running import free_port
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.api.deps import ServiceCtx
@@ -114,12 +114,6 @@ def make_app(settings: Settings, with_crash: bool = True) -> FastAPI:
     app = create_app(settings)
     app.include_router(test_router(with_crash), prefix=TEST_PREFIX, dependencies=[Depends(require_token)])
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

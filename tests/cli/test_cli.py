@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api._apps import free_port
 from click.testing import CliRunner
+from running import free_port
 
 from segmentation_pipelines.cli import main
 from segmentation_pipelines.dagster_home import DEFAULT_CONFIG

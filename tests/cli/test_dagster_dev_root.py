@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api._apps import free_port
+from running import free_port
 
 from segmentation_pipelines.dagster_home import PROJECT_ROOT
 

@@ -156,7 +156,7 @@ def test_http_client_without_token_gets_401(server):
 
 
 def test_unreachable_server_is_a_segmentation_error():
-    from api._apps import free_port
+    from running import free_port
 
     with SegmentationClient(base_url=f"http://127.0.0.1:{free_port()}", timeout=5) as client:
         with pytest.raises(SegmentationError) as info:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from running import free_port
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
 SECTION = "## From your own files to audiences"
@@ -39,12 +40,6 @@ def expected_outputs(code: str, language: str) -> list[str]:
         elif language == "python" and i + 1 < len(lines) and lines[i + 1].startswith("# "):
             out.append(lines[i + 1][2:].strip())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_getting_started_walkthrough_runs_as_written(tmp_path):

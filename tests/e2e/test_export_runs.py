@@ -5,17 +5,14 @@ FAILED (its run's process is gone), after which the same request succeeds."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
 import time
 
 import dagster as dg
-import httpx
 import pytest
+from running import start, stop
 from service.segment_jobs.scenario import Scenario, T
 
-from e2e.test_user_path import SCRIPT, free_port
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.dagster_launcher import instance_for, load_definitions, settings_environment
 from segmentation_pipelines.defs.schedules import build_schedule
@@ -79,32 +76,9 @@ def test_an_export_schedule_tick_runs_an_export(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_killed_export_run_ends_failed_and_a_retry_succeeds(tmp_path):
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENTATION_", "DAGSTER_"))}
-
-    def serve():
-        port = free_port()
-        log = open(tmp_path / f"serve-{port}.log", "w")
-        process = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port), "--home", str(home)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    return process, url
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
-
-    process, url = serve()
+    server = start(home)
     try:
-        with SegmentationClient(base_url=url, timeout=300) as client:
+        with SegmentationClient(base_url=server.url, timeout=300) as client:
             scenario = Scenario(client, tmp_path).load()
             out = client.datasets.create({"name": "killed", "schema": PROFILE})
             body = {
@@ -120,10 +94,10 @@ def test_a_killed_export_run_ends_failed_and_a_retry_succeeds(tmp_path):
                 time.sleep(0.05)
             assert current["status"] == "PROCESSING"
             # Killed at once: on a quiet machine this small export ends within a second of its launch.
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        process, url = serve()
-        with SegmentationClient(base_url=url, timeout=300) as client:
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=30)
+        server = start(home)
+        with SegmentationClient(base_url=server.url, timeout=300) as client:
             # Killed before its worker was named, a launched run is given reconciliation's 120 s grace.
             deadline = time.monotonic() + 300
             while (ended := client.export_jobs.get(job["id"]))["status"] == "PROCESSING":
@@ -137,11 +111,7 @@ def test_a_killed_export_run_ends_failed_and_a_retry_succeeds(tmp_path):
             assert retry["status"] == "SUCCEEDED", retry.get("errors")
             assert client.datasets.get(out["id"])["batchCount"] == 1
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(server.process)
 
 
 def test_the_sensors_launch_new_exports_once_and_write_outcomes_back(tmp_path, monkeypatch):

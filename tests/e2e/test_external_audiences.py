@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from running import serving
 from service.segment_jobs.scenario import Scenario
 
-from e2e.test_user_path import run_command
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
 from segmentation_pipelines.landing import landing_dir
@@ -47,7 +47,7 @@ def world(request, tmp_path) -> Iterator[tuple[SegmentationClient, Path]]:
         with SegmentationClient(home=home) as local:
             yield local, landing
         return
-    for url in run_command(home, "serve"):
+    with serving(home) as (url, _):
         with SegmentationClient(base_url=url, timeout=300) as remote:
             yield remote, landing
 

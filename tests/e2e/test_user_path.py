@@ -7,80 +7,18 @@ members -> more ingestion -> a second job -> realized / existing / exited with t
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
+from running import serving
 from service.segment_jobs.scenario import EXPECTED_T, EXPECTED_T1, T1, Scenario, T
 
 from segmentation_pipelines import SegmentationClient
 
-SCRIPT = str(Path(sys.executable).with_name("segmentation-pipelines"))
-
 
 def iso(moment) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
-
-
-def _daemons_healthy(dagster_url: str) -> bool:
-    """Dagster's own GraphQL API: is every daemon (sensors and the run queue included) healthy?"""
-    try:
-        answer = httpx.post(f"{dagster_url}/graphql", json={"query": DAEMON_HEALTH}, timeout=5).json()
-    except (httpx.TransportError, ValueError):
-        return False
-    statuses = answer.get("data", {}).get("instance", {}).get("daemonHealth", {}).get("allDaemonStatuses") or []
-    return bool(statuses) and all(s["healthy"] for s in statuses)
-
-
-def run_command(home: Path, command: str) -> Iterator[str]:
-    """``segmentation-pipelines serve`` (or ``dev``) on free ports, as a user starts it; yields the API's URL once
-    it answers (for ``dev``, once Dagster's daemons are healthy too)."""
-    port, dagster_port = free_port(), free_port()
-    args = [SCRIPT, command, "--port", str(port), "--home", str(home)]
-    if command == "dev":
-        args += ["--dagster-port", str(dagster_port)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENTATION_", "DAGSTER_"))}
-    log_path = home.parent / f"{command}.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                up = httpx.get(f"{url}/health", timeout=2).status_code == 200
-            except httpx.TransportError:
-                up = False
-            if up and (command != "dev" or _daemons_healthy(f"http://127.0.0.1:{dagster_port}")):
-                break
-            assert time.monotonic() < deadline, f"{command} did not come up within 180 s:\n{log_path.read_text()}"
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(params=["in-process", "serve", pytest.param("dev", marks=pytest.mark.slow)])
@@ -90,7 +28,7 @@ def client(request, tmp_path) -> Iterator[SegmentationClient]:
         with SegmentationClient(home=home) as local:
             yield local
         return
-    for url in run_command(home, request.param):
+    with serving(home, request.param) as (url, _):
         with SegmentationClient(base_url=url, timeout=300) as remote:
             remote.entry_point = request.param
             yield remote

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from service.segment_definitions.dagster_dev import dagster_dev
+from running import serving
 
 from segmentation_pipelines import SegmentationClient
 
@@ -19,7 +19,7 @@ def _names(client, s: str) -> list[str]:
 @pytest.mark.slow
 def test_first_search_after_each_change_over_http(tmp_path):
     with (
-        dagster_dev(tmp_path / "home", command="serve") as (url, _),
+        serving(tmp_path / "home") as (url, _),
         SegmentationClient(base_url=url, timeout=120) as client,
     ):
         rows = tmp_path / "crm.jsonl"

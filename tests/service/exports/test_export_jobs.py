@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import duckdb
 import polars as pl
 import pytest
-from e2e.test_user_path import run_command
+from running import serving
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
@@ -29,7 +29,7 @@ def client(request, tmp_path) -> Iterator[SegmentationClient]:
         with SegmentationClient(home=home) as local:
             yield local
         return
-    for url in run_command(home, "serve"):
+    with serving(home) as (url, _):
         with SegmentationClient(base_url=url, timeout=300) as remote:
             yield remote
 

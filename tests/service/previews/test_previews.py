@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from e2e.test_user_path import run_command
+from running import serving
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.errors import SegmentationError
@@ -25,7 +25,7 @@ def client(request, tmp_path_factory) -> Iterator[SegmentationClient]:
         with SegmentationClient(home=home) as local:
             yield local
         return
-    for url in run_command(home, "serve"):
+    with serving(home) as (url, _):
         with SegmentationClient(base_url=url, timeout=120) as remote:
             yield remote
 

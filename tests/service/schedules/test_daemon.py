@@ -13,10 +13,10 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorStatus
 from fastapi.testclient import TestClient
+from running import wait_for
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
-from service.segment_definitions.dagster_dev import wait_for
 
 from .conftest import dagster_command
 

@@ -3,7 +3,6 @@ Dagster over GraphQL (start/stop, code-location reload), and the webserver repor
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from running import free_port
 
 from segmentation_pipelines.api import create_app
 from segmentation_pipelines.dagster_home import PROJECT_ROOT, dagster_env
@@ -21,12 +21,6 @@ BASE = "/data/core/ups/config/schedules"
 WEBSERVER = Path(sys.executable).with_name("dagster-webserver")
 STATUS_QUERY = """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
   __typename ... on Schedule { cronSchedule executionTimezone scheduleState { status } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _eventually(read, expected, timeout: float = 60):
@@ -53,7 +47,7 @@ def _schedule(url: str, name: str) -> dict:
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not WEBSERVER.exists(), reason="dagster-webserver is not installed in this environment")
 def test_api_changes_reach_the_webserver(settings, ctx, tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dagster_env(settings)
     argv = [str(WEBSERVER), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from running import graphql, serving, wait_for
 
 from segmentation_pipelines import SegmentationClient
-
-from .dagster_dev import dagster_dev, graphql, wait_for
 
 BUY = "commerce.purchases"
 DAYS = ["2026-03-09", "2026-03-10"]  # evaluated as of their ends: 03-10 00:00 and 03-11 00:00 UTC
@@ -78,7 +77,10 @@ def _members(client: SegmentationClient, audience_id: str, when: datetime | None
 @pytest.mark.timeout(900)
 def test_backfill_of_two_past_days_matches_segment_jobs_and_keeps_the_latest(tmp_path):
     home = tmp_path / "home"
-    with dagster_dev(home) as (url, dagster_url), SegmentationClient(base_url=url, timeout=300) as client:
+    with (
+        serving(home, "dev", startup_s=240) as (url, dagster_url),
+        SegmentationClient(base_url=url, timeout=300) as client,
+    ):
         ids = _load(client, tmp_path)
         recent = ids["Recent buyers"]
         latest_job = client.segment_jobs.create([{"segmentId": recent}], wait=True, poll=0.5)

@@ -5,21 +5,15 @@ warnings logged."""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from running import free_port
 
 from segmentation_pipelines import code_location
 from segmentation_pipelines.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

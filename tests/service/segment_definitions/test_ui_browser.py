@@ -21,11 +21,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from running import graphql, serving, wait_for
 
 from segmentation_pipelines import SegmentationClient
 
 from .browser import browser_page, screenshot_dir
-from .dagster_dev import dagster_dev, graphql, wait_for
 
 BUY = "commerce.purchases"
 RECENT_PQL = f'chain(xEvent, timestamp, [A: WHAT(eventType = "{BUY}") WHEN(< 7 days before now)])'
@@ -92,7 +92,7 @@ def test_the_dagster_ui_reads_by_name_in_a_real_browser(tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
     with browser_page() as page:  # before the servers: no chromium -> skip (a failure in CI) at once
         with (
-            dagster_dev(tmp_path / "home") as (url, dagster_url),
+            serving(tmp_path / "home", "dev", startup_s=240) as (url, dagster_url),
             SegmentationClient(base_url=url, timeout=300) as client,
         ):
             _load(client, tmp_path, now)
