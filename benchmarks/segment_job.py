@@ -2,7 +2,7 @@
 
     flock /tmp/sp-bench.lock .venv/bin/python benchmarks/segment_job.py [--profiles 1000000] [--events 20000000]
                                                                         [--rounds 2] [--definitions 100] [--floor]
-                                                                        [--work DIR] [--record]
+                                                                        [--engine duckdb|polars] [--work DIR] [--record]
 
 Data: the seeded synthetic data of ``benchmarks/evaluation.py`` (``benchmarks/.data/``, read only), ingested once
 through the in-process client into a home under ``--work`` (``preview.py``'s ``ingested_home``: profiles and events
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import shutil
 import subprocess
@@ -319,8 +320,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".work")
     ap.add_argument("--definitions", type=int, default=100, help="a multiple of 5 (20 of each kind per 100)")
     ap.add_argument("--floor", action="store_true", help="also the floor and the membership formats' costs")
+    ap.add_argument("--engine", choices=("duckdb", "polars"), default="duckdb", help="the job's evaluation engine")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
+    os.environ["SEGMENTATION_ENGINE"] = args.engine  # the settings the in-process client (and its runs) read
 
     from segmentation_pipelines import SegmentationClient
     from segmentation_pipelines.profiles.layout import StoreLayout
@@ -390,7 +393,7 @@ def main() -> None:
         "",
         f"Command: `flock /tmp/sp-bench.lock .venv/bin/python benchmarks/segment_job.py --profiles {args.profiles} "
         f"--events {args.events} --rounds {args.rounds} --definitions {args.definitions}"
-        f"{' --floor' if args.floor else ''}`",
+        f"{' --floor' if args.floor else ''}{' --engine ' + args.engine if args.engine != 'duckdb' else ''}`",
         "",
         "| round | evaluation | job, through the client (s) | hand-written SQL (s) | job / hand-written | pairs "
         "(identical) | realized / existing / exited | load before → after |",
