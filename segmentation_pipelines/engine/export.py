@@ -20,7 +20,7 @@ import duckdb
 
 from segmentation_pipelines.duck import connect, sql_str
 from segmentation_pipelines.engine.interrupt import run_interruptible
-from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE
+from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE, members_sql
 from segmentation_pipelines.engine.model import EvaluationCancelled
 
 MEMBERSHIP_VALUE = "STRUCT(status VARCHAR, lastQualificationTime TIMESTAMP)"
@@ -159,9 +159,12 @@ def events_sql(con: duckdb.DuckDBPyConnection, spec: EventsSpec) -> str:
 
 
 def _members_sql(
-    sources: Sequence[SegmentSource], window: tuple[dt.datetime | None, dt.datetime | None]
+    con: duckdb.DuckDBPyConnection,
+    sources: Sequence[SegmentSource],
+    window: tuple[dt.datetime | None, dt.datetime | None],
 ) -> str:
-    """Union of the selected rows of every source: (profile_id, segment_id, namespace, status, lqt, identityMap)."""
+    """Union of the selected rows of every source: (profile_id, segment_id, namespace, status, lqt, identityMap).
+    A source's file may be of either membership format (engine/memberships.py: ``members_sql``)."""
     start, end = window
     selects = []
     for s in sources:
@@ -174,7 +177,7 @@ def _members_sql(
             f"SELECT profile_id::VARCHAR AS profile_id, {sql_str(s.segment_id)} AS segment_id, "
             f"{sql_str(s.namespace)} AS ns, status, lastQualificationTime AS lqt, "
             f"identityMap::{IDENTITY_MAP_TYPE} AS identityMap "
-            f"FROM read_parquet({sql_str(s.path)}) WHERE {' AND '.join(conds)}"
+            f"FROM ({members_sql(con, Path(s.path), extra=False)}) WHERE {' AND '.join(conds)}"
         )
     return " UNION ALL ".join(selects)
 
@@ -247,7 +250,7 @@ def _export_sql(
         membership = _constant_keys_map({s.namespace: {s.segment_id: entry}})
         return (
             f"SELECT m.profile_id, {select}m.identityMap, {membership} AS segmentMembership "
-            f"FROM ({_members_sql(sources, window)}) m JOIN {profiles} p ON p.profile_id = m.profile_id {where}"
+            f"FROM ({_members_sql(con, sources, window)}) m JOIN {profiles} p ON p.profile_id = m.profile_id {where}"
         )
     # Several segments: one row per profile; segmentMembership groups its entries by namespace, then segment.
     grouped = (
@@ -255,14 +258,14 @@ def _export_sql(
         f"map_from_entries(list({{'key': ns, 'value': seg}})) AS segmentMembership FROM ("
         f"SELECT profile_id, ns, any_value(identityMap) AS identityMap, "
         f"map_from_entries(list({{'key': segment_id, 'value': {entry}}})) AS seg "
-        f"FROM ({_members_sql(sources, window)}) m GROUP BY profile_id, ns) GROUP BY profile_id"
+        f"FROM ({_members_sql(con, sources, window)}) m GROUP BY profile_id, ns) GROUP BY profile_id"
     )
     if len(namespaces) == 1:
         (ns,) = namespaces
         segments = f"map_from_entries(list({{'key': segment_id, 'value': {entry}}}))"
         grouped = (
             f"SELECT profile_id, any_value(identityMap) AS identityMap, {_constant_keys_map({ns: segments})} "
-            f"AS segmentMembership FROM ({_members_sql(sources, window)}) m GROUP BY profile_id"
+            f"AS segmentMembership FROM ({_members_sql(con, sources, window)}) m GROUP BY profile_id"
         )
     if all_profiles:
         return (

@@ -18,7 +18,9 @@ makes the files visible by inserting the ``audience_evaluations`` rows afterward
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import time
@@ -47,6 +49,138 @@ def _identity_map_of(column: str) -> str:
         f"list_transform({column}, lambda e: {{'key': e.key::VARCHAR, "
         f"'value': list_transform(e.value, lambda v: {{'id': v.id::VARCHAR, 'primary': v.primary::BOOLEAN}})}})"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The membership format (issue 18). Files written by this module since then ("pidx format"):
+#   memberships/<audienceId>/<evaluationMs>.parquet: (pidx UINTEGER, src UTINYINT, status UTINYINT,
+#       lastQualificationTime TIMESTAMP), sorted by pidx, ZSTD; status 0 realized, 1 existing, 2 exited; its
+#       Parquet key-value metadata names the evaluation's identities file ("identities").
+#   memberships/.identities/<evaluationMs>-<token>.parquet: once per evaluation, (src, pidx, profile_id,
+#       identityMap) of every profile in any of that evaluation's files (current members from their merged
+#       profiles, exits from the previous evaluation's identities); src numbers the merged profiles (merge
+#       policies) of that evaluation.
+#   memberships/.index/: the profile index, profile id -> pidx, append-only (a number is never reused).
+# Files written before (and external audiences' files, engine/external_ingest.py) carry profile_id, status as a
+# string and identityMap per row; every reader accepts both, choosing by the file's columns.
+# ---------------------------------------------------------------------------------------------------------------
+INDEX_DIR = ".index"
+IDENTITIES_DIR = ".identities"
+STATUS_CODE = {"realized": 0, "existing": 1, "exited": 2}
+_STATUS_NAME = "(['realized', 'existing', 'exited'])[{col} + 1]"
+_STATUS_OF_NAME = "CASE {col} WHEN 'realized' THEN 0 WHEN 'existing' THEN 1 ELSE 2 END"
+
+
+@dataclass
+class MembershipFile:
+    """What a reader needs to know about one membership file."""
+
+    path: Path
+    columns: set[str]
+    identities: (
+        Path | None
+    )  # pidx format: its evaluation's identities file; None: a file with profile_id rows
+
+    @property
+    def pidx_format(self) -> bool:
+        return self.identities is not None
+
+
+def inspect_file(con: duckdb.DuckDBPyConnection, path: Path) -> MembershipFile:
+    """The format of a membership file (its columns; for the pidx format, where its identities are)."""
+    path = Path(path)
+    src = f"read_parquet({sql_str(path)})"
+    columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    identities = None
+    if "pidx" in columns:
+        kv = dict(
+            con.execute(
+                f"SELECT decode(key), decode(value) FROM parquet_kv_metadata({sql_str(path)})"
+            ).fetchall()
+        )
+        identities = path.parent.parent / IDENTITIES_DIR / kv["identities"]
+    return MembershipFile(path, columns, identities)
+
+
+def members_sql(con: duckdb.DuckDBPyConnection, path: Path, extra: bool = True) -> str:
+    """A SELECT of ``(profile_id, status, lastQualificationTime, identityMap)`` (status as its name) of a
+    membership file of either format; ``extra``: also ``validUntil``/``payload`` where the file has them."""
+    f = inspect_file(con, path)
+    if f.pidx_format:
+        return (
+            f"SELECT i.profile_id, {_STATUS_NAME.format(col='m.status')} AS status, m.lastQualificationTime, "
+            f"i.identityMap FROM read_parquet({sql_str(f.path)}) m "
+            f"JOIN read_parquet({sql_str(f.identities)}) i ON i.src = m.src AND i.pidx = m.pidx"
+        )
+    im = f"identityMap::{IDENTITY_MAP_TYPE}" if "identityMap" in f.columns else f"NULL::{IDENTITY_MAP_TYPE}"
+    more = "".join(f", {c}" for c in ("validUntil", "payload") if extra and c in f.columns)
+    return (
+        f"SELECT profile_id::VARCHAR AS profile_id, status, lastQualificationTime, {im} AS identityMap{more} "
+        f"FROM read_parquet({sql_str(f.path)})"
+    )
+
+
+@contextlib.contextmanager
+def _index_lock(root: Path):
+    folder = Path(root) / INDEX_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_COMPACT_AFTER = 16  # parts; then one "-full" part replaces them
+
+
+def _index_parts(folder: Path) -> list[tuple[int, Path]]:
+    """The parts to read: the newest ``<seq>-full.parquet`` and every part after it (older ones are superseded;
+    a compaction interrupted before removing them leaves them harmless)."""
+    parts = []
+    for p in folder.glob("*.parquet"):
+        seq, _, kind = p.stem.partition("-")
+        if seq.isdigit():
+            parts.append((int(seq), kind == "full", p))
+    parts.sort()
+    full = max((i for i, (_, is_full, _) in enumerate(parts) if is_full), default=0)
+    return [(seq, p) for seq, _, p in parts[full:]]
+
+
+def number_profiles(run, con: duckdb.DuckDBPyConnection, root: Path, new_ids_sql: str) -> None:
+    """Load the profile index into the temp table ``idx (profile_id, pidx)``, first appending the profile ids of
+    ``new_ids_sql`` (a SELECT of ``profile_id``) it does not hold yet, numbered after the largest (sorted by id).
+    Under an exclusive lock: two evaluations never hand out the same number."""
+    with _index_lock(root) as folder:
+        parts = _index_parts(folder)
+        if parts:
+            files = "[" + ", ".join(sql_str(p) for _, p in parts) + "]"
+            run(f"CREATE TEMP TABLE idx AS SELECT profile_id, pidx FROM read_parquet({files})")
+        else:
+            run("CREATE TEMP TABLE idx (profile_id VARCHAR, pidx UINTEGER)")
+        run(
+            f"""CREATE TEMP TABLE idx_new AS
+                SELECT n.profile_id, ((SELECT coalesce(max(pidx) + 1, 0) FROM idx)
+                                      + row_number() OVER (ORDER BY n.profile_id) - 1)::UINTEGER AS pidx
+                FROM (SELECT DISTINCT profile_id::VARCHAR AS profile_id FROM ({new_ids_sql})
+                      WHERE profile_id IS NOT NULL) n
+                ANTI JOIN idx USING (profile_id)"""
+        )
+        if run("SELECT count(*) FROM idx_new")[0][0] == 0:
+            return
+        run("INSERT INTO idx SELECT * FROM idx_new")
+        seq = (parts[-1][0] + 1) if parts else 0
+        compact = len(parts) + 1 > _COMPACT_AFTER
+        name = f"{seq:010d}-full.parquet" if compact else f"{seq:010d}.parquet"
+        tmp = folder / f".{name}.{uuid.uuid4().hex}"
+        run(
+            f"COPY (SELECT * FROM {'idx' if compact else 'idx_new'} ORDER BY pidx) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        os.replace(tmp, folder / name)
+        if compact:
+            for _, p in parts:
+                discard([p])
 
 
 class MembershipCancelled(Exception):
@@ -86,6 +220,8 @@ class DiffResult:
     # profiles, and the per-namespace counts), "membershipDiff" (the rest: the join with the previous members,
     # writing the files, which carry each member's identityMap, and the counts).
     timings_ms: dict[str, int] = field(default_factory=dict)
+    # Files of the whole evaluation (its identities): staged path -> path under the memberships root.
+    shared: dict[Path, Path] = field(default_factory=dict)
 
 
 def membership_path(memberships_root: Path, audience_id: str, evaluation_ms: int) -> Path:
@@ -149,10 +285,9 @@ def _values_table(con, name: str, **columns: tuple[str, list]) -> None:
 def _diff(
     con, qualified_path, audience_ids, previous, t, cutoff, profiles_paths, staging, cancelled
 ) -> DiffResult:
-    """One streaming query writes every audience's file (no result table, no sort): the qualified pairs FULL JOIN
-    the previous members, current members' identityMap from the merged profiles (normalised once per profile, not
-    once per membership). Counts are read back from the written files, namespaces from the profiles. Measured on
-    100 audiences / 19.8M members with identity maps: first evaluation 88 s -> 22 s, next day 150 s -> 31 s."""
+    """The pidx format (module docstring): the qualified pairs numbered through the profile index, FULL JOINed
+    with the previous members on integers into one table, from which the files (one per audience, sorted by
+    pidx), the evaluation's identities and the counts are written/taken: nothing is read back."""
 
     def run(sql: str, params: dict | None = None):
         if cancelled():
@@ -164,165 +299,242 @@ def _diff(
         except EvaluationCancelled:
             raise MembershipCancelled() from None
 
-    # The merged profiles each audience's members take their identityMap from: (pidx, profile_id, identityMap).
+    root = staging.parent
+    # The merged profiles each audience's members take their identityMap from, numbered: src.
     paths: dict[str, int] = {}
-    pidx = []
+    srcs = []
     for audience_id in audience_ids:
         p = profiles_paths.get(audience_id)
         ok = p is not None and Path(p).exists()
-        pidx.append(paths.setdefault(str(p), len(paths)) if ok else -1)
+        srcs.append(paths.setdefault(str(p), len(paths)) if ok else 255)
+    if len(paths) > 255:
+        raise ValueError("more than 255 merged profile files in one evaluation")
     _values_table(
         con,
         "audiences",
         aidx=("INTEGER", list(range(len(audience_ids)))),
         audience_id=("VARCHAR", list(audience_ids)),
-        pidx=("INTEGER", pidx),
+        src=("UTINYINT", srcs),
     )
-    # ns: the profile's namespaces (sorted, distinct); nsid numbers the distinct ns lists (for the counts).
     selects = [
-        f"SELECT {i} AS pidx, profile_id::VARCHAR AS profile_id, "
+        f"SELECT {i}::UTINYINT AS src, profile_id::VARCHAR AS profile_id, "
         f"{_identity_map_of('identityMap') if _has_identity_map(con, Path(path)) else 'NULL'}"
         f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({sql_str(path)})"
         for path, i in paths.items()
     ] or [
-        f"SELECT NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
+        f"SELECT NULL::UTINYINT AS src, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
     ]
     started = time.perf_counter()
     identities_s = 0.0
     run(
-        f"""CREATE TEMP TABLE profiles AS SELECT *, dense_rank() OVER (ORDER BY ns) AS nsid FROM (
+        f"""CREATE TEMP TABLE profiles0 AS SELECT *, dense_rank() OVER (ORDER BY ns) AS nsid FROM (
                 SELECT *, list_sort(list_distinct(list_transform(identityMap, lambda e: e.key))) AS ns
                 FROM ({" UNION ALL ".join(selects)}))"""
     )
     identities_s += time.perf_counter() - started
 
-    # The qualified pairs (each pair once: the engine writes every pair once), as audience indexes.
+    # The previous files, by format.
+    new_prev: list[tuple[int, str, str]] = []  # (aidx, file, its identities file)
+    old_prev: list[tuple[int, str]] = []
+    for aidx, a in enumerate(audience_ids):
+        p = previous.get(a)
+        if p is None or not Path(p).exists():
+            continue
+        f = inspect_file(con, Path(p))
+        if f.pidx_format:
+            new_prev.append((aidx, str(Path(p).resolve()), str(Path(f.identities).resolve())))
+        else:
+            old_prev.append((aidx, str(Path(p).resolve())))
+    old_scan = None
+    if old_prev:
+        _values_table(
+            con,
+            "prev_old",
+            aidx=("INTEGER", [i for i, _ in old_prev]),
+            filename=("VARCHAR", [f for _, f in old_prev]),
+        )
+        files = "[" + ", ".join(sql_str(f) for _, f in old_prev) + "]"
+        old_scan = f"read_parquet({files}, filename = true, union_by_name = true)"
+        old_columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {old_scan}").fetchall()}
+    if new_prev:
+        _values_table(
+            con,
+            "prev_new",
+            aidx=("INTEGER", [i for i, _, _ in new_prev]),
+            filename=("VARCHAR", [f for _, f, _ in new_prev]),
+            identities=("VARCHAR", [i for _, _, i in new_prev]),
+        )
+
+    # Number every profile this evaluation can write (the merged profiles; members of files written before).
+    ids = ["SELECT profile_id FROM profiles0"]
+    if old_scan:
+        ids.append(f"SELECT profile_id::VARCHAR AS profile_id FROM {old_scan}")
+    number_profiles(run, con, root, " UNION ALL ".join(ids))
+    run("CREATE TEMP TABLE profiles AS SELECT p.*, x.pidx FROM profiles0 p JOIN idx x USING (profile_id)")
+    run("DROP TABLE profiles0")
+
+    # The qualified pairs (each pair once: the engine writes every pair once), numbered, with their namespaces.
     sources = (
         [qualified_path] if isinstance(qualified_path, str | os.PathLike) else list(qualified_path or [])
     )
     sources = [p for p in sources if Path(p).exists()]
+    expected_pairs = 0
     if sources:
         files = "[" + ", ".join(sql_str(p) for p in sources) + "]"
         qualified = (
-            f"SELECT a.aidx, a.pidx, q.profile_id::VARCHAR AS profile_id FROM read_parquet({files}) q "
-            "JOIN audiences a ON a.audience_id = q.audience_id"
+            f"SELECT a.aidx, pr.pidx, pr.nsid FROM read_parquet({files}) q "
+            "JOIN audiences a ON a.audience_id = q.audience_id "
+            "JOIN profiles pr ON pr.src = a.src AND pr.profile_id = q.profile_id"
         )
+        expected_pairs = run(
+            f"SELECT count(*) FROM read_parquet({files}) q SEMI JOIN audiences a ON a.audience_id = q.audience_id"
+        )[0][0]
     else:
-        qualified = (
-            "SELECT NULL::INTEGER AS aidx, NULL::INTEGER AS pidx, NULL::VARCHAR AS profile_id WHERE false"
-        )
+        qualified = "SELECT NULL::INTEGER AS aidx, NULL::UINTEGER AS pidx, NULL::BIGINT AS nsid WHERE false"
 
-    # Previous memberships: one scan over every previous file; the file name tells which audience a row is of.
-    # None (a first evaluation): one row of NULLs, CROSS JOINed (a FULL JOIN with nothing still costs a hash
-    # join of every qualified pair).
-    nothing = (
-        "SELECT NULL::INTEGER AS aidx, NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, "
-        f"NULL::TIMESTAMP AS lqt, NULL::{IDENTITY_MAP_TYPE} AS identityMap"
-    )
-    prev = None
-    found = [
-        (aidx, str(Path(previous[a]).resolve()))
-        for aidx, a in enumerate(audience_ids)
-        if previous.get(a) is not None and Path(previous[a]).exists()
-    ]
-    if found:
-        _values_table(
-            con,
-            "prev_files",
-            aidx=("INTEGER", [i for i, _ in found]),
-            filename=("VARCHAR", [f for _, f in found]),
+    prevs = []
+    if new_prev:
+        files = "[" + ", ".join(sql_str(f) for _, f, _ in new_prev) + "]"
+        prevs.append(
+            f"SELECT f.aidx, m.pidx, m.src AS psrc, m.status, m.lastQualificationTime AS lqt "
+            f"FROM read_parquet({files}, filename = true) m JOIN prev_new f ON f.filename = m.filename"
         )
-        files = "[" + ", ".join(sql_str(f) for _, f in found) + "]"
-        scan = f"read_parquet({files}, filename = true, union_by_name = true)"
-        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        # Written by this module, so already in the documented shape: a cast, not a per-row list_transform.
-        im = f"m.identityMap::{IDENTITY_MAP_TYPE}" if "identityMap" in columns else "NULL"
-        prev = (
-            f"SELECT f.aidx, m.profile_id, m.status, m.lastQualificationTime AS lqt, {im} AS identityMap "
-            f"FROM {scan} m JOIN prev_files f ON f.filename = m.filename"
+    if old_scan:
+        prevs.append(
+            f"SELECT f.aidx, x.pidx, NULL::UTINYINT AS psrc, {_STATUS_OF_NAME.format(col='m.status')}::UTINYINT "
+            f"AS status, m.lastQualificationTime AS lqt FROM {old_scan} m JOIN prev_old f ON f.filename = m.filename "
+            "JOIN idx x ON x.profile_id = m.profile_id::VARCHAR"
         )
+    # qualifies now: realized (0), or existing (1, keeping its time) if it was a current member; was a current
+    # member and does not qualify: exited (2) now; exited before: kept (with its exit time) until the retention.
+    if prevs:
+        body = f"""SELECT coalesce(q.aidx, p.aidx) AS aidx, coalesce(q.pidx, p.pidx) AS pidx,
+                   (CASE WHEN q.aidx IS NULL THEN 2 WHEN p.status <= 1 THEN 1 ELSE 0 END)::UTINYINT AS status,
+                   CASE WHEN q.aidx IS NULL AND p.status = 2 THEN p.lqt
+                        WHEN q.aidx IS NOT NULL AND p.status <= 1 THEN p.lqt
+                        ELSE $t END AS lqt,
+                   q.nsid, CASE WHEN q.aidx IS NULL THEN p.psrc END AS psrc
+            FROM ({qualified}) q FULL JOIN ({" UNION ALL ".join(prevs)}) p ON p.aidx = q.aidx AND p.pidx = q.pidx
+            WHERE q.aidx IS NOT NULL OR p.status <= 1 OR (p.status = 2 AND p.lqt >= $cutoff)"""
+        params = {"t": t, "cutoff": cutoff}
+    else:
+        body = f"SELECT aidx, pidx, 0::UTINYINT AS status, $t AS lqt, nsid, NULL::UTINYINT AS psrc FROM ({qualified})"
+        params = {"t": t}
+    run(f"CREATE TEMP TABLE result AS {body}", params)
 
-    # qualifies now: realized, or existing (keeping its time) if it was a current member; was a current member
-    # and does not qualify: exited now; exited before: kept (with its exit time) until the retention drops it.
-    current = "('realized', 'existing')"
-    parts = staging / "parts"
-    run(
-        f"""COPY (
-            SELECT coalesce(q.aidx, p.aidx) AS aidx, coalesce(q.profile_id, p.profile_id) AS profile_id,
-                   CASE WHEN q.aidx IS NULL THEN 'exited'
-                        WHEN p.status IN {current} THEN 'existing' ELSE 'realized' END AS status,
-                   CASE WHEN q.aidx IS NULL AND p.status = 'exited' THEN p.lqt
-                        WHEN q.aidx IS NOT NULL AND p.status IN {current} THEN p.lqt
-                        ELSE $t END AS lastQualificationTime,
-                   CASE WHEN q.aidx IS NULL THEN p.identityMap ELSE pr.identityMap END AS identityMap
-            FROM ({qualified}) q
-            {f"FULL JOIN ({prev}) p ON p.aidx = q.aidx AND p.profile_id = q.profile_id" if prev else f"CROSS JOIN ({nothing}) p"}
-            LEFT JOIN profiles pr ON pr.pidx = q.pidx AND pr.profile_id = q.profile_id
-            WHERE q.aidx IS NOT NULL OR p.status IN {current} OR (p.status = 'exited' AND p.lqt >= $cutoff)
-        ) TO {sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx))""",
-        {"t": t, "cutoff": cutoff},
-    )
-
+    # Counts, from the same table: by status, and by namespace (per list of namespaces, then per namespace).
     counts = {a: AudienceCounts() for a in audience_ids}
-    if any(parts.glob("*/*.parquet")):  # nobody at all: DuckDB may still have made the folder
-        written_rows = run(
-            f"""SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 'exited' AND lastQualificationTime = $t)
-                FROM read_parquet({sql_str(parts / "*" / "*.parquet")}, hive_partitioning = true) GROUP BY ALL""",
-            {"t": t},
-        )
-        for aidx, status, n, exited_now in written_rows:
-            c = counts[audience_ids[int(aidx)]]
-            setattr(c, status, n)
-            if status == "exited":
-                c.exited_now = exited_now
+    for aidx, status, n, exited_now in run(
+        "SELECT aidx, status, count(*), count(*) FILTER (WHERE status = 2 AND lqt = $t) FROM result GROUP BY ALL",
+        {"t": t},
+    ):
+        c = counts[audience_ids[int(aidx)]]
+        setattr(c, STATUSES[int(status)], n)
+        if status == 2:
+            c.exited_now = exited_now
     for c in counts.values():
         c.members = c.realized + c.existing
-    # Current members are the qualified pairs; their namespaces are their profiles' identityMap keys, counted
-    # per list of namespaces (an integer group) and then per namespace.
+    if sources and sum(c.members for c in counts.values()) != expected_pairs:
+        raise RuntimeError(
+            f"the qualified pairs name profiles missing from the merged profiles ({expected_pairs} pairs, "
+            f"{sum(c.members for c in counts.values())} numbered)"
+        )
     namespaces_started = time.perf_counter()
     namespaces = dict(run("SELECT DISTINCT nsid, ns FROM profiles"))
-    for aidx, nsid, n in run(
-        f"""SELECT q.aidx, pr.nsid, count(*) FROM ({qualified}) q
-            JOIN profiles pr ON pr.pidx = q.pidx AND pr.profile_id = q.profile_id GROUP BY ALL"""
-    ):
+    for aidx, nsid, n in run("SELECT aidx, nsid, count(*) FROM result WHERE status <= 1 GROUP BY ALL"):
         by_namespace = counts[audience_ids[aidx]].by_namespace
-        for namespace in namespaces[nsid] or []:
+        for namespace in namespaces.get(nsid) or []:
             by_namespace[namespace] = by_namespace.get(namespace, 0) + n
+
+    # The evaluation's identities: current members' from their merged profiles; an exit's (not a current member
+    # under the same merged profiles) from its previous file's identities.
+    token = f"{int(t.replace(tzinfo=dt.UTC).timestamp() * 1000)}-{uuid.uuid4().hex[:12]}.parquet"
+    identities = staging / "identities.parquet"
+    exit_sources = []
+    if new_prev:
+        id_files = sorted({i for _, _, i in new_prev})
+        exit_sources.append(
+            f"SELECT e.aidx, e.pidx, i.identityMap FROM exits e JOIN prev_new f ON f.aidx = e.aidx "
+            f"JOIN read_parquet({'[' + ', '.join(sql_str(f) for f in id_files) + ']'}, filename = true) i "
+            "ON i.filename = f.identities AND i.src = e.psrc AND i.pidx = e.pidx"
+        )
+    if old_scan:
+        im = f"m.identityMap::{IDENTITY_MAP_TYPE}" if "identityMap" in old_columns else "NULL"
+        exit_sources.append(
+            f"SELECT e.aidx, e.pidx, {im} AS identityMap FROM exits e JOIN prev_old f ON f.aidx = e.aidx "
+            f"JOIN idx x ON x.pidx = e.pidx JOIN {old_scan} m ON m.filename = f.filename "
+            "AND m.profile_id::VARCHAR = x.profile_id"
+        )
+    run(
+        """CREATE TEMP TABLE exits AS SELECT r.aidx, a.src, r.pidx, r.psrc FROM result r JOIN audiences a USING (aidx)
+           WHERE r.status = 2"""
+    )
+    exit_identities = (
+        f"SELECT aidx, pidx, any_value(identityMap) AS identityMap FROM ({' UNION ALL '.join(exit_sources)}) "
+        "GROUP BY ALL"
+        if exit_sources
+        else f"SELECT NULL::INTEGER AS aidx, NULL::UINTEGER AS pidx, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
+    )
+    run(
+        f"""COPY (
+            WITH cur AS MATERIALIZED (SELECT DISTINCT a.src, r.pidx FROM result r JOIN audiences a USING (aidx) WHERE r.status <= 1)
+            SELECT p.src, p.pidx, p.profile_id, p.identityMap FROM profiles p SEMI JOIN cur USING (src, pidx)
+            UNION ALL
+            SELECT e.src, e.pidx, any_value(x.profile_id), any_value(ei.identityMap)
+            FROM exits e JOIN idx x ON x.pidx = e.pidx
+            LEFT JOIN ({exit_identities}) ei ON ei.aidx = e.aidx AND ei.pidx = e.pidx
+            ANTI JOIN cur ON cur.src = e.src AND cur.pidx = e.pidx
+            GROUP BY e.src, e.pidx
+            ORDER BY 1, 2
+        ) TO {sql_str(identities)} (FORMAT parquet, COMPRESSION zstd)"""
+    )
     identities_s += time.perf_counter() - namespaces_started
 
-    # What DuckDB wrote, listed once: parts/aidx=<n>/<file>.parquet (one file per partition in practice).
+    # The membership files: one per audience, sorted by pidx (a point lookup reads one row group), ZSTD.
+    parts = staging / "parts"
+    con.execute("SET preserve_insertion_order = true")
+    run(
+        f"""COPY (SELECT r.aidx, r.pidx, a.src, r.status, r.lqt AS lastQualificationTime
+                  FROM result r JOIN audiences a USING (aidx) ORDER BY r.aidx, r.pidx)
+            TO {sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx), COMPRESSION zstd,
+                                 KV_METADATA {{identities: {sql_str(token)}}})"""
+    )
     written: dict[int, list[Path]] = {}
     if parts.exists():
         for entry in os.scandir(parts):
             if entry.is_dir() and entry.name.startswith("aidx="):
                 written[int(entry.name[5:])] = sorted(Path(entry.path).glob("*.parquet"))
     files: dict[str, Path] = {}
-    empty = staging / "empty.parquet"
     for aidx, audience_id in enumerate(audience_ids):
         found = written.get(aidx) or []
         if len(found) == 1:
             files[audience_id] = found[0]  # published straight from here (one rename per file)
             continue
         target = staging / f"{aidx}.parquet"
-        if found:
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({sql_str(parts / f'aidx={aidx}' / '*.parquet')}, hive_partitioning = false)) "
-                f"TO {sql_str(target)} (FORMAT parquet)"
-            )
-        else:
-            if not empty.exists():
-                con.execute(
-                    "COPY (SELECT profile_id, status, lqt AS lastQualificationTime, identityMap "
-                    f"FROM ({nothing}) WHERE false) TO {sql_str(empty)} (FORMAT parquet)"
-                )
-            shutil.copyfile(empty, target)
+        rows = (
+            f"SELECT * FROM read_parquet({sql_str(parts / f'aidx={aidx}' / '*.parquet')}, hive_partitioning = false) "
+            "ORDER BY pidx"
+            if found
+            else "SELECT NULL::UINTEGER AS pidx, NULL::UTINYINT AS src, NULL::UTINYINT AS status, "
+            "NULL::TIMESTAMP AS lastQualificationTime WHERE false"
+        )
+        con.execute(
+            f"COPY ({rows}) TO {sql_str(target)} (FORMAT parquet, COMPRESSION zstd, "
+            f"KV_METADATA {{identities: {sql_str(token)}}})"
+        )
         files[audience_id] = target
     total_s = time.perf_counter() - started
     timings = {
         "identities": round(identities_s * 1000),
         "membershipDiff": round((total_s - identities_s) * 1000),
     }
-    return DiffResult(staging=staging, files=files, counts=counts, timings_ms=timings)
+    return DiffResult(
+        staging=staging,
+        files=files,
+        counts=counts,
+        timings_ms=timings,
+        shared={identities: Path(IDENTITIES_DIR) / token},
+    )
 
 
 def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) -> dict[str, Path]:
@@ -331,11 +543,18 @@ def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) 
     When that name is taken (the same evaluation time again), the file gets a unique suffix instead, so the
     published file stays intact until the catalog row is replaced.
 
-    Each rename is atomic; the evaluation becomes visible only when the caller records the catalog rows. On error,
-    files already moved are removed again (no catalog row points at them yet).
+    The evaluation's shared files (its identities, unique names) are moved first. Each rename is atomic; the
+    evaluation becomes visible only when the caller records the catalog rows. On error, files already moved are
+    removed again (no catalog row points at them yet).
     """
     moved: dict[str, Path] = {}
+    shared: list[Path] = []
     try:
+        for staged, relative in diff.shared.items():
+            final = Path(memberships_root) / relative
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            shared.append(final)
         for audience_id, staged in diff.files.items():
             final = membership_path(memberships_root, audience_id, evaluation_ms)
             if final.exists():  # a re-run at the same time: never overwrite the published file before its row
@@ -344,7 +563,7 @@ def publish_files(diff: DiffResult, memberships_root: Path, evaluation_ms: int) 
             os.replace(staged, final)
             moved[audience_id] = final
     except BaseException:
-        discard(moved.values())
+        discard([*moved.values(), *shared])
         raise
     finally:
         shutil.rmtree(diff.staging, ignore_errors=True)
@@ -362,7 +581,7 @@ def discard(paths) -> None:
 def write_current_members(
     membership_file: Path | None, out_path: Path, at: dt.datetime | None = None
 ) -> Path:
-    """A Parquet of ``profile_id`` of the current members (realized/existing) of a membership file.
+    """A Parquet of ``profile_id`` of the current members (realized/existing) of a membership file (either format).
 
     This is what the engine reads for an ``inSegment`` reference to an audience not evaluated in the same run.
     ``at``: members whose ``validUntil`` (external audiences' TTL) has passed by then are not current.
@@ -375,33 +594,37 @@ def write_current_members(
                 f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out_path)} (FORMAT parquet)"
             )
         else:
-            src = f"read_parquet({sql_str(membership_file)})"
-            columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-            valid = ""
-            if at is not None and "validUntil" in columns:
-                valid = f" AND (validUntil IS NULL OR validUntil > TIMESTAMP '{naive_utc(at).isoformat()}')"
-            con.execute(
-                f"""COPY (SELECT profile_id FROM {src} WHERE status IN ('realized', 'existing'){valid})
-                    TO {sql_str(out_path)} (FORMAT parquet)"""
-            )
+            f = inspect_file(con, Path(membership_file))
+            if f.pidx_format:
+                rows = (
+                    f"SELECT i.profile_id FROM read_parquet({sql_str(f.path)}) m "
+                    f"JOIN read_parquet({sql_str(f.identities)}) i ON i.src = m.src AND i.pidx = m.pidx "
+                    "WHERE m.status <= 1"
+                )
+            else:
+                valid = ""
+                if at is not None and "validUntil" in f.columns:
+                    valid = (
+                        f" AND (validUntil IS NULL OR validUntil > TIMESTAMP '{naive_utc(at).isoformat()}')"
+                    )
+                rows = (
+                    f"SELECT profile_id FROM read_parquet({sql_str(f.path)}) "
+                    f"WHERE status IN ('realized', 'existing'){valid}"
+                )
+            con.execute(f"COPY ({rows}) TO {sql_str(out_path)} (FORMAT parquet)")
     finally:
         con.close()
     return out_path
 
 
 def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
-    """One page of a membership file, ordered by profile id: ``(total, rows)``; times as naive UTC datetimes."""
+    """One page of a membership file (either format), ordered by profile id: ``(total, rows)``; times as naive
+    UTC datetimes. External audiences' files also carry validUntil and payload (engine/external_ingest.py)."""
     con = connect()
     try:
-        src = f"read_parquet({sql_str(membership_file)})"
-        total = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
-        im = "identityMap" if _has_identity_map(con, Path(membership_file)) else "NULL AS identityMap"
-        # External audiences' files also carry validUntil and payload (engine/external_ingest.py).
-        columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-        im += "".join(f", {c}" for c in ("validUntil", "payload") if c in columns)
+        total = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(membership_file)})").fetchone()[0]
         cur = con.execute(
-            f"""SELECT profile_id, status, lastQualificationTime, {im} FROM {src}
-                ORDER BY profile_id LIMIT $limit OFFSET $start""",
+            f"SELECT * FROM ({members_sql(con, Path(membership_file))}) ORDER BY profile_id LIMIT $limit OFFSET $start",
             {"limit": int(limit), "start": int(start)},
         )
         names = [d[0] for d in cur.description]
@@ -411,14 +634,48 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
 
 
 def read_profile_status(membership_file: Path, profile_id: str) -> dict[str, Any] | None:
-    """The row of one profile in a membership file, or None."""
+    """The row of one profile in a membership file (either format), or None."""
     con = connect()
     try:
-        row = con.execute(
-            f"""SELECT status, lastQualificationTime FROM read_parquet({sql_str(membership_file)})
-                WHERE profile_id = $pid LIMIT 1""",
-            {"pid": profile_id},
-        ).fetchone()
+        row = profile_status(con, Path(membership_file), profile_id)
     finally:
         con.close()
     return None if row is None else {"status": row[0], "lastQualificationTime": row[1]}
+
+
+def profile_status(con: duckdb.DuckDBPyConnection, path: Path, profile_id: str) -> tuple | None:
+    """``(status, lastQualificationTime)`` of one profile in a membership file, or None."""
+    sql = profile_rows_sql(con, {"": Path(path)}, profile_id).get("")
+    return None if sql is None else con.execute(sql + " LIMIT 1").fetchone()
+
+
+def profile_rows_sql(
+    con: duckdb.DuckDBPyConnection, files: Mapping[str, Path], profile_id: str
+) -> dict[str, str]:
+    """For each of ``files`` (key -> membership file, either format) a SELECT of ``(status,
+    lastQualificationTime)`` of one profile's row; a key is left out when the profile is in none of its
+    evaluation's identities. In the pidx format the profile's numbers are looked up once per identities file
+    (shared by an evaluation's audiences), then the file (sorted by pidx) is filtered on them."""
+    numbers: dict[Path, list[tuple[int, int]]] = {}
+    out: dict[str, str] = {}
+    for key, path in files.items():
+        f = inspect_file(con, Path(path))
+        if not f.pidx_format:
+            out[key] = (
+                f"SELECT status, lastQualificationTime FROM read_parquet({sql_str(f.path)}) "
+                f"WHERE profile_id = {sql_str(profile_id)}"
+            )
+            continue
+        if f.identities not in numbers:
+            numbers[f.identities] = con.execute(
+                f"SELECT src, pidx FROM read_parquet({sql_str(f.identities)}) WHERE profile_id = $pid",
+                {"pid": profile_id},
+            ).fetchall()
+        found = numbers[f.identities]
+        if found:
+            match = " OR ".join(f"(src = {int(s)} AND pidx = {int(n)})" for s, n in found)
+            out[key] = (
+                f"SELECT {_STATUS_NAME.format(col='status')} AS status, lastQualificationTime "
+                f"FROM read_parquet({sql_str(f.path)}) WHERE {match}"
+            )
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation_pipelines import duck
+from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.lookup import find_identity, read_profile, to_json_value
@@ -80,11 +81,10 @@ class ProfilesService:
         con = duck.connect(memory_limit="1GB")
         try:
             union = " UNION ALL ".join(
-                f"SELECT {duck.sql_str(aid)} AS audience_id, status, lastQualificationTime "
-                f"FROM read_parquet({duck.sql_str(str(path))}) WHERE profile_id = $pid"
-                for aid, path in files.items()
+                f"SELECT {duck.sql_str(aid)} AS audience_id, status, lastQualificationTime FROM ({rows})"
+                for aid, rows in memberships.profile_rows_sql(con, files, profile_id).items()
             )
-            rows = con.execute(union, {"pid": profile_id}).fetchall()
+            rows = con.execute(union).fetchall() if union else []
         finally:
             con.close()
         return {aid: {"status": status, "lastQualificationTime": to_json_value(t)} for aid, status, t in rows}
