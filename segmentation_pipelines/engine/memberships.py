@@ -175,7 +175,7 @@ def number_profiles(run, con: duckdb.DuckDBPyConnection, root: Path, new_ids_sql
         name = f"{seq:010d}-full.parquet" if compact else f"{seq:010d}.parquet"
         tmp = folder / f".{name}.{uuid.uuid4().hex}"
         run(
-            f"COPY (SELECT * FROM {'idx' if compact else 'idx_new'} ORDER BY pidx) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY (SELECT * FROM {'idx' if compact else 'idx_new'} ORDER BY pidx) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2)"
         )
         os.replace(tmp, folder / name)
         if compact:
@@ -486,7 +486,7 @@ def _diff(
             ANTI JOIN cur ON cur.src = e.src AND cur.pidx = e.pidx
             GROUP BY e.src, e.pidx
             ORDER BY 1, 2
-        ) TO {sql_str(identities)} (FORMAT parquet, COMPRESSION zstd)"""
+        ) TO {sql_str(identities)} (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2)"""
     )
     identities_s += time.perf_counter() - namespaces_started
 
@@ -496,7 +496,7 @@ def _diff(
     run(
         f"""COPY (SELECT r.aidx, r.pidx, a.src, r.status, r.lqt AS lastQualificationTime
                   FROM result r JOIN audiences a USING (aidx) ORDER BY r.aidx, r.pidx)
-            TO {sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx), COMPRESSION zstd,
+            TO {sql_str(parts)} (FORMAT parquet, PARTITION_BY (aidx), COMPRESSION zstd, PARQUET_VERSION V2,
                                  KV_METADATA {{identities: {sql_str(token)}}})"""
     )
     written: dict[int, list[Path]] = {}
@@ -519,7 +519,7 @@ def _diff(
             "NULL::TIMESTAMP AS lastQualificationTime WHERE false"
         )
         con.execute(
-            f"COPY ({rows}) TO {sql_str(target)} (FORMAT parquet, COMPRESSION zstd, "
+            f"COPY ({rows}) TO {sql_str(target)} (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, "
             f"KV_METADATA {{identities: {sql_str(token)}}})"
         )
         files[audience_id] = target
