@@ -212,14 +212,15 @@ def ensure_definitions(client, defs: list[dict]) -> dict[str, str]:
 def compare(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -> tuple[int, int, int]:
     """(pairs, only in the job, only hand-written): the job's current members against the hand-written pairs."""
     from segmentation_pipelines import duck
+    from segmentation_pipelines.engine import memberships
     from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 
     found = AudienceEvaluations(client.ctx).latest_for(ids, before_ms=evaluation_ms + 1)
     assert set(found) == set(ids) and all(e.evaluation_ms == evaluation_ms for e in found.values())
     con = duck.connect()
     try:
-        selects = " UNION ALL ".join(
-            f"SELECT '{a}' AS audience_id, profile_id FROM read_parquet('{e.path}') "
+        selects = " UNION ALL ".join(  # either membership format (engine/memberships.py)
+            f"SELECT '{a}' AS audience_id, profile_id FROM ({memberships.members_sql(con, e.path)}) "
             "WHERE status IN ('realized', 'existing')"
             for a, e in found.items()
         )
@@ -239,6 +240,30 @@ def compare(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -> tuple
     finally:
         con.close()
     return pairs, only_job, only_hand
+
+
+def disk(client, ids: list[str], evaluation_ms: int) -> dict:
+    """Bytes on disk of one evaluation: its membership files (per row: member or retained exit) and, in the
+    format of issue 18, its identities file (once per evaluation)."""
+    from segmentation_pipelines import duck
+    from segmentation_pipelines.engine import memberships
+    from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
+
+    found = AudienceEvaluations(client.ctx).latest_for(ids, before_ms=evaluation_ms + 1)
+    con = duck.connect()
+    try:
+        files = [e.path for e in found.values()]
+        rows = con.execute(
+            "SELECT count(*) FROM read_parquet(["
+            + ", ".join(f"'{p}'" for p in files)
+            + "], union_by_name = true)"
+        ).fetchone()[0]
+        identities = {memberships.inspect_file(con, p).identities for p in files} - {None}
+    finally:
+        con.close()
+    size = sum(p.stat().st_size for p in files)
+    id_size = sum(p.stat().st_size for p in identities)
+    return {"rows": rows, "files_bytes": size, "identities_bytes": id_size, "b_per_row": size / max(rows, 1)}
 
 
 def floor(profiles: str, events: str, hand_dir: Path, out_dir: Path) -> dict:
@@ -359,6 +384,7 @@ def main() -> None:
             pairs, only_job, only_hand = compare(
                 client, list(ids.values()), to_ms(when), work / "hand-written"
             )
+            on_disk = disk(client, list(ids.values()), to_ms(when))
             by_status = metrics["segmentedProfileByStatusCounter"].values()
             statuses = {s: sum(c[s] for c in by_status) for s in ("realized", "existing", "exited")}
             rows.append(
@@ -373,6 +399,7 @@ def main() -> None:
                     "only_hand": only_hand,
                     "statuses": statuses,
                     "load": (before, load()),
+                    "disk": on_disk,
                 }
             )
             print(rows[-1], flush=True)
@@ -405,6 +432,14 @@ def main() -> None:
             f"| {r['round']} | {r['when']:%Y-%m-%d %H:%M} | {r['job_s']:.1f} | {r['hand']['seconds']:.1f} | "
             f"{r['job_s'] / r['hand']['seconds']:.2f}x | {r['pairs']:,} (yes) | {s['realized']:,} / "
             f"{s['existing']:,} / {s['exited']:,} | {r['load'][0]} → {r['load'][1]} |"
+        )
+    lines += ["", "Memberships on disk per evaluation (all audiences):", ""]
+    for r in rows:
+        d = r["disk"]
+        lines.append(
+            f"- round {r['round']}: {d['files_bytes'] / 1e6:.1f} MB of membership files for {d['rows']:,} rows "
+            f"({d['b_per_row']:.2f} B/member), identities {d['identities_bytes'] / 1e6:.1f} MB "
+            f"(total {(d['files_bytes'] + d['identities_bytes']) / max(d['rows'], 1):.2f} B/member)"
         )
     lines += ["", "The job's `metrics.phasesInMs` (s):", ""]
     names = [
