@@ -9,11 +9,13 @@ For every audience of an evaluation, compared with that audience's previous memb
 * was ``exited`` before and still does not qualify: carried over as ``exited`` (its exit time kept) until it is
   older than the retention (30 days), then dropped.
 
-Each file also carries the member's ``identityMap`` as of the evaluation (from the merged profiles for current
-members, from the previous file for exits), so a past evaluation reads the same later. All audiences of one
-evaluation are diffed in one streaming DuckDB query written under a temporary folder; :func:`publish_files` then
-renames each into ``memberships/<audienceId>/<evaluationMs>.parquet``. Nothing here touches the catalog: the caller
-makes the files visible by inserting the ``audience_evaluations`` rows afterwards.
+Since issue 18 the files are in the "pidx format" (below, and ``docs/decisions/segments.md``): integer rows over a
+stable profile index, the members' ``identityMap`` (current members' from the merged profiles, exits' from the
+previous evaluation) once per evaluation in an identities file, so a past evaluation reads the same later. All
+audiences of one evaluation are diffed into one integer table under a temporary folder; :func:`publish_files` then
+renames the identities file and each audience's file into ``memberships/<audienceId>/<evaluationMs>.parquet``.
+Nothing here touches the catalog: the caller makes the files visible by inserting the ``audience_evaluations`` rows
+afterwards. Every reader here reads both formats (files written before, and external audiences' files).
 """
 
 from __future__ import annotations
