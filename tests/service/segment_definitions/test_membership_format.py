@@ -227,3 +227,44 @@ def test_bytes_on_disk_per_member(tmp_path):
     assert len(list((root / m.IDENTITIES_DIR).glob("*.parquet"))) == 2
     index = list((root / m.INDEX_DIR).glob("*.parquet"))
     assert len(index) == 1  # the second evaluation numbered no new profile
+
+
+def test_profile_numbers_never_change_across_many_evaluations(tmp_path):
+    """Each evaluation brings a new profile: the index grows by parts, is compacted after 16, and a profile keeps
+    its number throughout (read back from each evaluation's identities)."""
+    root = tmp_path / "memberships"
+    numbers: dict[str, set[int]] = {}
+    previous = {}
+    for day in range(20):
+        ids = [f"p{k:02d}" for k in range(day + 1)]
+        con = duckdb.connect()
+        con.execute(
+            f"COPY (SELECT unnest($ids) AS profile_id, NULL::{m.IDENTITY_MAP_TYPE} AS identityMap) "
+            f"TO '{tmp_path / 'profiles.parquet'}' (FORMAT parquet)",
+            {"ids": list(reversed(ids))},
+        )
+        con.execute(
+            f"COPY (SELECT 'a1' AS audience_id, unnest($ids) AS profile_id) TO '{tmp_path / 'q.parquet'}' "
+            "(FORMAT parquet)",
+            {"ids": ids[::2]},
+        )
+        con.close()
+        diff = m.diff_memberships(
+            qualified_path=tmp_path / "q.parquet",
+            audience_ids=["a1"],
+            previous=previous,
+            evaluation_time=dt.datetime(2026, 1, 1) + dt.timedelta(hours=day),
+            profiles_paths={"a1": tmp_path / "profiles.parquet"},
+            staging_root=root,
+        )
+        previous = m.publish_files(diff, root, day + 1)
+        con = duckdb.connect()
+        identities = m.inspect_file(con, previous["a1"]).identities
+        for profile_id, pidx in con.execute(f"SELECT profile_id, pidx FROM '{identities}'").fetchall():
+            numbers.setdefault(profile_id, set()).add(pidx)
+        con.close()
+        assert len(list((root / m.INDEX_DIR).glob("*.parquet"))) <= 16
+        assert m.read_members(previous["a1"], 0, 100)[0] == len(ids[::2])
+    assert all(len(n) == 1 for n in numbers.values())  # one number per profile, ever
+    assert len({next(iter(n)) for n in numbers.values()}) == len(numbers)  # never reused
+    assert list((root / m.INDEX_DIR).glob("*-full.parquet"))  # compacted at least once
