@@ -11,6 +11,8 @@ Variants (each writes into a scratch folder, deleted first):
 * ``current``: what ``events_store.full_build`` does: ``ORDER BY profile_id``, 30,720-row files.
 * ``intkey``: the same order through an INTEGER rank of the profile id instead of the 32-character id.
 * ``uncompressed``: ``current`` written without Snappy.
+* ``rangesK``: K statements, each reading every event and sorting and writing the events of one K-th of the
+  profiles (each sort is smaller; every statement reads all events).
 * ``bucketK``: a key-only pass counts each profile's events, profiles are cut into K ranges of equal events, one
   ``PARTITION_BY`` copy writes the ranges unsorted, then each range is sorted and written (no global sort).
 """
@@ -88,6 +90,21 @@ def main(argv: list[str]) -> int:
                 f"""COPY (SELECT * EXCLUDE (k) FROM (SELECT i.k, i.profile_id, e.* FROM {src} e JOIN ids i ON {on})
                     ORDER BY k) TO '{out}/x' ({FILES})""",
             )
+        elif v.startswith("ranges"):
+            k = int(v[6:] or 2)
+            timed(
+                "ids ranked",
+                f"""CREATE TEMP TABLE ids AS SELECT namespace, id, profile_id,
+                    dense_rank() OVER (ORDER BY profile_id)::INTEGER AS k FROM {ids_rel}""",
+            )
+            top = con.execute("SELECT max(k) FROM ids").fetchone()[0]
+            for r in range(k):
+                lo, hi = top * r // k, top * (r + 1) // k
+                timed(
+                    f"copy of profile range {r + 1}/{k}, ORDER BY profile_id",
+                    f"""COPY (SELECT i.profile_id, e.* FROM {src} e JOIN (SELECT * FROM ids WHERE k > {lo}
+                        AND k <= {hi}) i ON {on} ORDER BY i.profile_id) TO '{out}/r{r}' ({FILES})""",
+                )
         elif v.startswith("bucket"):
             k = int(v[6:] or 16)
             timed(
