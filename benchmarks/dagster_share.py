@@ -127,11 +127,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.without_held_index:
-        import contextlib
+        from segmentation_pipelines import dagster_sqlite
 
-        from segmentation_pipelines import dagster_launcher
-
-        dagster_launcher.event_index_held = lambda instance: contextlib.nullcontext(False)
+        dagster_sqlite.event_index_path = lambda instance: None  # nothing to hold
 
     from segmentation_pipelines import SegmentationClient
 
