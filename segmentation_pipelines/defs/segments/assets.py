@@ -166,9 +166,10 @@ def _materializations(
 ) -> Iterator[dg.MaterializeResult]:
     evaluations = AudienceEvaluations(ctx)
     known_keys = list(instance.get_asset_keys(prefix=["segment"])) if instance is not None else []
+    histories = evaluations.histories(summary.order, HISTORY_LENGTH)  # one query, not one per definition
     for ident in summary.order:
         counts = summary.audiences.get(ident, {})
-        history = evaluations.history(ident, HISTORY_LENGTH)
+        history = histories[ident]
         series = dg.MetadataValue.table(
             records=[
                 dg.TableRecord(

@@ -95,3 +95,16 @@ def test_a_segment_job_writes_three_events_per_definition(store):
             materialization.metadata
         )
     assert run.status == dg.DagsterRunStatus.SUCCESS
+
+    # The next day: each audience's series (read for all of them at once) holds both evaluations, oldest first.
+    _job(store, [ids[0], ids[-1]], "2026-03-02T00:00:00Z")
+    for ident in (ids[0], ids[-1]):
+        key = dg.AssetKey(svc.get(ident)["dagster"]["assetKey"].split("/"))
+        metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        series = [r.data for r in metadata["member_counts"].value.records]
+        assert [r["evaluation_time"] for r in series] == [
+            "2026-03-01T00:00:00.000Z",
+            "2026-03-02T00:00:00.000Z",
+        ]
+        assert series[0]["members"] == series[1]["members"] == metadata["members"].value
+        assert metadata["members_delta"].value == 0
