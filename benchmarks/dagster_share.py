@@ -113,6 +113,17 @@ def run_events(instance, run_id: str) -> Counter:
             return counts
 
 
+def instance_kind() -> str:
+    """Which Dagster instance the runs wrote to, as the heading says it."""
+    import os
+
+    if os.environ.get("DAGSTER_PG_URL"):
+        return (
+            f"PostgreSQL instance, DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', '0')}"
+        )
+    return "SQLite instance"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--definitions", default="20,100,400", help="comma-separated counts")
@@ -172,9 +183,9 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     lines = [
-        f"### {stamp} — Dagster's share (tiny store), {cores} cores",
+        f"### {stamp} — Dagster's share (tiny store), {cores} cores, {instance_kind()}",
         "",
-        f"Command: `flock /tmp/sp-bench.lock .venv/bin/python benchmarks/dagster_share.py --definitions "
+        f"Command: `{'DAGSTER_PG_URL=... ' if 'PostgreSQL' in instance_kind() else ''}flock /tmp/sp-bench.lock .venv/bin/python benchmarks/dagster_share.py --definitions "
         f"{args.definitions} --rounds {args.rounds}{' --without-held-index' if args.without_held_index else ''}`",
         "",
         "| definitions | round | job (s) | dagsterLaunch (s) | dagsterFinish (s) | per definition (ms) | events "
