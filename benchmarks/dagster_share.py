@@ -2,6 +2,7 @@
 
     flock /tmp/sp-bench.lock .venv/bin/python benchmarks/dagster_share.py [--definitions 20,100,400] [--rounds 2]
                                                                           [--profile FILE] [--work DIR] [--record]
+                                                                          [--without-held-index]
 
 A home with a tiny profile store (40 people, 40 events: the evaluation itself is nearly free), ``N`` definitions
 created through the in-process client, then per round one segment job over all of them
@@ -9,6 +10,10 @@ created through the in-process client, then per round one segment job over all o
 ``metrics.phasesInMs`` ``dagsterLaunch`` / ``dagsterFinish`` (what Dagster costs around the evaluation) and the
 events the run wrote to the Dagster instance's event log, by type (``instance.get_records_for_run``), with the
 load average before and after. ``--profile FILE`` writes a cProfile of the last round of the largest ``N``.
+
+``--without-held-index``: the baseline, Dagster's SQLite event index not held open during the run
+(``segmentation_pipelines/dagster_sqlite.py``). With ``DAGSTER_PG_URL`` set (and a fresh ``--work``) the runs write
+to the PostgreSQL instance instead; the heading says which.
 
 The figures at 100k profiles, with the real evaluation, come from ``benchmarks/segment_job.py``.
 """
