@@ -34,6 +34,7 @@ from dagster._core.definitions.definitions_load_context import DefinitionsLoadCo
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from segmentation_pipelines.dagster_home import prepare_dagster_home
+from segmentation_pipelines.dagster_sqlite import event_index_held
 from segmentation_pipelines.launcher import (
     ERROR_RUN_FAILED,
     ERROR_WORKER_LOST,
@@ -234,7 +235,9 @@ class DagsterLauncher:
 
     def execute(self, request: RunRequest, run_id: str) -> tuple[str, list[dict] | None]:
         instance = self.instance
-        with settings_environment(self.settings), definitions_scope(instance):
+        # event_index_held: the run's events (one "planned" and one materialization per asset) are written
+        # without a checkpoint of Dagster's SQLite event index each (dagster_sqlite.py).
+        with settings_environment(self.settings), definitions_scope(instance), event_index_held(instance):
             job = load_definitions(self.settings, self.definitions).resolve_job_def(request.job_name)
             result = job.execute_in_process(
                 instance=instance,

@@ -98,6 +98,33 @@ class AudienceEvaluations:
             rows = [_evaluation(r) for r in session.scalars(query)]
         return list(reversed(rows))
 
+    def histories(self, audience_ids: Iterable[str], limit: int = 30) -> dict[str, list[Evaluation]]:
+        """:meth:`history` of several audiences in one query (an audience without evaluations: an empty list)."""
+        ids = list(dict.fromkeys(audience_ids))
+        out: dict[str, list[Evaluation]] = {a: [] for a in ids}
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            rank = (
+                func.row_number()
+                .over(partition_by=Row.audience_id, order_by=(Row.evaluation_ms.desc(), Row.pk.desc()))
+                .label("rank")
+            )
+            ranked = (
+                self._scoped()
+                .add_columns(rank)
+                .where(Row.audience_id.in_(ids[start : start + 500]))
+                .subquery()
+            )
+            query = (
+                select(Row)
+                .join(ranked, Row.pk == ranked.c.pk)
+                .where(ranked.c.rank <= limit)
+                .order_by(Row.evaluation_ms, Row.pk)
+            )
+            with self.ctx.catalog.session(readonly=True) as session:
+                for r in session.scalars(query):
+                    out[r.audience_id].append(_evaluation(r))
+        return out
+
     def publish(
         self,
         evaluation_ms: int,

@@ -26,6 +26,7 @@ import dagster as dg
 
 from segmentation_pipelines.catalog import Catalog
 from segmentation_pipelines.dagster_launcher import worker_tag
+from segmentation_pipelines.dagster_sqlite import event_index_held
 from segmentation_pipelines.defs.external_audiences.assets import load_snapshot as load_external_snapshot
 from segmentation_pipelines.defs.profiles.assets import EVENTS_KEY, merged_profiles_key
 from segmentation_pipelines.defs.profiles.assets import GROUP as PROFILES_GROUP
@@ -165,9 +166,10 @@ def _materializations(
 ) -> Iterator[dg.MaterializeResult]:
     evaluations = AudienceEvaluations(ctx)
     known_keys = list(instance.get_asset_keys(prefix=["segment"])) if instance is not None else []
+    histories = evaluations.histories(summary.order, HISTORY_LENGTH)  # one query, not one per definition
     for ident in summary.order:
         counts = summary.audiences.get(ident, {})
-        history = evaluations.history(ident, HISTORY_LENGTH)
+        history = histories[ident]
         series = dg.MetadataValue.table(
             records=[
                 dg.TableRecord(
@@ -256,7 +258,12 @@ def build_evaluate_segments(snapshot: list[dict[str, Any]]) -> dg.AssetsDefiniti
 
     @dg.multi_asset(specs=specs, can_subset=True, name=ASSET_NAME)
     def evaluate_segments(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        # Each materialization yielded is written while the generator waits: without a checkpoint of Dagster's
+        # SQLite event index each (dagster_sqlite.py; a launched run's worker, where the launcher holds none).
+        with event_index_held(context.instance):
+            yield from _evaluate(context)
 
+    def _evaluate(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         tags = context.run.tags
         if TAG_WORKER not in tags:  # a launched run: name the process doing the work (reconcile.py)
             context.instance.add_run_tags(context.run_id, {TAG_STEP_WORKER: worker_tag()})
