@@ -30,7 +30,7 @@ from typing import Any
 
 import duckdb
 
-from segmentation_pipelines.duck import connect, sql_str
+from segmentation_pipelines.duck import connect, parquet_exists, sql_str
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled
 from segmentation_pipelines.timeutil import naive_utc
@@ -108,7 +108,7 @@ def diff_memberships(
     audience_ids: list[str],
     previous: Mapping[str, Path | None],
     evaluation_time: dt.datetime,
-    profiles_paths: Mapping[str, Path | None],
+    profiles_paths: Mapping[str, str | Path | None],
     staging_root: Path,
     retention_days: int = RETENTION_DAYS,
     should_cancel: Callable[[], bool] | None = None,
@@ -169,7 +169,7 @@ def _diff(
     pidx = []
     for audience_id in audience_ids:
         p = profiles_paths.get(audience_id)
-        ok = p is not None and Path(p).exists()
+        ok = p is not None and parquet_exists(p)
         pidx.append(paths.setdefault(str(p), len(paths)) if ok else -1)
     _values_table(
         con,
