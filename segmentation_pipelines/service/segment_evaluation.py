@@ -221,7 +221,7 @@ def run_evaluation(
         for n, batch in enumerate(_passes(order, policy, deps)):
             check_cancel()
             merge_policy_id = policy[batch[0]]
-            if not layout.profiles_dir(merge_policy_id).exists():
+            if not duck.parquet_exists(layout.profiles_path(merge_policy_id)):
                 raise ApiError(
                     409,
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "

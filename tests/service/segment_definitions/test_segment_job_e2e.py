@@ -51,7 +51,8 @@ def test_a_failing_job_publishes_nothing(store, defs):
     from segmentation_pipelines.profiles.layout import StoreLayout
 
     policy = Services(store).merge_policies.ensure_default()["id"]
-    StoreLayout(store.sandbox_root).profiles_dir(policy).unlink()  # the "current" link: nothing published
+    for f in StoreLayout(store.sandbox_root).profiles_dir(policy).glob("*.parquet"):
+        f.unlink()
     job = SegmentJobsService(store).create(
         [{"segmentId": us}], evaluation_time="2026-03-01T00:00:00Z", wait=True
     )
