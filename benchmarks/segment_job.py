@@ -351,7 +351,7 @@ def main() -> None:
     os.environ["SEGMENTATION_ENGINE"] = args.engine  # the settings the in-process client (and its runs) read
 
     from segmentation_pipelines import SegmentationClient
-    from segmentation_pipelines.profiles.layout import StoreLayout
+    from segmentation_pipelines.profiles.layout import StoreLayout, pinned
     from segmentation_pipelines.timeutil import to_ms
 
     folder = DATA / f"p{args.profiles}-e{args.events}"
@@ -364,7 +364,7 @@ def main() -> None:
         ids = ensure_definitions(client, defs)
         policy = client.segment_definitions.get(next(iter(ids.values())))["mergePolicyId"]
         layout = StoreLayout(client.ctx.sandbox_root)
-        profiles = str(layout.profiles_path(policy).resolve())
+        profiles = pinned(layout.profiles_path(policy))
         events = str(Path(layout.events_path()).parent.resolve() / "*.parquet")
         body = [{"segmentId": i} for i in ids.values()]
         for r in range(args.rounds):

@@ -32,3 +32,13 @@ def sql_str(value: str) -> str:
 
 def sql_list(paths) -> str:
     return "[" + ", ".join(sql_str(str(p)) for p in paths) + "]"
+
+
+def parquet_exists(path) -> bool:
+    """Whether ``path`` (a file, or a glob such as the store's ``current/*.parquet``) names at least one file."""
+    p = str(path)
+    if any(c in p for c in "*?["):
+        import glob
+
+        return bool(glob.glob(p))
+    return Path(p).exists()

@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from segmentation_pipelines.duck import connect, sql_str
+from segmentation_pipelines.duck import connect, parquet_exists, sql_str
 from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE, RETENTION_DAYS, _identity_map_of
 
 DAY_MS = 86_400_000
@@ -251,8 +251,8 @@ def restamp(data_path: Path, ingestion_ms: int, out_path: Path) -> Path:
 def build_membership(
     *,
     data_path: Path,
-    identities_path: Path | None,
-    profiles_path: Path | None,
+    identities_path: str | Path | None,
+    profiles_path: str | Path | None,
     previous_membership: Path | None,
     evaluation_ms: int,
     ttl_days: int,
@@ -270,7 +270,7 @@ def build_membership(
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({sql_str(data_path)})")
-        if identities_path is not None and Path(identities_path).exists():
+        if identities_path is not None and parquet_exists(identities_path):
             graph = f"SELECT namespace, id, profile_id FROM read_parquet({sql_str(identities_path)}) WHERE NOT excluded"
         else:
             graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
@@ -282,7 +282,9 @@ def build_membership(
                 ).fetchall()
             ]
         namespaces = sorted(set(namespaces))
-        ns_columns = "".join(f"bool_or(d.i.ns = {sql_str(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces))
+        ns_columns = "".join(
+            f"bool_or(d.i.ns = {sql_str(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces)
+        )
         # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion time
         # and payload (ties broken by the row's content) and the namespaces that matched. A row naming identities of
         # two profiles makes both members. The NULL group holds the identities no profile has.
@@ -308,7 +310,7 @@ def build_membership(
                         SELECT DISTINCT x.row_hash FROM (SELECT row_hash, unnest(ids) AS i FROM data) x
                         JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
             ).fetchone()[0]
-        has_profiles = profiles_path is not None and Path(profiles_path).exists()
+        has_profiles = profiles_path is not None and parquet_exists(profiles_path)
         im = _identity_map_of("identityMap")
         if has_profiles:
             shape = dict(

@@ -34,7 +34,7 @@ from typing import Any
 
 import duckdb
 
-from segmentation_pipelines.duck import connect, sql_str
+from segmentation_pipelines.duck import connect, parquet_exists, sql_str
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled
 from segmentation_pipelines.timeutil import naive_utc
@@ -246,7 +246,7 @@ def diff_memberships(
     audience_ids: list[str],
     previous: Mapping[str, Path | None],
     evaluation_time: dt.datetime,
-    profiles_paths: Mapping[str, Path | None],
+    profiles_paths: Mapping[str, str | Path | None],
     staging_root: Path,
     retention_days: int = RETENTION_DAYS,
     should_cancel: Callable[[], bool] | None = None,
@@ -307,7 +307,7 @@ def _diff(
     srcs = []
     for audience_id in audience_ids:
         p = profiles_paths.get(audience_id)
-        ok = p is not None and Path(p).exists()
+        ok = p is not None and parquet_exists(p)
         srcs.append(paths.setdefault(str(p), len(paths)) if ok else 255)
     if len(paths) > 255:
         raise ValueError("more than 255 merged profile files in one evaluation")

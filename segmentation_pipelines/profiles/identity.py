@@ -11,11 +11,17 @@ segmentation and reported.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from segmentation_pipelines.duck import sql_list, sql_str
+from segmentation_pipelines.profiles import ranges
 
 MAX_COMPONENT_SIZE = 50  # AEP guardrail: identities per profile graph
+# Rows per range file of the graph (~200 files at 3.3M identities): a batch that links two people rewrites the
+# one or two files holding each, not the whole graph.
+PART_ROWS = 16384
 
 
 @dataclass
@@ -107,9 +113,10 @@ def _label_components(con, occurrences: str, max_size: int) -> int:
     return rounds
 
 
-def build_identity_graph(con, sources: list[str], out_path: str, max_size: int = MAX_COMPONENT_SIZE):
+def build_identity_graph(con, sources: list[str], version: Path, max_size: int = MAX_COMPONENT_SIZE):
     """Compute components over the ``identityMap`` column of every SQL relation in ``sources``; write
-    ``namespace, id, primary, profile_id, component_size, excluded`` to ``out_path``."""
+    ``namespace, id, primary, profile_id, component_size, excluded`` as range files into ``version``.
+    Returns (stats, parts)."""
     started = time.perf_counter()
     _occurrences(con, sources, "id_occ")
     con.execute(
@@ -121,58 +128,74 @@ def build_identity_graph(con, sources: list[str], out_path: str, max_size: int =
     )
     con.execute("DROP TABLE id_occ")
     rounds = _label_components(con, "id_occ_nodes", max_size)
-    con.execute(f"COPY (SELECT * FROM stitched ORDER BY profile_id) TO '{out_path}' (FORMAT PARQUET)")
-    return graph_stats(con, "stitched", rounds, started)
+    parts = ranges.write_base(con, version, "SELECT * FROM stitched", PART_ROWS)
+    return graph_stats(con, "stitched", rounds, started), parts
 
 
 def restitch_identity_graph(
     con,
-    old_path: str,
+    old_version: Path,
+    old_parts: list[dict],
     sources: list[str],
-    out_path: str,
+    version: Path,
     affected_path: str,
     max_size: int = MAX_COMPONENT_SIZE,
     old_stats: dict | None = None,
 ):
-    """Add the identity sets of ``sources`` (new batches) to the graph in ``old_path``: only the components they
-    touch are stitched again, each existing one represented as a star to its root (its identities are connected
-    already), so the result equals a full rebuild. Writes the whole graph to ``out_path`` and, to
-    ``affected_path``, every identity of the re-stitched components with ``old_profile_id``/``old_excluded``
-    (NULL for a new identity): what the events and merged profiles must follow. With ``old_stats`` (the stats of
-    ``old_path``) the new stats are derived from them and the re-stitched part, not counted over the whole graph."""
+    """Add the identity sets of ``sources`` (new batches) to the graph of ``old_version`` (range files
+    ``old_parts``): only the components they touch are stitched again, each existing one represented as a star
+    to its root (its identities are connected already), so the result equals a full rebuild. Writes the graph
+    into ``version``: the range files holding none of the touched components are hard-linked, the others
+    rewritten without them, the re-stitched components added as one delta file. Writes to ``affected_path``
+    every identity of the re-stitched components with ``old_profile_id``/``old_excluded`` (NULL for a new
+    identity): what the events and merged profiles must follow. With ``old_stats`` (the stats of the old graph)
+    the new stats are derived from them and the re-stitched part, not counted over the whole graph.
+    Returns (stats, parts)."""
     started = time.perf_counter()
     counted = ("identities", "components", "profiles", "excluded_components", "excluded_identities")
     if old_stats is not None and not {*counted, "largest_component"} <= set(old_stats):
         old_stats = None  # a manifest written before these stats: count them
-    # Read once (the steps below scan it four times).
-    con.execute(f"CREATE OR REPLACE TEMP TABLE old_ids AS SELECT * FROM read_parquet('{old_path}')")
+    Path(affected_path).parent.mkdir(parents=True, exist_ok=True)
+
+    def read(parts: list[dict]) -> str:
+        return f"read_parquet({sql_list(ranges.files(old_version, parts))})"
+
     _occurrences(con, sources, "id_occ")
+    # The known identities of the new sets: one scan of the graph (the only one over every file).
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE known AS
+        SELECT o.* FROM {read(old_parts)} o SEMI JOIN (SELECT DISTINCT ns, id FROM id_occ) n
+          ON o.namespace = n.ns AND o.id = n.id"""
+    )
     # A set whose identities are all known, in one component, with no new primary flag changes nothing (events
     # and fragments of known people, the common case): leave it out, so that its component is not re-stitched.
     con.execute(
         """DELETE FROM id_occ WHERE r IN (
-            SELECT o.r FROM id_occ o LEFT JOIN old_ids k ON k.namespace = o.ns AND k.id = o.id GROUP BY o.r
+            SELECT o.r FROM id_occ o LEFT JOIN known k ON k.namespace = o.ns AND k.id = o.id GROUP BY o.r
             HAVING count(k.id) = count(*) AND count(DISTINCT k.profile_id) = 1
                AND NOT bool_or(o.p AND NOT k."primary"))"""
     )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE touched AS
+        SELECT DISTINCT k.profile_id FROM known k SEMI JOIN id_occ o ON o.ns = k.namespace AND o.id = k.id"""
+    )
     if con.execute("SELECT count(*) FROM id_occ").fetchone()[0] == 0:
-        os.link(old_path, out_path)  # nothing changes: the same file, no rewrite
+        parts = ranges.step(con, version, old_version, old_parts, "touched", None)  # links every file
         con.execute(
-            f"""COPY (SELECT *, profile_id AS old_profile_id, excluded AS old_excluded FROM old_ids WHERE false)
-                TO '{affected_path}' (FORMAT PARQUET)"""
+            f"""COPY (SELECT *, profile_id AS old_profile_id, excluded AS old_excluded FROM known WHERE false)
+                TO {sql_str(affected_path)} (FORMAT PARQUET)"""
         )
         if old_stats is not None:
             kept = {k: int(old_stats[k]) for k in (*counted, "largest_component")}
-            return IdentityGraphStats(**kept, rounds=0, seconds=round(time.perf_counter() - started, 3))
-        return graph_stats(con, "old_ids", 0, started)
+            return IdentityGraphStats(
+                **kept, rounds=0, seconds=round(time.perf_counter() - started, 3)
+            ), parts
+        return _stats_of(con, version, parts, 0, started), parts
+    ids = [r[0] for r in con.execute("SELECT profile_id FROM touched ORDER BY 1").fetchall()]
+    # Every identity of the touched components, read from the files whose range can hold them.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE touched AS
-        SELECT DISTINCT o.profile_id FROM (SELECT DISTINCT ns, id FROM id_occ) n
-        JOIN old_ids o ON o.namespace = n.ns AND o.id = n.id"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE old_part AS
-        SELECT o.* FROM old_ids o SEMI JOIN touched t USING (profile_id)"""
+        f"""CREATE OR REPLACE TEMP TABLE old_part AS
+        SELECT o.* FROM {read(ranges.touched(old_parts, ids) or old_parts[:1])} o SEMI JOIN touched t USING (profile_id)"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE id_nodes AS
@@ -193,21 +216,26 @@ def restitch_identity_graph(
     con.execute(
         f"""COPY (SELECT s.*, o.profile_id AS old_profile_id, o.excluded AS old_excluded
             FROM stitched s LEFT JOIN old_part o ON o.namespace = s.namespace AND o.id = s.id)
-            TO '{affected_path}' (FORMAT PARQUET)"""
+            TO {sql_str(affected_path)} (FORMAT PARQUET)"""
     )
-    con.execute(
-        f"""COPY (SELECT * FROM old_ids o ANTI JOIN touched t USING (profile_id) UNION ALL SELECT * FROM stitched)
-            TO '{out_path}' (FORMAT PARQUET)"""
-    )
+    parts = ranges.step(con, version, old_version, old_parts, "touched", "SELECT * FROM stitched", PART_ROWS)
     if old_stats is not None:
         # The re-stitched components replace the touched ones whole (components only ever merge), so every count
         # moves by (stitched - old part) and the largest component is the larger of the two.
         before, after = graph_stats(con, "old_part", 0, started), graph_stats(con, "stitched", 0, started)
         out = {k: int(old_stats[k]) - getattr(before, k) + getattr(after, k) for k in counted}
         out["largest_component"] = max(int(old_stats["largest_component"]), after.largest_component)
-        return IdentityGraphStats(**out, rounds=rounds, seconds=round(time.perf_counter() - started, 3))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW stitched_all AS SELECT * FROM read_parquet('{out_path}')")
-    return graph_stats(con, "stitched_all", rounds, started)
+        return IdentityGraphStats(
+            **out, rounds=rounds, seconds=round(time.perf_counter() - started, 3)
+        ), parts
+    return _stats_of(con, version, parts, rounds, started), parts
+
+
+def _stats_of(con, version: Path, parts: list[dict], rounds: int, started: float):
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW graph_all AS SELECT * FROM read_parquet({sql_list(ranges.files(version, parts))})"
+    )
+    return graph_stats(con, "graph_all", rounds, started)
 
 
 def graph_stats(con, relation: str, rounds: int, started: float) -> IdentityGraphStats:

@@ -51,8 +51,14 @@ class StoreLayout:
     def identity_graph_dir(self) -> Path:
         return self.store_dir / "identity_graph"
 
-    def identities_path(self) -> Path:
-        return self.identity_graph_dir() / "current" / "identities.parquet"
+    def identities_dir(self) -> Path:
+        """The published identity graph: range files of ``namespace, id, primary, profile_id, component_size,
+        excluded`` (each holding one range of profile ids) and ``manifest.json``. Exists once the graph is built."""
+        return self.identity_graph_dir() / "current"
+
+    def identities_path(self) -> str:
+        """Glob of the identity graph's files (always at least one once the graph is built)."""
+        return str(self.identities_dir() / "*.parquet")
 
     def events_dir(self) -> Path:
         return self.store_dir / "events"
@@ -64,11 +70,24 @@ class StoreLayout:
     def merged_dir(self, merge_policy_id: str) -> Path:
         return self.store_dir / "merged" / merge_policy_id
 
-    def profiles_path(self, merge_policy_id: str) -> Path:
-        return self.merged_dir(merge_policy_id) / "current" / "profiles.parquet"
+    def profiles_dir(self, merge_policy_id: str) -> Path:
+        """The published merged profiles of a policy: range files (each holding one range of profile ids) and
+        ``manifest.json``. Exists once they are built."""
+        return self.merged_dir(merge_policy_id) / "current"
+
+    def profiles_path(self, merge_policy_id: str) -> str:
+        """Glob of the merged profiles' files (always at least one once they are built)."""
+        return str(self.profiles_dir(merge_policy_id) / "*.parquet")
 
     def memberships_dir(self) -> Path:
         return self.sandbox_root / "memberships"
+
+
+def pinned(glob: str | Path) -> str:
+    """``glob`` (``<part>/current/*.parquet``) with ``current`` resolved: the files of the version published now,
+    whatever is published later while a reader works (the version stays until two more are published)."""
+    p = Path(glob)
+    return str(p.parent.resolve() / p.name)
 
 
 def new_version_dir(parent: Path) -> Path:

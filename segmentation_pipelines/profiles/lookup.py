@@ -30,9 +30,9 @@ def _as_map(entries: list[dict] | None) -> dict:
 
 def find_identity(layout: StoreLayout, namespace: str, ident: str) -> dict | None:
     """``{profile_id, component_size, excluded}`` of the component holding the identity, or None."""
-    path = layout.identities_path()
-    if not path.exists():
+    if not layout.identities_dir().exists():
         return None
+    path = layout.identities_path()
     con = duck.connect(memory_limit="1GB")
     try:
         row = con.execute(
@@ -51,9 +51,9 @@ def find_identity(layout: StoreLayout, namespace: str, ident: str) -> dict | Non
 
 def read_profile(layout: StoreLayout, merge_policy_id: str, profile_id: str) -> dict | None:
     """The merged profile's XDM attributes (``identityMap`` as a map), or None."""
-    path = layout.profiles_path(merge_policy_id)
-    if not path.exists():
+    if not layout.profiles_dir(merge_policy_id).exists():
         return None
+    path = layout.profiles_path(merge_policy_id)
     con = duck.connect(memory_limit="1GB")
     try:
         cur = con.execute(

@@ -1,20 +1,20 @@
-"""Merged profiles of one merge policy (``store/merged/<policyId>/<version>/profiles.parquet``): the full merge and
-the incremental one, which merges again only the profiles a step touches and copies every other row."""
+"""Merged profiles of one merge policy (``store/merged/<policyId>/<version>/part-*.parquet``, range files of
+profile ids, :mod:`profiles.ranges`): the full merge, and the incremental one, which merges again only the profiles
+a step touches, rewrites the files that held them and hard-links the others."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from segmentation_pipelines.duck import sql_str
+from segmentation_pipelines.profiles import ranges
 from segmentation_pipelines.profiles.batches import BatchRef, batch_files, batch_relation
 from segmentation_pipelines.profiles.merge import merged_attributes_sql
 from segmentation_pipelines.profiles.schema import merge_columns
 
-# Snappy: an incremental step rewrites the whole file (1.2M profiles at the benchmark's size), and the engine reads
-# every row of it on each evaluation; ZSTD is slower on both sides for a file this size.
-PARQUET = "FORMAT PARQUET, COMPRESSION SNAPPY"
+# Rows per range file of the merged profiles (~40 files at 1.2M profiles).
+PART_ROWS = 30720
 
 
 def _people_sql(ids: str, where: str = "") -> str:
@@ -43,24 +43,19 @@ def _updated_sql(columns: Mapping) -> str:
     return "f._ingested"
 
 
-def _write(
-    con, out: Path, people: str, columns: Mapping | None, attribute_merge: Mapping, order: bool
-) -> int:
-    """Write ``people`` (profile_id, identityMap) with the merged attributes of the ``fragments`` view
-    (``columns`` None: there are no fragments at all)."""
-    sort = "ORDER BY p.profile_id" if order else ""
+def _merged_sql(people: str, columns: Mapping | None, attribute_merge: Mapping) -> str:
+    """``people`` (profile_id, identityMap) with the merged attributes of the ``fragments`` view (``columns``
+    None: there are no fragments at all)."""
     if columns is None:
-        sql = f"SELECT p.* FROM ({people}) p {sort}"
-    else:
-        attrs = merged_attributes_sql("fragments", columns, attribute_merge)
-        sql = f"""SELECT p.profile_id, p.identityMap, a.* EXCLUDE (profile_id)
-            FROM ({people}) p LEFT JOIN ({attrs}) a USING (profile_id) {sort}"""
-    return int(con.execute(f"COPY ({sql}) TO {sql_str(str(out))} ({PARQUET})").fetchone()[0])
+        return f"SELECT p.* FROM ({people}) p"
+    attrs = merged_attributes_sql("fragments", columns, attribute_merge)
+    return f"""SELECT p.profile_id, p.identityMap, a.* EXCLUDE (profile_id)
+        FROM ({people}) p LEFT JOIN ({attrs}) a USING (profile_id)"""
 
 
 def full_merge(
-    con, layout, ids_path: str, profile_batches: list[BatchRef], attribute_merge: Mapping, out: Path
-):
+    con, layout, ids_path: str, profile_batches: list[BatchRef], attribute_merge: Mapping, version: Path
+) -> tuple[dict, list[dict]]:
     con.execute(f"CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
     fragments, columns = merge_schema(con, layout, profile_batches)
     fragment_count = 0
@@ -75,8 +70,9 @@ def full_merge(
         )
         fragment_count = con.execute("SELECT count(*) FROM fragments").fetchone()[0]
     columns = None if fragments is None else columns
-    count = _write(con, out, _people_sql("identities"), columns, attribute_merge, order=True)
-    return {"profiles": count, "fragments": int(fragment_count)}
+    sql = _merged_sql(_people_sql("identities"), columns, attribute_merge)
+    parts = ranges.write_base(con, version, sql, PART_ROWS)
+    return {"profiles": sum(p["rows"] for p in parts), "fragments": int(fragment_count)}, parts
 
 
 def incremental_merge(
@@ -88,37 +84,44 @@ def incremental_merge(
     new_batches: list[BatchRef],
     attribute_merge: Mapping,
     previous: Path,
+    parts: list[dict],
     stats: Mapping,
-    out: Path,
-):
+    version: Path,
+) -> tuple[dict, list[dict]]:
     """Merge again the profiles of the re-stitched components (``affected_path``, the identity-graph step since
-    the previous version) and those the fragments of ``new_batches`` belong to; copy every other row."""
-    # Read once: the steps below scan it three times.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
+    the previous version) and those the fragments of ``new_batches`` belong to; the range files of ``previous``
+    (``parts``) that hold none of them are hard-linked, the others rewritten without them, and the profiles
+    merged again are added as one delta file."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM read_parquet({sql_str(ids_path)})")
     restitched = (
-        f"""SELECT namespace, id, profile_id, excluded, old_profile_id,
+        f"""SELECT namespace, id, "primary", profile_id, excluded, old_profile_id,
                    old_profile_id IS NOT NULL AND NOT old_excluded AS old_counted
             FROM read_parquet({sql_str(affected_path)})"""
         if affected_path
-        else "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id, "
-        "NULL::BOOLEAN AS excluded, NULL::VARCHAR AS old_profile_id, NULL::BOOLEAN AS old_counted WHERE false"
+        else 'SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::BOOLEAN AS "primary", '
+        "NULL::VARCHAR AS profile_id, NULL::BOOLEAN AS excluded, NULL::VARCHAR AS old_profile_id, "
+        "NULL::BOOLEAN AS old_counted WHERE false"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE restitched AS {restitched}")
     new_frag = batch_relation(con, "new_fragments", batch_files(layout, new_batches))
+    # The unchanged components that new fragments land in: one scan of the graph's (namespace, id, profile_id).
     touched = (
-        """SELECT DISTINCT i.profile_id FROM new_fragments f JOIN identities i
-           ON i.namespace = f.identityMap[1].key AND i.id = f.identityMap[1].value[1].id WHERE NOT i.excluded"""
+        """SELECT DISTINCT i.profile_id FROM identities i
+           SEMI JOIN (SELECT DISTINCT identityMap[1].key AS ns, identityMap[1].value[1].id AS id FROM new_fragments) f
+             ON i.namespace = f.ns AND i.id = f.id
+           WHERE NOT i.excluded"""
         if new_frag
         else "SELECT NULL::VARCHAR AS profile_id WHERE false"
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE touched AS {touched}")
     # Every identity whose fragments count: re-stitched ones (with their old status), and the identities of the
-    # unchanged components that new fragments land in.
+    # unchanged components that new fragments land in (a second scan, of the profile ids only).
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE scope_ids AS
-        SELECT namespace, id, profile_id, excluded, old_counted FROM restitched
+        """CREATE OR REPLACE TEMP TABLE scope_ids AS
+        SELECT namespace, id, "primary", profile_id, excluded, old_counted FROM restitched
         UNION ALL
-        SELECT i.namespace, i.id, i.profile_id, i.excluded, true FROM identities i
-        SEMI JOIN ({touched}) t USING (profile_id)
+        SELECT i.namespace, i.id, i."primary", i.profile_id, i.excluded, true FROM identities i
+        SEMI JOIN touched t USING (profile_id)
         ANTI JOIN restitched r ON r.namespace = i.namespace AND r.id = i.id"""
     )
     con.execute(
@@ -129,8 +132,9 @@ def incremental_merge(
         SELECT profile_id FROM redo UNION SELECT old_profile_id FROM restitched WHERE old_profile_id IS NOT NULL"""
     )
     if not con.execute("SELECT count(*) FROM dropped").fetchone()[0]:
-        os.link(previous / out.name, out)  # no profile changes: the same file, no rewrite
-        return {"profiles": int(stats["profiles"]), "fragments": int(stats["fragments"])}
+        # No profile changes: the same files, no rewrite.
+        out = ranges.step(con, version, previous, parts, "dropped", None, PART_ROWS)
+        return {"profiles": int(stats["profiles"]), "fragments": int(stats["fragments"])}, out
     fragments, columns = merge_schema(con, layout, profile_batches)
     removed = added = 0
     if fragments is not None:
@@ -150,17 +154,13 @@ def incremental_merge(
             """CREATE OR REPLACE TEMP VIEW fragments AS
             SELECT * EXCLUDE (_excluded, _was_counted) FROM scoped_fragments WHERE NOT _excluded"""
         )
-    redone = out.with_name(".redone.parquet")
-    people = _people_sql("(SELECT * FROM identities SEMI JOIN redo USING (profile_id))")
-    _write(con, redone, people, None if fragments is None else columns, attribute_merge, order=False)
-    old = sql_str(str(previous / "profiles.parquet"))
-    count = con.execute(
-        f"""COPY (SELECT * FROM read_parquet({old}) ANTI JOIN dropped USING (profile_id)
-                  UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(redone))}))
-            TO {sql_str(str(out))} ({PARQUET})"""
-    ).fetchone()[0]
-    redone.unlink()
-    return {"profiles": int(count), "fragments": int(stats["fragments"]) - int(removed) + int(added)}
+    people = _people_sql("(SELECT * FROM scope_ids SEMI JOIN redo USING (profile_id))")
+    sql = _merged_sql(people, None if fragments is None else columns, attribute_merge)
+    out = ranges.step(con, version, previous, parts, "dropped", sql, PART_ROWS)
+    return {
+        "profiles": sum(p["rows"] for p in out),
+        "fragments": int(stats["fragments"]) - int(removed) + int(added),
+    }, out
 
 
 def sql_str_list(values) -> str:

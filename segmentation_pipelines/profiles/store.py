@@ -30,6 +30,7 @@ from segmentation_pipelines.profiles.layout import (
     publish_version,
 )
 from segmentation_pipelines.profiles.manifest import (
+    MANIFEST,
     attribute_merge_of,
     batch_ids,
     current_version,
@@ -49,11 +50,9 @@ __all__ = [
     "store_version",
 ]
 
-IDENTITIES = "identities.parquet"
-AFFECTED = (
-    "affected.parquet"  # incremental graph versions: the re-stitched identities, old and new profile ids
-)
-PROFILES = "profiles.parquet"
+# Incremental graph versions: the re-stitched identities, old and new profile ids (in a sub-folder: not one of
+# the graph's range files, which readers take as ``current/*.parquet``).
+AFFECTED = "step/affected.parquet"
 
 
 def _connect(layout: StoreLayout):
@@ -121,13 +120,13 @@ class _Build:
         }
 
 
-def _graph(layout: StoreLayout) -> tuple[str, Path, dict | None]:
-    """The published identity graph: (version name, its identities file, its manifest or None)."""
+def _graph(layout: StoreLayout) -> tuple[str, str, dict | None]:
+    """The published identity graph: (version name, the glob of its range files, its manifest or None)."""
     parent = layout.identity_graph_dir()
     name = current_version(parent)
-    if name is None or not (parent / name / IDENTITIES).exists():
+    if name is None or not (parent / name / MANIFEST).exists():
         raise FileNotFoundError(f"the identity graph of {layout.sandbox_root} has not been built yet")
-    return name, parent / name / IDENTITIES, read_manifest(parent)
+    return name, str(parent / name / "*.parquet"), read_manifest(parent)
 
 
 def _graph_step(
@@ -150,7 +149,7 @@ def _graph_step(
 def build_identity_graph_store(
     layout: StoreLayout, profile_batches: list[BatchRef], event_batches: list[BatchRef]
 ) -> dict:
-    """Stitch every profile fragment and event; publish ``identity_graph/current/identities.parquet``."""
+    """Stitch every profile fragment and event; publish ``identity_graph/current/*.parquet`` (range files)."""
     batches = [*profile_batches, *event_batches]
     want = batch_ids(batches)
     with _Build(layout.identity_graph_dir()) as build:
@@ -160,7 +159,7 @@ def build_identity_graph_store(
         version = build.new_version()
         con = _connect(layout)
         try:
-            if prev and set(prev["batches"]) <= set(want):
+            if prev and set(prev["batches"]) <= set(want) and prev.get("parts"):
                 done = set(prev["batches"])
                 new = [b for b in batches if b.batch_id not in done]
                 profile_ids = {b.batch_id for b in profile_batches}
@@ -175,11 +174,12 @@ def build_identity_graph_store(
                     )
                     if s
                 ]
-                stats = restitch_identity_graph(
+                stats, parts = restitch_identity_graph(
                     con,
-                    str(build.parent / prev["version"] / IDENTITIES),
+                    build.parent / prev["version"],
+                    prev["parts"],
                     sources,
-                    str(version / IDENTITIES),
+                    version,
                     str(version / AFFECTED),
                     old_stats=prev.get("stats"),
                 )
@@ -193,7 +193,7 @@ def build_identity_graph_store(
                     )
                     if s
                 ]
-                stats = build_identity_graph(con, sources, str(version / IDENTITIES))
+                stats, parts = build_identity_graph(con, sources, version)
                 mode, base = "full", None
         finally:
             con.close()
@@ -205,6 +205,7 @@ def build_identity_graph_store(
                 "mode": mode,
                 "base": base,
                 "batches": want,
+                "parts": parts,
                 "builtMs": _now_ms(),
                 "stats": out,
             }
@@ -284,7 +285,7 @@ def _merge_inputs(profile_batches: list[BatchRef], policy: Mapping) -> tuple[dic
 
 def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], policy: Mapping) -> dict:
     """Merge the fragments of every non-excluded component under ``policy``; publish
-    ``merged/<policyId>/current/profiles.parquet``. Incrementally: only the profiles of re-stitched components
+    ``merged/<policyId>/current/*.parquet`` (range files). Incrementally: only the profiles of re-stitched components
     and of new fragments are merged again."""
     policy_id = policy["id"]
     want = batch_ids(profile_batches)
@@ -296,19 +297,19 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
         if same_inputs and prev["batches"] == want and prev["identityGraph"] == graph_version:
             return {"merge_policy_id": policy_id, **build.result(prev, "unchanged")}
         step = None
-        if same_inputs and set(prev["batches"]) <= set(want):
+        if same_inputs and set(prev["batches"]) <= set(want) and prev.get("parts"):
             step = _graph_step(layout, graph_version, graph, prev["identityGraph"])
         version = build.new_version()
         con = _connect(layout)
         try:
             if step is None:
-                stats = merged_store.full_merge(
-                    con, layout, str(ids_path), profile_batches, attribute_merge, version / PROFILES
+                stats, parts = merged_store.full_merge(
+                    con, layout, str(ids_path), profile_batches, attribute_merge, version
                 )
                 mode = "full"
             else:
                 done = set(prev["batches"])
-                stats = merged_store.incremental_merge(
+                stats, parts = merged_store.incremental_merge(
                     con,
                     layout,
                     str(ids_path),
@@ -317,8 +318,9 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
                     [b for b in profile_batches if b.batch_id not in done],
                     attribute_merge,
                     build.parent / prev["version"],
+                    prev["parts"],
                     prev["stats"],
-                    version / PROFILES,
+                    version,
                 )
                 mode = "incremental"
         finally:
@@ -331,6 +333,7 @@ def build_merged_profiles(layout: StoreLayout, profile_batches: list[BatchRef], 
                 "identityGraph": graph_version,
                 "attributeMerge": merge_fp,
                 "schema": schema,
+                "parts": parts,
                 "builtMs": _now_ms(),
                 "stats": stats,
             }

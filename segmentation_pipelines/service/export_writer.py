@@ -25,6 +25,7 @@ from segmentation_pipelines.engine.export import (
 from segmentation_pipelines.engine.export_postgres import replace_table
 from segmentation_pipelines.errors import ApiError
 from segmentation_pipelines.profiles.events_store import EMPTY_EVENTS, _keyed_sql
+from segmentation_pipelines.profiles.layout import pinned
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.batches import successful_batches
 from segmentation_pipelines.service.export_gates import ERROR_GATE_FAILED, PublishGates
@@ -88,12 +89,12 @@ class ExportWriter:
             _naive(parse_rfc3339(window["endTime"], "endTime")) if window.get("endTime") else None,
         )
         policy_id = (doc.get("mergePolicy") or {}).get("id")
-        profiles_path = self.layout.profiles_path(policy_id)
-        if not profiles_path.exists():
+        if not self.layout.profiles_dir(policy_id).exists():
             raise ApiError(
                 409,
                 f"The profile store has no merged profiles for merge policy '{policy_id}' yet: ingest data first.",
             )
+        profiles_path = pinned(self.layout.profiles_path(policy_id))  # one version for the whole export
         fields = [f.strip() for f in doc["fields"].split(",")] if doc.get("fields") else None
         sources = [
             SegmentSource(

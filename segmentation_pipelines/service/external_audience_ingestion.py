@@ -242,7 +242,7 @@ class ExternalAudienceIngestion:
         """Each identity field's namespace as this sandbox spells it (None: the sandbox does not know it)."""
         known = {n.lower(): n for n in STANDARD_NAMESPACES}
         graph = self.layout.identities_path()
-        if graph.exists():
+        if self.layout.identities_dir().exists():
             con = duck.connect()
             try:
                 for (ns,) in con.execute(

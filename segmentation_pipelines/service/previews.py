@@ -41,7 +41,7 @@ from segmentation_pipelines.engine import sampling
 from segmentation_pipelines.errors import ApiError, BadRequest, NotFound
 from segmentation_pipelines.pql.references import canonical_references
 from segmentation_pipelines.profiles import store
-from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir, publish_version
+from segmentation_pipelines.profiles.layout import StoreLayout, new_version_dir, pinned, publish_version
 from segmentation_pipelines.profiles.manifest import part_lock
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
@@ -167,8 +167,7 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
     """The current sample of the merged profiles of ``merge_policy_id`` and their events: drawn again when the
     published store changed since it was drawn (or the configured size did)."""
     layout = StoreLayout(ctx.sandbox_root)
-    profiles = layout.profiles_path(merge_policy_id)
-    if not profiles.exists():
+    if not layout.profiles_dir(merge_policy_id).exists():
         raise ApiError(
             409,
             f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet: ingest profile "
@@ -194,7 +193,7 @@ def ensure_sample(ctx: ServiceContext, merge_policy_id: str) -> sampling.Sample:
         folder = new_version_dir(parent)
         try:
             sampling.build_sample(
-                profiles.resolve(),
+                pinned(layout.profiles_path(merge_policy_id)),
                 Path(layout.events_path()).parent.resolve(),
                 folder,
                 size=wanted_size,
@@ -555,7 +554,7 @@ class PreviewsService:
             )
         else:
             policy = MergePoliciesService(self.ctx).resolve(body.get("mergePolicyId"))
-        if not StoreLayout(self.ctx.sandbox_root).profiles_path(policy["id"]).exists():
+        if not StoreLayout(self.ctx.sandbox_root).profiles_dir(policy["id"]).exists():
             raise ApiError(
                 409,
                 f"The profile store has no merged profiles for merge policy '{policy['id']}' yet: ingest profile "

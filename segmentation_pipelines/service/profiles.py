@@ -31,7 +31,7 @@ class ProfilesService:
             raise BadRequest("entityIdNS and entityId are required (the identity's namespace and value).")
 
         policy = MergePoliciesService(self.ctx).resolve(merge_policy_id)
-        if not self.layout.identities_path().exists():
+        if not self.layout.identities_dir().exists():
             raise ApiError(
                 404,
                 f"No profile with identity '{namespace}:{id}': this sandbox has no profile data yet "

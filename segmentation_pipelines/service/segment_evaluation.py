@@ -38,7 +38,7 @@ from segmentation_pipelines import duck, engine
 from segmentation_pipelines.engine import memberships
 from segmentation_pipelines.errors import ApiError, NotFound
 from segmentation_pipelines.pql.references import ReferenceCycle, evaluation_order
-from segmentation_pipelines.profiles.layout import StoreLayout
+from segmentation_pipelines.profiles.layout import StoreLayout, pinned
 from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
 from segmentation_pipelines.service.context import ServiceContext
 from segmentation_pipelines.service.merge_policies import MergePoliciesService
@@ -221,13 +221,14 @@ def run_evaluation(
         for n, batch in enumerate(_passes(order, policy, deps)):
             check_cancel()
             merge_policy_id = policy[batch[0]]
-            profiles_path = layout.profiles_path(merge_policy_id).resolve()
-            if not profiles_path.exists():
+            if not duck.parquet_exists(layout.profiles_path(merge_policy_id)):
                 raise ApiError(
                     409,
                     f"The profile store has no merged profiles for merge policy '{merge_policy_id}' yet "
-                    f"({profiles_path}): ingest profile data first (ingestion builds the store).",
+                    f"({layout.profiles_dir(merge_policy_id)}): ingest profile data first (ingestion builds the "
+                    "store).",
                 )
+            profiles_path = pinned(layout.profiles_path(merge_policy_id))
 
             def evaluate(part: list[str], folder: Path, _profiles=profiles_path, _n=n) -> tuple[Path, int]:
                 external = external_members(

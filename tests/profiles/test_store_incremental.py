@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from segmentation_pipelines.profiles import events_store
+from segmentation_pipelines.profiles import events_store, identity, merged_store
 from segmentation_pipelines.profiles.layout import StoreLayout
 from segmentation_pipelines.profiles.store import (
     build_events_store,
@@ -160,3 +160,50 @@ def test_delta_parts_are_compacted_by_a_full_build(tmp_path, monkeypatch):
     assert modes == ["incremental", "incremental", "incremental", "full"]
     manifest = json.loads((layout.events_dir() / "current" / "manifest.json").read_text())
     assert {p["kind"] for p in manifest["parts"]} == {"base"}
+
+
+def _files(part_dir):
+    current = part_dir / "current"
+    previous = part_dir / "previous"
+    names = {f.name for f in current.glob("*.parquet")}
+    kept = {
+        n
+        for n in names
+        if (previous / n).exists() and (previous / n).stat().st_ino == (current / n).stat().st_ino
+    }
+    return names, kept
+
+
+def test_a_batch_rewrites_only_the_range_files_holding_the_profiles_it_changes(tmp_path, monkeypatch):
+    # Small range files (DuckDB cuts files at 2,048-row granularity), so that a few thousand people fill several.
+    monkeypatch.setattr(identity, "PART_ROWS", 2048)
+    monkeypatch.setattr(merged_store, "PART_ROWS", 2048)
+    layout = StoreLayout(tmp_path / "inc")
+    world = World(11, tmp_path, layout)
+    world.profile_batch(new=8000, updates=0, links=0)
+    world.event_batch(known=50, unknown=2, linked=0)
+    build_all(layout, world.profiles, world.events, [TS])
+    graph_files = {f.name for f in layout.identities_dir().glob("*.parquet")}
+    merged_files = {f.name for f in layout.profiles_dir("ts").glob("*.parquet")}
+    assert len(graph_files) >= 8 and len(merged_files) >= 4, (graph_files, merged_files)
+
+    # One link merges two people: the graph and the merged profiles keep every file not holding them.
+    world.profile_batch(new=0, updates=0, links=1)
+    results = build_all(layout, world.profiles, world.events, [TS])
+    assert {r["mode"] for r in results.values()} == {"incremental"}, results
+    names, kept = _files(layout.identity_graph_dir())
+    assert len(kept) >= len(graph_files) - 4, (names, kept)  # each person's identities: one file, or two
+    names, kept = _files(layout.merged_dir("ts"))
+    assert len(kept) >= len(merged_files) - 4 and kept, (names, kept)
+    full, _ = full_rebuild(tmp_path / "full-1", layout, world.profiles, world.events, [TS])
+    assert snapshot(layout, [TS]) == snapshot(full, [TS])
+
+    # Updates of people spread over every range: the touched files are rewritten together, sorted again.
+    world.profile_batch(new=20, updates=3000, links=2)
+    results = build_all(layout, world.profiles, world.events, [TS])
+    assert {r["mode"] for r in results.values()} == {"incremental"}, results
+    manifest = json.loads((layout.profiles_dir("ts") / "manifest.json").read_text())
+    bases = sorted((p["lo"], p["hi"]) for p in manifest["parts"] if p["kind"] == "base")
+    assert all(a[1] < b[0] for a, b in zip(bases, bases[1:], strict=False))  # ranges do not overlap
+    full, _ = full_rebuild(tmp_path / "full-2", layout, world.profiles, world.events, [TS])
+    assert snapshot(layout, [TS]) == snapshot(full, [TS])

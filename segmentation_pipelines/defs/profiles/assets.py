@@ -233,7 +233,7 @@ def build_assets(snapshot: dict) -> list:
                         "version": str(stats.get("version", "")),
                         "duration_s": stats["seconds"],
                         "path": dg.MetadataValue.path(
-                            str(StoreLayout(ctx.sandbox_root).profiles_path(p["id"]))
+                            str(StoreLayout(ctx.sandbox_root).profiles_dir(p["id"]))
                         ),
                     },
                 )

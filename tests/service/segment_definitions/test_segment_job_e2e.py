@@ -51,7 +51,8 @@ def test_a_failing_job_publishes_nothing(store, defs):
     from segmentation_pipelines.profiles.layout import StoreLayout
 
     policy = Services(store).merge_policies.ensure_default()["id"]
-    StoreLayout(store.sandbox_root).profiles_path(policy).unlink()
+    for f in StoreLayout(store.sandbox_root).profiles_dir(policy).glob("*.parquet"):
+        f.unlink()
     job = SegmentJobsService(store).create(
         [{"segmentId": us}], evaluation_time="2026-03-01T00:00:00Z", wait=True
     )
@@ -69,13 +70,15 @@ def _big_store(ctx, profiles: int, events: int) -> None:
     layout = StoreLayout(ctx.sandbox_root)
     policy = Services(ctx).merge_policies.ensure_default()["id"]
     events_file = next(layout.events_dir().joinpath("current").glob("*.parquet"))
+    for f in layout.profiles_dir(policy).glob("*.parquet"):
+        f.unlink()
     con = duckdb.connect()
     con.execute(
         f"""COPY (SELECT 'p' || i AS profile_id,
                   [{{'key': 'Email', 'value': [{{'id': 'p' || i || '@x.com', 'primary': true}}]}}] AS identityMap,
                   {{'countryCode': CASE WHEN i % 3 = 0 THEN 'US' ELSE 'DE' END}} AS homeAddress,
                   {{'tier': 'gold', 'points': (i % 1000)::BIGINT}} AS loyalty
-              FROM range({profiles}) r(i)) TO '{layout.profiles_path(policy)}' (FORMAT parquet)"""
+              FROM range({profiles}) r(i)) TO '{layout.profiles_dir(policy) / "part-big.parquet"}' (FORMAT parquet)"""
     )
     con.execute(
         f"""COPY (SELECT 'p' || (i % {profiles}) AS profile_id, 'e' || i AS _id,
