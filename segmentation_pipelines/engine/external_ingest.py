@@ -187,16 +187,18 @@ class Ingestion:
             else "NULL::STRUCT(none BOOLEAN)"
         )
         value_list = ", ".join(f"v{i}" for i in range(len(fields)))
-        # One pass over the source: each row's values, its reject reason (NULL: a good row) and what the snapshot
-        # keeps of a good row. row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a
-        # GROUP BY over every row costs more than it saves): they name the same profiles, which the membership
-        # stage groups anyway. No row numbers: a window over the whole scan would serialize it; a reject names its
-        # file and values.
+        identity_values = "".join(f", v{index[f['name']]}" for f in known)
+        # One pass over the source: each row's reject reason (NULL: a good row; a rejected row keeps its file and
+        # values for the samples) and what the snapshot keeps of a good row, with its identity values as columns.
+        # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
+        # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
+        # No row numbers: a window over the whole scan would serialize it; a reject names its file and values.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE src AS
                 SELECT *, hash(ids, payload) AS row_hash FROM (
-                  SELECT _file, {value_list}, err, list_filter([{ids}], lambda x: x IS NOT NULL) AS ids,
-                         {payload} AS payload
+                  SELECT err, CASE WHEN err IS NOT NULL THEN _file END AS _file,
+                         CASE WHEN err IS NOT NULL THEN [{value_list}] END AS raw{identity_values},
+                         list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
                   FROM (SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
                         FROM (SELECT *{"".join(", " + t for t in typed)}
                               FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan}))))"""
@@ -218,7 +220,7 @@ class Ingestion:
                 "values": dict(zip(names, vals, strict=True)),
             }
             for fname, reason, message, vals in con.execute(
-                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), [{value_list}] FROM src
+                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), raw FROM src
                     WHERE err IS NOT NULL LIMIT {SAMPLE_REJECTS}"""
             ).fetchall()
         ]
