@@ -410,10 +410,11 @@ class Ingestion:
                     f"SELECT profile_id, status, lastQualificationTime AS lqt, identityMap::{IDENTITY_MAP_TYPE} AS im, "
                     f"{vu}, {pl} FROM read_parquet({sql_str(previous_membership)})"
                 )
-            else:
-                prev = (
-                    f"SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, NULL::TIMESTAMP AS lqt, "
-                    f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload WHERE false"
+                prev_join = f"FULL JOIN ({prev}) p ON p.profile_id = c.profile_id"
+            else:  # no previous members: every column of ``p`` is NULL (one row, no FULL JOIN to run)
+                prev_join = (
+                    f"CROSS JOIN (SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, NULL::TIMESTAMP AS lqt, "
+                    f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload) p"
                 )
             ttl = int(ttl_days) * DAY_MS
             out_file = sql_str(out_path)
@@ -434,7 +435,7 @@ class Ingestion:
                                   ELSE TRY_CAST(p.payload AS {payload_type}) END AS payload,
                              p.status IS DISTINCT FROM 'exited' AS was_current
                       FROM cur c
-                      FULL JOIN ({prev}) p ON p.profile_id = c.profile_id
+                      {prev_join}
                       LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
                     WHERE status = 'realized' OR lastQualificationTime >= $cutoff
                 ) TO {out_file} (FORMAT parquet)""",
