@@ -86,25 +86,57 @@ def _scan(files: list[Path], fmt: str) -> str:
     return f"read_parquet({_files_list(files)}, union_by_name = true, filename = true)"
 
 
-def ingest_rows(
-    *,
-    files: list[Path],
-    fmt: str,
-    fields: list[dict[str, Any]],
-    namespaces: dict[str, str | None],
-    previous_data: Path | None,
-    ingestion_ms: int,
-    differential: bool,
-    out_path: Path,
-    memory_limit: str = "2GB",
-) -> RowsResult:
-    """Stage 1 (see the module docstring). ``namespaces``: each identity field's namespace as the sandbox spells
-    it (None: unknown to the sandbox). Raises :class:`IngestError` when no row can land."""
-    if not files:
-        raise IngestError("the source has no file to ingest")
-    con = connect(out_path.parent / "spill", memory_limit)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
+class Ingestion:
+    """Both stages of a run in one DuckDB connection (a context manager; see the module docstring).
+
+    Stage 1 (:meth:`ingest_rows`) reads, types and validates the source once into an in-memory table and writes
+    the data snapshot from it; stage 2 (:meth:`build_membership`) on that snapshot resolves identities and writes
+    the membership from the same table instead of reading back the file just written. Stage 2 on any other
+    snapshot (TTL extension, maintenance) reads the file."""
+
+    def __init__(self, work_dir: Path, memory_limit: str = "2GB"):
+        self.con = connect(Path(work_dir) / "spill", memory_limit)
+        self.con.execute("SET TimeZone = 'UTC'")
+        # The snapshot file whose rows the relation ``rows`` holds (device and inode: the caller renames the file
+        # into place between the stages), and the identity columns of ``rows``: [(column, namespace)].
+        self._rows_file: tuple[int, int] | None = None
+        self._rows_identities: list[tuple[str, str]] = []
+
+    def __enter__(self) -> Ingestion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def holds(self, data_path: Path) -> bool:
+        """Whether the rows of the snapshot file ``data_path`` are the ones stage 1 keeps in memory."""
+        try:
+            st = Path(data_path).stat()
+        except OSError:
+            return False
+        return self._rows_file == (st.st_dev, st.st_ino)
+
+    def ingest_rows(
+        self,
+        *,
+        files: list[Path],
+        fmt: str,
+        fields: list[dict[str, Any]],
+        namespaces: dict[str, str | None],
+        previous_data: Path | None,
+        ingestion_ms: int,
+        differential: bool,
+        out_path: Path,
+    ) -> RowsResult:
+        """Stage 1 (see the module docstring). ``namespaces``: each identity field's namespace as the sandbox
+        spells it (None: unknown to the sandbox). Raises :class:`IngestError` when no row can land."""
+        if not files:
+            raise IngestError("the source has no file to ingest")
+        con = self.con
+        self._rows_file = None
         scan = _scan(files, fmt)
         try:
             columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
@@ -120,14 +152,15 @@ def ingest_rows(
         ident_fields = [f for f in fields if f.get("identityNs")]
         payload_fields = [f for f in fields if not f.get("identityNs")]
         values = []
+        typed = []  # each enrichment value cast once: the type check and the payload both use it
         errors = []
         for i, f in enumerate(fields):
             col = _ident(f["name"])
             values.append(f"nullif(trim({col}::VARCHAR), '') AS v{i}")
             if not f.get("identityNs"):
-                sql_type = FIELD_TYPES[f["type"]]
+                typed.append(f"TRY_CAST(v{i} AS {FIELD_TYPES[f['type']]}) AS t{i}")
                 errors.append(
-                    f"CASE WHEN v{i} IS NOT NULL AND TRY_CAST(v{i} AS {sql_type}) IS NULL THEN "
+                    f"CASE WHEN v{i} IS NOT NULL AND t{i} IS NULL THEN "
                     f"'{WRONG_TYPE}|field ''{f['name']}'': ''' || left(v{i}, 80) || ''' is not a {f['type']}' END"
                 )
         index = {f["name"]: i for i, f in enumerate(fields)}
@@ -143,10 +176,32 @@ def ingest_rows(
             f"WHEN NOT ({has_known}) THEN '{MISSING_IDENTITY}|no identity value (identity fields: "
             f"{', '.join(f['name'] for f in ident_fields).replace(chr(39), chr(39) * 2)})' END"
         )
+        ids = ", ".join(
+            f"CASE WHEN v{index[f['name']]} IS NOT NULL THEN {{'ns': {sql_str(namespaces[f['name']])}, "
+            f"'id': v{index[f['name']]}}} END"
+            for f in known
+        )
+        payload = (
+            "{" + ", ".join(f"{sql_str(f['name'])}: t{index[f['name']]}" for f in payload_fields) + "}"
+            if payload_fields
+            else "NULL::STRUCT(none BOOLEAN)"
+        )
+        value_list = ", ".join(f"v{i}" for i in range(len(fields)))
+        identity_values = "".join(f", v{index[f['name']]}" for f in known)
+        # One pass over the source: each row's reject reason (NULL: a good row; a rejected row keeps its file and
+        # values for the samples) and what the snapshot keeps of a good row, with its identity values as columns.
+        # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
+        # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
         # No row numbers: a window over the whole scan would serialize it; a reject names its file and values.
         con.execute(
-            f"""CREATE TEMP TABLE src AS SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
-                FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan})"""
+            f"""CREATE OR REPLACE TEMP TABLE src AS
+                SELECT *, hash(ids, payload) AS row_hash FROM (
+                  SELECT err, CASE WHEN err IS NOT NULL THEN _file END AS _file,
+                         CASE WHEN err IS NOT NULL THEN [{value_list}] END AS raw{identity_values},
+                         list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
+                  FROM (SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
+                        FROM (SELECT *{"".join(", " + t for t in typed)}
+                              FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan}))))"""
         )
         rows_read = 0
         rejects = {}
@@ -156,7 +211,6 @@ def ingest_rows(
             rows_read += int(n)
             if reason:
                 rejects[reason] = int(n)
-        value_list = ", ".join(f"v{i}" for i in range(len(fields)))
         names = [f["name"] for f in fields]
         samples = [
             {
@@ -166,7 +220,7 @@ def ingest_rows(
                 "values": dict(zip(names, vals, strict=True)),
             }
             for fname, reason, message, vals in con.execute(
-                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), [{value_list}] FROM src
+                f"""SELECT _file, split_part(err, '|', 1), split_part(err, '|', 2), raw FROM src
                     WHERE err IS NOT NULL LIMIT {SAMPLE_REJECTS}"""
             ).fetchall()
         ]
@@ -179,46 +233,42 @@ def ingest_rows(
                 f"all {rows_read} rows were rejected ({', '.join(f'{k}: {v}' for k, v in rejects.items())}); "
                 f"e.g. in {first.get('file')}: {first.get('message')} (row {first.get('values')})"
             )
-        ids = ", ".join(
-            f"CASE WHEN v{index[f['name']]} IS NOT NULL THEN {{'ns': {sql_str(namespaces[f['name']])}, "
-            f"'id': v{index[f['name']]}}} END"
-            for f in known
-        )
-        payload = (
-            "{"
-            + ", ".join(
-                f"{sql_str(f['name'])}: TRY_CAST(v{index[f['name']]} AS {FIELD_TYPES[f['type']]})"
-                for f in payload_fields
-            )
-            + "}"
-            if payload_fields
-            else "NULL::STRUCT(none BOOLEAN)"
-        )
-        # row_hash: the row's content (64-bit hash). Identical rows are not collapsed here (a GROUP BY over every
-        # row costs more than it saves): they name the same profiles, which the membership stage groups anyway.
-        # Written straight from the scan (no table of the good rows in between).
         accepted = rows_read - rejected
         prev = previous_data is not None and Path(previous_data).exists()
-        good = f"""SELECT hash(ids, payload) AS row_hash, ids, payload FROM (
-                       SELECT list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
-                       FROM src WHERE err IS NULL)"""
-        if prev and differential:
+        # ``rows``: the snapshot's rows, and the identity values as columns (stage 2 joins them to the graph).
+        identity_columns = "".join(f", s.v{index[f['name']]}" for f in known)
+        t = int(ingestion_ms)
+        con.execute("DROP VIEW IF EXISTS rows")
+        con.execute("DROP TABLE IF EXISTS rows")
+        if prev:
             con.execute(
-                "CREATE TEMP TABLE prev AS SELECT row_hash, min(ingested_ms) AS ingested_ms "
+                "CREATE OR REPLACE TEMP TABLE prev AS SELECT row_hash, min(ingested_ms) AS ingested_ms "
                 f"FROM read_parquet({sql_str(previous_data)}) GROUP BY row_hash"
             )
-            rows = f"""SELECT g.row_hash, g.ids, g.payload, coalesce(p.ingested_ms, $t)::BIGINT AS ingested_ms
-                       FROM ({good}) g LEFT JOIN prev p USING (row_hash)"""
+        if prev and differential:  # rows that did not change keep their ingestion time
+            con.execute(
+                f"""CREATE TEMP TABLE rows AS
+                    SELECT s.row_hash, s.ids, s.payload, coalesce(p.ingested_ms, {t})::BIGINT AS ingested_ms
+                           {identity_columns}
+                    FROM src s LEFT JOIN prev p USING (row_hash) WHERE s.err IS NULL"""
+            )
         else:
-            rows = f"SELECT row_hash, ids, payload, $t::BIGINT AS ingested_ms FROM ({good})"
-        con.execute(f"COPY ({rows}) TO {sql_str(out_path)} (FORMAT parquet)", {"t": int(ingestion_ms)})
+            con.execute(
+                f"""CREATE TEMP VIEW rows AS SELECT s.row_hash, s.ids, s.payload, {t}::BIGINT AS ingested_ms
+                    {identity_columns} FROM src s WHERE s.err IS NULL"""
+            )
+        con.execute(
+            f"COPY (SELECT row_hash, ids, payload, ingested_ms FROM rows) TO {sql_str(out_path)} (FORMAT parquet)"
+        )
+        st = Path(out_path).stat()
+        self._rows_file = (st.st_dev, st.st_ino)
+        self._rows_identities = [(f"v{index[f['name']]}", str(namespaces[f["name"]])) for f in known]
         changed, removed = accepted, 0
         if prev:
             changed, removed = con.execute(
-                f"""WITH new AS (SELECT DISTINCT row_hash FROM read_parquet({sql_str(out_path)})),
-                         old AS (SELECT DISTINCT row_hash FROM read_parquet({sql_str(previous_data)}))
-                    SELECT (SELECT count(*) FROM new ANTI JOIN old USING (row_hash)),
-                           (SELECT count(*) FROM old ANTI JOIN new USING (row_hash))"""
+                """WITH new AS (SELECT DISTINCT row_hash FROM rows)
+                   SELECT (SELECT count(*) FROM new ANTI JOIN prev USING (row_hash)),
+                          (SELECT count(*) FROM prev ANTI JOIN new USING (row_hash))"""
             ).fetchone()
         return RowsResult(
             data_path=out_path,
@@ -230,8 +280,212 @@ def ingest_rows(
             changed=int(accepted if not differential else changed),  # a full run re-ingests every row
             removed=int(removed),
         )
-    finally:
-        con.close()
+
+    def build_membership(
+        self,
+        *,
+        data_path: Path,
+        identities_path: str | Path | None,
+        profiles_path: str | Path | None,
+        previous_membership: Path | None,
+        evaluation_ms: int,
+        ttl_days: int,
+        out_path: Path,
+        retention_days: int = RETENTION_DAYS,
+        namespaces: list[str] | None = None,
+    ) -> MembershipResult:
+        """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``, from the
+        rows stage 1 keeps in memory when ``data_path`` is their snapshot, else from the file.
+
+        ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
+        t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
+        cutoff = t - dt.timedelta(days=retention_days)
+        con = self.con
+        in_memory = self.holds(data_path)
+        if identities_path is not None and parquet_exists(identities_path):
+            graph = f"SELECT namespace, id, profile_id FROM read_parquet({sql_str(identities_path)}) WHERE NOT excluded"
+        else:
+            graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
+        # ``data``: the snapshot's rows. ``matches``: each (row, identity) with the row's time, payload and the
+        # profile the graph gives the identity (NULL: none). Rows held in memory have their identities as columns
+        # (one known identity field: a plain join, the graph read for that namespace only); a file's rows unnest
+        # their ``ids``.
+        con.execute("DROP VIEW IF EXISTS data")
+        idents = self._rows_identities if in_memory else []
+        if in_memory:
+            con.execute("CREATE TEMP VIEW data AS SELECT row_hash, ids, payload, ingested_ms FROM rows")
+            max_ids = len(idents)
+            if namespaces is None:
+                namespaces = [ns for _col, ns in idents]
+        else:
+            con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({sql_str(data_path)})")
+            max_ids = None
+        if len(idents) == 1:
+            col, ns = idents[0]
+            matches = f"""SELECT d.row_hash, d.ingested_ms, d.payload, {sql_str(ns)} AS ns, g.profile_id
+                          FROM rows d LEFT JOIN ({graph}) g ON g.namespace = {sql_str(ns)} AND g.id = d.{col}"""
+        else:
+            each = (
+                " UNION ALL ".join(
+                    f"SELECT row_hash, ingested_ms, payload, {sql_str(ns)} AS ns, {col} AS id FROM rows "
+                    f"WHERE {col} IS NOT NULL"
+                    for col, ns in idents
+                )
+                if idents
+                else "SELECT row_hash, ingested_ms, payload, i.ns AS ns, i.id AS id "
+                "FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data)"
+            )
+            matches = f"""SELECT d.row_hash, d.ingested_ms, d.payload, d.ns, g.profile_id
+                          FROM ({each}) d LEFT JOIN ({graph}) g ON g.namespace = d.ns AND g.id = d.id"""
+        try:
+            if namespaces is None:
+                namespaces = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT DISTINCT i.ns FROM (SELECT unnest(ids) AS i FROM data)"
+                    ).fetchall()
+                ]
+            namespaces = sorted(set(namespaces))
+            ns_columns = "".join(
+                f"bool_or(m.ns = {sql_str(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces)
+            )
+            # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion
+            # time and payload (ties broken by the row's content) and the namespaces that matched. A row naming
+            # identities of two profiles makes both members. The NULL group holds the identities no profile has.
+            con.execute("DROP TABLE IF EXISTS cur_all")
+            con.execute(
+                f"""CREATE TEMP TABLE cur_all AS
+                    SELECT m.profile_id, max(m.ingested_ms) AS ms,
+                           arg_max(m.payload, (m.ingested_ms::HUGEINT << 64) + m.row_hash) AS payload,
+                           {ns_columns}count(*) AS n
+                    FROM ({matches}) m
+                    GROUP BY m.profile_id"""
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW cur AS SELECT * FROM cur_all WHERE profile_id IS NOT NULL"
+            )
+            # Pending rows: rows none of whose identities a profile has. With one identity per row (the usual upload)
+            # that is the NULL group's size; otherwise rows are checked one by one.
+            if max_ids is None:
+                max_ids = con.execute("SELECT max(len(ids)) FROM data").fetchone()[0] or 0
+            if max_ids <= 1:
+                pending = con.execute(
+                    "SELECT coalesce(sum(n), 0) FROM cur_all WHERE profile_id IS NULL"
+                ).fetchone()[0]
+            else:
+                pending = con.execute(
+                    f"""SELECT count(*) FROM data ANTI JOIN (
+                            SELECT DISTINCT x.row_hash FROM (SELECT row_hash, unnest(ids) AS i FROM data) x
+                            JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
+                ).fetchone()[0]
+            has_profiles = profiles_path is not None and parquet_exists(profiles_path)
+            im = _identity_map_of("identityMap")
+            if has_profiles:
+                shape = dict(
+                    (r[0], r[1])
+                    for r in con.execute(
+                        f"DESCRIBE SELECT identityMap FROM read_parquet({sql_str(profiles_path)})"
+                    ).fetchall()
+                )
+                if shape.get("identityMap", "").replace('"', "") == IDENTITY_MAP_TYPE.replace('"', ""):
+                    im = "identityMap"  # already in the documented shape: no per-row rewrite
+            profiles = (
+                f"SELECT profile_id::VARCHAR AS profile_id, {im}::{IDENTITY_MAP_TYPE} AS identityMap "
+                f"FROM read_parquet({sql_str(profiles_path)})"
+                if has_profiles
+                else f"SELECT NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
+            )
+            payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
+            payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
+            if previous_membership is not None and Path(previous_membership).exists():
+                cols = {
+                    r[0]
+                    for r in con.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet({sql_str(previous_membership)})"
+                    ).fetchall()
+                }
+                vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
+                pl = "payload" if "payload" in cols else "NULL AS payload"
+                prev = (
+                    f"SELECT profile_id, status, lastQualificationTime AS lqt, identityMap::{IDENTITY_MAP_TYPE} AS im, "
+                    f"{vu}, {pl} FROM read_parquet({sql_str(previous_membership)})"
+                )
+                prev_join = f"FULL JOIN ({prev}) p ON p.profile_id = c.profile_id"
+            else:  # no previous members: every column of ``p`` is NULL (one row, no FULL JOIN to run)
+                prev_join = (
+                    f"CROSS JOIN (SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, NULL::TIMESTAMP AS lqt, "
+                    f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload) p"
+                )
+            ttl = int(ttl_days) * DAY_MS
+            out_file = sql_str(out_path)
+            con.execute(
+                f"""COPY (
+                    SELECT * FROM (
+                      SELECT coalesce(c.profile_id, p.profile_id) AS profile_id,
+                             CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN 'realized' ELSE 'exited' END
+                                 AS status,
+                             CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN make_timestamp(c.ms * 1000)
+                                  WHEN p.status = 'exited' THEN p.lqt
+                                  WHEN c.profile_id IS NOT NULL THEN least(make_timestamp((c.ms + {ttl}) * 1000), $t)
+                                  ELSE $t END AS lastQualificationTime,
+                             coalesce(pr.identityMap, p.im) AS identityMap,
+                             CASE WHEN c.profile_id IS NOT NULL THEN make_timestamp((c.ms + {ttl}) * 1000)
+                                  ELSE p.validUntil END AS validUntil,
+                             CASE WHEN c.profile_id IS NOT NULL THEN c.payload
+                                  ELSE TRY_CAST(p.payload AS {payload_type}) END AS payload,
+                             p.status IS DISTINCT FROM 'exited' AS was_current
+                      FROM cur c
+                      {prev_join}
+                      LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
+                    WHERE status = 'realized' OR lastQualificationTime >= $cutoff
+                ) TO {out_file} (FORMAT parquet)""",
+                {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
+            )
+            src = f"read_parquet({out_file})"
+            realized, exited, exited_now, next_expiry = con.execute(
+                f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
+                           count(*) FILTER (WHERE status = 'exited' AND was_current),
+                           min(validUntil) FILTER (WHERE status = 'realized')
+                    FROM {src}"""
+            ).fetchone()
+            # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
+            by_namespace: dict[str, int] = {}
+            # (the namespaces of the identities that matched each member: no second read of the identity maps).
+            if namespaces:
+                sums = ", ".join(f"count(*) FILTER (WHERE ns_{k})" for k in range(len(namespaces)))
+                row = con.execute(
+                    f"SELECT {sums} FROM cur WHERE ms + {ttl} > $now", {"now": int(evaluation_ms)}
+                ).fetchone()
+                by_namespace = {ns: int(n) for ns, n in zip(namespaces, row, strict=True) if n}
+            counts = {
+                "members": int(realized),
+                "realized": int(realized),
+                "existing": 0,
+                "exited": int(exited_now),
+                "exitedRetained": int(exited),
+                "by_namespace": dict(sorted(by_namespace.items())),
+                "pending": int(pending),
+            }
+            next_ms = None
+            if next_expiry is not None:
+                next_ms = int(next_expiry.replace(tzinfo=dt.UTC).timestamp() * 1000)
+            return MembershipResult(out_path, counts, int(pending), next_ms)
+        finally:
+            for name in ("cur", "data"):
+                con.execute(f"DROP VIEW IF EXISTS {name}")
+            con.execute("DROP TABLE IF EXISTS cur_all")
+
+
+def ingest_rows(*, out_path: Path, memory_limit: str = "2GB", **kwargs: Any) -> RowsResult:
+    """Stage 1 in a connection of its own (:meth:`Ingestion.ingest_rows`)."""
+    with Ingestion(out_path.parent, memory_limit) as run:
+        return run.ingest_rows(out_path=out_path, **kwargs)
+
+
+def build_membership(*, out_path: Path, memory_limit: str = "2GB", **kwargs: Any) -> MembershipResult:
+    """Stage 2 in a connection of its own, from the snapshot file (:meth:`Ingestion.build_membership`)."""
+    with Ingestion(out_path.parent, memory_limit) as run:
+        return run.build_membership(out_path=out_path, **kwargs)
 
 
 def restamp(data_path: Path, ingestion_ms: int, out_path: Path) -> Path:
@@ -246,160 +500,3 @@ def restamp(data_path: Path, ingestion_ms: int, out_path: Path) -> Path:
     finally:
         con.close()
     return out_path
-
-
-def build_membership(
-    *,
-    data_path: Path,
-    identities_path: str | Path | None,
-    profiles_path: str | Path | None,
-    previous_membership: Path | None,
-    evaluation_ms: int,
-    ttl_days: int,
-    out_path: Path,
-    retention_days: int = RETENTION_DAYS,
-    memory_limit: str = "2GB",
-    namespaces: list[str] | None = None,
-) -> MembershipResult:
-    """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``.
-
-    ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
-    t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
-    cutoff = t - dt.timedelta(days=retention_days)
-    con = connect(out_path.parent / "spill", memory_limit)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM read_parquet({sql_str(data_path)})")
-        if identities_path is not None and parquet_exists(identities_path):
-            graph = f"SELECT namespace, id, profile_id FROM read_parquet({sql_str(identities_path)}) WHERE NOT excluded"
-        else:
-            graph = "SELECT NULL::VARCHAR AS namespace, NULL::VARCHAR AS id, NULL::VARCHAR AS profile_id WHERE false"
-        if namespaces is None:
-            namespaces = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT i.ns FROM (SELECT unnest(ids) AS i FROM data)"
-                ).fetchall()
-            ]
-        namespaces = sorted(set(namespaces))
-        ns_columns = "".join(
-            f"bool_or(d.i.ns = {sql_str(ns)}) AS ns_{k}, " for k, ns in enumerate(namespaces)
-        )
-        # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion time
-        # and payload (ties broken by the row's content) and the namespaces that matched. A row naming identities of
-        # two profiles makes both members. The NULL group holds the identities no profile has.
-        con.execute(
-            f"""CREATE TEMP TABLE cur_all AS
-                SELECT g.profile_id, max(d.ingested_ms) AS ms,
-                       arg_max(d.payload, (d.ingested_ms::HUGEINT << 64) + d.row_hash) AS payload,
-                       {ns_columns}count(*) AS n
-                FROM (SELECT row_hash, ingested_ms, payload, unnest(ids) AS i FROM data) d
-                LEFT JOIN ({graph}) g ON g.namespace = d.i.ns AND g.id = d.i.id
-                GROUP BY g.profile_id"""
-        )
-        con.execute("CREATE TEMP VIEW cur AS SELECT * FROM cur_all WHERE profile_id IS NOT NULL")
-        # Pending rows: rows none of whose identities a profile has. With one identity per row (the usual upload)
-        # that is the NULL group's size; otherwise rows are checked one by one.
-        if (con.execute("SELECT max(len(ids)) FROM data").fetchone()[0] or 0) <= 1:
-            pending = con.execute(
-                "SELECT coalesce(sum(n), 0) FROM cur_all WHERE profile_id IS NULL"
-            ).fetchone()[0]
-        else:
-            pending = con.execute(
-                f"""SELECT count(*) FROM data ANTI JOIN (
-                        SELECT DISTINCT x.row_hash FROM (SELECT row_hash, unnest(ids) AS i FROM data) x
-                        JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
-            ).fetchone()[0]
-        has_profiles = profiles_path is not None and parquet_exists(profiles_path)
-        im = _identity_map_of("identityMap")
-        if has_profiles:
-            shape = dict(
-                (r[0], r[1])
-                for r in con.execute(
-                    f"DESCRIBE SELECT identityMap FROM read_parquet({sql_str(profiles_path)})"
-                ).fetchall()
-            )
-            if shape.get("identityMap", "").replace('"', "") == IDENTITY_MAP_TYPE.replace('"', ""):
-                im = "identityMap"  # already in the documented shape: no per-row rewrite
-        profiles = (
-            f"SELECT profile_id::VARCHAR AS profile_id, {im}::{IDENTITY_MAP_TYPE} AS identityMap "
-            f"FROM read_parquet({sql_str(profiles_path)})"
-            if has_profiles
-            else f"SELECT NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
-        )
-        payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
-        payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
-        if previous_membership is not None and Path(previous_membership).exists():
-            cols = {
-                r[0]
-                for r in con.execute(
-                    f"DESCRIBE SELECT * FROM read_parquet({sql_str(previous_membership)})"
-                ).fetchall()
-            }
-            vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
-            pl = "payload" if "payload" in cols else "NULL AS payload"
-            prev = (
-                f"SELECT profile_id, status, lastQualificationTime AS lqt, identityMap::{IDENTITY_MAP_TYPE} AS im, "
-                f"{vu}, {pl} FROM read_parquet({sql_str(previous_membership)})"
-            )
-        else:
-            prev = (
-                f"SELECT NULL::VARCHAR AS profile_id, NULL::VARCHAR AS status, NULL::TIMESTAMP AS lqt, "
-                f"NULL::{IDENTITY_MAP_TYPE} AS im, NULL::TIMESTAMP AS validUntil, NULL AS payload WHERE false"
-            )
-        ttl = int(ttl_days) * DAY_MS
-        out_file = sql_str(out_path)
-        con.execute(
-            f"""COPY (
-                SELECT * FROM (
-                  SELECT coalesce(c.profile_id, p.profile_id) AS profile_id,
-                         CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN 'realized' ELSE 'exited' END
-                             AS status,
-                         CASE WHEN c.profile_id IS NOT NULL AND c.ms + {ttl} > $now THEN make_timestamp(c.ms * 1000)
-                              WHEN p.status = 'exited' THEN p.lqt
-                              WHEN c.profile_id IS NOT NULL THEN least(make_timestamp((c.ms + {ttl}) * 1000), $t)
-                              ELSE $t END AS lastQualificationTime,
-                         coalesce(pr.identityMap, p.im) AS identityMap,
-                         CASE WHEN c.profile_id IS NOT NULL THEN make_timestamp((c.ms + {ttl}) * 1000)
-                              ELSE p.validUntil END AS validUntil,
-                         CASE WHEN c.profile_id IS NOT NULL THEN c.payload
-                              ELSE TRY_CAST(p.payload AS {payload_type}) END AS payload,
-                         p.status IS DISTINCT FROM 'exited' AS was_current
-                  FROM cur c
-                  FULL JOIN ({prev}) p ON p.profile_id = c.profile_id
-                  LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
-                WHERE status = 'realized' OR lastQualificationTime >= $cutoff
-            ) TO {out_file} (FORMAT parquet)""",
-            {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
-        )
-        src = f"read_parquet({out_file})"
-        realized, exited, exited_now, next_expiry = con.execute(
-            f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
-                       count(*) FILTER (WHERE status = 'exited' AND was_current),
-                       min(validUntil) FILTER (WHERE status = 'realized')
-                FROM {src}"""
-        ).fetchone()
-        # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
-        by_namespace: dict[str, int] = {}
-        # (the namespaces of the identities that matched each member: no second read of the identity maps).
-        if namespaces:
-            sums = ", ".join(f"count(*) FILTER (WHERE ns_{k})" for k in range(len(namespaces)))
-            row = con.execute(
-                f"SELECT {sums} FROM cur WHERE ms + {ttl} > $now", {"now": int(evaluation_ms)}
-            ).fetchone()
-            by_namespace = {ns: int(n) for ns, n in zip(namespaces, row, strict=True) if n}
-        counts = {
-            "members": int(realized),
-            "realized": int(realized),
-            "existing": 0,
-            "exited": int(exited_now),
-            "exitedRetained": int(exited),
-            "by_namespace": dict(sorted(by_namespace.items())),
-            "pending": int(pending),
-        }
-        next_ms = None
-        if next_expiry is not None:
-            next_ms = int(next_expiry.replace(tzinfo=dt.UTC).timestamp() * 1000)
-        return MembershipResult(out_path, counts, int(pending), next_ms)
-    finally:
-        con.close()

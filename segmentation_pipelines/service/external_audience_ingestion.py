@@ -99,74 +99,77 @@ class ExternalAudienceIngestion:
         folder = self.data_dir(audience_id)
         folder.mkdir(parents=True, exist_ok=True)
         staged = folder / f".run-{run_id}.parquet"
-        try:
-            fmt, files = source_files(self.ctx, doc, confined=confined, required=True)
-            start = run_body.get("dataFilterStartTime")
-            end = run_body.get("dataFilterEndTime")
-            chosen = [
-                f
-                for f in files
-                if (start is None or f.stat().st_mtime >= int(start))
-                and (end is None or f.stat().st_mtime <= int(end))
-            ]
-            if not chosen:
-                raise ingest.IngestError(
-                    f"no file of the source was modified between dataFilterStartTime and dataFilterEndTime "
-                    f"({len(files)} file(s) outside the window)"
+        # Both stages in one DuckDB connection: stage 2 reads the rows stage 1 keeps in memory.
+        with ingest.Ingestion(folder) as run:
+            try:
+                fmt, files = source_files(self.ctx, doc, confined=confined, required=True)
+                start = run_body.get("dataFilterStartTime")
+                end = run_body.get("dataFilterEndTime")
+                chosen = [
+                    f
+                    for f in files
+                    if (start is None or f.stat().st_mtime >= int(start))
+                    and (end is None or f.stat().st_mtime <= int(end))
+                ]
+                if not chosen:
+                    raise ingest.IngestError(
+                        f"no file of the source was modified between dataFilterStartTime and dataFilterEndTime "
+                        f"({len(files)} file(s) outside the window)"
+                    )
+                namespaces = self.namespaces_of(doc["fields"])
+                say(f"reading {len(chosen)} {fmt} file(s)")
+                rows = run.ingest_rows(
+                    files=chosen,
+                    fmt=fmt,
+                    fields=doc["fields"],
+                    namespaces=namespaces,
+                    previous_data=Path(internal["dataPath"]) if internal.get("dataPath") else None,
+                    ingestion_ms=ingestion_ms,
+                    differential=bool(run_body.get("differentialIngestion", True)),
+                    out_path=staged,
                 )
-            namespaces = self.namespaces_of(doc["fields"])
-            say(f"reading {len(chosen)} {fmt} file(s)")
-            rows = ingest.ingest_rows(
-                files=chosen,
-                fmt=fmt,
-                fields=doc["fields"],
-                namespaces=namespaces,
-                previous_data=Path(internal["dataPath"]) if internal.get("dataPath") else None,
-                ingestion_ms=ingestion_ms,
-                differential=bool(run_body.get("differentialIngestion", True)),
-                out_path=staged,
+            except ApiError as exc:  # the source left the landing area since the run was requested
+                staged.unlink(missing_ok=True)
+                self.runs.fail_stage(run_id, 0, exc.message)
+                raise ingest.IngestError(exc.message) from None
+            except ingest.IngestError as exc:
+                staged.unlink(missing_ok=True)
+                self.runs.fail_stage(run_id, 0, str(exc))
+                raise
+            final = folder / f"{now}-{run_id}.parquet"
+            os.replace(staged, final)
+            metrics = {
+                "rowsRead": rows.rows_read,
+                "rowsAccepted": rows.accepted,
+                "rowsRejected": rows.rejected,
+                "rowsChanged": rows.changed,
+                "rowsRemoved": rows.removed,
+                "rejects": rows.rejects,
+                "rejectSamples": rows.samples,
+                "files": [str(f.name) for f in chosen],
+                "fingerprint": fingerprint(chosen),
+            }
+            self.runs.record_stage(run_id, 0, SUCCESS, dagster_run, metrics=metrics)
+            self.runs.record_stage(run_id, 1, PROCESSING, dagster_run)
+            try:
+                counts = self.publish_membership(
+                    audience_id,
+                    final,
+                    now,
+                    run_id=run_id,
+                    ttl=int(doc["ttlInDays"]),
+                    namespaces=[ns for ns in namespaces.values() if ns],
+                    run=run,
+                )
+            except Exception as exc:
+                final.unlink(missing_ok=True)
+                self.runs.fail_stage(run_id, 1, f"{type(exc).__name__}: {exc}")
+                raise
+            metrics.update(
+                members=counts["members"], exited=counts["exited"], pendingRows=counts.get("pending", 0)
             )
-        except ApiError as exc:  # the source left the landing area since the run was requested
-            staged.unlink(missing_ok=True)
-            self.runs.fail_stage(run_id, 0, exc.message)
-            raise ingest.IngestError(exc.message) from None
-        except ingest.IngestError as exc:
-            staged.unlink(missing_ok=True)
-            self.runs.fail_stage(run_id, 0, str(exc))
-            raise
-        final = folder / f"{now}-{run_id}.parquet"
-        os.replace(staged, final)
-        metrics = {
-            "rowsRead": rows.rows_read,
-            "rowsAccepted": rows.accepted,
-            "rowsRejected": rows.rejected,
-            "rowsChanged": rows.changed,
-            "rowsRemoved": rows.removed,
-            "rejects": rows.rejects,
-            "rejectSamples": rows.samples,
-            "files": [str(f.name) for f in chosen],
-            "fingerprint": fingerprint(chosen),
-        }
-        self.runs.record_stage(run_id, 0, SUCCESS, dagster_run, metrics=metrics)
-        self.runs.record_stage(run_id, 1, PROCESSING, dagster_run)
-        try:
-            counts = self.publish_membership(
-                audience_id,
-                final,
-                now,
-                run_id=run_id,
-                ttl=int(doc["ttlInDays"]),
-                namespaces=[ns for ns in namespaces.values() if ns],
-            )
-        except Exception as exc:
-            final.unlink(missing_ok=True)
-            self.runs.fail_stage(run_id, 1, f"{type(exc).__name__}: {exc}")
-            raise
-        metrics.update(
-            members=counts["members"], exited=counts["exited"], pendingRows=counts.get("pending", 0)
-        )
-        self.runs.record_stage(run_id, 1, SUCCESS, dagster_run, metrics=metrics)
-        return metrics
+            self.runs.record_stage(run_id, 1, SUCCESS, dagster_run, metrics=metrics)
+            return metrics
 
     def maintain(self, at_ms: int | None = None) -> int:
         """Exit members whose TTL passed, and re-resolve pending rows after the profile store changed; the number
@@ -261,9 +264,11 @@ class ExternalAudienceIngestion:
         run_id: str | None,
         ttl: int,
         namespaces: list[str] | None = None,
+        run: ingest.Ingestion | None = None,
     ) -> dict:
         """Build the membership from ``data`` at ``now`` and publish it (file renamed into place, then the catalog
-        row, then the audience's pointers)."""
+        row, then the audience's pointers). ``run``: the ingestion whose stage 1 wrote ``data`` (stage 2 reads its
+        rows from memory); without it ``data`` is read from the file."""
 
         evaluations = AudienceEvaluations(self.ctx)
         previous = evaluations.latest(audience_id, before_ms=now + 1)
@@ -273,7 +278,8 @@ class ExternalAudienceIngestion:
         staging = staging_root / f".staging-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
-            result = ingest.build_membership(
+            build = run.build_membership if run is not None else ingest.build_membership
+            result = build(
                 data_path=data,
                 identities_path=self.layout.identities_path(),
                 profiles_path=self.layout.profiles_path(policy),
