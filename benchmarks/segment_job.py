@@ -345,7 +345,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".work")
     ap.add_argument("--definitions", type=int, default=100, help="a multiple of 5 (20 of each kind per 100)")
     ap.add_argument("--floor", action="store_true", help="also the floor and the membership formats' costs")
-    ap.add_argument("--engine", choices=("duckdb", "polars"), default="duckdb", help="the job's evaluation engine")
+    ap.add_argument(
+        "--engine", choices=("duckdb", "polars"), default="duckdb", help="the job's evaluation engine"
+    )
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
     os.environ["SEGMENTATION_ENGINE"] = args.engine  # the settings the in-process client (and its runs) read

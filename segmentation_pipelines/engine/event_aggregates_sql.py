@@ -203,12 +203,16 @@ class _Group:
                 default = exp.Literal.number(0) if a.fn == "count" else None
                 split = self.part.split(cond) if self.part else None
                 if split is None:
-                    agg = self.shared(_around(a, exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)))
+                    agg = self.shared(
+                        _around(a, exp.Case(ifs=[exp.If(this=cond, true=then)], default=default))
+                    )
                 else:
                     code, rest = split
                     default = default or exp.null()
                     branch = (
-                        then if rest is None else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
+                        then
+                        if rest is None
+                        else exp.Case(ifs=[exp.If(this=rest, true=then)], default=default)
                     )
                     case = exp.Case(
                         this=exp.column(CODE, table="e"),

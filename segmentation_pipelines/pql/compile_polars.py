@@ -353,7 +353,9 @@ class PolarsBackend(Backend[pl.Expr]):
             return ref.fill_null(pl.lit(d) if isinstance(d, bool) else pl.lit(d, dtype=pl.Int64))
         return ref
 
-    def any_event(self, e: pl.Expr, agg: EventAggregate[pl.Expr], op: str | None, k: pl.Expr | None) -> pl.Expr:
+    def any_event(
+        self, e: pl.Expr, agg: EventAggregate[pl.Expr], op: str | None, k: pl.Expr | None
+    ) -> pl.Expr:
         return self.coalesce_false(e)  # Polars computes the aggregate as it is
 
     def some_item(self, e: pl.Expr, arr: pl.Expr, var: pl.Expr, field: str, value: pl.Expr) -> pl.Expr:

@@ -511,7 +511,9 @@ class SqlBackend(Backend[exp.Expression]):
                 latest = ref("max", conds[i], ts.copy())
                 return self.coalesce_false(exp.GT(this=latest, expression=t))
             x = exp.to_identifier(f"t{i}")
-            after = self.list_filter(ref("timestamps", conds[i], ts.copy()), x, exp.GT(this=x, expression=t), True)
+            after = self.list_filter(
+                ref("timestamps", conds[i], ts.copy()), x, exp.GT(this=x, expression=t), True
+            )
             t = exp.Bracket(this=after, expressions=[exp.Literal.number(counts[i] - 1)])
         return self.is_not_null(t)
 

@@ -342,4 +342,6 @@ def test_a_construct_word_is_never_a_name(text):
     with pytest.raises(PQLSyntaxError) as info:
         parse(text)
     assert "cannot be used as a name" in info.value.message
-    assert info.value.column == text.index(text.split()[-3] if text.startswith("not") else text.split()[-1]) + 1
+    assert (
+        info.value.column == text.index(text.split()[-3] if text.startswith("not") else text.split()[-1]) + 1
+    )

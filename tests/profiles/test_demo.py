@@ -103,9 +103,7 @@ def test_build_demo_ingests_and_materializes_and_is_idempotent(settings):
     assert again["datasets"] == first["datasets"]
     assert again["dagster"]["assets"]["profiles/identity_graph"]["events"] == graph["events"]
 
-    other_day = build_demo(
-        settings, profiles=1500, events=15000, as_of=AS_OF + dt.timedelta(days=1)
-    )
+    other_day = build_demo(settings, profiles=1500, events=15000, as_of=AS_OF + dt.timedelta(days=1))
     assert not any(b.get("duplicate") for b in other_day["batches"].values())
     assert (
         other_day["dagster"]["assets"]["profiles/identity_graph"]["events"]

@@ -34,7 +34,9 @@ def test_a_comparison_with_a_constant_reads_a_bit_and_drops_the_compared_aggrega
     [spec] = c.specs.values()
     assert spec.fn == "bool_or" and spec.value is None
     assert "> 10" in spec.cond.sql("duckdb") and "addToCart" in spec.cond.sql("duckdb")
-    kept = _compile('xEvent[eventType = "addToCart"].max(commerce.order.priceTotal) > 10 or xEvent.count() = 2')
+    kept = _compile(
+        'xEvent[eventType = "addToCart"].max(commerce.order.priceTotal) > 10 or xEvent.count() = 2'
+    )
     assert sorted(s.fn for s in kept.specs.values()) == ["bool_or", "count"]
     # Polars computes the comparison as written.
     polars = compile_polars.compile_definition(
@@ -44,7 +46,9 @@ def test_a_comparison_with_a_constant_reads_a_bit_and_drops_the_compared_aggrega
 
 
 def test_required_values_and_item_tests_are_noted_on_the_conditions() -> None:
-    c = _compile('select X from xEvent where X.eventType = "a" and X.productListItems[SKU = "PS"].count() > 0')
+    c = _compile(
+        'select X from xEvent where X.eventType = "a" and X.productListItems[SKU = "PS"].count() > 0'
+    )
     [spec] = c.specs.values()
     nodes = list(spec.cond.walk())
     required = [compile_sql.requirement(n) for n in nodes if isinstance(n, exp.EQ)]

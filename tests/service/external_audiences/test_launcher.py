@@ -36,7 +36,9 @@ def test_a_new_run_waits_for_its_asset_then_is_launched_once(home, monkeypatch):
     stale = dg.Definitions().get_repository_def()  # loaded before the audience existed
     monkeypatch.setattr(run_tracking, "NOT_LOADED_GRACE_S", -1)  # no grace applies: it never fails
     waiting = external_audience_launcher(dg.build_sensor_context(instance=instance, repository_def=stale))
-    assert isinstance(waiting, dg.SkipReason) and waiting.skip_message == "1 run(s) wait for the code location."
+    assert (
+        isinstance(waiting, dg.SkipReason) and waiting.skip_message == "1 run(s) wait for the code location."
+    )
     assert client.external_audiences.runs(audience_id)["runs"][0]["status"] == "NEW"
 
     current = load_definitions(settings).get_repository_def()

@@ -17,5 +17,7 @@ from .probe_segments import probe_definitions
 if __name__ == "__main__":
     home, job_id, definition_id, work_s = sys.argv[1:5]
     ctx = ServiceContext.create(get_settings(home=home), None, "prod")
-    ctx.launcher = DagsterLauncher(ctx.settings, definitions=probe_definitions(home, [definition_id], work_s=float(work_s)))
+    ctx.launcher = DagsterLauncher(
+        ctx.settings, definitions=probe_definitions(home, [definition_id], work_s=float(work_s))
+    )
     SegmentJobsService(ctx).run_in_process(job_id)

@@ -127,9 +127,13 @@ class Scenario:
             }
             for who, (country, points, crm) in PEOPLE.items()
         ]
-        self.batches.append(self.client.datasets.upload(profiles["id"], [_write(self.folder / "crm.jsonl", rows)]))
         self.batches.append(
-            self.client.datasets.upload(self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)])
+            self.client.datasets.upload(profiles["id"], [_write(self.folder / "crm.jsonl", rows)])
+        )
+        self.batches.append(
+            self.client.datasets.upload(
+                self.events["id"], [_write(self.folder / "web1.jsonl", DAY_ONE_EVENTS)]
+            )
         )
         default = [p for p in self.client.merge_policies.list()["children"] if p["default"]]
         self.merge_policy_id = default[0]["id"]

@@ -154,7 +154,15 @@ def test_killed_in_process_worker_ends_failed_and_a_new_job_succeeds(ctx, jobs):
     job_id = jobs.create([{"segmentId": a}])["id"]
     env = {**os.environ, "SEGMENTATION_HOME": str(ctx.settings.home), "PYTHONPATH": str(REPO)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.service.segment_jobs.run_worker", str(ctx.settings.home), job_id, a, "120"],
+        [
+            sys.executable,
+            "-m",
+            "tests.service.segment_jobs.run_worker",
+            str(ctx.settings.home),
+            job_id,
+            a,
+            "120",
+        ],
         env=env,
         cwd=REPO,
     )
