@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from segmentation_pipelines.duck import sql_list, sql_str
+from segmentation_pipelines.profiles import ranges
 from segmentation_pipelines.profiles.xdm import IDENTITY_MAP_TYPE
 
 MAX_DELTA_PARTS = 12  # beyond this many delta parts, rebuild in full (re-cluster)
@@ -68,29 +69,9 @@ def full_build(con, version: Path, event_files: list[str], ids_path: str) -> tup
     shutil.rmtree(scratch, ignore_errors=True)
     if not parts:  # every event belonged to an excluded graph
         return full_build(con, version, [], ids_path)[0], {"events": 0, "events_excluded": int(total)}
-    _describe(con, version, parts)
+    ranges.describe(con, version, parts)
     kept = sum(p["rows"] for p in parts)
     return parts, {"events": kept, "events_excluded": int(total) - kept}
-
-
-def _describe(con, version: Path, parts: list[dict]) -> None:
-    """Fill in each part's rows and profile-id range from the Parquet footers."""
-    files = sql_list(str(version / p["file"]) for p in parts)
-    rows = dict(
-        con.execute(
-            f"SELECT parse_filename(file_name), num_rows FROM parquet_file_metadata({files})"
-        ).fetchall()
-    )
-    ranges = {
-        r[0]: (r[1], r[2])
-        for r in con.execute(
-            f"""SELECT parse_filename(file_name), min(stats_min_value), max(stats_max_value)
-                FROM parquet_metadata({files}) WHERE path_in_schema = 'profile_id' GROUP BY 1"""
-        ).fetchall()
-    }
-    for p in parts:
-        p["rows"] = int(rows.get(p["file"], 0))
-        p["lo"], p["hi"] = ranges.get(p["file"], (None, None))
 
 
 def needs_compaction(parts: list[dict]) -> bool:
@@ -141,7 +122,7 @@ def incremental_step(
                 ORDER BY profile_id) TO {sql_str(str(version / name))} ({PART_PARQUET})"""
         )
         out.append({**p, "file": name})
-        _describe(con, version, out[-1:])
+        ranges.describe(con, version, out[-1:])
     selects = []
     if moved_from:
         selects.append(
@@ -169,7 +150,7 @@ def incremental_step(
             f"COPY (SELECT * FROM ({union}) ORDER BY profile_id) TO {sql_str(str(version / name))} ({PARQUET})"
         )
         out.append({"file": name, "kind": "delta", "lo": None, "hi": None, "rows": 0})
-        _describe(con, version, out[-1:])
+        ranges.describe(con, version, out[-1:])
     events = sum(p["rows"] for p in out)
     total = int(stats["events"]) + int(stats["events_excluded"]) + int(new_rows or 0)
     return out, {"events": events, "events_excluded": total - events}
