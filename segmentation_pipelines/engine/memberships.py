@@ -79,6 +79,9 @@ PROFILES_FORMAT = "profiles-v1"  # part of a profiles file's key: a change of it
 STATUS_CODE = {"realized": 0, "existing": 1, "exited": 2}
 _STATUS_NAME = "(['realized', 'existing', 'exited'])[{col} + 1]"
 _STATUS_OF_NAME = "CASE {col} WHEN 'realized' THEN 0 WHEN 'existing' THEN 1 ELSE 2 END"
+# The diff's join key: (audience number, profile number) as one BIGINT (one hash key: measured 2.75 -> 2.38 s for
+# the next day's FULL JOIN of 25M pairs on two keys against one).
+_KEY = "(({a})::BIGINT << 32 | ({p})::BIGINT)"
 
 
 @dataclass
@@ -446,7 +449,7 @@ def _diff(
     if sources:
         files = "[" + ", ".join(sql_str(p) for p in sources) + "]"
         qualified = (
-            f"SELECT a.aidx, pr.pidx, pr.nsid FROM read_parquet({files}) q "
+            f"SELECT {_KEY.format(a='a.aidx', p='pr.pidx')} AS k, pr.nsid FROM read_parquet({files}) q "
             "JOIN audiences a ON a.audience_id = q.audience_id "
             "JOIN profiles pr ON pr.src = a.src AND pr.profile_id = q.profile_id"
         )
@@ -454,35 +457,39 @@ def _diff(
             f"SELECT count(*) FROM read_parquet({files}) q SEMI JOIN audiences a ON a.audience_id = q.audience_id"
         )[0][0]
     else:
-        qualified = "SELECT NULL::INTEGER AS aidx, NULL::UINTEGER AS pidx, NULL::BIGINT AS nsid WHERE false"
+        qualified = "SELECT NULL::BIGINT AS k, NULL::UINTEGER AS nsid WHERE false"
 
     prevs = []
     if new_prev:
         files = "[" + ", ".join(sql_str(f) for _, f, _ in new_prev) + "]"
         prevs.append(
-            f"SELECT f.aidx, m.pidx, m.src AS psrc, m.status, m.lastQualificationTime AS lqt "
+            f"SELECT {_KEY.format(a='f.aidx', p='m.pidx')} AS k, m.src AS psrc, m.status, m.lastQualificationTime AS lqt "
             f"FROM read_parquet({files}, filename = true) m JOIN prev_new f ON f.filename = m.filename"
         )
     if old_scan:
         prevs.append(
-            f"SELECT f.aidx, x.pidx, NULL::UTINYINT AS psrc, {_STATUS_OF_NAME.format(col='m.status')}::UTINYINT "
+            f"SELECT {_KEY.format(a='f.aidx', p='x.pidx')} AS k, NULL::UTINYINT AS psrc, "
+            f"{_STATUS_OF_NAME.format(col='m.status')}::UTINYINT "
             f"AS status, m.lastQualificationTime AS lqt FROM {old_scan} m JOIN prev_old f ON f.filename = m.filename "
             "JOIN idx x ON x.profile_id = m.profile_id::VARCHAR"
         )
     # qualifies now: realized (0), or existing (1, keeping its time) if it was a current member; was a current
     # member and does not qualify: exited (2) now; exited before: kept (with its exit time) until the retention.
     if prevs:
-        body = f"""SELECT coalesce(q.aidx, p.aidx) AS aidx, coalesce(q.pidx, p.pidx) AS pidx,
-                   (CASE WHEN q.aidx IS NULL THEN 2 WHEN p.status <= 1 THEN 1 ELSE 0 END)::UTINYINT AS status,
-                   CASE WHEN q.aidx IS NULL AND p.status = 2 THEN p.lqt
-                        WHEN q.aidx IS NOT NULL AND p.status <= 1 THEN p.lqt
+        body = f"""SELECT (coalesce(q.k, p.k) >> 32)::INTEGER AS aidx, (coalesce(q.k, p.k) & 4294967295)::UINTEGER AS pidx,
+                   (CASE WHEN q.k IS NULL THEN 2 WHEN p.status <= 1 THEN 1 ELSE 0 END)::UTINYINT AS status,
+                   CASE WHEN q.k IS NULL AND p.status = 2 THEN p.lqt
+                        WHEN q.k IS NOT NULL AND p.status <= 1 THEN p.lqt
                         ELSE $t END AS lqt,
-                   q.nsid, CASE WHEN q.aidx IS NULL THEN p.psrc END AS psrc
-            FROM ({qualified}) q FULL JOIN ({" UNION ALL ".join(prevs)}) p ON p.aidx = q.aidx AND p.pidx = q.pidx
-            WHERE q.aidx IS NOT NULL OR p.status <= 1 OR (p.status = 2 AND p.lqt >= $cutoff)"""
+                   q.nsid, CASE WHEN q.k IS NULL THEN p.psrc END AS psrc
+            FROM ({qualified}) q FULL JOIN ({" UNION ALL ".join(prevs)}) p ON p.k = q.k
+            WHERE q.k IS NOT NULL OR p.status <= 1 OR (p.status = 2 AND p.lqt >= $cutoff)"""
         params = {"t": t, "cutoff": cutoff}
     else:
-        body = f"SELECT aidx, pidx, 0::UTINYINT AS status, $t AS lqt, nsid, NULL::UTINYINT AS psrc FROM ({qualified})"
+        body = (
+            "SELECT (k >> 32)::INTEGER AS aidx, (k & 4294967295)::UINTEGER AS pidx, 0::UTINYINT AS status, $t AS lqt, "
+            f"nsid, NULL::UTINYINT AS psrc FROM ({qualified})"
+        )
         params = {"t": t}
     run(f"CREATE TEMP TABLE result AS {body}", params)
 
