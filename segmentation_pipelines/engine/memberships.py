@@ -196,6 +196,32 @@ def number_profiles(run, con: duckdb.DuckDBPyConnection, root: Path, new_ids_sql
                 discard([p])
 
 
+def profile_numbers(memberships_root: Path, profiles_path: str | Path, out: Path) -> Path:
+    """A Parquet of ``(profile_id, pidx)`` numbering every profile of ``profiles_path`` (merged profiles), for the
+    engine to write numbered pairs (``EvaluationRequest.profile_numbers``): the profiles file of those merged
+    profiles when an evaluation has written it (no work), else ``out``, written after numbering the profiles the
+    index does not hold yet (under its lock, as the diff does)."""
+    files = _files(profiles_path)
+    shared = Path(memberships_root) / IDENTITIES_DIR / f"{PROFILES_PREFIX}{_profiles_key({0: files})}.parquet"
+    if shared.exists():
+        return shared
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con = connect()
+    try:
+
+        def run(sql: str, params: dict | None = None):
+            return con.execute(sql, params or {}).fetchall()
+
+        ids = f"SELECT profile_id::VARCHAR AS profile_id FROM read_parquet({_list_sql(files)})"
+        number_profiles(run, con, Path(memberships_root), ids)
+        run(
+            f"COPY (SELECT x.* FROM idx x SEMI JOIN ({ids}) p USING (profile_id)) TO {sql_str(out)} (FORMAT parquet)"
+        )
+    finally:
+        con.close()
+    return out
+
+
 class MembershipCancelled(Exception):
     """The caller asked to stop; nothing was published."""
 
@@ -270,9 +296,13 @@ def _profiles_key(files_of: Mapping[int, list[str]]) -> str:
     return h.hexdigest()[:24]
 
 
-def _has_identity_map(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+def _has_column(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> bool:
     cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(path)})").fetchall()
-    return any(c[0] == "identityMap" for c in cols)
+    return any(c[0] == name for c in cols)
+
+
+def _has_identity_map(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    return _has_column(con, path, "identityMap")
 
 
 def diff_memberships(
@@ -447,14 +477,20 @@ def _diff(
     sources = [p for p in sources if Path(p).exists()]
     expected_pairs = 0
     if sources:
-        files = "[" + ", ".join(sql_str(p) for p in sources) + "]"
-        qualified = (
-            f"SELECT {_KEY.format(a='a.aidx', p='pr.pidx')} AS k, pr.nsid FROM read_parquet({files}) q "
-            "JOIN audiences a ON a.audience_id = q.audience_id "
-            "JOIN profiles pr ON pr.src = a.src AND pr.profile_id = q.profile_id"
-        )
+        # The engine's pairs name profiles by id, or by number (EvaluationRequest.profile_numbers): joined to the
+        # merged profiles on that (by number: integers, no string read).
+        numbered = [p for p in sources if _has_column(con, Path(p), "pidx")]
+        by_id = [p for p in sources if p not in numbered]
+        selects = [
+            f"SELECT {_KEY.format(a='a.aidx', p='pr.pidx')} AS k, pr.nsid FROM read_parquet({_list_sql(group)}) q "
+            f"JOIN audiences a ON a.audience_id = q.audience_id JOIN profiles pr ON pr.src = a.src AND {on}"
+            for group, on in ((numbered, "pr.pidx = q.pidx"), (by_id, "pr.profile_id = q.profile_id"))
+            if group
+        ]
+        qualified = " UNION ALL ".join(selects)
         expected_pairs = run(
-            f"SELECT count(*) FROM read_parquet({files}) q SEMI JOIN audiences a ON a.audience_id = q.audience_id"
+            f"SELECT count(*) FROM read_parquet({_list_sql(sources)}, union_by_name = true) q "
+            "SEMI JOIN audiences a ON a.audience_id = q.audience_id"
         )[0][0]
     else:
         qualified = "SELECT NULL::BIGINT AS k, NULL::UINTEGER AS nsid WHERE false"
