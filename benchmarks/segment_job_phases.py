@@ -67,6 +67,13 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         t = time.perf_counter()
+        numbers = None
+        if hasattr(memberships, "profile_numbers") and args.engine in ("duckdb", "polars"):  # as the job does
+            numbers = memberships.profile_numbers(
+                layout.memberships_dir(), profiles, work / "numbers.parquet"
+            )
+            print(f"profile numbers {time.perf_counter() - t:.2f} s")
+        t = time.perf_counter()
         result = engine.evaluate(
             engine.EvaluationRequest(
                 definitions=defs,
@@ -77,6 +84,7 @@ def main() -> None:
                 schema=schema,
                 engine=args.engine,
                 temp_dir=work / "spill",
+                **({"profile_numbers": numbers} if numbers is not None else {}),
             )
         )
         print(f"engine {time.perf_counter() - t:.2f} s", {k: round(v, 2) for k, v in result.timings.items()})
