@@ -49,7 +49,8 @@ class EvaluationRequest:
 
 @dataclass
 class EvaluationResult:
-    output_path: Path  # Parquet (audience_id VARCHAR, profile_id VARCHAR, or pidx with profile_numbers): every pair
+    # Parquet (audience_id VARCHAR, profile_id VARCHAR; pidx instead with profile_numbers): every qualified pair
+    output_path: Path
     counts: dict[str, int]
     total_profiles: int
     timings: dict[str, float]
