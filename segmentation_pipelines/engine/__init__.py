@@ -1,6 +1,6 @@
 """Evaluation of segment definitions: every definition of a run in one pass over the profiles and their events,
-on DuckDB (default), Polars or Spark. Takes data paths, returns a Parquet file of (audience_id, profile_id) pairs; no
-catalog, no Dagster.
+on DuckDB (default), Polars or Spark. Takes data paths, returns a Parquet file of (audience_id, profile_id) pairs
+(or (audience_id, pidx) given the profiles' numbers, ``EvaluationRequest.profile_numbers``); no catalog, no Dagster.
 
     from segmentation_pipelines.engine import EngineDefinition, EvaluationRequest, EvaluationResult, evaluate
 """

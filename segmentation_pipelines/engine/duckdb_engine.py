@@ -25,7 +25,12 @@ from segmentation_pipelines.engine.event_aggregates_sql import (
 )
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled, EvaluationRequest, EvaluationResult
-from segmentation_pipelines.engine.pairs_output import ARROW_BATCH_ROWS, PAIRS_SCHEMA, pairs_writer
+from segmentation_pipelines.engine.pairs_output import (
+    ARROW_BATCH_ROWS,
+    NUMBERED_SCHEMA,
+    PAIRS_SCHEMA,
+    pairs_writer,
+)
 from segmentation_pipelines.pql import compile_sql
 from segmentation_pipelines.pql.references import referenced_audiences
 
@@ -60,7 +65,7 @@ class _Runner:
 
         def work() -> None:
             for b in self.con.sql(sql).to_arrow_reader(ARROW_BATCH_ROWS):
-                writer.write_batch(b.cast(PAIRS_SCHEMA))
+                writer.write_batch(b.cast(writer.schema))
 
         t = time.perf_counter()
         run_interruptible(work, self.con.interrupt, self.req.should_cancel)
@@ -89,7 +94,8 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # Pairs stream to the output as each batch is done; only audiences a later stage reads stay in `members`.
     referenced = set().union(*(referenced_audiences(d.ast) for d in req.definitions))
-    writer = pairs_writer(tmp)
+    numbered = req.profile_numbers is not None
+    writer = pairs_writer(tmp, NUMBERED_SCHEMA if numbered else PAIRS_SCHEMA)
     try:
         r.run("CREATE TEMP TABLE members (audience_id VARCHAR, profile_id VARCHAR)")
         for audience, path in req.external_members.items():
@@ -102,7 +108,9 @@ def evaluate_duckdb(req: EvaluationRequest) -> EvaluationResult:
         for si, stage in enumerate(stages):
             for bi, batch in enumerate(plan.batches([(d.id, compiled[d.id]) for d in stage])):
                 r.say(f"stage {si + 1}/{len(stages)}, batch {bi + 1}: {len(batch)} definitions")
-                counts.update(_evaluate_batch(r, batch, profiles, events, writer, referenced))
+                counts.update(
+                    _evaluate_batch(r, batch, profiles, events, writer, referenced, req.profile_numbers)
+                )
         writer.close()
         os.replace(tmp, out)
         timings["evaluate"] = time.perf_counter() - t
@@ -130,9 +138,10 @@ def _evaluate_batch(
     events: str,
     writer: pq.ParquetWriter,
     referenced: set[str],
+    numbers: str | Path | None = None,
 ) -> dict[str, int]:
-    """Evaluate one batch: its pairs appended to ``writer``, those of ``referenced`` audiences kept in
-    ``members``; returns the member count of each definition."""
+    """Evaluate one batch: its pairs appended to ``writer`` (with ``numbers``: each profile's number), those of
+    ``referenced`` audiences kept in ``members``; returns the member count of each definition."""
     aggs: Aggregates = {}
     paggs: Aggregates = {}
     segs: dict[str, str] = {}
@@ -173,18 +182,25 @@ def _evaluate_batch(
     flags = ", ".join(
         f"COALESCE(CAST({positive(p).sql(D)} AS BOOLEAN), FALSE) AS d{i}" for i, p in enumerate(predicates)
     )
+    pidx = ""
+    if numbers is not None:
+        joins.append(f"LEFT JOIN read_parquet({_lit(numbers)}) AS n ON n.profile_id = p.profile_id")
+        pidx = "n.pidx, "
     r.run(
-        f"CREATE OR REPLACE TEMP TABLE wide AS SELECT CAST(p.profile_id AS VARCHAR) AS profile_id, {flags} "
+        f"CREATE OR REPLACE TEMP TABLE wide AS SELECT CAST(p.profile_id AS VARCHAR) AS profile_id, {pidx}{flags} "
         f"FROM {profiles} AS p {' '.join(joins)}",
         "profile_predicates",
     )
+    if numbers is not None and r.con.execute("SELECT count(*) FROM wide WHERE pidx IS NULL").fetchone()[0]:
+        raise ValueError(f"{numbers} does not number every profile of the merged profiles")
     n = r.con.execute(
         f"SELECT {', '.join(f'count_if(d{i})' for i in range(len(batch)))} FROM wide"
     ).fetchall()[0]
     counts = {aid: int(n[i]) for i, (aid, _) in enumerate(batch)}
     for start in range(0, len(batch), OUTPUT_CHUNK):
         parts = [
-            f"SELECT {_lit(aid)} AS audience_id, profile_id FROM wide WHERE d{start + i}"
+            f"SELECT {_lit(aid)} AS audience_id, {'pidx' if numbers is not None else 'profile_id'} FROM wide "
+            f"WHERE d{start + i}"
             for i, (aid, _) in enumerate(batch[start : start + OUTPUT_CHUNK])
         ]
         r.write(" UNION ALL ".join(parts), writer)

@@ -38,6 +38,10 @@ class EvaluationRequest:
     engine: Literal["duckdb", "polars", "spark"] = "duckdb"
     external_members: dict[str, Path] = field(default_factory=dict)  # audience id -> Parquet with profile_id
     memory_limit: str = "4GB"
+    # Parquet of (profile_id, pidx UINTEGER) numbering every profile of profiles_path (the membership diff's
+    # profile index, engine/memberships.py): when given, the output holds (audience_id, pidx) instead of
+    # (audience_id, profile_id) -- integers, cheaper to write and for the diff to read. DuckDB and Polars.
+    profile_numbers: Path | None = None
     temp_dir: Path | None = None
     should_cancel: Callable[[], bool] | None = None
     progress: Callable[[str], None] | None = None
@@ -45,7 +49,8 @@ class EvaluationRequest:
 
 @dataclass
 class EvaluationResult:
-    output_path: Path  # Parquet (audience_id VARCHAR, profile_id VARCHAR): every qualified pair
+    # Parquet (audience_id VARCHAR, profile_id VARCHAR; pidx instead with profile_numbers): every qualified pair
+    output_path: Path
     counts: dict[str, int]
     total_profiles: int
     timings: dict[str, float]

@@ -81,7 +81,9 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
     out = Path(req.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    writer = pairs_output.pairs_writer(tmp)
+    numbers = req.profile_numbers
+    schema = pairs_output.NUMBERED_SCHEMA if numbers is not None else pairs_output.PAIRS_SCHEMA
+    writer = pairs_output.pairs_writer(tmp, schema)
     t = time.perf_counter()
     try:
         for si, stage in enumerate(stages):
@@ -98,16 +100,33 @@ def evaluate_polars(req: EvaluationRequest) -> EvaluationResult:
                     return df
 
                 t1 = time.perf_counter()
-                flags = _collect(_batch_plan(batch, profiles, events, known, aggregates), req)
+                plan_ = _batch_plan(batch, profiles, events, known, aggregates)
+                if numbers is not None:
+                    plan_ = plan_.join(
+                        pl.scan_parquet(numbers).select(pl.col("profile_id").cast(pl.String), "pidx"),
+                        on="profile_id",
+                        how="left",
+                    )
+                flags = _collect(plan_, req)
                 timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t1
                 t1 = time.perf_counter()
                 ids = flags.get_column("profile_id").to_arrow().cast(pa.string())  # once, not per definition
+                out_ids = ids
+                if numbers is not None:
+                    if flags.get_column("pidx").null_count():
+                        raise ValueError(f"{numbers} does not number every profile of the merged profiles")
+                    out_ids = flags.get_column("pidx").to_arrow().cast(pa.uint32())
                 for i, (aid, _) in enumerate(batch):
-                    pairs = _pairs(flags, ids, i, aid)
+                    pairs = _pairs(flags, out_ids, i, aid, schema)
                     counts[aid] = pairs.num_rows
                     writer.write_table(pairs)
                     if aid in referenced:
-                        known = pl.concat([known, pl.from_arrow(pairs)])
+                        mine = (
+                            pairs
+                            if numbers is None
+                            else _pairs(flags, ids, i, aid, pairs_output.PAIRS_SCHEMA)
+                        )
+                        known = pl.concat([known, pl.from_arrow(mine)])
                 timings["pairs"] = timings.get("pairs", 0.0) + time.perf_counter() - t1
         writer.close()
         os.replace(tmp, out)
@@ -170,10 +189,18 @@ def _batch_plan(
     )
 
 
-def _pairs(flags: pl.DataFrame, ids: pa.Array, i: int, audience_id: str) -> pa.Table:
+def _pairs(
+    flags: pl.DataFrame,
+    ids: pa.Array,
+    i: int,
+    audience_id: str,
+    schema: pa.Schema = pairs_output.PAIRS_SCHEMA,
+) -> pa.Table:
     """The (audience, profile) pairs of definition ``i``: the profile ids (``ids``, the frame's ``profile_id``
     column as Arrow) at the rows where its column ``d<i>`` holds. Measured with 4,000 definitions: filtering the
     frame copied every column of the batch for each definition (pairs 734 s of a 1,319 s job); taking the ids
     at the true rows costs the same whatever the batch's width. Unpivoting the lazy frame into 100M rows,
     filtering and joining the column names back took ~25 s for 100 definitions."""
-    return pairs_output.pairs_table(audience_id, ids.take(flags.get_column(f"d{i}").arg_true().to_arrow()))
+    return pairs_output.pairs_table(
+        audience_id, ids.take(flags.get_column(f"d{i}").arg_true().to_arrow()), schema
+    )

@@ -50,6 +50,10 @@ from segmentation_pipelines.timeutil import to_ms
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
+NUMBERING_ENGINES = (
+    "duckdb",
+    "polars",
+)  # engines that write numbered pairs (EvaluationRequest.profile_numbers)
 STALE_WORK_S = 24 * 3600  # work folders of a killed run are removed by a later run after this long
 
 
@@ -217,6 +221,7 @@ def run_evaluation(
     try:
         qualified: list[Path] = []
         produced: dict[str, Path] = {}  # audience id -> the engine output holding its qualified profiles
+        numbers_of: dict[Path, Path] = {}  # an engine output of numbered pairs -> the numbers it used
         profiles_of: dict[str, Path] = {}
         for n, batch in enumerate(_passes(order, policy, deps)):
             check_cancel()
@@ -229,10 +234,20 @@ def run_evaluation(
                     "store).",
                 )
             profiles_path = pinned(layout.profiles_path(merge_policy_id))
+            # The engine writes each pair's profile number (the diff's profile index) instead of its id.
+            numbers = (
+                memberships.profile_numbers(
+                    layout.memberships_dir(), profiles_path, work / f"pass-{n}" / "numbers.parquet"
+                )
+                if ctx.settings.engine in NUMBERING_ENGINES
+                else None
+            )
 
-            def evaluate(part: list[str], folder: Path, _profiles=profiles_path, _n=n) -> tuple[Path, int]:
+            def evaluate(
+                part: list[str], folder: Path, _profiles=profiles_path, _n=n, _numbers=numbers
+            ) -> tuple[Path, int]:
                 external = external_members(
-                    part, deps, produced, evaluations, evaluation_ms, folder / "external"
+                    part, deps, produced, evaluations, evaluation_ms, folder / "external", numbers_of
                 )
                 output = folder / "qualified.parquet"
                 result = engine.evaluate(
@@ -245,6 +260,7 @@ def run_evaluation(
                         schema=schema,
                         engine=ctx.settings.engine,
                         external_members=external,
+                        profile_numbers=_numbers,
                         temp_dir=folder / "spill",
                         should_cancel=cancelled,
                         progress=(lambda info: report("engine", {"pass": _n, "info": info})),
@@ -255,6 +271,8 @@ def run_evaluation(
                 # Never read a missing output as "nobody qualifies": that would exit everyone.
                 if not out.exists():
                     raise RuntimeError(f"the engine wrote no output at {out}")
+                if _numbers is not None:
+                    numbers_of[out] = _numbers
                 return out, int(getattr(result, "total_profiles", 0) or 0)
 
             started = time.monotonic()
@@ -461,11 +479,13 @@ def external_members(
     evaluations: AudienceEvaluations,
     evaluation_ms: int,
     folder: Path,
+    numbers_of: Mapping[Path, Path] | None = None,
 ) -> dict[str, Path]:
     """For every audience a pass reads but does not evaluate: a Parquet of its current members' ``profile_id``.
 
-    An audience evaluated by an earlier pass of this run contributes its new qualified set; any other audience
-    its membership as of the evaluation time (an audience never evaluated has nobody).
+    An audience evaluated by an earlier pass of this run contributes its new qualified set (numbered pairs, in
+    ``numbers_of``, turned back into ids); any other audience its membership as of the evaluation time (an
+    audience never evaluated has nobody).
     """
     in_batch = set(batch)
     needed = sorted({r for i in batch for r in deps.get(i, ()) if r not in in_batch})
@@ -479,9 +499,15 @@ def external_members(
         if ref in produced:
             con = duck.connect()
             try:
+                numbers = (numbers_of or {}).get(produced[ref])
+                ids = (
+                    "SELECT DISTINCT n.profile_id FROM read_parquet($src) q "
+                    f"JOIN read_parquet({duck.sql_str(numbers)}) n ON n.pidx = q.pidx WHERE q.audience_id = $aid"
+                    if numbers is not None
+                    else "SELECT DISTINCT profile_id FROM read_parquet($src) WHERE audience_id = $aid"
+                )
                 con.execute(
-                    "COPY (SELECT DISTINCT profile_id FROM read_parquet($src) WHERE audience_id = $aid) TO "
-                    f"{duck.sql_str(target)} (FORMAT parquet)",
+                    f"COPY ({ids}) TO {duck.sql_str(target)} (FORMAT parquet)",
                     {"src": str(produced[ref]), "aid": ref},
                 )
             finally:

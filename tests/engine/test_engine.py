@@ -73,6 +73,54 @@ def test_output_counts_and_stages(engine: str, store, tmp_path: Path) -> None:
     assert set(res.timings) >= {"compile", "evaluate", "total"}
 
 
+def test_numbered_pairs_are_the_same_pairs_on_both_engines(store, tmp_path: Path) -> None:
+    """With ``profile_numbers`` each pair names its profile by number (the membership diff's index), on both
+    engines the same pairs as by id; ``inSegment`` between definitions of the run still works; a profile the
+    numbers miss fails the evaluation rather than dropping its pairs."""
+    texts = dict(
+        us='homeAddress.countryCode = "US"',
+        carts='chain(xEvent, timestamp, [A: WHAT(eventType = "addToCart")])',
+        both='inSegment("us") and inSegment("carts")',
+        either_not='inSegment("both") or not(inSegment("carts"))',
+    )
+    ids = sorted(r[0] for r in duckdb.sql(f"SELECT profile_id FROM read_parquet('{store[0]}')").fetchall())
+    numbers = tmp_path / "numbers.parquet"
+    pq.write_table(
+        pa.table({"profile_id": ids, "pidx": pa.array([7 * i + 3 for i in range(len(ids))], pa.uint32())}),
+        numbers,
+    )
+    by_id = _members_on_both_engines(texts, store, tmp_path)
+    expected = {(a, 7 * ids.index(p) + 3) for a, members in by_id.items() for p in members}
+    for engine in ENGINES:
+        out = tmp_path / f"n-{engine}.parquet"
+        res = evaluate(
+            EvaluationRequest(
+                _defs(**texts), store[0], store[1], NOW, out, SCHEMA, engine=engine, profile_numbers=numbers
+            )
+        )
+        assert pq.read_schema(out).names == ["audience_id", "pidx"]
+        assert set(duckdb.sql(f"SELECT audience_id, pidx FROM read_parquet('{out}')").fetchall()) == expected
+        assert res.counts == {a: len(m) for a, m in by_id.items()}
+    missing = tmp_path / "missing.parquet"
+    pq.write_table(
+        pa.table({"profile_id": ids[1:], "pidx": pa.array(range(1, len(ids)), pa.uint32())}), missing
+    )
+    for engine in ENGINES:
+        with pytest.raises(ValueError, match="does not number every profile"):
+            evaluate(
+                EvaluationRequest(
+                    _defs(**texts),
+                    store[0],
+                    store[1],
+                    NOW,
+                    tmp_path / "x.parquet",
+                    SCHEMA,
+                    engine=engine,
+                    profile_numbers=missing,
+                )
+            )
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_external_members(engine: str, store, tmp_path: Path) -> None:
     ext = tmp_path / "ext.parquet"

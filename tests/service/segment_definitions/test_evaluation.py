@@ -229,3 +229,23 @@ def test_polars_engine_gives_the_same_members(store, defs):
     polars_ctx = dataclasses.replace(store, settings=store.settings.model_copy(update={"engine": "polars"}))
     run_evaluation(polars_ctx, [us, buyers, both], T0)
     assert {a: members(Services(store), a) for a in defs} == duck
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_a_pass_reads_an_audience_of_an_earlier_pass_of_another_merge_policy(store, defs, engine):
+    """Two merge policies, two engine passes: the second reads the first's audience (inSegment) from the first
+    pass's output, whose pairs name profiles by number (EvaluationRequest.profile_numbers)."""
+    import dataclasses
+
+    services = Services(store)
+    us, _, _ = defs
+    other = services.merge_policies.create({"name": "other"})
+    assert services.profile_store.refresh()["status"] == "current"
+    reader = services.segment_definitions.create(
+        definition("US, other policy", f'inSegment("{us}")', mergePolicyId=other["id"])
+    )["id"]
+    ctx = dataclasses.replace(store, settings=store.settings.model_copy(update={"engine": engine}))
+    summary = run_evaluation(ctx, [us, reader], T0)
+    assert summary.order == [us, reader] and not summary.failed
+    expected = {"ann": ("realized", iso(T0)), "cid": ("realized", iso(T0))}
+    assert members(services, us) == expected and members(services, reader) == expected

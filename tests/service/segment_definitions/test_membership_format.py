@@ -124,9 +124,12 @@ def test_two_evaluations_in_the_new_format_read_through_the_client(client, store
     assert {m.inspect_file(con, p).identities for p in (files[us], files[buyers])} == {
         m.inspect_file(con, files[us]).identities
     }  # one identities file for both audiences of the evaluation
-    con.close()
     identities = StoreLayout(store.sandbox_root).memberships_dir() / m.IDENTITIES_DIR
-    assert len(list(identities.glob("*.parquet"))) == 3  # once per evaluation
+    # Written once per version of the merged profiles (cid's purchase made a new one): the third evaluation,
+    # on the same store as the second, names the second's identities file.
+    assert m.inspect_file(con, files[both]).identities == m.inspect_file(con, files[us]).identities
+    assert len(list(identities.glob("*.parquet"))) <= 2
+    con.close()
 
     assert members(client, us) == {"ann": ("existing", iso(T0)), "cid": ("existing", iso(T0))}
     assert members(client, buyers) == {"ann": ("exited", iso(T2)), "cid": ("realized", iso(T2))}
@@ -224,7 +227,8 @@ def test_bytes_on_disk_per_member(tmp_path):
         size = sum(p.stat().st_size for p in previous.values())
         assert size / pairs < 1.0, (day, size / pairs)
     assert sum(c.existing for c in diff.counts.values()) == pairs
-    assert len(list((root / m.IDENTITIES_DIR).glob("*.parquet"))) == 2
+    # The same merged profiles: their identities written once, named by both evaluations.
+    assert len(list((root / m.IDENTITIES_DIR).glob("*.parquet"))) == 1
     index = list((root / m.INDEX_DIR).glob("*.parquet"))
     assert len(index) == 1  # the second evaluation numbered no new profile
 
@@ -268,3 +272,67 @@ def test_profile_numbers_never_change_across_many_evaluations(tmp_path):
     assert all(len(n) == 1 for n in numbers.values())  # one number per profile, ever
     assert len({next(iter(n)) for n in numbers.values()}) == len(numbers)  # never reused
     assert list((root / m.INDEX_DIR).glob("*-full.parquet"))  # compacted at least once
+
+
+def _profiles(path: Path, emails: dict[str, str]) -> Path:
+    con = duckdb.connect()
+    con.execute(
+        f"""COPY (SELECT p AS profile_id, [{{'key': 'Email', 'value': [{{'id': e, 'primary': true}}]}}]
+                         ::{m.IDENTITY_MAP_TYPE} AS identityMap
+                  FROM (SELECT unnest($p) AS p, unnest($e) AS e)) TO '{path}' (FORMAT parquet)""",
+        {"p": list(emails), "e": list(emails.values())},
+    )
+    con.close()
+    return path
+
+
+def _evaluate(tmp_path: Path, day: int, members: list[str], profiles: Path, previous: dict) -> dict:
+    q = tmp_path / f"q{day}.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT 'a1' AS audience_id, unnest($p::VARCHAR[]) AS profile_id) TO '{q}' (FORMAT parquet)",
+        {"p": members},
+    )
+    con.close()
+    diff = m.diff_memberships(
+        qualified_path=q,
+        audience_ids=["a1"],
+        previous=previous,
+        evaluation_time=dt.datetime(2026, 1, 1 + day),
+        profiles_paths={"a1": profiles},
+        staging_root=tmp_path / "memberships",
+    )
+    return m.publish_files(diff, tmp_path / "memberships", 1000 * (day + 1))
+
+
+def _read(path: Path) -> dict[str, tuple[str, str]]:
+    _, rows = m.read_members(path, 0, 100)
+    return {r["profile_id"]: (r["status"], r["identityMap"][0]["value"][0]["id"]) for r in rows}
+
+
+def test_identities_written_once_per_merged_profiles_and_kept_for_profiles_gone_from_them(tmp_path):
+    """Evaluations of the same merged profiles name one identities file, written by the first (not rewritten).
+    An exit whose profile is still in the merged profiles has its identityMap there; one whose profile left them
+    (merged away) keeps the one its previous evaluation recorded, in an identities file of its evaluation."""
+    v1 = _profiles(tmp_path / "v1.parquet", {"p1": "p1@x", "p2": "p2@x", "p3": "p3@x"})
+    con = duckdb.connect()
+    f0 = _evaluate(tmp_path, 0, ["p1", "p2"], v1, {})["a1"]
+    shared = m.inspect_file(con, f0).identities
+    assert shared.name.startswith(m.PROFILES_PREFIX)
+    written = shared.stat().st_mtime_ns
+    f1 = _evaluate(tmp_path, 1, ["p1"], v1, {"a1": f0})["a1"]
+    assert m.inspect_file(con, f1).identities == shared and shared.stat().st_mtime_ns == written
+    assert _read(f1) == {"p1": ("existing", "p1@x"), "p2": ("exited", "p2@x")}
+
+    # A new store version: p2 merged away, p1's email changed; p1 exits now.
+    v2 = _profiles(tmp_path / "v2.parquet", {"p1": "new@x", "p3": "p3@x"})
+    f2 = _evaluate(tmp_path, 2, [], v2, {"a1": f1})["a1"]
+    own = m.inspect_file(con, f2).identities
+    assert not own.name.startswith(m.PROFILES_PREFIX)
+    assert _read(f2) == {"p1": ("exited", "new@x"), "p2": ("exited", "p2@x")}
+    f3 = _evaluate(tmp_path, 3, ["p3"], v2, {"a1": f2})["a1"]  # p2 still gone: kept again
+    assert _read(f3) == {"p1": ("exited", "new@x"), "p2": ("exited", "p2@x"), "p3": ("realized", "p3@x")}
+    # Earlier evaluations read as they were.
+    assert _read(f0) == {"p1": ("realized", "p1@x"), "p2": ("realized", "p2@x")}
+    assert _read(f1) == {"p1": ("existing", "p1@x"), "p2": ("exited", "p2@x")}
+    con.close()
