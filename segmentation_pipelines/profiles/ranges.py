@@ -125,7 +125,7 @@ def step(
     drop = [d for d in drop if d is not None]
     hit = {p["file"] for p in touched(parts, drop)}
     if sum(p["rows"] for p in parts if p["file"] in hit) > REGROUP_SHARE * sum(p["rows"] for p in parts):
-        return _regroup(con, version, previous, parts, hit, drop_table, add_sql, rows)
+        return _rewrite_ranges(con, version, previous, parts, hit, drop_table, add_sql, rows)
     out: list[dict] = []
     rewritten: list[dict] = []
     for i, p in enumerate(parts):
@@ -169,6 +169,93 @@ def step(
     if needs_compaction(out):
         return compact(con, version, out, rows)
     return out
+
+
+def _rewrite_ranges(
+    con,
+    version: Path,
+    previous: Path,
+    parts: list[dict],
+    hit: set[str],
+    drop_table: str,
+    add_sql: str | None,
+    rows: int,
+) -> list[dict]:
+    """Most rows are in touched parts (a batch of profiles spread over every range): each range is rewritten on
+    its own, without the dropped rows and with the added rows (and the rows of earlier delta parts) whose ids fall
+    in it, in one statement partitioned by range. No global sort and no delta part: the rows only move within
+    their range, so the files keep their narrow, non-overlapping ranges (rows are not sorted within a file).
+    Base parts that lose and gain no row are hard-linked."""
+    bases = sorted(
+        (p for p in parts if p["kind"] == "base" and p["rows"] and p.get("lo") is not None),
+        key=lambda p: p["lo"],
+    )
+    if not bases:
+        return _regroup(con, version, previous, parts, hit, drop_table, add_sql, rows)
+    index = {p["file"]: i for i, p in enumerate(bases)}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _ranges AS SELECT * FROM (VALUES "
+        + ", ".join(
+            f"({i}, {sql_str(p['lo'])}, {sql_str(str(previous / p['file']))})" for i, p in enumerate(bases)
+        )
+        + ") t(_range, lo, filename)"
+    )
+    # The rows that enter a range: the added ones and those of earlier delta parts, each to the range of the
+    # last base part starting at or before its id (ids before the first range go to the first one).
+    loose = []
+    deltas = [p for p in parts if p["rows"] and p["file"] not in index]
+    if deltas:
+        loose.append(
+            f"SELECT * FROM read_parquet({sql_list(files(previous, deltas))}) ANTI JOIN {drop_table} d USING (profile_id)"
+        )
+    if add_sql is not None:
+        loose.append(f"SELECT * FROM ({add_sql})")
+    entering = "_entering"
+    if loose:
+        union = " UNION ALL BY NAME ".join(f"({q})" for q in loose)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {entering} AS
+            SELECT e.*, coalesce(r._range, 0) AS _range FROM ({union}) e ASOF LEFT JOIN _ranges r ON e.profile_id >= r.lo"""
+        )
+        gaining = {r[0] for r in con.execute(f"SELECT DISTINCT _range FROM {entering}").fetchall()}
+    else:
+        gaining = set()
+    redo = [p for i, p in enumerate(bases) if p["file"] in hit or i in gaining]
+    redone = {p["file"] for p in redo}
+    out = []
+    for p in parts:
+        if p["rows"] and p["file"] in index and p["file"] not in redone:
+            os.link(previous / p["file"], version / p["file"])
+            out.append(dict(p))
+    scratch = version / ".ranges"
+    sql = f"""SELECT b.* EXCLUDE (filename), r._range
+        FROM read_parquet({sql_list(files(previous, redo))}, filename = true) b JOIN _ranges r USING (filename)
+        ANTI JOIN {drop_table} d USING (profile_id)"""
+    if loose:
+        sql = f"{sql} UNION ALL BY NAME SELECT * FROM {entering}"
+    if redo or loose:
+        con.execute(
+            f"COPY ({sql}) TO {sql_str(str(scratch))} ({PARQUET}, PARTITION_BY (_range), ROW_GROUP_SIZE {4 * int(rows)})"
+        )
+    new = []
+    for folder in sorted(scratch.glob("_range=*")) if scratch.exists() else []:
+        i = int(folder.name.split("=", 1)[1])
+        for k, f in enumerate(sorted(folder.glob("*.parquet"))):
+            name = f"part-r{i:05d}-{k}-{version.name}.parquet"
+            os.replace(f, version / name)
+            new.append({"file": name, "kind": "base", "lo": None, "hi": None, "rows": 0})
+    shutil.rmtree(scratch, ignore_errors=True)
+    describe(con, version, new)
+    out.extend(p for p in new if p["rows"])
+    if not out:
+        return [
+            _empty(
+                con,
+                version,
+                f"SELECT * FROM read_parquet({sql_str(str(previous / bases[0]['file']))}) LIMIT 0",
+            )
+        ]
+    return sorted(out, key=lambda p: p["lo"])
 
 
 def _regroup(

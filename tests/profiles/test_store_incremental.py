@@ -207,3 +207,45 @@ def test_a_batch_rewrites_only_the_range_files_holding_the_profiles_it_changes(t
     assert all(a[1] < b[0] for a, b in zip(bases, bases[1:], strict=False))  # ranges do not overlap
     full, _ = full_rebuild(tmp_path / "full-2", layout, world.profiles, world.events, [TS])
     assert snapshot(layout, [TS]) == snapshot(full, [TS])
+
+
+def test_batches_spread_over_every_range_rewrite_each_range_in_place(tmp_path, monkeypatch):
+    """Updates of people spread over every range (a 10k-profile batch hits every merged-profiles file): each file
+    is rewritten on its own range, without the replaced rows and with the new ones of that range (no global
+    re-sort, no delta file), delta files of earlier steps are folded into their ranges, and after each of
+    several such batches the store equals a full rebuild."""
+    monkeypatch.setattr(identity, "PART_ROWS", 2048)
+    monkeypatch.setattr(merged_store, "PART_ROWS", 2048)
+    layout = StoreLayout(tmp_path / "inc")
+    world = World(5, tmp_path, layout)
+    world.profile_batch(new=8000, updates=0, links=0)
+    world.event_batch(known=50, unknown=2, linked=0)
+    build_all(layout, world.profiles, world.events, [TS])
+
+    def bases():
+        manifest = json.loads((layout.profiles_dir("ts") / "manifest.json").read_text())
+        return manifest["parts"], sorted((p["lo"], p["hi"]) for p in manifest["parts"] if p["kind"] == "base")
+
+    _, before = bases()
+    assert len(before) >= 4, before
+    # A link between two people: a sparse step (a delta file), then dense steps that fold it in.
+    world.profile_batch(new=0, updates=0, links=1)
+    build_all(layout, world.profiles, world.events, [TS])
+    assert any(p["kind"] == "delta" for p in bases()[0])
+    for i, args in enumerate(
+        ({"new": 300, "updates": 3000, "links": 2}, {"new": 50, "updates": 2500, "links": 0})
+    ):
+        world.profile_batch(**args)
+        results = build_all(layout, world.profiles, world.events, [TS])
+        assert {r["mode"] for r in results.values()} == {"incremental"}, results
+        parts, after = bases()
+        assert all(p["kind"] == "base" for p in parts), parts
+        # The same ranges: as many files, each within the slot of one file before (from its first id to the
+        # next file's), the first one reaching down to new ids smaller than every earlier one.
+        assert len(after) == len(before), (before, after)
+        starts = [lo for lo, _ in before[1:]]
+        for k, (lo, hi) in enumerate(after):
+            assert k == 0 or lo >= before[k][0], (k, before, after)
+            assert k == len(after) - 1 or hi < starts[k], (k, before, after)
+        full, _ = full_rebuild(tmp_path / f"full-{i}", layout, world.profiles, world.events, [TS])
+        assert snapshot(layout, [TS]) == snapshot(full, [TS])
