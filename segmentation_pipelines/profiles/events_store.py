@@ -103,15 +103,21 @@ def incremental_step(
         olds = [r[0] for r in con.execute("SELECT old FROM remap ORDER BY old").fetchall()]
     else:
         olds = []
+    # The parts whose range can hold a re-keyed profile, then, in one scan of their profile ids, those that do.
+    candidates = [p for p in parts if p["rows"] and any(_in_range(o, p) for o in olds)]
+    hit = set()
+    if candidates:
+        hit = {
+            r[0]
+            for r in con.execute(
+                f"""SELECT DISTINCT parse_filename(filename) FROM read_parquet({sql_list(ranges.files(previous, candidates))},
+                    filename = true, union_by_name = true) SEMI JOIN remap r ON r.old = profile_id"""
+            ).fetchall()
+        }
+    rewritten = []
     for p in parts:
         src = previous / p["file"]
-        hit = p["rows"] and any(_in_range(o, p) for o in olds)
-        if hit:
-            n = con.execute(
-                f"SELECT count(*) FROM read_parquet({sql_str(str(src))}) SEMI JOIN remap r ON r.old = profile_id"
-            ).fetchone()[0]
-            hit = n > 0
-        if not hit:
+        if p["file"] not in hit:
             os.link(src, version / p["file"])
             out.append(dict(p))
             continue
@@ -122,7 +128,8 @@ def incremental_step(
                 ORDER BY profile_id) TO {sql_str(str(version / name))} ({PART_PARQUET})"""
         )
         out.append({**p, "file": name})
-        ranges.describe(con, version, out[-1:])
+        rewritten.append(out[-1])
+    ranges.describe(con, version, rewritten)
     selects = []
     if moved_from:
         selects.append(
