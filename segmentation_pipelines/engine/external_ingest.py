@@ -21,6 +21,12 @@ Dagster here.
 from __future__ import annotations
 
 import datetime as dt
+import glob
+import hashlib
+import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,13 @@ from typing import Any
 import duckdb
 
 from segmentation_pipelines.duck import connect, parquet_exists, sql_str
-from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE, RETENTION_DAYS, _identity_map_of
+from segmentation_pipelines.engine.memberships import (
+    IDENTITY_MAP_TYPE,
+    RETENTION_DAYS,
+    _identity_map_of,
+    inspect_file,
+    pinned_profiles_sql,
+)
 
 DAY_MS = 86_400_000
 #: The contract's field types -> DuckDB types.
@@ -43,6 +55,9 @@ FIELD_TYPES = {
 }
 WRONG_TYPE, MISSING_IDENTITY, UNKNOWN_NAMESPACE = "WRONG_TYPE", "MISSING_IDENTITY", "UNKNOWN_NAMESPACE"
 SAMPLE_REJECTS = 20
+#: Under the memberships root: merged profiles pinned by hard links, one folder per store version that external
+#: audience memberships reference (current members' identity maps are read from there, not copied per member).
+PINS_DIR = ".profiles"
 
 
 class IngestError(Exception):
@@ -75,6 +90,45 @@ def _ident(name: str) -> str:
 
 def _files_list(files: list[Path]) -> str:
     return "[" + ", ".join(sql_str(p) for p in files) + "]"
+
+
+def pin_profiles(profiles_path: str | Path, memberships_root: Path) -> str | None:
+    """Pin the merged profiles' files (a file or a glob) under ``<memberships_root>/.profiles/<key>/`` by hard links
+    and return that folder relative to the root; None when they cannot be linked (another file system: the caller
+    then writes each member's identity map). ``key`` names the files' identity (path, inode, size, mtime), so every
+    run on the same store version shares one folder, and hard links cost no copy: disk is held only for parts a
+    later store version replaced. The folder appears complete or not at all (written under a temporary name)."""
+    files = sorted(os.path.realpath(f) for f in glob.glob(str(profiles_path)))
+    if not files:
+        return None
+    try:
+        stats = [os.stat(f) for f in files]
+    except OSError:
+        return None
+    key = hashlib.sha256(
+        json.dumps(
+            [[f, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns] for f, s in zip(files, stats, strict=True)]
+        ).encode()
+    ).hexdigest()[:24]
+    relative = f"{PINS_DIR}/{key}"
+    target = Path(memberships_root) / relative
+    if target.is_dir():
+        return relative
+    tmp = target.parent / f".{key}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        for i, f in enumerate(files):
+            os.link(f, tmp / f"{i:05d}.parquet")
+        try:
+            os.rename(tmp, target)
+        except OSError:  # pinned meanwhile by another run
+            if not target.is_dir():
+                raise
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return relative
 
 
 def _scan(files: list[Path], fmt: str) -> str:
@@ -293,11 +347,15 @@ class Ingestion:
         out_path: Path,
         retention_days: int = RETENTION_DAYS,
         namespaces: list[str] | None = None,
+        memberships_root: Path | None = None,
     ) -> MembershipResult:
         """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``, from the
         rows stage 1 keeps in memory when ``data_path`` is their snapshot, else from the file.
 
-        ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
+        ``namespaces``: the identity namespaces the rows use (read from the rows when not given).
+        ``memberships_root``: the folder ``out_path`` is published under (``out_path``'s grandparent, as for every
+        membership file); given, the merged profiles are pinned there and current members reference their identity
+        maps (``pin_profiles``); exits always carry theirs."""
         t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
         cutoff = t - dt.timedelta(days=retention_days)
         con = self.con
@@ -379,6 +437,7 @@ class Ingestion:
                             JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
                 ).fetchone()[0]
             has_profiles = profiles_path is not None and parquet_exists(profiles_path)
+            pin = pin_profiles(profiles_path, memberships_root) if has_profiles and memberships_root else None
             im = _identity_map_of("identityMap")
             if has_profiles:
                 shape = dict(
@@ -397,13 +456,10 @@ class Ingestion:
             )
             payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
             payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
+            prev_pin = None
             if previous_membership is not None and Path(previous_membership).exists():
-                cols = {
-                    r[0]
-                    for r in con.execute(
-                        f"DESCRIBE SELECT * FROM read_parquet({sql_str(previous_membership)})"
-                    ).fetchall()
-                }
+                before = inspect_file(con, Path(previous_membership))
+                cols, prev_pin = before.columns, before.profiles
                 vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
                 pl = "payload" if "payload" in cols else "NULL AS payload"
                 prev = (
@@ -418,6 +474,39 @@ class Ingestion:
                 )
             ttl = int(ttl_days) * DAY_MS
             out_file = sql_str(out_path)
+            is_current = f"c.profile_id IS NOT NULL AND c.ms + {ttl} > $now"
+            now = {"now": int(evaluation_ms)}
+            # Identity maps: a pinned run writes them for exits only (current members read theirs from the pin).
+            # ``pr``: the current profiles of every current row (unpinned), or of the rows whose TTL passed
+            # (pinned; none: no join); ``p.im``: the previous row's own; ``pp``: from the previous file's pin, for
+            # its current members that leave now.
+            pr_join, pr_map = f"LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id", "pr.identityMap"
+            if pin is not None:
+                expired = f"SELECT profile_id FROM cur WHERE ms + {ttl} <= $now"
+                if con.execute(f"SELECT count(*) FROM ({expired})", now).fetchone()[0]:
+                    pinned = pinned_profiles_sql(con, Path(memberships_root) / pin)
+                    pr_join = f"LEFT JOIN ({pinned} SEMI JOIN ({expired}) USING (profile_id)) pr ON pr.profile_id = c.profile_id"
+                else:
+                    pr_join, pr_map = "", "NULL"
+            pp_join, pp_map = "", "NULL"
+            if prev_pin is not None:
+                con.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE leaving AS
+                        SELECT profile_id::VARCHAR AS profile_id FROM read_parquet({sql_str(previous_membership)})
+                        WHERE status <> 'exited'
+                        EXCEPT SELECT profile_id FROM cur WHERE ms + {ttl} > $now""",
+                    now,
+                )
+                if con.execute("SELECT count(*) FROM leaving").fetchone()[0]:
+                    pp_join = (
+                        f"LEFT JOIN ({pinned_profiles_sql(con, prev_pin)} SEMI JOIN leaving USING (profile_id)) pp "
+                        "ON pp.profile_id = p.profile_id"
+                    )
+                    pp_map = "pp.identityMap"
+            identity_map = f"coalesce({pr_map}, p.im, {pp_map})"
+            if pin is not None:
+                identity_map = f"CASE WHEN {is_current} THEN NULL ELSE {identity_map} END"
+            kv = f", KV_METADATA {{profiles: {sql_str(pin)}}}" if pin is not None else ""
             con.execute(
                 f"""COPY (
                     SELECT * FROM (
@@ -428,7 +517,7 @@ class Ingestion:
                                   WHEN p.status = 'exited' THEN p.lqt
                                   WHEN c.profile_id IS NOT NULL THEN least(make_timestamp((c.ms + {ttl}) * 1000), $t)
                                   ELSE $t END AS lastQualificationTime,
-                             coalesce(pr.identityMap, p.im) AS identityMap,
+                             {identity_map}::{IDENTITY_MAP_TYPE} AS identityMap,
                              CASE WHEN c.profile_id IS NOT NULL THEN make_timestamp((c.ms + {ttl}) * 1000)
                                   ELSE p.validUntil END AS validUntil,
                              CASE WHEN c.profile_id IS NOT NULL THEN c.payload
@@ -436,9 +525,10 @@ class Ingestion:
                              p.status IS DISTINCT FROM 'exited' AS was_current
                       FROM cur c
                       {prev_join}
-                      LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
+                      {pr_join}
+                      {pp_join})
                     WHERE status = 'realized' OR lastQualificationTime >= $cutoff
-                ) TO {out_file} (FORMAT parquet)""",
+                ) TO {out_file} (FORMAT parquet{kv})""",
                 {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
             )
             src = f"read_parquet({out_file})"
@@ -474,6 +564,7 @@ class Ingestion:
             for name in ("cur", "data"):
                 con.execute(f"DROP VIEW IF EXISTS {name}")
             con.execute("DROP TABLE IF EXISTS cur_all")
+            con.execute("DROP TABLE IF EXISTS leaving")
 
 
 def ingest_rows(*, out_path: Path, memory_limit: str = "2GB", **kwargs: Any) -> RowsResult:
