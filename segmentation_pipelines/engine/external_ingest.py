@@ -155,6 +155,10 @@ class Ingestion:
         # into place between the stages), and the identity columns of ``rows``: [(column, namespace)].
         self._rows_file: tuple[int, int] | None = None
         self._rows_identities: list[tuple[str, str]] = []
+        # The enrichment fields of ``rows``' payload, and its ingestion time when every row has the same one (a
+        # first or full run): stage 2 then aggregates plain columns instead of the payload struct and a 128-bit key.
+        self._rows_payload: list[str] = []
+        self._rows_ms: int | None = None
 
     def __enter__(self) -> Ingestion:
         return self
@@ -317,6 +321,8 @@ class Ingestion:
         st = Path(out_path).stat()
         self._rows_file = (st.st_dev, st.st_ino)
         self._rows_identities = [(f"v{index[f['name']]}", str(namespaces[f["name"]])) for f in known]
+        self._rows_payload = [f["name"] for f in payload_fields]
+        self._rows_ms = None if prev and differential else t
         changed, removed = accepted, 0
         if prev:
             changed, removed = con.execute(
@@ -410,12 +416,28 @@ class Ingestion:
             # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion
             # time and payload (ties broken by the row's content) and the namespaces that matched. A row naming
             # identities of two profiles makes both members. The NULL group holds the identities no profile has.
+            # Rows held in memory aggregate cheaper: each enrichment field on its own (arg_max of a struct costs more),
+            # by the row's content alone when every row has the same time, and one namespace needs no bool_or.
+            key, ms = "(m.ingested_ms::HUGEINT << 64) + m.row_hash", "max(m.ingested_ms)"
+            payload = f"arg_max(m.payload, {key})"
+            if in_memory:
+                if self._rows_ms is not None:
+                    key, ms = "m.row_hash", f"{int(self._rows_ms)}::BIGINT"
+                if self._rows_payload:
+                    payload = (
+                        "{"
+                        + ", ".join(
+                            f"{sql_str(f)}: arg_max_null(struct_extract(m.payload, {sql_str(f)}), {key})"
+                            for f in self._rows_payload
+                        )
+                        + "}"
+                    )
+                if len(idents) == 1:
+                    ns_columns = "true AS ns_0, "
             con.execute("DROP TABLE IF EXISTS cur_all")
             con.execute(
                 f"""CREATE TEMP TABLE cur_all AS
-                    SELECT m.profile_id, max(m.ingested_ms) AS ms,
-                           arg_max(m.payload, (m.ingested_ms::HUGEINT << 64) + m.row_hash) AS payload,
-                           {ns_columns}count(*) AS n
+                    SELECT m.profile_id, {ms} AS ms, {payload} AS payload, {ns_columns}count(*) AS n
                     FROM ({matches}) m
                     GROUP BY m.profile_id"""
             )
