@@ -654,12 +654,28 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
     con = connect()
     try:
         total = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(membership_file)})").fetchone()[0]
+        f = inspect_file(con, Path(membership_file))
+        source = members_sql(con, f.path)
+        if f.profiles is not None:  # the page first, then only its members' identity maps from the pin
+            source = f"SELECT * EXCLUDE (was_current) FROM read_parquet({sql_str(f.path)})"
         cur = con.execute(
-            f"SELECT * FROM ({members_sql(con, Path(membership_file))}) ORDER BY profile_id LIMIT $limit OFFSET $start",
+            f"SELECT * FROM ({source}) ORDER BY profile_id LIMIT $limit OFFSET $start",
             {"limit": int(limit), "start": int(start)},
         )
         names = [d[0] for d in cur.description]
-        return int(total), [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        wanted = [r["profile_id"] for r in rows if r["status"] != "exited"]
+        if f.profiles is not None and wanted:
+            maps = dict(
+                con.execute(
+                    f"SELECT profile_id, identityMap FROM ({pinned_profiles_sql(con, f.profiles)}) "
+                    f"WHERE profile_id IN ({', '.join(sql_str(p) for p in wanted)})"
+                ).fetchall()
+            )
+            for r in rows:
+                if r["status"] != "exited":
+                    r["identityMap"] = maps.get(r["profile_id"])
+        return int(total), rows
     finally:
         con.close()
 
