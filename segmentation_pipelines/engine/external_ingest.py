@@ -523,9 +523,10 @@ class Ingestion:
             if prev_pin is not None:
                 con.execute(
                     f"""CREATE OR REPLACE TEMP TABLE leaving AS
-                        SELECT profile_id::VARCHAR AS profile_id FROM read_parquet({sql_str(previous_membership)})
-                        WHERE status <> 'exited'
-                        EXCEPT SELECT profile_id FROM cur WHERE ms + {ttl} > $now""",
+                        SELECT p.profile_id::VARCHAR AS profile_id FROM read_parquet({sql_str(previous_membership)}) p
+                        ANTI JOIN (SELECT profile_id FROM cur WHERE ms + {ttl} > $now) c
+                            ON c.profile_id = p.profile_id::VARCHAR
+                        WHERE p.status <> 'exited'""",
                     now,
                 )
                 if con.execute("SELECT count(*) FROM leaving").fetchone()[0]:
