@@ -470,7 +470,7 @@ class Ingestion:
             has_profiles = profiles_path is not None and parquet_exists(profiles_path)
             pin = pin_profiles(profiles_path, memberships_root) if has_profiles and memberships_root else None
             im = _identity_map_of("identityMap")
-            if has_profiles:
+            if has_profiles and pin is None:
                 shape = dict(
                     (r[0], r[1])
                     for r in con.execute(
@@ -487,10 +487,10 @@ class Ingestion:
             )
             payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
             payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
-            prev_pin = None
+            prev_pin = previous = None
             if previous_membership is not None and Path(previous_membership).exists():
-                before = inspect_file(con, Path(previous_membership))
-                cols, prev_pin = before.columns, before.profiles
+                previous = inspect_file(con, Path(previous_membership))
+                cols, prev_pin = previous.columns, previous.profiles
                 vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
                 pl = "payload" if "payload" in cols else "NULL AS payload"
                 prev = (
@@ -565,13 +565,24 @@ class Ingestion:
                 ) TO {out_file} (FORMAT parquet, PARQUET_VERSION V2{kv})""",
                 {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
             )
-            src = f"read_parquet({out_file})"
-            realized, exited, exited_now, next_expiry = con.execute(
-                f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
-                           count(*) FILTER (WHERE status = 'exited' AND was_current),
-                           min(validUntil) FILTER (WHERE status = 'realized')
-                    FROM {src}"""
-            ).fetchone()
+            if previous is None:  # the file's rows are ``cur``'s (the statement above): count them there
+                realized, exited, exited_now, next_expiry = con.execute(
+                    f"""SELECT count(*) FILTER (WHERE ms + {ttl} > $now), count(*) FILTER (WHERE gone),
+                               count(*) FILTER (WHERE gone),
+                               make_timestamp(min(ms) FILTER (WHERE ms + {ttl} > $now) * 1000 + {ttl * 1000})
+                        FROM (SELECT ms, ms + {ttl} <= $now
+                                     AND least(make_timestamp((ms + {ttl}) * 1000), $t) >= $cutoff AS gone
+                              FROM cur)""",
+                    {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
+                ).fetchone()
+            else:
+                realized, exited, exited_now, next_expiry = con.execute(
+                    f"""SELECT count(*) FILTER (WHERE status = 'realized'),
+                               count(*) FILTER (WHERE status = 'exited'),
+                               count(*) FILTER (WHERE status = 'exited' AND was_current),
+                               min(validUntil) FILTER (WHERE status = 'realized')
+                        FROM read_parquet({out_file})"""
+                ).fetchone()
             # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
             by_namespace: dict[str, int] = {}
             # (the namespaces of the identities that matched each member: no second read of the identity maps).
