@@ -5,8 +5,8 @@ Generates (seeded, in DuckDB) an identity graph of N profiles (one Email identit
 rows ``email,score,tier`` (90% of the emails known, 10% not: pending). Then, in the same process and run:
 
 * **ingestion**: both stages of ``engine/external_ingest.py`` as the service runs them, in one connection (typed,
-  validated rows with rejects; identities resolved; the membership file with identity maps, validUntil and
-  payload), first run and a differential rerun;
+  validated rows with rejects; identities resolved; the membership file with validUntil and payload, the merged
+  profiles pinned under the memberships root for the members' identity maps), first run and a differential rerun;
 * **baseline**: plain DuckDB ``read_csv`` + join of the same file to the identity graph, written to Parquet.
 
 Each measurement runs in a fresh subprocess, twice (interleaved; the better counts: the machine is shared); peak
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,16 @@ def generate(folder: Path, n: int) -> None:
 
 def measure_ingest(folder: Path) -> dict:
     """Both stages as the service runs them (``ExternalAudienceIngestion.execute``): one ``Ingestion`` (one DuckDB
-    connection) per run, the snapshot renamed into place between the stages, the sandbox's namespaces given."""
+    connection) per run, the snapshot renamed into place between the stages, the sandbox's namespaces given, the
+    membership written under ``memberships/<audience>/`` (its root holds the pinned profiles)."""
+    import inspect
+
     from segmentation_pipelines.engine import external_ingest as ingest
+
+    root = folder / "memberships"
+    (root / "aud").mkdir(parents=True, exist_ok=True)
+    # A copy of an older version (before the pinned profiles) runs the same way without the argument.
+    pinned = "memberships_root" in inspect.signature(ingest.Ingestion.build_membership).parameters
 
     def run(data: str, members: str, previous_data, previous_members, at_ms: int, differential: bool):
         with ingest.Ingestion(folder) as ingestion:
@@ -88,8 +97,9 @@ def measure_ingest(folder: Path) -> dict:
                 previous_membership=previous_members,
                 evaluation_ms=at_ms,
                 ttl_days=30,
-                out_path=folder / members,
+                out_path=root / "aud" / members,
                 namespaces=["Email"],
+                **({"memberships_root": root} if pinned else {}),
             )
             return rows, result, stage1, time.perf_counter() - started
 
@@ -103,11 +113,12 @@ def measure_ingest(folder: Path) -> dict:
         "data2.parquet",
         "members2.parquet",
         folder / "data1.parquet",
-        folder / "members1.parquet",
+        root / "aud" / "members1.parquet",
         now + 1000,
         True,
     )
     out["differential_s"] = differential
+    shutil.rmtree(root)  # each measurement starts with no pinned profiles
     return out
 
 

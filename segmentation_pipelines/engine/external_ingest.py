@@ -21,6 +21,12 @@ Dagster here.
 from __future__ import annotations
 
 import datetime as dt
+import glob
+import hashlib
+import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,13 @@ from typing import Any
 import duckdb
 
 from segmentation_pipelines.duck import connect, parquet_exists, sql_str
-from segmentation_pipelines.engine.memberships import IDENTITY_MAP_TYPE, RETENTION_DAYS, _identity_map_of
+from segmentation_pipelines.engine.memberships import (
+    IDENTITY_MAP_TYPE,
+    RETENTION_DAYS,
+    _identity_map_of,
+    inspect_file,
+    pinned_profiles_sql,
+)
 
 DAY_MS = 86_400_000
 #: The contract's field types -> DuckDB types.
@@ -43,6 +55,9 @@ FIELD_TYPES = {
 }
 WRONG_TYPE, MISSING_IDENTITY, UNKNOWN_NAMESPACE = "WRONG_TYPE", "MISSING_IDENTITY", "UNKNOWN_NAMESPACE"
 SAMPLE_REJECTS = 20
+#: Under the memberships root: merged profiles pinned by hard links, one folder per store version that external
+#: audience memberships reference (current members' identity maps are read from there, not copied per member).
+PINS_DIR = ".profiles"
 
 
 class IngestError(Exception):
@@ -77,6 +92,45 @@ def _files_list(files: list[Path]) -> str:
     return "[" + ", ".join(sql_str(p) for p in files) + "]"
 
 
+def pin_profiles(profiles_path: str | Path, memberships_root: Path) -> str | None:
+    """Pin the merged profiles' files (a file or a glob) under ``<memberships_root>/.profiles/<key>/`` by hard links
+    and return that folder relative to the root; None when they cannot be linked (another file system: the caller
+    then writes each member's identity map). ``key`` names the files' identity (path, inode, size, mtime), so every
+    run on the same store version shares one folder, and hard links cost no copy: disk is held only for parts a
+    later store version replaced. The folder appears complete or not at all (written under a temporary name)."""
+    files = sorted(os.path.realpath(f) for f in glob.glob(str(profiles_path)))
+    if not files:
+        return None
+    try:
+        stats = [os.stat(f) for f in files]
+    except OSError:
+        return None
+    key = hashlib.sha256(
+        json.dumps(
+            [[f, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns] for f, s in zip(files, stats, strict=True)]
+        ).encode()
+    ).hexdigest()[:24]
+    relative = f"{PINS_DIR}/{key}"
+    target = Path(memberships_root) / relative
+    if target.is_dir():
+        return relative
+    tmp = target.parent / f".{key}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        for i, f in enumerate(files):
+            os.link(f, tmp / f"{i:05d}.parquet")
+        try:
+            os.rename(tmp, target)
+        except OSError:  # pinned meanwhile by another run
+            if not target.is_dir():
+                raise
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return relative
+
+
 def _scan(files: list[Path], fmt: str) -> str:
     if fmt == "csv":
         return (
@@ -101,6 +155,10 @@ class Ingestion:
         # into place between the stages), and the identity columns of ``rows``: [(column, namespace)].
         self._rows_file: tuple[int, int] | None = None
         self._rows_identities: list[tuple[str, str]] = []
+        # The enrichment fields of ``rows``' payload, and its ingestion time when every row has the same one (a
+        # first or full run): stage 2 then aggregates plain columns instead of the payload struct and a 128-bit key.
+        self._rows_payload: list[str] = []
+        self._rows_ms: int | None = None
 
     def __enter__(self) -> Ingestion:
         return self
@@ -181,6 +239,15 @@ class Ingestion:
             f"'id': v{index[f['name']]}}} END"
             for f in known
         )
+        # The row's identities as [{ns, id}]; one identity field: the same list built directly (no lambda), so
+        # row hashes match those of snapshots written before.
+        ids_list = f"list_filter([{ids}], lambda x: x IS NOT NULL)"
+        if len(known) == 1:
+            v = f"v{index[known[0]['name']]}"
+            ids_list = (
+                f"CASE WHEN {v} IS NOT NULL THEN [{{'ns': {sql_str(namespaces[known[0]['name']])}, 'id': {v}}}] "
+                "ELSE [] END"
+            )
         payload = (
             "{" + ", ".join(f"{sql_str(f['name'])}: t{index[f['name']]}" for f in payload_fields) + "}"
             if payload_fields
@@ -198,7 +265,7 @@ class Ingestion:
                 SELECT *, hash(ids, payload) AS row_hash FROM (
                   SELECT err, CASE WHEN err IS NOT NULL THEN _file END AS _file,
                          CASE WHEN err IS NOT NULL THEN [{value_list}] END AS raw{identity_values},
-                         list_filter([{ids}], lambda x: x IS NOT NULL) AS ids, {payload} AS payload
+                         {ids_list} AS ids, {payload} AS payload
                   FROM (SELECT *, coalesce({", ".join([*errors, identity_error])}) AS err
                         FROM (SELECT *{"".join(", " + t for t in typed)}
                               FROM (SELECT filename AS _file, {", ".join(values)} FROM {scan}))))"""
@@ -263,6 +330,8 @@ class Ingestion:
         st = Path(out_path).stat()
         self._rows_file = (st.st_dev, st.st_ino)
         self._rows_identities = [(f"v{index[f['name']]}", str(namespaces[f["name"]])) for f in known]
+        self._rows_payload = [f["name"] for f in payload_fields]
+        self._rows_ms = None if prev and differential else t
         changed, removed = accepted, 0
         if prev:
             changed, removed = con.execute(
@@ -293,11 +362,15 @@ class Ingestion:
         out_path: Path,
         retention_days: int = RETENTION_DAYS,
         namespaces: list[str] | None = None,
+        memberships_root: Path | None = None,
     ) -> MembershipResult:
         """Stage 2 (see the module docstring): the membership file of the audience at ``evaluation_ms``, from the
         rows stage 1 keeps in memory when ``data_path`` is their snapshot, else from the file.
 
-        ``namespaces``: the identity namespaces the rows use (read from the rows when not given)."""
+        ``namespaces``: the identity namespaces the rows use (read from the rows when not given).
+        ``memberships_root``: the folder ``out_path`` is published under (``out_path``'s grandparent, as for every
+        membership file); given, the merged profiles are pinned there and current members reference their identity
+        maps (``pin_profiles``); exits always carry theirs."""
         t = dt.datetime.fromtimestamp(evaluation_ms / 1000, tz=dt.UTC).replace(tzinfo=None)
         cutoff = t - dt.timedelta(days=retention_days)
         con = self.con
@@ -352,12 +425,28 @@ class Ingestion:
             # Per profile (one GROUP BY over the rows' identities joined to the graph): its newest row's ingestion
             # time and payload (ties broken by the row's content) and the namespaces that matched. A row naming
             # identities of two profiles makes both members. The NULL group holds the identities no profile has.
+            # Rows held in memory aggregate cheaper: each enrichment field on its own (arg_max of a struct costs more),
+            # by the row's content alone when every row has the same time, and one namespace needs no bool_or.
+            key, ms = "(m.ingested_ms::HUGEINT << 64) + m.row_hash", "max(m.ingested_ms)"
+            payload = f"arg_max(m.payload, {key})"
+            if in_memory:
+                if self._rows_ms is not None:
+                    key, ms = "m.row_hash", f"{int(self._rows_ms)}::BIGINT"
+                if self._rows_payload:
+                    payload = (
+                        "{"
+                        + ", ".join(
+                            f"{sql_str(f)}: arg_max_null(struct_extract(m.payload, {sql_str(f)}), {key})"
+                            for f in self._rows_payload
+                        )
+                        + "}"
+                    )
+                if len(idents) == 1:
+                    ns_columns = "true AS ns_0, "
             con.execute("DROP TABLE IF EXISTS cur_all")
             con.execute(
                 f"""CREATE TEMP TABLE cur_all AS
-                    SELECT m.profile_id, max(m.ingested_ms) AS ms,
-                           arg_max(m.payload, (m.ingested_ms::HUGEINT << 64) + m.row_hash) AS payload,
-                           {ns_columns}count(*) AS n
+                    SELECT m.profile_id, {ms} AS ms, {payload} AS payload, {ns_columns}count(*) AS n
                     FROM ({matches}) m
                     GROUP BY m.profile_id"""
             )
@@ -379,8 +468,9 @@ class Ingestion:
                             JOIN ({graph}) g ON g.namespace = x.i.ns AND g.id = x.i.id) USING (row_hash)"""
                 ).fetchone()[0]
             has_profiles = profiles_path is not None and parquet_exists(profiles_path)
+            pin = pin_profiles(profiles_path, memberships_root) if has_profiles and memberships_root else None
             im = _identity_map_of("identityMap")
-            if has_profiles:
+            if has_profiles and pin is None:
                 shape = dict(
                     (r[0], r[1])
                     for r in con.execute(
@@ -397,13 +487,10 @@ class Ingestion:
             )
             payload_type = con.execute("SELECT typeof(payload) FROM data LIMIT 1").fetchone()
             payload_type = payload_type[0] if payload_type else "STRUCT(none BOOLEAN)"
+            prev_pin = previous = None
             if previous_membership is not None and Path(previous_membership).exists():
-                cols = {
-                    r[0]
-                    for r in con.execute(
-                        f"DESCRIBE SELECT * FROM read_parquet({sql_str(previous_membership)})"
-                    ).fetchall()
-                }
+                previous = inspect_file(con, Path(previous_membership))
+                cols, prev_pin = previous.columns, previous.profiles
                 vu = "validUntil" if "validUntil" in cols else "NULL::TIMESTAMP AS validUntil"
                 pl = "payload" if "payload" in cols else "NULL AS payload"
                 prev = (
@@ -418,6 +505,42 @@ class Ingestion:
                 )
             ttl = int(ttl_days) * DAY_MS
             out_file = sql_str(out_path)
+            is_current = f"c.profile_id IS NOT NULL AND c.ms + {ttl} > $now"
+            now = {"now": int(evaluation_ms)}
+            # Identity maps: a pinned run writes them for exits only (current members read theirs from the pin).
+            # ``pr``: the current profiles of every current row (unpinned), or of the rows whose TTL passed
+            # (pinned; none: no join); ``p.im``: the previous row's own; ``pp``: from the previous file's pin, for
+            # its current members that leave now.
+            pr_join, pr_map = f"LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id", "pr.identityMap"
+            if pin is not None:
+                expired = f"SELECT profile_id FROM cur WHERE ms + {ttl} <= $now"
+                if con.execute(f"SELECT count(*) FROM ({expired})", now).fetchone()[0]:
+                    pinned = pinned_profiles_sql(con, Path(memberships_root) / pin)
+                    pr_join = f"LEFT JOIN ({pinned} SEMI JOIN ({expired}) USING (profile_id)) pr ON pr.profile_id = c.profile_id"
+                else:
+                    pr_join, pr_map = "", "NULL"
+            pp_join, pp_map = "", "NULL"
+            if prev_pin is not None:
+                con.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE leaving AS
+                        SELECT p.profile_id::VARCHAR AS profile_id FROM read_parquet({sql_str(previous_membership)}) p
+                        ANTI JOIN (SELECT profile_id FROM cur WHERE ms + {ttl} > $now) c
+                            ON c.profile_id = p.profile_id::VARCHAR
+                        WHERE p.status <> 'exited'""",
+                    now,
+                )
+                if con.execute("SELECT count(*) FROM leaving").fetchone()[0]:
+                    pp_join = (
+                        f"LEFT JOIN ({pinned_profiles_sql(con, prev_pin)} SEMI JOIN leaving USING (profile_id)) pp "
+                        "ON pp.profile_id = p.profile_id"
+                    )
+                    pp_map = "pp.identityMap"
+            identity_map = f"coalesce({pr_map}, p.im, {pp_map})"
+            if pin is not None:
+                identity_map = f"CASE WHEN {is_current} THEN NULL ELSE {identity_map} END"
+            kv = f", KV_METADATA {{profiles: {sql_str(pin)}}}" if pin is not None else ""
+            # Parquet V2 (as the pidx membership files): its encodings write the 32-character profile ids and the
+            # timestamps about a third faster than V1's.
             con.execute(
                 f"""COPY (
                     SELECT * FROM (
@@ -428,7 +551,7 @@ class Ingestion:
                                   WHEN p.status = 'exited' THEN p.lqt
                                   WHEN c.profile_id IS NOT NULL THEN least(make_timestamp((c.ms + {ttl}) * 1000), $t)
                                   ELSE $t END AS lastQualificationTime,
-                             coalesce(pr.identityMap, p.im) AS identityMap,
+                             {identity_map}::{IDENTITY_MAP_TYPE} AS identityMap,
                              CASE WHEN c.profile_id IS NOT NULL THEN make_timestamp((c.ms + {ttl}) * 1000)
                                   ELSE p.validUntil END AS validUntil,
                              CASE WHEN c.profile_id IS NOT NULL THEN c.payload
@@ -436,18 +559,30 @@ class Ingestion:
                              p.status IS DISTINCT FROM 'exited' AS was_current
                       FROM cur c
                       {prev_join}
-                      LEFT JOIN ({profiles}) pr ON pr.profile_id = c.profile_id)
+                      {pr_join}
+                      {pp_join})
                     WHERE status = 'realized' OR lastQualificationTime >= $cutoff
-                ) TO {out_file} (FORMAT parquet)""",
+                ) TO {out_file} (FORMAT parquet, PARQUET_VERSION V2{kv})""",
                 {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
             )
-            src = f"read_parquet({out_file})"
-            realized, exited, exited_now, next_expiry = con.execute(
-                f"""SELECT count(*) FILTER (WHERE status = 'realized'), count(*) FILTER (WHERE status = 'exited'),
-                           count(*) FILTER (WHERE status = 'exited' AND was_current),
-                           min(validUntil) FILTER (WHERE status = 'realized')
-                    FROM {src}"""
-            ).fetchone()
+            if previous is None:  # the file's rows are ``cur``'s (the statement above): count them there
+                realized, exited, exited_now, next_expiry = con.execute(
+                    f"""SELECT count(*) FILTER (WHERE ms + {ttl} > $now), count(*) FILTER (WHERE gone),
+                               count(*) FILTER (WHERE gone),
+                               make_timestamp(min(ms) FILTER (WHERE ms + {ttl} > $now) * 1000 + {ttl * 1000})
+                        FROM (SELECT ms, ms + {ttl} <= $now
+                                     AND least(make_timestamp((ms + {ttl}) * 1000), $t) >= $cutoff AS gone
+                              FROM cur)""",
+                    {"now": int(evaluation_ms), "t": t, "cutoff": cutoff},
+                ).fetchone()
+            else:
+                realized, exited, exited_now, next_expiry = con.execute(
+                    f"""SELECT count(*) FILTER (WHERE status = 'realized'),
+                               count(*) FILTER (WHERE status = 'exited'),
+                               count(*) FILTER (WHERE status = 'exited' AND was_current),
+                               min(validUntil) FILTER (WHERE status = 'realized')
+                        FROM read_parquet({out_file})"""
+                ).fetchone()
             # Namespaces of the current members, counted per distinct list of namespaces (few), then per namespace
             by_namespace: dict[str, int] = {}
             # (the namespaces of the identities that matched each member: no second read of the identity maps).
@@ -474,6 +609,7 @@ class Ingestion:
             for name in ("cur", "data"):
                 con.execute(f"DROP VIEW IF EXISTS {name}")
             con.execute("DROP TABLE IF EXISTS cur_all")
+            con.execute("DROP TABLE IF EXISTS leaving")
 
 
 def ingest_rows(*, out_path: Path, memory_limit: str = "2GB", **kwargs: Any) -> RowsResult:

@@ -70,7 +70,9 @@ def _identity_map_of(column: str) -> str:
 #       exit's identities as its previous file recorded them.
 #   memberships/.index/: the profile index, profile id -> pidx, append-only (a number is never reused).
 # Files written before (and external audiences' files, engine/external_ingest.py) carry profile_id, status as a
-# string and identityMap per row; every reader accepts both, choosing by the file's columns.
+# string and identityMap per row; every reader accepts both, choosing by the file's columns. An external
+# audience's file whose key-value metadata names "profiles" (a folder of pinned merged profiles, relative to the
+# memberships root) leaves a current member's identityMap NULL: readers join it from those profiles by profile_id.
 # ---------------------------------------------------------------------------------------------------------------
 INDEX_DIR = ".index"
 IDENTITIES_DIR = ".identities"
@@ -93,6 +95,9 @@ class MembershipFile:
     identities: (
         Path | None
     )  # pidx format: its evaluation's identities file; None: a file with profile_id rows
+    # profile_id rows whose current members' identityMap is in pinned merged profiles (external audiences): their
+    # folder; None: every row carries its identityMap.
+    profiles: Path | None = None
 
     @property
     def pidx_format(self) -> bool:
@@ -104,15 +109,18 @@ def inspect_file(con: duckdb.DuckDBPyConnection, path: Path) -> MembershipFile:
     path = Path(path)
     src = f"read_parquet({sql_str(path)})"
     columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    identities = None
-    if "pidx" in columns:
+    identities = profiles = None
+    if "pidx" in columns or "validUntil" in columns:
         kv = dict(
             con.execute(
                 f"SELECT decode(key), decode(value) FROM parquet_kv_metadata({sql_str(path)})"
             ).fetchall()
         )
-        identities = path.parent.parent / IDENTITIES_DIR / kv["identities"]
-    return MembershipFile(path, columns, identities)
+        if "pidx" in columns:
+            identities = path.parent.parent / IDENTITIES_DIR / kv["identities"]
+        elif kv.get("profiles"):
+            profiles = path.parent.parent / kv["profiles"]
+    return MembershipFile(path, columns, identities, profiles)
 
 
 def members_sql(con: duckdb.DuckDBPyConnection, path: Path, extra: bool = True) -> str:
@@ -127,10 +135,31 @@ def members_sql(con: duckdb.DuckDBPyConnection, path: Path, extra: bool = True) 
         )
     im = f"identityMap::{IDENTITY_MAP_TYPE}" if "identityMap" in f.columns else f"NULL::{IDENTITY_MAP_TYPE}"
     more = "".join(f", {c}" for c in ("validUntil", "payload") if extra and c in f.columns)
+    if f.profiles is not None:  # current members' identityMap from the pinned profiles; exits carry theirs
+        more = "".join(f", m.{c}" for c in ("validUntil", "payload") if extra and c in f.columns)
+        return (
+            f"SELECT m.profile_id::VARCHAR AS profile_id, m.status, m.lastQualificationTime, "
+            f"CASE WHEN m.status = 'exited' THEN m.identityMap::{IDENTITY_MAP_TYPE} ELSE p.identityMap END "
+            f"AS identityMap{more} FROM read_parquet({sql_str(f.path)}) m "
+            f"LEFT JOIN ({pinned_profiles_sql(con, f.profiles)}) p ON p.profile_id = m.profile_id::VARCHAR"
+        )
     return (
         f"SELECT profile_id::VARCHAR AS profile_id, status, lastQualificationTime, {im} AS identityMap{more} "
         f"FROM read_parquet({sql_str(f.path)})"
     )
+
+
+def pinned_profiles_sql(con: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    """``(profile_id, identityMap)`` of a folder of pinned merged profiles (engine/external_ingest.py), the identity
+    map in the documented shape."""
+    src = f"read_parquet({sql_str(Path(folder) / '*.parquet')})"
+    shape = con.execute(f"DESCRIBE SELECT identityMap FROM {src}").fetchone()[1]
+    im = (
+        "identityMap"
+        if shape.replace('"', "") == IDENTITY_MAP_TYPE.replace('"', "")
+        else _identity_map_of("identityMap")
+    )
+    return f"SELECT profile_id::VARCHAR AS profile_id, {im}::{IDENTITY_MAP_TYPE} AS identityMap FROM {src}"
 
 
 @contextlib.contextmanager
@@ -752,12 +781,28 @@ def read_members(membership_file: Path, start: int = 0, limit: int = 100) -> tup
     con = connect()
     try:
         total = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(membership_file)})").fetchone()[0]
+        f = inspect_file(con, Path(membership_file))
+        source = members_sql(con, f.path)
+        if f.profiles is not None:  # the page first, then only its members' identity maps from the pin
+            source = f"SELECT * EXCLUDE (was_current) FROM read_parquet({sql_str(f.path)})"
         cur = con.execute(
-            f"SELECT * FROM ({members_sql(con, Path(membership_file))}) ORDER BY profile_id LIMIT $limit OFFSET $start",
+            f"SELECT * FROM ({source}) ORDER BY profile_id LIMIT $limit OFFSET $start",
             {"limit": int(limit), "start": int(start)},
         )
         names = [d[0] for d in cur.description]
-        return int(total), [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        wanted = [r["profile_id"] for r in rows if r["status"] != "exited"]
+        if f.profiles is not None and wanted:
+            maps = dict(
+                con.execute(
+                    f"SELECT profile_id, identityMap FROM ({pinned_profiles_sql(con, f.profiles)}) "
+                    f"WHERE profile_id IN ({', '.join(sql_str(p) for p in wanted)})"
+                ).fetchall()
+            )
+            for r in rows:
+                if r["status"] != "exited":
+                    r["identityMap"] = maps.get(r["profile_id"])
+        return int(total), rows
     finally:
         con.close()
 

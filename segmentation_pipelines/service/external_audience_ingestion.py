@@ -288,6 +288,7 @@ class ExternalAudienceIngestion:
                 ttl_days=ttl,
                 out_path=staging / "members.parquet",
                 namespaces=namespaces,
+                memberships_root=staging_root,
             )
             diff = memberships.DiffResult(staging=staging, files={audience_id: result.path}, counts={})
             files = memberships.publish_files(diff, self.layout.memberships_dir(), now)
