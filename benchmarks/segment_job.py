@@ -288,6 +288,23 @@ def compare_hashed(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -
             ).fetchall()
         }
         job = {}
+        files = {a: memberships.inspect_file(con, e.path) for a, e in found.items()}
+        shared = {f.identities for f in files.values()}
+        if len(shared) == 1 and None not in shared:  # pidx format, one identities file: all files in one pass
+            (identities,) = shared
+            con.execute("CREATE TEMP TABLE files (path VARCHAR, audience_id VARCHAR)")
+            con.executemany("INSERT INTO files VALUES (?, ?)", [(str(f.path), a) for a, f in files.items()])
+            job = {
+                a: (n, h)
+                for a, n, h in con.execute(
+                    f"SELECT f.audience_id, count(*) AS n, sum(hash(i.profile_id)::HUGEINT) AS h "
+                    f"FROM read_parquet([{', '.join(repr(str(f.path)) for f in files.values())}], filename = true) m "
+                    "JOIN files f ON f.path = m.filename "
+                    f"JOIN read_parquet('{identities}') i ON i.src = m.src AND i.pidx = m.pidx "
+                    "WHERE m.status <= 1 GROUP BY f.audience_id"
+                ).fetchall()
+            }
+            found = {}
         for a, e in found.items():
             job[a] = con.execute(
                 f"SELECT {agg} FROM ({memberships.members_sql(con, e.path)}) WHERE status IN ('realized', 'existing')"
