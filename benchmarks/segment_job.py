@@ -39,6 +39,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,7 +200,14 @@ def run_hand_written(queries, out_dir: Path) -> dict:
 # --- the job side ---------------------------------------------------------------------------------------------------
 def ensure_definitions(client, defs: list[dict]) -> dict[str, str]:
     """name -> id of the benchmark's definitions in the home (created once)."""
-    existing = {d["name"]: d["id"] for d in client.segment_definitions.list(limit=1000)["segments"]}
+    existing: dict[str, str] = {}
+    start = 0
+    while True:  # pages of 1,000 (the list's maximum): 4,000 definitions span four
+        page = client.segment_definitions.list(limit=1000, start=start)["segments"]
+        existing.update({d["name"]: d["id"] for d in page})
+        if len(page) < 1000:
+            break
+        start += len(page)
     for d in defs:
         if d["name"] not in existing:
             created = client.segment_definitions.create(
@@ -207,6 +215,125 @@ def ensure_definitions(client, defs: list[dict]) -> dict[str, str]:
             )
             existing[d["name"]] = created["id"]
     return {d["name"]: existing[d["name"]] for d in defs}
+
+
+class PeakRss:
+    """Peak resident memory of this process and all its descendants (summed, sampled every 50 ms from /proc) while
+    the ``with`` block runs: the job runs in-process (``execute_in_process``), but a sum over the tree also counts
+    any worker a step would start."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            for task in Path(f"/proc/{p}/task").glob("*/children"):
+                try:
+                    todo += [int(c) for c in task.read_text().split()]
+                except OSError:
+                    pass
+        return out
+
+    @classmethod
+    def now(cls) -> int:
+        total = 0
+        for p in cls._tree(os.getpid()):
+            try:
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self.now()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def compare_hashed(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -> tuple[int, int, int]:
+    """As :func:`compare`, streaming: per audience, the count and a sum of 64-bit hashes of the profile ids on
+    each side (set differences over ~10^9 pairs would not fit). Returns (pairs, audiences whose count or hash
+    differs as seen from the job, and as seen from the hand-written side) - 0/0 when the sets agree."""
+    from segmentation_pipelines import duck
+    from segmentation_pipelines.engine import memberships
+    from segmentation_pipelines.service.audience_evaluations import AudienceEvaluations
+
+    found = AudienceEvaluations(client.ctx).latest_for(ids, before_ms=evaluation_ms + 1)
+    assert set(found) == set(ids) and all(e.evaluation_ms == evaluation_ms for e in found.values())
+    con = duck.connect(hand_dir / "spill-check", "4GB")
+    try:
+        agg = "count(*) AS n, sum(hash(profile_id)::HUGEINT) AS h"
+        hand = {
+            a: (n, h)
+            for a, n, h in con.execute(
+                f"SELECT audience_id, {agg} FROM read_parquet('{hand_dir / '*.parquet'}', union_by_name = true) "
+                "GROUP BY audience_id"
+            ).fetchall()
+        }
+        job = {}
+        files = {a: memberships.inspect_file(con, e.path) for a, e in found.items()}
+        shared = {f.identities for f in files.values()}
+        if len(shared) == 1 and None not in shared:  # pidx format, one identities file: all files in one pass
+            (identities,) = shared
+            con.execute("CREATE TEMP TABLE files (path VARCHAR, audience_id VARCHAR)")
+            con.executemany("INSERT INTO files VALUES (?, ?)", [(str(f.path), a) for a, f in files.items()])
+            job = {
+                a: (n, h)
+                for a, n, h in con.execute(
+                    f"SELECT f.audience_id, count(*) AS n, sum(hash(i.profile_id)::HUGEINT) AS h "
+                    f"FROM read_parquet([{', '.join(repr(str(f.path)) for f in files.values())}], filename = true) m "
+                    "JOIN files f ON f.path = m.filename "
+                    f"JOIN read_parquet('{identities}') i ON i.src = m.src AND i.pidx = m.pidx "
+                    "WHERE m.status <= 1 GROUP BY f.audience_id"
+                ).fetchall()
+            }
+            found = {}
+        for a, e in found.items():
+            job[a] = con.execute(
+                f"SELECT {agg} FROM ({memberships.members_sql(con, e.path)}) WHERE status IN ('realized', 'existing')"
+            ).fetchone()
+            job[a] = (job[a][0], job[a][1] if job[a][0] else None)
+    finally:
+        con.close()
+    pairs = sum(n for n, _ in job.values())
+    only_job = sum(1 for a, v in job.items() if v[0] and hand.get(a) != v)
+    only_hand = sum(1 for a, v in hand.items() if job.get(a) != v)
+    return pairs, only_job, only_hand
+
+
+def member_reads(client, ids: list[str], when: datetime, n: int = 20, seed: int = 18) -> dict:
+    """Seconds of member reads through the client on ``n`` audiences drawn at random: the first page (100) of the
+    evaluation in effect at ``when``, and the same as of ``when`` (``evaluationTime``) once a later one exists."""
+    rnd = random.Random(seed)
+    sample = rnd.sample(ids, min(n, len(ids)))
+    out = {}
+    for name, kw in (("latest", {}), ("as_of", {"evaluationTime": when.isoformat()})):
+        times = []
+        for a in sample:
+            t = time.perf_counter()
+            page = client.audiences.members(a, limit=100, **kw)
+            times.append(time.perf_counter() - t)
+            assert page["_page"]["totalCount"] >= len(page["children"])
+        times.sort()
+        out[name] = {"median": times[len(times) // 2], "max": times[-1]}
+    return out
 
 
 def compare(client, ids: list[str], evaluation_ms: int, hand_dir: Path) -> tuple[int, int, int]:
@@ -348,8 +475,18 @@ def main() -> None:
     ap.add_argument(
         "--engine", choices=("duckdb", "polars"), default="duckdb", help="the job's evaluation engine"
     )
+    ap.add_argument(
+        "--check",
+        choices=("exact", "hashed", "none"),
+        help="how the job's members are checked against the hand-written pairs: exact set differences (default up "
+        "to 100 definitions), per-audience counts and hash sums (streaming; default above), or not at all",
+    )
+    ap.add_argument("--no-hand", action="store_true", help="skip the hand-written SQL (and so the check)")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
+    check = args.check or ("exact" if args.definitions <= 100 else "hashed")
+    if args.no_hand:
+        check = "none"
     os.environ["SEGMENTATION_ENGINE"] = args.engine  # the settings the in-process client (and its runs) read
 
     from segmentation_pipelines import SegmentationClient
@@ -373,20 +510,35 @@ def main() -> None:
             when = NOW + dt.timedelta(days=r)
             naive = when.astimezone(UTC).replace(tzinfo=None)
             before = load()
-            hand = run_hand_written(
-                hand_written_queries(defs, ids, naive, profiles, events), work / "hand-written"
-            )
-            print(f"round {r + 1}: hand-written {hand['seconds']:.1f} s {hand['by_kind']}", flush=True)
+            hand, hand_rss = {"seconds": float("nan"), "by_kind": {}}, 0
+            if not args.no_hand:
+                with PeakRss() as rss:
+                    hand = run_hand_written(
+                        hand_written_queries(defs, ids, naive, profiles, events), work / "hand-written"
+                    )
+                hand_rss = rss.peak
+                print(
+                    f"round {r + 1}: hand-written {hand['seconds']:.1f} s {hand['by_kind']}, "
+                    f"peak RSS {hand_rss / 2**30:.2f} GiB",
+                    flush=True,
+                )
             started = time.perf_counter()
-            job = client.segment_jobs.create(body, evaluation_time=when, wait=True)
+            with PeakRss() as rss:
+                job = client.segment_jobs.create(body, evaluation_time=when, wait=True)
             job_s = time.perf_counter() - started
             assert job["status"] == "SUCCEEDED", job.get("errors")
             metrics = client.segment_jobs.get(job["id"])["metrics"]
-            print(f"round {r + 1}: job {job_s:.1f} s, phases {metrics.get('phasesInMs')}", flush=True)
-            pairs, only_job, only_hand = compare(
-                client, list(ids.values()), to_ms(when), work / "hand-written"
+            print(
+                f"round {r + 1}: job {job_s:.1f} s, peak RSS {rss.peak / 2**30:.2f} GiB, "
+                f"phases {metrics.get('phasesInMs')}",
+                flush=True,
             )
+            after_job = load()
+            pairs, only_job, only_hand = {"exact": compare, "hashed": compare_hashed}.get(
+                check, lambda *a: (None, 0, 0)
+            )(client, list(ids.values()), to_ms(when), work / "hand-written")
             on_disk = disk(client, list(ids.values()), to_ms(when))
+            reads = member_reads(client, list(ids.values()), rows[0]["when"] if rows else when)
             by_status = metrics["segmentedProfileByStatusCounter"].values()
             statuses = {s: sum(c[s] for c in by_status) for s in ("realized", "existing", "exited")}
             rows.append(
@@ -400,8 +552,11 @@ def main() -> None:
                     "only_job": only_job,
                     "only_hand": only_hand,
                     "statuses": statuses,
-                    "load": (before, load()),
+                    "load": (before, after_job),
                     "disk": on_disk,
+                    "job_rss": rss.peak,
+                    "hand_rss": hand_rss,
+                    "reads": reads,
                 }
             )
             print(rows[-1], flush=True)
@@ -415,6 +570,9 @@ def main() -> None:
     shutil.rmtree(work / "hand-written", ignore_errors=True)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    checked = {"exact": "identical", "hashed": "same counts and hashes per audience", "none": "not checked"}[
+        check
+    ]
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     lines = [
         f"### {stamp} — {args.profiles:,} profiles, {args.events:,} events, {args.definitions} definitions, "
@@ -422,18 +580,33 @@ def main() -> None:
         "",
         f"Command: `flock /tmp/sp-bench.lock .venv/bin/python benchmarks/segment_job.py --profiles {args.profiles} "
         f"--events {args.events} --rounds {args.rounds} --definitions {args.definitions}"
-        f"{' --floor' if args.floor else ''}{' --engine ' + args.engine if args.engine != 'duckdb' else ''}`",
+        f"{' --floor' if args.floor else ''}{' --engine ' + args.engine if args.engine != 'duckdb' else ''}"
+        f"{' --check ' + args.check if args.check else ''}{' --no-hand' if args.no_hand else ''}"
+        f"{' --work ' + str(args.work) if args.work != ap.get_default('work') else ''}`",
         "",
-        "| round | evaluation | job, through the client (s) | hand-written SQL (s) | job / hand-written | pairs "
-        "(identical) | realized / existing / exited | load before → after |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| round | evaluation | job, through the client (s) | job peak RSS (GiB) | hand-written SQL (s) | "
+        f"hand-written peak RSS (GiB) | job / hand-written | pairs ({checked}) | realized / existing / exited | "
+        "load before → after the job |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["statuses"]
+        pairs = "-" if r["pairs"] is None else f"{r['pairs']:,}"
         lines.append(
-            f"| {r['round']} | {r['when']:%Y-%m-%d %H:%M} | {r['job_s']:.1f} | {r['hand']['seconds']:.1f} | "
-            f"{r['job_s'] / r['hand']['seconds']:.2f}x | {r['pairs']:,} (yes) | {s['realized']:,} / "
-            f"{s['existing']:,} / {s['exited']:,} | {r['load'][0]} → {r['load'][1]} |"
+            f"| {r['round']} | {r['when']:%Y-%m-%d %H:%M} | {r['job_s']:.1f} | {r['job_rss'] / 2**30:.2f} | "
+            f"{r['hand']['seconds']:.1f} | {r['hand_rss'] / 2**30:.2f} | {r['job_s'] / r['hand']['seconds']:.2f}x | "
+            f"{pairs} | {s['realized']:,} / {s['existing']:,} / {s['exited']:,} | {r['load'][0]} → {r['load'][1]} |"
+        )
+    lines += [
+        "",
+        "Member reads through the client (`audiences.members`, first page of 100, 20 audiences; s):",
+        "",
+    ]
+    for r in rows:
+        m = r["reads"]
+        lines.append(
+            f"- round {r['round']}: latest median {m['latest']['median']:.3f} (max {m['latest']['max']:.3f}); "
+            f"as of round 1's time median {m['as_of']['median']:.3f} (max {m['as_of']['max']:.3f})"
         )
     lines += ["", "Memberships on disk per evaluation (all audiences):", ""]
     for r in rows:
