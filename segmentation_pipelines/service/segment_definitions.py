@@ -333,11 +333,20 @@ class SegmentDefinitionsService:
         )
 
     def _ensure_no_cycle(self, session, ident: str, references: builtins.list[str]) -> None:
-        rows = self.ctx.repo(session, models.Audience).find(models.Audience.type == TYPE_SEGMENT_DEFINITION)
-        graph = {r.id: builtins.list(r.body.get("dependencies") or []) for r in rows if r.id != ident}
-        cycle = find_cycle(ident, references, graph)
+        # Walks only what the new references reach, one definition at a time: reading every definition's body
+        # made each create O(definitions) (0.25 s each at 4,000). No reference: no edge out, so no cycle.
+        repo = self.ctx.repo(session, models.Audience)
+        names: dict[str, str] = {}
+
+        def dependencies(node: str) -> builtins.list[str]:
+            row = repo.get(node)
+            if row is None or row.type != TYPE_SEGMENT_DEFINITION:
+                return []
+            names[node] = row.name
+            return builtins.list(row.body.get("dependencies") or [])
+
+        cycle = find_cycle(ident, references, dependencies) if references else None
         if cycle:
-            names = {r.id: r.name for r in rows}
             path = " -> ".join(f"'{names.get(n, n)}'" if n != ident else "this definition" for n in cycle)
             raise ApiError(
                 400,
