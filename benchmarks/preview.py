@@ -168,8 +168,11 @@ def ingested_home(folder: Path, work: Path) -> Path:
     with SegmentationClient(home=home) as client:
         people = client.datasets.create({"name": "crm", "schema": {"name": "_xdm.context.profile"}})
         events = client.datasets.create({"name": "web", "schema": {"name": "_xdm.context.experienceevent"}})
-        client.datasets.upload(people["id"], [files / "profiles.parquet"])
-        client.datasets.upload(events["id"], [files / "events.parquet"])
+        for dataset, name in ((people, "profiles.parquet"), (events, "events.parquet")):
+            batch = client.datasets.upload(dataset["id"], [files / name])
+            # A store that did not become current (a refresh that failed: disk, memory) is no home to measure.
+            store = batch.get("profileStore") or {}
+            assert batch["status"] == "success" and store.get("status") == "current", (name, batch)
     shutil.rmtree(files, ignore_errors=True)
     ready.write_text(f"{time.perf_counter() - started:.0f} s")
     return home
