@@ -21,9 +21,6 @@ Dagster here.
 from __future__ import annotations
 
 import datetime as dt
-import glob
-import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -33,13 +30,15 @@ from typing import Any
 
 import duckdb
 
-from segmentation_pipelines.duck import connect, parquet_exists, sql_str
+from segmentation_pipelines.duck import connect, parquet_exists, sql_list, sql_str
 from segmentation_pipelines.engine.memberships import (
     IDENTITY_MAP_TYPE,
     RETENTION_DAYS,
     _identity_map_of,
+    files_key,
     inspect_file,
     pinned_profiles_sql,
+    resolved_files,
 )
 
 DAY_MS = 86_400_000
@@ -88,28 +87,19 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _files_list(files: list[Path]) -> str:
-    return "[" + ", ".join(sql_str(p) for p in files) + "]"
-
-
 def pin_profiles(profiles_path: str | Path, memberships_root: Path) -> str | None:
     """Pin the merged profiles' files (a file or a glob) under ``<memberships_root>/.profiles/<key>/`` by hard links
     and return that folder relative to the root; None when they cannot be linked (another file system: the caller
-    then writes each member's identity map). ``key`` names the files' identity (path, inode, size, mtime), so every
-    run on the same store version shares one folder, and hard links cost no copy: disk is held only for parts a
+    then writes each member's identity map). ``key`` names the files (:func:`memberships.files_key`), so every run
+    on the same store version shares one folder, and hard links cost no copy: disk is held only for parts a
     later store version replaced. The folder appears complete or not at all (written under a temporary name)."""
-    files = sorted(os.path.realpath(f) for f in glob.glob(str(profiles_path)))
+    files = resolved_files(profiles_path)
     if not files:
         return None
     try:
-        stats = [os.stat(f) for f in files]
-    except OSError:
+        key = files_key({0: files}, PINS_DIR)
+    except OSError:  # a file gone meanwhile
         return None
-    key = hashlib.sha256(
-        json.dumps(
-            [[f, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns] for f, s in zip(files, stats, strict=True)]
-        ).encode()
-    ).hexdigest()[:24]
     relative = f"{PINS_DIR}/{key}"
     target = Path(memberships_root) / relative
     if target.is_dir():
@@ -134,10 +124,10 @@ def pin_profiles(profiles_path: str | Path, memberships_root: Path) -> str | Non
 def _scan(files: list[Path], fmt: str) -> str:
     if fmt == "csv":
         return (
-            f"read_csv({_files_list(files)}, header = true, all_varchar = true, union_by_name = true, "
+            f"read_csv({sql_list(files)}, header = true, all_varchar = true, union_by_name = true, "
             "filename = true, null_padding = true)"
         )
-    return f"read_parquet({_files_list(files)}, union_by_name = true, filename = true)"
+    return f"read_parquet({sql_list(files)}, union_by_name = true, filename = true)"
 
 
 class Ingestion:

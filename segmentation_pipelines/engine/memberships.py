@@ -36,7 +36,7 @@ from typing import Any
 
 import duckdb
 
-from segmentation_pipelines.duck import connect, parquet_exists, sql_str
+from segmentation_pipelines.duck import connect, parquet_exists, sql_list, sql_str
 from segmentation_pipelines.engine.interrupt import run_interruptible
 from segmentation_pipelines.engine.model import EvaluationCancelled
 from segmentation_pipelines.timeutil import naive_utc
@@ -197,7 +197,7 @@ def number_profiles(run, con: duckdb.DuckDBPyConnection, root: Path, new_ids_sql
     with _index_lock(root) as folder:
         parts = _index_parts(folder)
         if parts:
-            files = "[" + ", ".join(sql_str(p) for _, p in parts) + "]"
+            files = sql_list(p for _, p in parts)
             run(f"CREATE TEMP TABLE idx AS SELECT profile_id, pidx FROM read_parquet({files})")
         else:
             run("CREATE TEMP TABLE idx (profile_id VARCHAR, pidx UINTEGER)")
@@ -230,7 +230,7 @@ def profile_numbers(memberships_root: Path, profiles_path: str | Path, out: Path
     engine to write numbered pairs (``EvaluationRequest.profile_numbers``): the profiles file of those merged
     profiles when an evaluation has written it (no work), else ``out``, written after numbering the profiles the
     index does not hold yet (under its lock, as the diff does)."""
-    files = _files(profiles_path)
+    files = resolved_files(profiles_path)
     shared = Path(memberships_root) / IDENTITIES_DIR / f"{PROFILES_PREFIX}{_profiles_key({0: files})}.parquet"
     if shared.exists():
         return shared
@@ -241,7 +241,7 @@ def profile_numbers(memberships_root: Path, profiles_path: str | Path, out: Path
         def run(sql: str, params: dict | None = None):
             return con.execute(sql, params or {}).fetchall()
 
-        ids = f"SELECT profile_id::VARCHAR AS profile_id FROM read_parquet({_list_sql(files)})"
+        ids = f"SELECT profile_id::VARCHAR AS profile_id FROM read_parquet({sql_list(files)})"
         number_profiles(run, con, Path(memberships_root), ids)
         run(
             f"COPY (SELECT x.* FROM idx x SEMI JOIN ({ids}) p USING (profile_id)) TO {sql_str(out)} (FORMAT parquet)"
@@ -303,26 +303,28 @@ def safe_name(audience_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in audience_id)
 
 
-def _files(path: str | Path) -> list[str]:
+def resolved_files(path: str | Path) -> list[str]:
     """The files a path or glob names now, resolved and sorted."""
     p = str(path)
     names = glob.glob(p) if any(c in p for c in "*?[") else [p]
     return sorted(os.path.realpath(n) for n in names)
 
 
-def _list_sql(files) -> str:
-    return "[" + ", ".join(sql_str(f) for f in files) + "]"
-
-
-def _profiles_key(files_of: Mapping[int, list[str]]) -> str:
-    """What a profiles file is of: each src's merged profiles files (path, size, modification time). A store
-    version's files never change (a new version is a new folder), so the same key means the same profiles."""
-    h = hashlib.sha256(PROFILES_FORMAT.encode())
+def files_key(files_of: Mapping[int, list[str]], kind: str) -> str:
+    """A name for the ``kind`` of file made from these store files (each group's files: path, size, modification
+    time). A store version's files never change (a new version is a new folder), so the same key means the same
+    files. Raises OSError when a file is gone."""
+    h = hashlib.sha256(kind.encode())
     for src, files in sorted(files_of.items()):
         for f in files:
             st = os.stat(f)
             h.update(f"\n{src}\t{f}\t{st.st_size}\t{st.st_mtime_ns}".encode())
     return h.hexdigest()[:24]
+
+
+def _profiles_key(files_of: Mapping[int, list[str]]) -> str:
+    """What a profiles file is of: each src's merged profiles files."""
+    return files_key(files_of, PROFILES_FORMAT)
 
 
 def _has_column(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> bool:
@@ -413,7 +415,7 @@ def _diff(
         audience_id=("VARCHAR", list(audience_ids)),
         src=("UTINYINT", srcs),
     )
-    files_of = {i: _files(path) for path, i in paths.items()}
+    files_of = {i: resolved_files(path) for path, i in paths.items()}
     # The profiles file of these merged profiles (all their profiles, numbered, with their identities): written
     # by the first evaluation that reads them, reused by every later one (module comment above).
     profiles_file = (
@@ -433,7 +435,7 @@ def _diff(
         selects = [
             f"SELECT {i}::UTINYINT AS src, profile_id::VARCHAR AS profile_id, "
             f"{_identity_map_of('identityMap') if _has_identity_map(con, files[0]) else 'NULL'}"
-            f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({_list_sql(files)})"
+            f"::{IDENTITY_MAP_TYPE} AS identityMap FROM read_parquet({sql_list(files)})"
             for i, files in files_of.items()
         ] or [
             f"SELECT NULL::UTINYINT AS src, NULL::VARCHAR AS profile_id, NULL::{IDENTITY_MAP_TYPE} AS identityMap WHERE false"
@@ -471,7 +473,7 @@ def _diff(
             aidx=("INTEGER", [i for i, _ in old_prev]),
             filename=("VARCHAR", [f for _, f in old_prev]),
         )
-        files = "[" + ", ".join(sql_str(f) for _, f in old_prev) + "]"
+        files = sql_list(f for _, f in old_prev)
         old_scan = f"read_parquet({files}, filename = true, union_by_name = true)"
         old_columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {old_scan}").fetchall()}
     if new_prev:
@@ -511,14 +513,14 @@ def _diff(
         numbered = [p for p in sources if _has_column(con, Path(p), "pidx")]
         by_id = [p for p in sources if p not in numbered]
         selects = [
-            f"SELECT {_KEY.format(a='a.aidx', p='pr.pidx')} AS k, pr.nsid FROM read_parquet({_list_sql(group)}) q "
+            f"SELECT {_KEY.format(a='a.aidx', p='pr.pidx')} AS k, pr.nsid FROM read_parquet({sql_list(group)}) q "
             f"JOIN audiences a ON a.audience_id = q.audience_id JOIN profiles pr ON pr.src = a.src AND {on}"
             for group, on in ((numbered, "pr.pidx = q.pidx"), (by_id, "pr.profile_id = q.profile_id"))
             if group
         ]
         qualified = " UNION ALL ".join(selects)
         expected_pairs = run(
-            f"SELECT count(*) FROM read_parquet({_list_sql(sources)}, union_by_name = true) q "
+            f"SELECT count(*) FROM read_parquet({sql_list(sources)}, union_by_name = true) q "
             "SEMI JOIN audiences a ON a.audience_id = q.audience_id"
         )[0][0]
     else:
@@ -526,7 +528,7 @@ def _diff(
 
     prevs = []
     if new_prev:
-        files = "[" + ", ".join(sql_str(f) for _, f, _ in new_prev) + "]"
+        files = sql_list(f for _, f, _ in new_prev)
         prevs.append(
             f"SELECT {_KEY.format(a='f.aidx', p='m.pidx')} AS k, m.src AS psrc, m.status, m.lastQualificationTime AS lqt "
             f"FROM read_parquet({files}, filename = true) m JOIN prev_new f ON f.filename = m.filename"
@@ -612,7 +614,7 @@ def _diff(
             id_files = sorted({i for _, _, i in new_prev})
             gone_sources.append(
                 f"SELECT g.aidx, g.pidx, i.profile_id, i.identityMap FROM gone g JOIN prev_new f ON f.aidx = g.aidx "
-                f"JOIN read_parquet({_list_sql(id_files)}, filename = true) i "
+                f"JOIN read_parquet({sql_list(id_files)}, filename = true) i "
                 "ON i.filename = f.identities AND i.src = g.psrc AND i.pidx = g.pidx"
             )
         if old_scan:

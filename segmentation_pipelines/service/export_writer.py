@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from segmentation_pipelines.catalog import models
 from segmentation_pipelines.catalog.db import now_ms
-from segmentation_pipelines.duck import connect, sql_str
+from segmentation_pipelines.duck import connect, sql_list, sql_str
 from segmentation_pipelines.engine.export import (
     EventsSpec,
     ExportCancelled,
@@ -321,7 +321,7 @@ class ExportWriter:
                     f"COPY (SELECT NULL::VARCHAR AS profile_id WHERE false) TO {sql_str(out)} (FORMAT parquet)"
                 )
                 return out
-            listing = "[" + ", ".join(sql_str(f) for f in files) + "]"
+            listing = sql_list(files)
             con.execute(
                 f"""COPY (SELECT DISTINCT i.profile_id FROM (
                         SELECT e.key AS namespace, unnest(e.value).id AS id
@@ -383,7 +383,7 @@ class ExportWriter:
         files = [str(p) for b in refs for p in self.layout.batch_files(b.dataset_id, b.batch_id)]
         if not files:
             return EventsSpec(f"({EMPTY_EVENTS})", None)
-        listing = "[" + ", ".join(sql_str(f) for f in files) + "]"
+        listing = sql_list(files)
         relation = _keyed_sql(
             f"read_parquet({listing}, union_by_name = true)", str(self.layout.identities_path())
         )
