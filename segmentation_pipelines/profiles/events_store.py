@@ -104,7 +104,7 @@ def incremental_step(
     else:
         olds = []
     # The parts whose range can hold a re-keyed profile, then, in one scan of their profile ids, those that do.
-    candidates = [p for p in parts if p["rows"] and any(_in_range(o, p) for o in olds)]
+    candidates = ranges.touched(parts, olds)
     hit = set()
     if candidates:
         hit = {
@@ -161,9 +161,3 @@ def incremental_step(
     events = sum(p["rows"] for p in out)
     total = int(stats["events"]) + int(stats["events_excluded"]) + int(new_rows or 0)
     return out, {"events": events, "events_excluded": total - events}
-
-
-def _in_range(pid: str, part: dict) -> bool:
-    if part.get("lo") is None:
-        return True
-    return part["lo"] <= pid <= part["hi"]

@@ -57,14 +57,15 @@ def write_base(con, version: Path, select_sql: str, rows: int = PART_ROWS) -> li
         parts.append({"file": name, "kind": "base", "lo": None, "hi": None, "rows": 0})
     shutil.rmtree(scratch, ignore_errors=True)
     if not parts:
-        return [_empty(con, version, f"SELECT * FROM ({select_sql}) LIMIT 0")]
+        return [_empty(con, version, select_sql)]
     describe(con, version, parts)
     return parts
 
 
-def _empty(con, version: Path, empty_sql: str) -> dict:
+def _empty(con, version: Path, like_sql: str) -> dict:
+    """An empty base part with the columns of ``like_sql`` (a store with no row still has a file to read)."""
     name = f"part-empty-{version.name}.parquet"
-    con.execute(f"COPY ({empty_sql}) TO {sql_str(str(version / name))} ({PARQUET})")
+    con.execute(f"COPY (SELECT * FROM ({like_sql}) LIMIT 0) TO {sql_str(str(version / name))} ({PARQUET})")
     return {"file": name, "kind": "base", "lo": None, "hi": None, "rows": 0}
 
 
@@ -162,11 +163,7 @@ def step(
             (version / name).unlink()
     if not out:
         return [
-            _empty(
-                con,
-                version,
-                f"SELECT * FROM read_parquet({sql_str(str(previous / parts[0]['file']))}) LIMIT 0",
-            )
+            _empty(con, version, f"SELECT * FROM read_parquet({sql_str(str(previous / parts[0]['file']))})")
         ]
     if needs_compaction(out):
         return compact(con, version, out, rows)
@@ -251,11 +248,7 @@ def _rewrite_ranges(
     out.extend(p for p in new if p["rows"])
     if not out:
         return [
-            _empty(
-                con,
-                version,
-                f"SELECT * FROM read_parquet({sql_str(str(previous / bases[0]['file']))}) LIMIT 0",
-            )
+            _empty(con, version, f"SELECT * FROM read_parquet({sql_str(str(previous / bases[0]['file']))})")
         ]
     return sorted(out, key=lambda p: p["lo"])
 
