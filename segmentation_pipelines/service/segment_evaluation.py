@@ -50,10 +50,8 @@ from segmentation_pipelines.timeutil import to_ms
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
-NUMBERING_ENGINES = (
-    "duckdb",
-    "polars",
-)  # engines that write numbered pairs (EvaluationRequest.profile_numbers)
+# The engines that write numbered pairs (EvaluationRequest.profile_numbers).
+NUMBERING_ENGINES = ("duckdb", "polars")
 STALE_WORK_S = 24 * 3600  # work folders of a killed run are removed by a later run after this long
 
 

@@ -198,7 +198,7 @@ def test_a_batch_rewrites_only_the_range_files_holding_the_profiles_it_changes(t
     full, _ = full_rebuild(tmp_path / "full-1", layout, world.profiles, world.events, [TS])
     assert snapshot(layout, [TS]) == snapshot(full, [TS])
 
-    # Updates of people spread over every range: the touched files are rewritten together, sorted again.
+    # Updates of people spread over every range: each touched range is rewritten in place (ranges.step).
     world.profile_batch(new=20, updates=3000, links=2)
     results = build_all(layout, world.profiles, world.events, [TS])
     assert {r["mode"] for r in results.values()} == {"incremental"}, results

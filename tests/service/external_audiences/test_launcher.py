@@ -4,7 +4,6 @@ its audience's asset, then is launched once."""
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.dagster_launcher import instance_for, load_definitions
@@ -13,14 +12,6 @@ from segmentation_pipelines.defs.external_audiences.sensors import external_audi
 from segmentation_pipelines.settings import get_settings
 
 from .test_sensor_and_rules import body, landing
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("SEGMENTATION_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(get_settings(home=home).dagster_home))
-    return home
 
 
 def test_a_new_run_waits_for_its_asset_then_is_launched_once(home, monkeypatch):

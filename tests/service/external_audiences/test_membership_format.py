@@ -10,33 +10,20 @@ import time
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from segmentation_pipelines import SegmentationClient
 from segmentation_pipelines.engine import memberships as m
 from segmentation_pipelines.engine.export import SegmentSource, write_export
-from segmentation_pipelines.landing import landing_dir
-from segmentation_pipelines.settings import get_settings
 from service.segment_jobs.scenario import Scenario
+
+from .test_sensor_and_rules import landing
 
 FIELDS = [{"name": "email", "type": "string", "identityNs": "Email"}, {"name": "tier", "type": "string"}]
 ROWS = ["ann@example.com,gold", "bob@example.com,silver", "cat@example.com,gold", "zed@example.com,gold"]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    settings = get_settings(home=home)
-    monkeypatch.setenv("SEGMENTATION_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
-    return home
-
-
 def upload(home: Path, rows: list[str]) -> None:
-    settings = get_settings(home=home)
-    folder = landing_dir(settings.landing, settings.default_org, "prod")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "crm.csv"
+    path = landing(home) / "crm.csv"
     path.write_text("email,tier\n" + "".join(r + "\n" for r in rows))
     stamp = time.time() + 1  # a new modification time within the same second (the fingerprint reads it)
     os.utime(path, (stamp, stamp))

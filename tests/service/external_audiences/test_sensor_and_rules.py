@@ -26,15 +26,6 @@ def body(path: str, kind: str = "file", **extra):
     }
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    settings = get_settings(home=home)
-    monkeypatch.setenv("SEGMENTATION_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
-    return home
-
-
 def landing(home):
     settings = get_settings(home=home)
     folder = landing_dir(settings.landing, settings.default_org, "prod")
